@@ -1,0 +1,1 @@
+"""Attack families: perturbation, fooling, evolution, patch, shifts (each module registers its checks)."""

@@ -1,0 +1,194 @@
+"""The one shape every check has: ``Check.run(model, data, ctx) -> CheckOutput``, and a registry.
+
+A check measures; it never writes files (the runner does). Options come from a plan's
+``[checks.<name>]`` table into the check's ``Config`` dataclass. Checks whose work is per
+image subclass ``SampleCheck``: the runner shards ``measure`` over the evaluation images
+(so runs resume and merge) and calls ``summarize`` once on the merged per-sample table.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import pandas as pd
+import torch
+
+from .data import Split
+from .errors import InvalidInputError
+from .models import AuditedModel
+
+
+@dataclass
+class AuditData:
+    """What a check sees of the dataset: the evaluation sample and, if any, the training split.
+
+    Images are already converted to the model's channels and size.
+    """
+
+    name: str
+    classes: list[str]
+    eval: Split
+    train: Split | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def attributes(self) -> list[str]:
+        return list(self.eval.attrs.columns)
+
+    def with_eval(self, split: Split) -> "AuditData":
+        return AuditData(self.name, self.classes, split, self.train)
+
+
+@dataclass
+class CheckOutput:
+    """What a check returns: tidy rows, optional per-sample records, figures (PNG bytes) and
+    artifacts (tensors later checks may reuse, e.g. adversarial examples for ``confidence``)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    samples: pd.DataFrame | None = None
+    figures: dict[str, bytes] = field(default_factory=dict)
+    artifacts: dict[str, torch.Tensor] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CheckContext:
+    """Run settings shared by checks: device, seed, batch size, and outputs of earlier checks."""
+
+    device: str = "cpu"
+    seed: int = 0
+    batch_size: int = 256
+    progress: bool = False
+    artifacts: dict[str, torch.Tensor] = field(default_factory=dict)
+    baseline: pd.DataFrame | None = None
+    shard: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    def generator(self, *salt: object, device: str | None = None) -> torch.Generator:
+        """A torch generator seeded from the run seed, the shard and ``salt`` (e.g. the check name)."""
+        digest = hashlib.sha256(repr((self.seed, self.shard) + salt).encode()).digest()
+        gen = torch.Generator(device=device or "cpu")
+        gen.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+        return gen
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+
+@dataclass
+class NoConfig:
+    """A check without options."""
+
+
+class Check:
+    """Base class of all checks; subclasses set ``name`` and implement ``run``."""
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    reference: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    needs_model: ClassVar[bool] = True
+    needs_train: ClassVar[bool] = False
+    order: ClassVar[int] = 50
+    Config: ClassVar[type] = NoConfig
+
+    def __init__(self, config: Any | None = None) -> None:
+        self.config = config if config is not None else self.Config()
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any] | None) -> "Check":
+        options = dict(options or {})
+        fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+        unknown = sorted(set(options) - set(fields))
+        if unknown:
+            known = ", ".join(sorted(fields)) or "none"
+            raise InvalidInputError(f"check '{cls.name}' has no option {', '.join(map(repr, unknown))}; options: {known}")
+        try:
+            config = cls.Config(**options)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"bad options for check '{cls.name}': {exc}") from exc
+        validate = getattr(config, "validate", None)
+        if callable(validate):
+            validate()
+        return cls(config)
+
+    def config_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
+        raise NotImplementedError
+
+    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+        """The one number of this check for a scorecard: (label, value), or None."""
+        return None
+
+
+class SampleCheck(Check):
+    """A check measured image by image: ``measure`` a shard, ``summarize`` the merged records."""
+
+    shard_size: ClassVar[int] = 250
+
+    def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
+        """Per-sample records (``samples``, one row per image, with a ``sample`` id column) and artifacts."""
+        raise NotImplementedError
+
+    def summarize(self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext) -> CheckOutput:
+        raise NotImplementedError
+
+    def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
+        part = self.measure(model, data.eval, ctx)
+        out = self.summarize(part.samples if part.samples is not None else pd.DataFrame(), part.artifacts, data, ctx)
+        out.warnings = part.warnings + out.warnings
+        out.samples = part.samples if out.samples is None else out.samples
+        return out
+
+
+REGISTRY: dict[str, type[Check]] = {}
+
+
+def register(cls: type[Check]) -> type[Check]:
+    """Class decorator: make a check available by its ``name`` to plans, the CLI and gates."""
+    if not cls.name:
+        raise TypeError(f"{cls.__name__} has no name")
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+CHECK_PACKAGES = ["robustcnn.audits", "robustcnn.attacks"]
+
+
+def load_registry() -> dict[str, type[Check]]:
+    """Import every module of the check packages (each registers its checks) and return the registry."""
+    import importlib
+    import pkgutil
+
+    for package_name in CHECK_PACKAGES:
+        package = importlib.import_module(package_name)
+        for module in pkgutil.iter_modules(package.__path__, package_name + "."):
+            importlib.import_module(module.name)
+    return REGISTRY
+
+
+def get_check(name: str) -> type[Check]:
+    registry = load_registry()
+    if name not in registry:
+        raise InvalidInputError(f"unknown check '{name}'; available: {', '.join(sorted(registry))}")
+    return registry[name]
+
+
+def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """Apply ``fn`` to ``x`` in batches and concatenate the results."""
+    return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else x
+
+
+def finite_or_nan(v: float) -> float:
+    return v if math.isfinite(v) else math.nan

@@ -1,0 +1,337 @@
+"""Load a user's trained model and wrap it so every check sees [0, 1] NCHW pixels.
+
+Formats: TorchScript (``torch.jit.save``), ``torch.export`` archives (``.pt2``), a
+state_dict plus an architecture (``--arch torchvision:resnet18`` or
+``package.module:factory``), demo zoo names (``demo:mnist-cnn``) and, only with
+``trust=True``, fully pickled modules.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import warnings
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .errors import InvalidInputError, UsageError
+
+
+@dataclass
+class EvalCounter:
+    """Counts images pushed through the model: forward passes and gradient passes."""
+
+    forward: int = 0
+    backward: int = 0
+
+    def snapshot(self) -> tuple[int, int]:
+        return self.forward, self.backward
+
+
+class AuditedModel(nn.Module):
+    """A classifier taking [0, 1] pixels, NCHW float32, returning (N, classes) logits.
+
+    Normalisation (``mean``/``std``) is applied inside, so attacks never see it.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        num_classes: int,
+        in_channels: int,
+        input_size: tuple[int, int] | None,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        name: str = "model",
+    ) -> None:
+        super().__init__()
+        self.net = net
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.input_size = input_size
+        self.name = name
+        self.bounds = (0.0, 1.0)
+        self.outputs_probabilities = False
+        self.counter = EvalCounter()
+        self.register_buffer("mean", _channel_tensor(mean, in_channels, 0.0))
+        self.register_buffer("std", _channel_tensor(std, in_channels, 1.0))
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.counter.forward += x.shape[0]
+        if torch.is_grad_enabled() and x.requires_grad:
+            self.counter.backward += x.shape[0]
+        return self.net((x - self.mean) / self.std)
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+        """Logits for any number of images, evaluated in batches, returned on CPU."""
+        out = [self(x[i : i + batch_size].to(self.device)).float().cpu() for i in range(0, len(x), batch_size)]
+        if not out:
+            return torch.empty(0, self.num_classes)
+        return torch.cat(out)
+
+    def validate(self, sample: torch.Tensor) -> None:
+        """Run a small batch and check the output is finite (N, classes) logits."""
+        sample = sample[:2].to(self.device)
+        try:
+            with torch.no_grad():
+                out = self.net((sample - self.mean) / self.std)
+        except Exception as exc:  # the user's model raised: report its first line
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidInputError(
+                f"model '{self.name}' failed on input of shape {tuple(sample.shape)}: {first}; "
+                "check --channels/--input-size or the model's expected input"
+            ) from exc
+        if not isinstance(out, torch.Tensor):
+            raise InvalidInputError(
+                f"model '{self.name}' returned {type(out).__name__}, expected a logit tensor; "
+                "wrap it so forward() returns (N, classes) logits"
+            )
+        if out.dim() != 2 or out.shape[0] != sample.shape[0]:
+            raise InvalidInputError(
+                f"model '{self.name}' returned shape {tuple(out.shape)} for {sample.shape[0]} images, "
+                "expected (N, classes) logits"
+            )
+        if out.shape[1] != self.num_classes:
+            raise InvalidInputError(
+                f"model '{self.name}' outputs {out.shape[1]} classes but {self.num_classes} were expected; "
+                "pass the right --num-classes or dataset"
+            )
+        if not torch.isfinite(out).all():
+            raise InvalidInputError(f"model '{self.name}' produced NaN or infinite outputs on valid images")
+        rows_sum = out.sum(dim=1)
+        self.outputs_probabilities = bool(
+            (out >= 0).all() and torch.allclose(rows_sum, torch.ones_like(rows_sum), atol=1e-4)
+        )
+
+
+def _channel_tensor(values: Sequence[float] | None, channels: int, default: float) -> torch.Tensor:
+    if values is None:
+        values = [default]
+    values = list(values)
+    if len(values) == 1:
+        values = values * channels
+    if len(values) != channels:
+        raise UsageError(f"normalisation has {len(values)} values but the model takes {channels} channels")
+    if default == 1.0 and any(v <= 0 for v in values):
+        raise UsageError("--std values must be positive")
+    return torch.tensor(values, dtype=torch.float32).view(1, channels, 1, 1)
+
+
+@dataclass
+class ModelRef:
+    """Where a model comes from and how to wrap it; ``load()`` gives an AuditedModel."""
+
+    spec: str = "demo:mnist-cnn"
+    arch: str | None = None
+    num_classes: int | None = None
+    in_channels: int | None = None
+    input_size: tuple[int, int] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    trust: bool = False
+    name: str | None = None
+    _fingerprint: str | None = field(default=None, repr=False)
+
+    @property
+    def is_demo(self) -> bool:
+        return self.spec.startswith("demo:")
+
+    def display_name(self) -> str:
+        if self.name:
+            return self.name
+        if self.is_demo:
+            return self.spec.split(":", 1)[1]
+        return Path(self.spec).stem
+
+    def fingerprint(self) -> str:
+        """sha256 of the model file (and architecture), computed once."""
+        if self._fingerprint is None:
+            h = hashlib.sha256()
+            if self.is_demo:
+                from . import zoo
+
+                h.update(zoo.weights_path(self.spec.split(":", 1)[1]).read_bytes())
+            else:
+                h.update(_read_file(self.spec))
+            h.update(repr((self.arch, self.mean, self.std)).encode())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def describe(self) -> dict:
+        return {
+            "name": self.display_name(),
+            "spec": self.spec,
+            "arch": self.arch,
+            "mean": list(self.mean) if self.mean else None,
+            "std": list(self.std) if self.std else None,
+            "fingerprint": self.fingerprint(),
+        }
+
+    def load(self, num_classes: int, in_channels: int, input_size: tuple[int, int] | None, device: str = "cpu") -> AuditedModel:
+        """Load the network; ``num_classes``/``in_channels`` come from the data unless set here."""
+        num_classes = self.num_classes or num_classes
+        in_channels = self.in_channels or in_channels
+        if self.is_demo:
+            from . import zoo
+
+            net, recipe_info = zoo.load_demo(self.spec.split(":", 1)[1])
+            in_channels = recipe_info["in_channels"]
+            input_size = tuple(recipe_info["input_size"])
+        else:
+            net = _load_network(self, num_classes, in_channels)
+        model = AuditedModel(net, num_classes, in_channels, input_size, self.mean, self.std, self.display_name())
+        return model.to(device)
+
+
+def _read_file(path: str) -> bytes:
+    p = Path(path)
+    if not p.exists():
+        raise InvalidInputError(f"model file not found: {path}")
+    if p.is_dir():
+        raise InvalidInputError(f"model path is a directory, expected a file: {path}")
+    return p.read_bytes()
+
+
+def _zip_names(path: Path) -> list[str]:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return zf.namelist()
+    except (zipfile.BadZipFile, OSError):
+        return []
+
+
+def _load_network(ref: ModelRef, num_classes: int, in_channels: int) -> nn.Module:
+    path = Path(ref.spec)
+    _read_file(ref.spec)
+    names = _zip_names(path)
+    if any("serialized_exported_program" in n or n.endswith("/models/model.json") for n in names) or path.suffix == ".pt2":
+        return _load_exported(path)
+    if any("/code/" in n or n.endswith("constants.pkl") for n in names):
+        return _load_torchscript(path)
+    return _load_pickle(ref, path, num_classes, in_channels)
+
+
+def _load_exported(path: Path) -> nn.Module:
+    try:
+        program = torch.export.load(str(path))
+    except Exception as exc:
+        raise InvalidInputError(f"cannot read torch.export archive {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+    return program.module()
+
+
+def _load_torchscript(path: Path) -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise InvalidInputError(f"cannot read TorchScript file {path}: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _load_pickle(ref: ModelRef, path: Path, num_classes: int, in_channels: int) -> nn.Module:
+    try:
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            if not ref.trust:
+                raise InvalidInputError(
+                    f"{path} is a pickled Python object, which runs code when loaded; "
+                    "save a state_dict or TorchScript, or pass --trust-model if you trust the file"
+                ) from exc
+            try:
+                obj = torch.load(str(path), map_location="cpu", weights_only=False)
+            except Exception as exc2:
+                raise InvalidInputError(f"cannot unpickle {path}: {_first_line(exc2)}") from exc2
+        else:
+            raise InvalidInputError(
+                f"{path} is not a model file torch can read (TorchScript, .pt2 or state_dict): {_first_line(exc)}"
+            ) from exc
+    if isinstance(obj, nn.Module):
+        return obj
+    state = _extract_state_dict(obj, path)
+    if ref.arch is None:
+        raise InvalidInputError(
+            f"{path} holds a state_dict (weights only); name its architecture with --arch, "
+            "e.g. --arch torchvision:resnet18 or --arch mypkg.models:make_net"
+        )
+    net = build_architecture(ref.arch, num_classes, in_channels)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        detail = " ".join(str(exc).split())[:300]
+        raise InvalidInputError(f"state_dict in {path} does not match architecture {ref.arch}: {detail}") from exc
+    return net
+
+
+def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, dict) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
+                return inner
+        if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            return {k.removeprefix("module."): v for k, v in obj.items()}
+    raise InvalidInputError(f"{path} holds a {type(obj).__name__}, not a state_dict or model")
+
+
+def build_architecture(arch: str, num_classes: int, in_channels: int) -> nn.Module:
+    """Build ``torchvision:NAME``, ``demo:NAME`` or ``package.module:factory`` untrained."""
+    if ":" not in arch:
+        raise UsageError(f"--arch must look like torchvision:resnet18 or package.module:factory, got '{arch}'")
+    source, name = arch.split(":", 1)
+    if source == "torchvision":
+        import torchvision
+
+        try:
+            net = torchvision.models.get_model(name, weights=None, num_classes=num_classes)
+        except (ValueError, KeyError) as exc:
+            raise InvalidInputError(f"torchvision has no architecture '{name}'") from exc
+        if in_channels != 3:
+            _adapt_first_conv(net, in_channels)
+        return net
+    if source in ("demo", "zoo"):
+        from . import zoo
+
+        return zoo.build_architecture(name, in_channels=in_channels, num_classes=num_classes)
+    try:
+        module = importlib.import_module(source)
+        factory: Callable[..., nn.Module] = getattr(module, name)
+    except (ImportError, AttributeError) as exc:
+        raise InvalidInputError(f"cannot import architecture factory '{arch}': {_first_line(exc)}") from exc
+    params = inspect.signature(factory).parameters
+    kwargs = {k: v for k, v in (("num_classes", num_classes), ("in_channels", in_channels)) if k in params}
+    net = factory(**kwargs)
+    if not isinstance(net, nn.Module):
+        raise InvalidInputError(f"factory '{arch}' returned {type(net).__name__}, not a torch.nn.Module")
+    return net
+
+
+def _adapt_first_conv(net: nn.Module, in_channels: int) -> None:
+    """Replace the first Conv2d so the network takes ``in_channels`` channels."""
+    for parent in net.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.Conv2d):
+                new = nn.Conv2d(
+                    in_channels, child.out_channels, child.kernel_size, child.stride,
+                    child.padding, child.dilation, child.groups if child.groups == 1 else in_channels,
+                    child.bias is not None, child.padding_mode,
+                )
+                setattr(parent, child_name, new)
+                return
+    raise InvalidInputError("cannot adapt the architecture's input channels: it has no Conv2d layer")

@@ -1,0 +1,1 @@
+"""Report tables, figures, HTML, summaries and CI gates."""
