@@ -141,6 +141,7 @@ class ModelRef:
     std: tuple[float, ...] | None = None
     trust: bool = False
     name: str | None = None
+    module: nn.Module | None = field(default=None, repr=False)
     _fingerprint: str | None = field(default=None, repr=False)
 
     @property
@@ -150,6 +151,8 @@ class ModelRef:
     def display_name(self) -> str:
         if self.name:
             return self.name
+        if self.module is not None:
+            return type(self.module).__name__
         if self.is_demo:
             return self.spec.split(":", 1)[1]
         return Path(self.spec).stem
@@ -158,7 +161,11 @@ class ModelRef:
         """sha256 of the model file (and architecture), computed once."""
         if self._fingerprint is None:
             h = hashlib.sha256()
-            if self.is_demo:
+            if self.module is not None:
+                for key, tensor in self.module.state_dict().items():
+                    h.update(key.encode())
+                    h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+            elif self.is_demo:
                 from . import zoo
 
                 h.update(zoo.weights_path(self.spec.split(":", 1)[1]).read_bytes())
@@ -182,10 +189,13 @@ class ModelRef:
         """Load the network; ``num_classes``/``in_channels`` come from the data unless set here."""
         num_classes = self.num_classes or num_classes
         in_channels = self.in_channels or in_channels
-        if self.is_demo:
+        if self.module is not None:
+            net = self.module
+        elif self.is_demo:
             from . import zoo
 
             net, recipe_info = zoo.load_demo(self.spec.split(":", 1)[1])
+            num_classes = recipe_info["num_classes"]
             in_channels = recipe_info["in_channels"]
             input_size = tuple(recipe_info["input_size"])
         else:

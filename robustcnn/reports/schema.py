@@ -72,3 +72,12 @@ def _uniform(col: pd.Series) -> pd.Series:
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in non_null):
         return pd.to_numeric(col, errors="coerce")
     return col.map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)).astype("object")
+
+
+def parquet_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy whose object columns hold one type each, so pyarrow can store them."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = _uniform(out[col])
+    return out

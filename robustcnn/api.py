@@ -1,0 +1,72 @@
+"""Python entry points: ``audit()`` runs checks on a model and returns a ``Report``;
+``load_report()`` reads a report directory back."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from torch import nn
+
+from .models import ModelRef
+from .plan import Plan, load_plan, validate_plan
+from .reports.report import Report
+from .runner import audit_model, default_out
+
+
+def audit(
+    model: str | ModelRef | nn.Module = "demo:mnist-cnn",
+    data: str = "mnist5k",
+    checks: Sequence[str] | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+    n: int | None = None,
+    out: str | Path | None = None,
+    seed: int = 0,
+    device: str = "cpu",
+    batch_size: int = 256,
+    arch: str | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    trust_model: bool = False,
+    baseline: str | Path | None = None,
+    plan: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = False,
+) -> Report:
+    """Audit one model and write its report directory; returns the loaded ``Report``.
+
+    ``model`` is a path, a ``demo:`` name, a ``ModelRef`` or an in-memory ``nn.Module``
+    taking [0, 1] pixels (after ``mean``/``std``). With ``plan``, the plan file gives the
+    defaults and the other arguments given here override it.
+    """
+    base = load_plan(plan) if plan is not None else Plan()
+    if isinstance(model, ModelRef):
+        ref = model
+    elif isinstance(model, nn.Module):
+        ref = ModelRef(spec="<in-memory>", module=model, mean=_tuple(mean), std=_tuple(std))
+    elif plan is not None and model == "demo:mnist-cnn" and arch is None:
+        ref = base.models[0]
+    else:
+        ref = ModelRef(spec=str(model), arch=arch, mean=_tuple(mean), std=_tuple(std), trust=trust_model)
+    resolved = base.with_overrides(
+        models=[ref],
+        data=data if plan is None or data != "mnist5k" else None,
+        checks=list(checks) if checks is not None else None,
+        options={**base.options, **(options or {})},
+        n=n,
+        seed=seed if plan is None or seed != 0 else None,
+        device=device if plan is None or device != "cpu" else None,
+        batch_size=batch_size if plan is None or batch_size != 256 else None,
+        out=str(out) if out is not None else None,
+        baseline=str(baseline) if baseline is not None else None,
+    )
+    validate_plan(resolved)
+    return audit_model(resolved, ref, default_out(ref, resolved), resume=resume, progress=progress)
+
+
+def load_report(path: str | Path) -> Report:
+    """Read a complete report directory (``results.parquet``, ``meta.json``, ...)."""
+    return Report.load(path)
+
+
+def _tuple(values: Sequence[float] | None) -> tuple[float, ...] | None:
+    return tuple(float(v) for v in values) if values is not None else None

@@ -1,0 +1,252 @@
+"""Command line: ``robustcnn audit | list | train | report show`` (and gates, see reports.gates).
+
+Errors print one line and exit with the code of DESIGN.md (2 usage, 3 internal, 4 invalid
+input, 5 nothing evaluated); ``--debug`` shows the traceback instead.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+
+from .errors import InvalidInputError, RobustCNNError, UsageError
+
+log = logging.getLogger("robustcnn")
+
+
+def _configure_logging(debug: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="robustcnn: %(message)s", stream=sys.stderr, force=True)
+    for noisy in ("matplotlib", "PIL", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn errors into one line on stderr and the right exit code, unless ``--debug``."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        debug = bool(kwargs.get("debug"))
+        _configure_logging(debug)
+        try:
+            return fn(*args, **kwargs)
+        except RobustCNNError as exc:
+            if debug:
+                raise
+            click.echo(f"robustcnn: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("robustcnn: interrupted; completed work is kept, rerun with --resume", err=True)
+            sys.exit(130)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except Exception as exc:  # an internal error: one line, traceback with --debug
+            if debug:
+                raise
+            click.echo(f"robustcnn: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (rerun with --debug for the traceback)", err=True)
+            sys.exit(3)
+
+    return wrapper
+
+
+debug_option = click.option("--debug", is_flag=True, help="Show full tracebacks and debug logging.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="robustcnn")
+def main() -> None:
+    """Adversarial-robustness and bias audits for trained CNNs."""
+
+
+def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError as exc:
+        raise UsageError(f"{option} takes comma-separated numbers, e.g. 0.485,0.456,0.406") from exc
+
+
+def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """``--set check.key=value`` (value parsed as TOML, else a string) into option tables."""
+    from .plan import tomllib
+
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, raw = item.partition("=")
+        check, dot, key = target.partition(".")
+        if not sep or not dot or not check or not key:
+            raise UsageError(f"--set takes CHECK.KEY=VALUE, e.g. --set adversarial.norms='[\"linf\"]', got '{item}'")
+        try:
+            parsed = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = raw
+        options.setdefault(check, {})[key] = parsed
+    return options
+
+
+@main.command()
+@click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--model", "model_spec", help="Model file (TorchScript, .pt2, state_dict, pickled module) or demo:NAME. Default: demo:mnist-cnn.")
+@click.option("--arch", help="Architecture for a state_dict: torchvision:NAME, demo:NAME or package.module:factory.")
+@click.option("--num-classes", type=click.IntRange(min=2), help="Number of classes the model outputs (default: the dataset's).")
+@click.option("--channels", type=click.IntRange(min=1), help="Input channels the model takes (default: the dataset's).")
+@click.option("--input-size", help="Input size HxW the model takes, e.g. 224x224 (default: the dataset's).")
+@click.option("--mean", help="Per-channel normalisation mean applied inside the wrapper, e.g. 0.485,0.456,0.406.")
+@click.option("--std", help="Per-channel normalisation std applied inside the wrapper, e.g. 0.229,0.224,0.225.")
+@click.option("--trust-model", is_flag=True, help="Allow loading a fully pickled nn.Module (runs code from the file).")
+@click.option("--name", help="Model name used in tables and the default output folder.")
+@click.option("--data", "data_spec", help="Dataset: mnist5k (default), digits, a built-in bias set, an ImageFolder directory or an .npz file.")
+@click.option("--checks", help="Comma-separated checks to run (see `robustcnn list`).")
+@click.option("--n", type=click.IntRange(min=1), help="Evaluate a seeded, class-stratified sample of this many test images.")
+@click.option("--seed", type=int, help="Random seed (default 0); the same seed gives the same results.csv.")
+@click.option("--device", help="cpu (default), cuda or cuda:N.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Images per forward pass (default 256).")
+@click.option("--out", type=click.Path(file_okay=False), help="Output directory (default reports/<model name>/).")
+@click.option("--set", "set_options", multiple=True, help="Check option CHECK.KEY=VALUE (TOML value), repeatable.")
+@click.option("--attacks", help="Named attacks for the adversarial check, comma-separated (e.g. fgsm,pgd).")
+@click.option("--target", help="Target class (name or index) for the patch check.")
+@click.option("--ood", type=click.Path(), help="Extra out-of-distribution dataset for the confidence check.")
+@click.option("--baseline", type=click.Path(file_okay=False), help="A baseline report directory (relative mCE, gate drops).")
+@click.option("--resume", is_flag=True, help="Reuse the completed work of an interrupted run of the same audit.")
+@click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
+@debug_option
+@handle_errors
+def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_classes: int | None, channels: int | None,
+          input_size: str | None, mean: str | None, std: str | None, trust_model: bool, name: str | None,
+          data_spec: str | None, checks: str | None, n: int | None, seed: int | None, device: str | None,
+          batch_size: int | None, out: str | None, set_options: tuple[str, ...], attacks: str | None,
+          target: str | None, ood: str | None, baseline: str | None, resume: bool, no_progress: bool, debug: bool) -> None:
+    """Audit a model. With no arguments: the demo model on MNIST with audits/demo.toml."""
+    from .models import ModelRef
+    from .plan import load_plan, validate_plan
+    from .runner import run_plan
+
+    plan_path = plan_file or (_demo_plan() if model_spec is None and data_spec is None else None)
+    plan = load_plan(plan_path) if plan_path else _plain_plan()
+    if model_spec is not None or arch or num_classes or channels or input_size or mean or std or trust_model or name:
+        base = plan.models[0] if model_spec is None and len(plan.models) == 1 else ModelRef()
+        plan.models = [ModelRef(
+            spec=model_spec or base.spec, arch=arch or base.arch, num_classes=num_classes or base.num_classes,
+            in_channels=channels or base.in_channels, input_size=_size(input_size) or base.input_size,
+            mean=_floats(mean, "--mean") or base.mean, std=_floats(std, "--std") or base.std,
+            trust=trust_model or base.trust, name=name or base.name,
+        )]
+    options = {k: dict(v) for k, v in plan.options.items()}
+    for check, table in _parse_set(set_options).items():
+        options.setdefault(check, {}).update(table)
+    if attacks:
+        options.setdefault("adversarial", {})["attacks"] = [a.strip() for a in attacks.split(",") if a.strip()]
+    if target is not None:
+        options.setdefault("patch", {})["target"] = target
+    if ood is not None:
+        options.setdefault("confidence", {})["ood"] = ood
+    plan = plan.with_overrides(
+        data=data_spec, n=n, seed=seed, device=device, batch_size=batch_size, out=out, baseline=baseline,
+        checks=[c.strip() for c in checks.split(",") if c.strip()] if checks is not None else None, options=options,
+    )
+    validate_plan(plan)
+    progress = not no_progress and sys.stderr.isatty()
+    for report in run_plan(plan, resume=resume, progress=progress):
+        click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
+        _print_headlines(report)
+
+
+def _demo_plan() -> str | None:
+    for candidate in (Path("audits/demo.toml"), Path(__file__).resolve().parents[1] / "audits" / "demo.toml"):
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
+def _plain_plan():
+    from .plan import Plan
+
+    return Plan()
+
+
+def _size(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as exc:
+        raise UsageError(f"--input-size takes HxW, e.g. 224x224, got '{text}'") from exc
+    return h, w
+
+
+def _print_headlines(report) -> None:
+    for check, (label, value) in report.headlines().items():
+        click.echo(f"  {check:<18} {label}: {value:.4g}")
+
+
+@main.command("list")
+@debug_option
+@handle_errors
+def list_command(debug: bool) -> None:
+    """List the checks, built-in datasets and demo models."""
+    from . import zoo
+    from .checks import load_registry
+    from .data import BUILTINS
+    from .data.builtin import load_builtin  # noqa: F401  (registers every built-in set)
+    from .data import bias_sets  # noqa: F401
+
+    click.echo("checks:")
+    for name, cls in sorted(load_registry().items(), key=lambda kv: (kv[1].order, kv[0])):
+        click.echo(f"  {name:<18} {cls.title}")
+    click.echo("datasets:")
+    for name, builtin in sorted(BUILTINS.items()):
+        click.echo(f"  {name:<18} {builtin.description}")
+    click.echo("demo models:")
+    for recipe in zoo.list_demos():
+        click.echo(f"  demo:{recipe.name:<13} {recipe.description}")
+
+
+@main.command()
+@click.option("--data", "data_spec", required=True, help="Training data: an ImageFolder directory with train/ and test/, an .npz with x_train, or a built-in set.")
+@click.option("--arch", default="mnist-cnn", show_default=True, help="Demo architecture to train.")
+@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True, help="Training epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Minibatch size.")
+@click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (Adam, one-cycle).")
+@click.option("--shift", type=click.IntRange(min=0), default=2, show_default=True, help="Random-shift augmentation in pixels.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to save the state_dict (.pt).")
+@debug_option
+@handle_errors
+def train(data_spec: str, arch: str, epochs: int, batch_size: int, lr: float, shift: int, seed: int, out: str, debug: bool) -> None:
+    """Train a demo architecture on your own data (saves a state_dict to audit with --arch demo:ARCH)."""
+    import torch
+
+    from . import zoo
+    from .data import DatasetRef
+
+    data = DatasetRef(data_spec).load()
+    if data.train is None or len(data.train) == 0:
+        raise InvalidInputError(f"dataset '{data_spec}' has no training split; use ROOT/train/<class>/ and ROOT/test/<class>/")
+    blob = zoo.train_model(arch, data, epochs, batch_size, lr, shift, seed, log=lambda m: log.info(m))
+    torch.save(blob["state_dict"], out)
+    info = blob["info"]
+    click.echo(f"wrote {out}: test accuracy {info['test_accuracy']:.4f} ({info['train_seconds']:.1f} s)")
+    click.echo(f"audit it with: robustcnn audit --model {out} --arch demo:{arch} --data {data_spec}")
+
+
+@main.group()
+def report() -> None:
+    """Read report directories."""
+
+
+@report.command("show")
+@click.argument("directory", type=click.Path(file_okay=False))
+@debug_option
+@handle_errors
+def report_show(directory: str, debug: bool) -> None:
+    """Print a report's scorecard."""
+    from .reports.report import Report
+    from .reports.scorecard import scorecard, scorecard_text
+
+    click.echo(scorecard_text(scorecard(Report.load(directory))))

@@ -1,0 +1,311 @@
+"""Plan -> tasks -> executor -> fragments -> merged tables.
+
+Each task is one check on one shard of the evaluation images (or the whole check when it is
+not per-sample). ``run_task`` is a pure function of the task and the loaded inputs, so an
+executor other than the in-process one can run tasks elsewhere later. Completed fragments are
+cached under ``<out>/.fragments`` by a content key (model and data fingerprints, check version
+and config, seed, shard, robustcnn version), which is what ``--resume`` reuses.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import __version__
+from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check
+from .data import DatasetRef, ImageData, Split, stratified_sample
+from .errors import InvalidInputError, NothingEvaluatedError, UsageError
+from .fragments import FragmentStore, content_key
+from .models import AuditedModel, ModelRef
+from .plan import Plan
+from .reports import writer
+from .reports.report import Report
+from .reports.schema import SCHEMA_VERSION, combine, tidy
+
+log = logging.getLogger("robustcnn")
+
+
+@dataclass
+class Task:
+    """One unit of work: a check on a shard (``indices`` into the evaluation split) or whole."""
+
+    check: str
+    shard: int | None
+    indices: np.ndarray | None
+    key: str
+
+
+@dataclass
+class Prepared:
+    """A loaded model and the data adapted to it, plus what was done to get there."""
+
+    model: AuditedModel
+    data: AuditData
+    image_data: ImageData
+    eval_index: np.ndarray
+
+
+def prepare(model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int, device: str) -> Prepared:
+    """Load the data and model, adapt images to the model, validate, and draw the evaluation sample."""
+    _check_device(device)
+    raw = data_ref.load()
+    channels = raw.test.shape[0]
+    model = model_ref.load(num_classes=raw.num_classes, in_channels=channels, input_size=None, device=device)
+    if model.input_size is None:
+        model.input_size = tuple(raw.test.shape[1:])  # type: ignore[assignment]
+    data = raw.adapted(model.in_channels, model.input_size)
+    _check_labels(data, model)
+    model.validate(data.test.x[:2])
+    index = stratified_sample(data.test.y, n, seed) if n else np.arange(len(data.test))
+    classes = list(data.classes) + [str(k) for k in range(data.num_classes, model.num_classes)]
+    audit_data = AuditData(data.name, classes, data.test.subset(index), data.train)
+    return Prepared(model, audit_data, data, index)
+
+
+def _check_device(device: str) -> None:
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device} was asked for but torch sees no CUDA GPU; use --device cpu")
+    try:
+        torch.device(device)
+    except RuntimeError as exc:
+        raise UsageError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from exc
+
+
+def _check_labels(data: ImageData, model: AuditedModel) -> None:
+    for split in (data.test, data.train):
+        if split is None or len(split) == 0:
+            continue
+        top = int(split.y.max())
+        if top >= model.num_classes or int(split.y.min()) < 0:
+            raise InvalidInputError(
+                f"dataset labels reach {top} but the model has {model.num_classes} classes; "
+                "use a dataset with matching classes or pass --num-classes"
+            )
+
+
+def build_tasks(checks: list[Check], prepared: Prepared, base_key: tuple, shard_size: int | None) -> dict[str, list[Task]]:
+    """Tasks per check, in run order; per-sample checks are split into shards."""
+    tasks: dict[str, list[Task]] = {}
+    ids = prepared.data.eval.ids
+    for check in checks:
+        check_key = base_key + (check.name, check.version, check.config_dict())
+        if isinstance(check, SampleCheck):
+            size = shard_size or check.shard_size
+            shards = [np.arange(i, min(i + size, len(ids))) for i in range(0, len(ids), size)]
+            tasks[check.name] = [
+                Task(check.name, s, idx, content_key(*check_key, "shard", s, _ids_hash(ids, idx)))
+                for s, idx in enumerate(shards)
+            ]
+        else:
+            tasks[check.name] = [Task(check.name, None, None, content_key(*check_key, "whole", _ids_hash(ids, None)))]
+    return tasks
+
+
+def _ids_hash(ids: list[str], idx: np.ndarray | None) -> str:
+    chosen = ids if idx is None else [ids[i] for i in idx]
+    return hashlib.sha256("\n".join(chosen).encode()).hexdigest()[:16]
+
+
+def run_task(task: Task, check: Check, prepared: Prepared, ctx: CheckContext) -> tuple[CheckOutput, dict[str, Any]]:
+    """Run one task and measure its cost (images forward/backward, seconds)."""
+    model, data = prepared.model, prepared.data
+    torch.manual_seed(ctx.seed)
+    before = model.counter.snapshot()
+    started = time.perf_counter()
+    if task.indices is not None:
+        assert isinstance(check, SampleCheck)
+        output = check.measure(model, data.eval.subset(task.indices), ctx)
+    else:
+        output = check.run(model, data, ctx)
+    output.warnings = list(dict.fromkeys(output.warnings + ctx.warnings))
+    after = model.counter.snapshot()
+    cost = {"seconds": time.perf_counter() - started, "forward": after[0] - before[0], "backward": after[1] - before[1]}
+    return output, cost
+
+
+class LocalExecutor:
+    """Runs tasks one after another in this process, reusing cached fragments."""
+
+    def __init__(self, store: FragmentStore, resume: bool, progress: Callable[[int], None]) -> None:
+        self.store = store
+        self.resume = resume
+        self.progress = progress
+
+    def run(self, task: Task, compute: Callable[[], tuple[CheckOutput, dict[str, Any]]]) -> tuple[CheckOutput, dict[str, Any], bool]:
+        if self.resume and self.store.has(task.key):
+            output, cost = self.store.load(task.key)
+            self.progress(1)
+            return output, cost, True
+        output, cost = compute()
+        self.store.save(task.key, output, cost)
+        self.progress(1)
+        return output, cost, False
+
+
+def audit_model(plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False, progress: bool = False) -> Report:
+    """Audit one model according to ``plan`` and write its report directory."""
+    started_at = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    checks = sorted((get_check(name).from_options(plan.options.get(name)) for name in plan.checks), key=lambda c: (c.order, plan.checks.index(c.name)))
+    for name in plan.options:
+        if name not in plan.checks:
+            log.warning("options given for check '%s', which is not selected", name)
+    data_ref = DatasetRef(plan.data)
+    prepared = prepare(model_ref, data_ref, plan.n, plan.seed, plan.device)
+    baseline = Report.load(plan.baseline).table if plan.baseline else None
+    for check in checks:
+        if check.needs_train and prepared.data.train is None:
+            raise InvalidInputError(f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)")
+    writer.begin(out)
+    store = FragmentStore(out / ".fragments")
+    if not resume:
+        store.clear()
+    base_key = (__version__, model_ref.fingerprint(), prepared.image_data.fingerprint(), plan.seed, plan.device)
+    tasks = build_tasks(checks, prepared, base_key, plan.shard_size)
+    total = sum(len(t) for t in tasks.values()) + sum(isinstance(c, SampleCheck) for c in checks)
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, desc=model_ref.display_name(), disable=not progress, unit="task", leave=False)
+    executor = LocalExecutor(store, resume, bar.update)
+    shared_artifacts: dict[str, torch.Tensor] = {}
+    frames, sample_frames, figures, check_meta = [], [], {}, {}
+    for check in checks:
+        bar.set_postfix_str(check.name)
+        output, cost, reused = _run_check(check, tasks[check.name], prepared, plan, executor, shared_artifacts, baseline)
+        shared_artifacts.update(output.artifacts)
+        frames.append(tidy(output.rows, prepared.model.name, check.name))
+        if output.samples is not None and len(output.samples):
+            sample_frames.append(output.samples.assign(model=prepared.model.name, check=check.name))
+        figures[check.name] = output.figures
+        check_meta[check.name] = {
+            "version": check.version,
+            "config": check.config_dict(),
+            "status": "complete",
+            "rows": len(output.rows),
+            "warnings": output.warnings,
+            "info": output.info,
+            "resumed_tasks": reused,
+            "tasks": len(tasks[check.name]),
+            **cost,
+        }
+        for w in output.warnings:
+            log.warning("%s: %s", check.name, w)
+    bar.close()
+    table = combine(frames)
+    if table.empty:
+        raise NothingEvaluatedError("no check produced a result; nothing was evaluated")
+    samples = _combine_samples(sample_frames)
+    meta = _meta(plan, model_ref, data_ref, prepared, check_meta, started_at, time.perf_counter() - t0)
+    return writer.write_report(out, table, samples, meta, figures)
+
+
+def _run_check(
+    check: Check, tasks: list[Task], prepared: Prepared, plan: Plan, executor: LocalExecutor,
+    artifacts: dict[str, torch.Tensor], baseline: pd.DataFrame | None,
+) -> tuple[CheckOutput, dict[str, float], int]:
+    def context(shard: int) -> CheckContext:
+        return CheckContext(plan.device, plan.seed, plan.batch_size, False, dict(artifacts), baseline, shard)
+
+    if not isinstance(check, SampleCheck):
+        task = tasks[0]
+        output, cost, reused = executor.run(task, lambda: run_task(task, check, prepared, context(0)))
+        return output, cost, int(reused)
+    parts, costs, reused = [], [], 0
+    for task in tasks:
+        output, cost, was_cached = executor.run(task, lambda task=task: run_task(task, check, prepared, context(task.shard or 0)))
+        parts.append(output)
+        costs.append(cost)
+        reused += was_cached
+    samples = pd.concat([p.samples for p in parts if p.samples is not None], ignore_index=True) if parts else pd.DataFrame()
+    shard_artifacts = _concat_artifacts(p.artifacts for p in parts)
+    summary_task = Task(check.name, None, None, content_key("summary", *(t.key for t in tasks)))
+
+    def summarize() -> tuple[CheckOutput, dict[str, Any]]:
+        ctx = context(0)
+        before = prepared.model.counter.snapshot()
+        started = time.perf_counter()
+        out = check.summarize(samples, shard_artifacts, prepared.data, ctx)
+        after = prepared.model.counter.snapshot()
+        out.warnings = list(dict.fromkeys([w for p in parts for w in p.warnings] + out.warnings + ctx.warnings))
+        out.artifacts = {**shard_artifacts, **out.artifacts}
+        return out, {"seconds": time.perf_counter() - started, "forward": after[0] - before[0], "backward": after[1] - before[1]}
+
+    final, cost, was_cached = executor.run(summary_task, summarize)
+    final.samples = samples if final.samples is None else final.samples
+    costs.append(cost)
+    total = {k: sum(c[k] for c in costs) for k in ("seconds", "forward", "backward")}
+    return final, total, reused + int(was_cached)
+
+
+def _concat_artifacts(parts: Iterable[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    merged: dict[str, list[torch.Tensor]] = {}
+    for part in parts:
+        for k, v in part.items():
+            merged.setdefault(k, []).append(v)
+    return {k: torch.cat(v) if v[0].dim() > 0 else torch.stack(v) for k, v in merged.items()}
+
+
+def _combine_samples(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame(columns=["model", "check", "sample"])
+    df = pd.concat(frames, ignore_index=True, sort=False)
+    first = [c for c in ("model", "check", "sample") if c in df.columns]
+    return df[first + [c for c in df.columns if c not in first]]
+
+
+def _meta(plan: Plan, model_ref: ModelRef, data_ref: DatasetRef, prepared: Prepared, checks: dict, started_at: datetime, seconds: float) -> dict[str, Any]:
+    model = prepared.model
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "robustcnn_version": __version__,
+        "torch_version": str(torch.__version__),
+        "python_version": sys.version.split()[0],
+        "platform": platform.platform(),
+        "model": {
+            **model_ref.describe(),
+            "num_classes": model.num_classes,
+            "in_channels": model.in_channels,
+            "input_size": list(model.input_size) if model.input_size else None,
+            "outputs_probabilities": model.outputs_probabilities,
+        },
+        "data": {
+            **data_ref.describe(),
+            "conversions": prepared.image_data.notes,
+            "eval_n": len(prepared.data.eval),
+            "eval_ids_sha256": hashlib.sha256("\n".join(prepared.data.eval.ids).encode()).hexdigest(),
+        },
+        "classes": prepared.data.classes,
+        "seed": plan.seed,
+        "device": plan.device,
+        "plan": plan.to_dict(),
+        "checks": checks,
+        "started": started_at.isoformat(timespec="seconds"),
+        "seconds": seconds,
+    }
+
+
+def default_out(model_ref: ModelRef, plan: Plan) -> Path:
+    if plan.out and len(plan.models) > 1:
+        return Path(plan.out) / model_ref.display_name()
+    if plan.out:
+        return Path(plan.out)
+    return Path("reports") / model_ref.display_name()
+
+
+def run_plan(plan: Plan, resume: bool = False, progress: bool = False) -> list[Report]:
+    """Audit every model of the plan; one report directory per model."""
+    names = [m.display_name() for m in plan.models]
+    if len(set(names)) != len(names):
+        raise InvalidInputError("two models of the plan share a name; give each a distinct name")
+    return [audit_model(plan, ref, default_out(ref, plan), resume, progress) for ref in plan.models]
