@@ -1,0 +1,173 @@
+"""``report.html``: one self-contained page per audit (figures inline, no network access).
+
+Layout: header facts, gate verdicts (when a policy ran), the headline scorecard, then one
+section per check with what it does (the check class's ``title``, ``description`` and
+``reference``), its table (a pandas Styler, sortable by clicking a header) and its figures.
+Every string that comes from data is escaped (Jinja2 autoescaping for the page, the Styler's
+``escape="html"`` for tables); a Content-Security-Policy forbids any network request and any
+script but the page's own table sorter.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import jinja2
+import pandas as pd
+from markupsafe import Markup
+
+from .scorecard import check_instance, check_names, check_table, fact, format_value, report_label, scorecard
+
+MAX_TABLE_ROWS = 1000  # rows of one check rendered in the page; results.csv has all
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CORE_HIDDEN = ("model", "check")
+
+SORT_SCRIPT = """
+document.querySelectorAll("table.rc-table thead th").forEach(function (th) {
+  th.addEventListener("click", function () {
+    var body = th.closest("table").tBodies[0];
+    var idx = Array.prototype.indexOf.call(th.parentNode.children, th);
+    var dir = th.getAttribute("data-dir") === "asc" ? "desc" : "asc";
+    th.parentNode.querySelectorAll("th").forEach(function (o) { o.removeAttribute("data-dir"); });
+    th.setAttribute("data-dir", dir);
+    var rows = Array.prototype.slice.call(body.rows);
+    rows.sort(function (a, b) {
+      var x = a.cells[idx].textContent.trim(), y = b.cells[idx].textContent.trim();
+      var nx = Number(x), ny = Number(y);
+      var c = (x !== "" && y !== "" && !isNaN(nx) && !isNaN(ny)) ? nx - ny : x.localeCompare(y);
+      return dir === "asc" ? c : -c;
+    });
+    rows.forEach(function (r) { body.appendChild(r); });
+  });
+});
+"""
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def anchor(name: str) -> str:
+    """An id for a check's section, safe in HTML and URLs."""
+    return "check-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "x")
+
+
+def styled_table(table: pd.DataFrame, limit: int = MAX_TABLE_ROWS) -> str:
+    """A check's rows as an HTML table via the pandas Styler: core columns hidden, numbers formatted
+    and right-aligned, the 95% interval in one column, every cell and header HTML-escaped."""
+    view = table.drop(columns=[c for c in CORE_HIDDEN if c in table.columns]).head(limit).copy()
+    if {"ci_low", "ci_high"} <= set(view.columns):
+        ci = [f"[{format_value(lo)}, {format_value(hi)}]" if format_value(lo) else "" for lo, hi in zip(view["ci_low"], view["ci_high"])]
+        pos = view.columns.get_loc("ci_low")
+        view = view.drop(columns=["ci_low", "ci_high"])
+        view.insert(pos, "95% CI", ci)
+    view = view.dropna(axis=1, how="all").reset_index(drop=True)
+    view.columns = [str(c) for c in view.columns]
+    numeric = [j for j, c in enumerate(view.columns) if pd.api.types.is_numeric_dtype(view[c]) and not pd.api.types.is_bool_dtype(view[c])]
+    styles = [{"selector": f"td.col{j}", "props": "text-align: right; font-variant-numeric: tabular-nums;"} for j in numeric]
+    styler = (
+        view.style.hide(axis="index")
+        .format(format_value, escape="html")
+        .format_index(escape="html", axis=1)
+        .set_table_attributes('class="rc-table"')
+        .set_table_styles(styles)
+    )
+    return styler.to_html()
+
+
+def _figure(name: str, path: Any) -> dict[str, str]:
+    """A figure file read for inlining; a missing or non-PNG file is shown as a note, not an error."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        return {"name": name, "data": "", "problem": f"figure not readable: {exc.strerror or exc}"}
+    if not data.startswith(PNG_SIGNATURE):
+        return {"name": name, "data": "", "problem": "figure is not a PNG file"}
+    return {"name": name, "data": base64.b64encode(data).decode("ascii"), "problem": ""}
+
+
+def _cost(info: dict[str, Any]) -> str:
+    parts = []
+    if info.get("seconds") is not None:
+        parts.append(f"{float(info['seconds']):.1f} s")
+    for key in ("forward", "backward"):
+        if info.get(key) is not None:
+            parts.append(f"{int(info[key]):,} {key} image evaluations")
+    if info.get("version") is not None:
+        parts.append(f"check version {info['version']}")
+    return " · ".join(parts)
+
+
+def _section(report: Any, name: str, figures: dict[str, Any]) -> dict[str, Any]:
+    meta = report.meta or {}
+    info = ((meta.get("checks") or {}).get(name)) or {}
+    check = check_instance(name, meta)
+    table = check_table(report, name)
+    return {
+        "name": name,
+        "anchor": anchor(name),
+        "title": getattr(check, "title", "") or name,
+        "family": getattr(check, "family", "") or "",
+        "description": getattr(check, "description", "") or "",
+        "reference": getattr(check, "reference", "") or "",
+        "cost": _cost(info),
+        "warnings": [str(w) for w in info.get("warnings") or []],
+        "table": Markup(styled_table(table)) if not table.empty else "",
+        "rows": len(table),
+        "shown": min(len(table), MAX_TABLE_ROWS),
+        "truncated": len(table) > MAX_TABLE_ROWS,
+        "figures": [_figure(str(k), v) for k, v in sorted((figures or {}).items())],
+        "config": json.dumps(info["config"], indent=2, default=str) if info.get("config") else "",
+    }
+
+
+def _status_class(status: str) -> str:
+    return status if status in ("ok", "pass", "warn", "fail", "error", "skipped") else "other"
+
+
+def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
+    """The report page as one HTML string (figures as base64 PNG, no external resources)."""
+    meta = report.meta or {}
+    all_figures = dict(getattr(report, "figures", None) or {})
+    names = check_names(report)
+    names += [n for n in all_figures if n not in names]
+    card = scorecard(report, gate_results)
+    facts = [(k, fact(meta[k])) for k in ("data", "seed", "device") if meta.get(k) is not None]
+    versions = meta.get("versions") or {}
+    facts += [(k, str(v)) for k, v in versions.items()] if isinstance(versions, dict) else []
+    gates = [{
+        "status": r.status,
+        "name": r.gate.name,
+        "check": r.gate.check,
+        "anchor": anchor(r.gate.check),
+        "value": format_value(r.value),
+        "bound": r.bound,
+        "message": r.message,
+    } for r in sorted(gate_results or [], key=lambda r: {"fail": 0, "warn": 1}.get(r.status, 2))]
+    run_info = {k: meta[k] for k in ("plan", "versions", "model", "data", "seed", "device", "schema_version") if k in meta}
+    notes = meta.get("notes") or []
+    return _ENV.get_template("report.html.j2").render(
+        label=report_label(report),
+        facts=facts,
+        notes=[str(n) for n in (notes if isinstance(notes, list) else [notes])],
+        gates=gates,
+        gate_counts={s: sum(g["status"] == s for g in gates) for s in ("pass", "warn", "fail")},
+        scorecard=[{
+            **row,
+            "anchor": anchor(row["check"]),
+            "value": format_value(row["value"]),
+            "status_class": _status_class(str(row["status"])),
+        } for row in card.to_dict("records")],
+        sections=[_section(report, n, all_figures.get(n) or {}) for n in names],
+        plan=json.dumps(run_info, indent=2, default=str) if run_info else "",
+        script=Markup(SORT_SCRIPT),
+        script_hash="sha256-" + base64.b64encode(hashlib.sha256(SORT_SCRIPT.encode()).digest()).decode(),
+    )
