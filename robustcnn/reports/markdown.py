@@ -23,7 +23,7 @@ def md_cell(v: Any) -> str:
     """One table cell: formatted, with markdown and HTML special characters neutralised."""
     text = format_value(v) if not isinstance(v, str) else v
     text = html.escape(text, quote=False).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
-    return text.replace("`", "\\`").replace("*", "\\*").replace("_", "\\_").replace("[", "\\[").replace("]", "\\]")
+    return text.replace("`", "\\`").replace("*", "\\*").replace("[", "\\[").replace("]", "\\]")
 
 
 def md_table(df: pd.DataFrame) -> str:
