@@ -1,8 +1,9 @@
 """Confidence scores of a classifier's outputs; higher always means "more in-distribution".
 
 - ``msp``: maximum softmax probability (Hendrycks & Gimpel 2017). For ranking it is kept as
-  log-MSP in float64 (a monotone transform, so AUROC and thresholds are unchanged) because
-  float32 softmax saturates at exactly 1.0 and would tie confident clean and fooling inputs.
+  log-MSP in float64, computed as ``-log1p(sum_{j != top} exp(z_j - z_top))`` (a monotone
+  transform, so AUROC and thresholds are unchanged) because softmax saturates at exactly 1.0
+  and would tie confident clean and fooling inputs.
 - ``max_logit``: the largest logit (Hendrycks et al. 2022, "Scaling OOD detection").
 - ``energy``: negative free energy ``T * logsumexp(logits / T)`` (Liu et al. 2020).
 - ``neg_entropy``: ``sum_k p_k log p_k``, the negative predictive entropy.
@@ -59,7 +60,7 @@ def confidence_scores(
     result: dict[str, np.ndarray] = {}
     for name in names:
         if name == "msp":
-            value = log_p.max(dim=1).values
+            value = _log_msp(log_p if outputs_probabilities else out)
         elif name == "max_logit":
             value = out.max(dim=1).values
         elif name == "energy":
@@ -68,6 +69,14 @@ def confidence_scores(
             value = (log_p.exp() * log_p).sum(dim=1)
         result[name] = value.numpy()
     return result
+
+
+def _log_msp(z: torch.Tensor) -> torch.Tensor:
+    """log max softmax(z) as ``-log1p(sum of the other classes' exp(z_j - z_max))``, exact
+    even when the top class holds all but 1e-20 of the probability mass."""
+    top = z.argmax(dim=1, keepdim=True)
+    others = (z - z.gather(1, top)).scatter(1, top, float("-inf"))
+    return -torch.nn.functional.softplus(others.logsumexp(dim=1))
 
 
 def display_values(name: str, values: np.ndarray | float) -> np.ndarray | float:
