@@ -115,14 +115,21 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--baseline", type=click.Path(file_okay=False), help="A baseline report directory (relative mCE, gate drops).")
 @click.option("--resume", is_flag=True, help="Reuse the completed work of an interrupted run of the same audit.")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
+@click.option("--policy", type=click.Path(dir_okay=False), help="Gate policy ([[gate]] tables) to check after the audit, besides the plan's own gates.")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Write the gate verdicts as JUnit XML to this file.")
+@click.option("--warn-only", is_flag=True, help="Report failing gates as warnings and exit 0.")
 @debug_option
 @handle_errors
 def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_classes: int | None, channels: int | None,
           input_size: str | None, mean: str | None, std: str | None, trust_model: bool, name: str | None,
           data_spec: str | None, checks: str | None, n: int | None, seed: int | None, device: str | None,
           batch_size: int | None, out: str | None, set_options: tuple[str, ...], attacks: str | None,
-          target: str | None, ood: str | None, baseline: str | None, resume: bool, no_progress: bool, debug: bool) -> None:
-    """Audit a model. With no arguments: the demo model on MNIST with audits/demo.toml."""
+          target: str | None, ood: str | None, baseline: str | None, resume: bool, no_progress: bool,
+          policy: str | None, junit: str | None, warn_only: bool, debug: bool) -> None:
+    """Audit a model. With no arguments: the demo model on MNIST with audits/demo.toml.
+
+    Gates in the plan's [[gate]] tables and in --policy are checked on every report; the exit
+    code is then 1 if a gate failed."""
     from .models import ModelRef
     from .plan import load_plan, validate_plan
     from .runner import run_plan
@@ -151,10 +158,57 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
         checks=[c.strip() for c in checks.split(",") if c.strip()] if checks is not None else None, options=options,
     )
     validate_plan(plan)
+    gates = _plan_gates(plan, policy)
+    if junit and not gates:
+        raise UsageError("--junit needs gates: give --policy FILE or [[gate]] tables in the plan")
     progress = not no_progress and sys.stderr.isatty()
+    verdicts = {}
     for report in run_plan(plan, resume=resume, progress=progress):
         click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
         _print_headlines(report)
+        if gates:
+            verdicts[report.model] = _gate_report(report, gates, plan.baseline, warn_only, rewrite=True)
+        _append_step_summary(report, verdicts.get(report.model))
+    if verdicts:
+        from .reports.gates import exit_code, write_junit
+
+        if junit:
+            write_junit(verdicts, junit)
+            click.echo(f"wrote {junit}")
+        sys.exit(exit_code([r for rs in verdicts.values() for r in rs]))
+
+
+def _plan_gates(plan, policy: str | None) -> list:
+    """The plan's [[gate]] tables and the policy file's, validated before anything runs."""
+    from .reports.gates import load_policy, parse_gates
+
+    gates = parse_gates(plan.gates, plan.source or "plan") if plan.gates else []
+    return gates + (load_policy(policy) if policy else [])
+
+
+def _gate_report(report, gates: list, baseline: str | None, warn_only: bool, rewrite: bool) -> list:
+    """Evaluate gates on one report and print the verdicts; with ``rewrite``, summary.md and
+    report.html of the report are written again with the verdicts in them."""
+    from .reports.gates import evaluate, summary_line
+    from .reports.html import render_html
+    from .reports.markdown import render_summary
+    from .reports.report import Report
+    from .reports.writer import atomic_write
+
+    results = evaluate(gates, report, Report.load(baseline) if baseline else None, warn_only)
+    for r in results:
+        click.echo(f"  {r.status.upper():<4}  {r.gate.name}: {r.message}")
+    click.echo(f"{report.model}: {summary_line(results)}")
+    if rewrite and report.path is not None:
+        atomic_write(report.path / "summary.md", lambda p: p.write_text(render_summary(report, results), encoding="utf-8"))
+        atomic_write(report.path / "report.html", lambda p: p.write_text(render_html(report, results), encoding="utf-8"))
+    return results
+
+
+def _append_step_summary(report, results: list | None) -> None:
+    from .reports.markdown import append_step_summary, render_summary
+
+    append_step_summary(render_summary(report, results))
 
 
 def _demo_plan() -> str | None:
@@ -250,3 +304,53 @@ def report_show(directory: str, debug: bool) -> None:
     from .reports.scorecard import scorecard, scorecard_text
 
     click.echo(scorecard_text(scorecard(Report.load(directory))))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--policy", required=True, type=click.Path(dir_okay=False), help="Gate policy: a TOML file with [[gate]] tables (a plan file works too).")
+@click.option("--baseline", type=click.Path(file_okay=False), help="Baseline report directory for max_drop / max_rise gates.")
+@click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML (one testcase per gate) to this file.")
+@click.option("--markdown", type=click.Path(dir_okay=False), help="Write the verdicts, scorecard and key tables as markdown to this file.")
+@click.option("--warn-only", is_flag=True, help="Report failing gates as warnings and exit 0.")
+@debug_option
+@handle_errors
+def gate(directory: str, policy: str, baseline: str | None, junit: str | None, markdown: str | None, warn_only: bool, debug: bool) -> None:
+    """Check a report against a gate policy. Exit 0: all gates hold; 1: a gate failed;
+    4: invalid policy (a gate matching no row is invalid); 5: nothing to evaluate."""
+    from .reports.gates import exit_code, load_policy, write_junit
+    from .reports.markdown import append_step_summary, render_summary
+    from .reports.report import Report
+
+    gates = load_policy(policy)
+    report = Report.load(directory)
+    results = _gate_report(report, gates, baseline, warn_only, rewrite=False)
+    if junit:
+        write_junit(results, junit, suite=report.model)
+        click.echo(f"wrote {junit}")
+    text = render_summary(report, results)
+    if markdown:
+        Path(markdown).write_text(text, encoding="utf-8")
+        click.echo(f"wrote {markdown}")
+    append_step_summary(text)
+    sys.exit(exit_code(results))
+
+
+@report.command("compare")
+@click.argument("directories", nargs=-1, required=True)
+@click.option("--out", type=click.Path(dir_okay=False), default="comparison.csv", show_default=True,
+              help="Write every row side by side here (.csv, .md, .html or .parquet).")
+@debug_option
+@handle_errors
+def report_compare(directories: tuple[str, ...], out: str, debug: bool) -> None:
+    """Compare report directories (paths or globs): print the headlines side by side and write
+    every row, with the change of each model against the first."""
+    from .reports.compare import compare_headlines, compare_tables, write_comparison
+    from .reports.report import Report, expand_report_paths
+    from .reports.scorecard import format_value
+
+    reports = [Report.load(p) for p in expand_report_paths(directories)]
+    click.echo(compare_headlines(reports).map(format_value).to_string(index=False))
+    table = compare_tables(reports)
+    write_comparison(table, out)
+    click.echo(f"wrote {out} ({len(table)} rows)")

@@ -376,26 +376,31 @@ def _xml(text: str) -> str:
     return _XML_INVALID.sub("?", text)
 
 
-def junit_xml(results: Sequence[GateResult], suite: str = "robustcnn gates") -> str:
-    """JUnit XML: one testcase per gate; a failed gate is a ``<failure>`` whose message holds the
-    measured value and the bound; warnings and passes carry the same text in ``<system-out>``."""
-    failures = sum(r.status == "fail" for r in results)
-    root = ET.Element("testsuites", name="robustcnn", tests=str(len(results)), failures=str(failures), errors="0")
-    ts = ET.SubElement(root, "testsuite", name=suite, tests=str(len(results)), failures=str(failures), errors="0", skipped="0")
-    for r in results:
-        case = ET.SubElement(ts, "testcase", name=_xml(r.gate.name), classname=_xml(f"robustcnn.gates.{r.gate.check}"), time="0")
-        if r.status == "fail":
-            failure = ET.SubElement(case, "failure", message=_xml(r.message), type="GateFailed")
-            failure.text = _xml(f"{r.message}\nseverity: {r.gate.severity}")
-        else:
-            out = ET.SubElement(case, "system-out")
-            out.text = _xml(("WARNING: " if r.status == "warn" else "") + r.message)
+def junit_xml(results: Sequence[GateResult] | dict[str, Sequence[GateResult]], suite: str = "robustcnn gates") -> str:
+    """JUnit XML: one testcase per gate (one testsuite per model when ``results`` is a dict of them);
+    a failed gate is a ``<failure>`` whose message holds the measured value and the bound;
+    warnings and passes carry the same text in ``<system-out>``."""
+    suites = results if isinstance(results, dict) else {suite: results}
+    every = [r for rs in suites.values() for r in rs]
+    failures = str(sum(r.status == "fail" for r in every))
+    root = ET.Element("testsuites", name="robustcnn", tests=str(len(every)), failures=failures, errors="0")
+    for suite_name, suite_results in suites.items():
+        count = str(sum(r.status == "fail" for r in suite_results))
+        ts = ET.SubElement(root, "testsuite", name=_xml(suite_name), tests=str(len(suite_results)), failures=count, errors="0", skipped="0")
+        for r in suite_results:
+            case = ET.SubElement(ts, "testcase", name=_xml(r.gate.name), classname=_xml(f"robustcnn.gates.{r.gate.check}"), time="0")
+            if r.status == "fail":
+                failure = ET.SubElement(case, "failure", message=_xml(r.message), type="GateFailed")
+                failure.text = _xml(f"{r.message}\nseverity: {r.gate.severity}")
+            else:
+                out = ET.SubElement(case, "system-out")
+                out.text = _xml(("WARNING: " if r.status == "warn" else "") + r.message)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def write_junit(results: Sequence[GateResult], path: str | Path) -> Path:
+def write_junit(results: Sequence[GateResult] | dict[str, Sequence[GateResult]], path: str | Path, suite: str = "robustcnn gates") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(junit_xml(results), encoding="utf-8")
+    path.write_text(junit_xml(results, suite), encoding="utf-8")
     return path
