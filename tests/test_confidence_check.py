@@ -1,5 +1,7 @@
 """The ``confidence`` check on the demo CNN: rows, artifacts of other checks, generated sets,
 a user OOD dataset, bad options and models that output probabilities."""
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +9,7 @@ import torch
 from torch import nn
 
 from robustcnn.audits.confidence import ConfidenceCheck
-from robustcnn.audits.confidence.ood_sets import build_sets, pgd_examples, simple_corruptions
+from robustcnn.audits.confidence.ood_sets import build_sets, pgd_examples, shifted_images, simple_corruptions
 from robustcnn.checks import CheckContext, get_check
 from robustcnn.errors import InvalidInputError
 from robustcnn.models import AuditedModel
@@ -110,6 +112,17 @@ def test_generated_adversarial_examples_are_misclassified(demo_model, mnist_audi
     nearest = distances.argmin(1)
     assert torch.all(distances.min(1).values <= 0.15 + 1e-6)
     assert torch.all(pred != y[nearest])
+
+
+def test_corruptions_use_the_shifts_module_or_fall_back(mnist_audit, monkeypatch):
+    pytest.importorskip("robustcnn.attacks.shifts")
+    x = mnist_audit.eval.x[:30]
+    out, source = shifted_images(x, torch.Generator().manual_seed(0))
+    assert "robustcnn.attacks.shifts.corrupt" in source and out.shape == x.shape
+    assert torch.all((out - x).flatten(1).abs().amax(1) > 0)
+    monkeypatch.setitem(sys.modules, "robustcnn.attacks.shifts", None)
+    _, fallback = shifted_images(x, torch.Generator().manual_seed(0))
+    assert fallback.startswith("generated: Gaussian noise 0.38")
 
 
 def test_simple_corruptions_change_every_image(mnist_audit):

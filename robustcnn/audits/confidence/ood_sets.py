@@ -6,8 +6,9 @@
   the checks of those names leave in ``ctx.artifacts``. When a check did not run, a small
   batch is generated here: signed-gradient ascent on a class's log-probability from uniform
   noise (Simonyan et al. 2014; Nguyen et al. 2015), L-inf PGD keeping the successful
-  examples (Madry et al. 2018), and severity-5-like Gaussian noise, blur and contrast
-  (Hendrycks & Dietterich 2019). There is no small stand-in for evolution, so
+  examples (Madry et al. 2018), and the 15 ImageNet-C corruptions at severity 5 via
+  ``robustcnn.attacks.shifts.corrupt`` (Hendrycks & Dietterich 2019), or, where that
+  module is absent, severity-5-like Gaussian noise, blur and contrast. There is no small stand-in for evolution, so
   ``fooling-evolution`` is measured only from its check's artifact.
 - ``user:<name>``: a dataset given by the ``ood`` option, resized to the model's input.
 """
@@ -126,6 +127,20 @@ def simple_corruptions(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+def shifted_images(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, str]:
+    """The 15 ImageNet-C corruptions at severity 5, round-robin, from ``robustcnn.attacks.shifts``
+    when that module is installed; else :func:`simple_corruptions`. Returns (images, source)."""
+    try:
+        from ...attacks.shifts import BENCHMARK, corrupt
+    except ImportError:
+        return simple_corruptions(x, gen), "generated: Gaussian noise 0.38 / blur / contrast 5%, round-robin"
+    out = x.clone()
+    for i, name in enumerate(BENCHMARK):
+        if len(x[i :: len(BENCHMARK)]):
+            out[i :: len(BENCHMARK)] = corrupt(x[i :: len(BENCHMARK)], name, 5, gen)
+    return out, f"generated: robustcnn.attacks.shifts.corrupt, {len(BENCHMARK)} ImageNet-C corruptions at severity 5, round-robin"
+
+
 def subsample(images: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
     """At most ``k`` images, a seeded random subset if there are more."""
     if len(images) <= k:
@@ -216,5 +231,5 @@ def _generate(name: str, model: AuditedModel, data: AuditData, cfg: "ConfidenceC
             f"{len(images)}/{len(pick)} successful kept")
     if name == "corruptions":
         pick = torch.randperm(len(data.eval), generator=gen)[: cfg.corruption_n]
-        return simple_corruptions(data.eval.x[pick], gen), "generated: Gaussian noise 0.38 / blur / contrast 5%, round-robin"
+        return shifted_images(data.eval.x[pick], gen)
     return None
