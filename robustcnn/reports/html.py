@@ -20,7 +20,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from .scorecard import check_instance, check_names, check_table, fact, format_value, report_label, scorecard
+from .scorecard import breakdown_metrics, check_instance, check_names, check_table, fact, format_value, report_label, scorecard
 
 MAX_TABLE_ROWS = 1000  # rows of one check rendered in the page; results.csv has all
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -106,11 +106,26 @@ def _cost(info: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def _tables(table: pd.DataFrame) -> tuple[str, list[dict[str, Any]]]:
+    """The headline rows as one table, and each breakdown metric (per class, or very long; see
+    ``breakdown_metrics``) as its own table, shown folded."""
+    if table.empty:
+        return "", []
+    counts = table["metric"].value_counts()
+    broken = breakdown_metrics(table)
+    main = table[~table["metric"].isin(broken)]
+    if main.empty:
+        main, broken = table, []
+    folds = [{"metric": m, "rows": int(counts[m]), "table": Markup(styled_table(table[table["metric"] == m].dropna(axis=1, how="all")))} for m in broken]
+    return Markup(styled_table(main.dropna(axis=1, how="all"))), folds
+
+
 def _section(report: Any, name: str, figures: dict[str, Any]) -> dict[str, Any]:
     meta = report.meta or {}
     info = ((meta.get("checks") or {}).get(name)) or {}
     check = check_instance(name, meta)
     table = check_table(report, name)
+    main, folds = _tables(table)
     return {
         "name": name,
         "anchor": anchor(name),
@@ -120,17 +135,39 @@ def _section(report: Any, name: str, figures: dict[str, Any]) -> dict[str, Any]:
         "reference": getattr(check, "reference", "") or "",
         "cost": _cost(info),
         "warnings": [str(w) for w in info.get("warnings") or []],
-        "table": Markup(styled_table(table)) if not table.empty else "",
+        "table": main,
+        "folds": folds,
         "rows": len(table),
-        "shown": min(len(table), MAX_TABLE_ROWS),
-        "truncated": len(table) > MAX_TABLE_ROWS,
+        "truncated": any(n > MAX_TABLE_ROWS for n in [len(table) - sum(f["rows"] for f in folds)] + [f["rows"] for f in folds]),
         "figures": [_figure(str(k), v) for k, v in sorted((figures or {}).items())],
         "config": json.dumps(info["config"], indent=2, default=str) if info.get("config") else "",
     }
 
 
 def _status_class(status: str) -> str:
-    return status if status in ("ok", "pass", "warn", "fail", "error", "skipped") else "other"
+    if status in ("ok", "complete"):
+        return "ok"
+    return status if status in ("pass", "warn", "fail", "error", "skipped") else "other"
+
+
+def _facts(report: Any) -> list[tuple[str, str]]:
+    """The header line: model, data, sample size, seed, device, versions, time."""
+    meta = report.meta or {}
+    model, data = meta.get("model"), meta.get("data")
+    facts = []
+    if isinstance(model, dict) and model.get("spec"):
+        facts.append(("model", str(model["spec"])))
+    if data is not None:
+        facts.append(("data", fact(data) + (f" (n={data['eval_n']})" if isinstance(data, dict) and data.get("eval_n") else "")))
+    facts += [(k, str(meta[k])) for k in ("seed", "device") if meta.get(k) is not None]
+    versions = meta.get("versions") if isinstance(meta.get("versions"), dict) else {}
+    versions = {**versions, **{k.removesuffix("_version"): v for k, v in meta.items() if k.endswith("_version") and k != "schema_version"}}
+    facts += [(k, str(v)) for k, v in versions.items()]
+    if meta.get("started"):
+        facts.append(("started", str(meta["started"])))
+    if isinstance(meta.get("seconds"), (int, float)):
+        facts.append(("time", f"{meta['seconds']:.1f} s"))
+    return facts
 
 
 def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
@@ -140,9 +177,6 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
     names = check_names(report)
     names += [n for n in all_figures if n not in names]
     card = scorecard(report, gate_results)
-    facts = [(k, fact(meta[k])) for k in ("data", "seed", "device") if meta.get(k) is not None]
-    versions = meta.get("versions") or {}
-    facts += [(k, str(v)) for k, v in versions.items()] if isinstance(versions, dict) else []
     gates = [{
         "status": r.status,
         "name": r.gate.name,
@@ -152,11 +186,11 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
         "bound": r.bound,
         "message": r.message,
     } for r in sorted(gate_results or [], key=lambda r: {"fail": 0, "warn": 1}.get(r.status, 2))]
-    run_info = {k: meta[k] for k in ("plan", "versions", "model", "data", "seed", "device", "schema_version") if k in meta}
+    run_info = {k: v for k, v in meta.items() if k != "checks"}
     notes = meta.get("notes") or []
     return _ENV.get_template("report.html.j2").render(
         label=report_label(report),
-        facts=facts,
+        facts=_facts(report),
         notes=[str(n) for n in (notes if isinstance(notes, list) else [notes])],
         gates=gates,
         gate_counts={s: sum(g["status"] == s for g in gates) for s in ("pass", "warn", "fail")},
@@ -166,7 +200,9 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
             "value": format_value(row["value"]),
             "status_class": _status_class(str(row["status"])),
         } for row in card.to_dict("records")],
+        has_notes=bool((card["note"] != "").any()),
         sections=[_section(report, n, all_figures.get(n) or {}) for n in names],
+        max_rows=MAX_TABLE_ROWS,
         plan=json.dumps(run_info, indent=2, default=str) if run_info else "",
         script=Markup(SORT_SCRIPT),
         script_hash="sha256-" + base64.b64encode(hashlib.sha256(SORT_SCRIPT.encode()).digest()).decode(),

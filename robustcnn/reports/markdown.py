@@ -12,10 +12,9 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from .scorecard import check_names, check_table, fact, format_value, report_label, scorecard
+from .scorecard import breakdown_metrics, check_names, check_table, fact, format_value, report_label, scorecard
 
 KEY_ROWS = 20  # rows of a check's table shown in the summary; the rest is in results.csv
-BREAKDOWN_ROWS = 12  # a metric with more rows than this is a breakdown (per class, per pair), left out
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail"}
 
 
@@ -38,12 +37,11 @@ def md_table(df: pd.DataFrame) -> str:
 
 
 def key_table(table: pd.DataFrame, limit: int = KEY_ROWS) -> tuple[pd.DataFrame, int]:
-    """The headline rows of a check's table: breakdown metrics (many rows each) dropped, capped at
-    ``limit``; returns the rows and how many rows of the check were left out."""
+    """The headline rows of a check's table: breakdown metrics (``breakdown_metrics``) dropped,
+    capped at ``limit``; returns the rows and how many rows of the check were left out."""
     if table.empty:
         return table, 0
-    counts = table["metric"].map(table["metric"].value_counts())
-    key = table[counts <= BREAKDOWN_ROWS]
+    key = table[~table["metric"].isin(breakdown_metrics(table))]
     if key.empty:
         key = table
     key = key.head(limit)

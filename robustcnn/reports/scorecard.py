@@ -16,6 +16,8 @@ import pandas as pd
 from ..checks import Check, load_registry
 from ..errors import InvalidInputError
 
+BREAKDOWN_COLUMNS = ("class", "pred")  # a metric broken down by these is detail, not headline
+LONG_METRIC_ROWS = 60  # a metric with more rows than this is detail too
 SCORECARD_COLUMNS = ["family", "check", "title", "headline", "value", "status", "gate", "note"]
 GATE_ORDER = {"pass": 0, "warn": 1, "fail": 2}
 
@@ -48,6 +50,17 @@ def check_table(report: Any, name: str) -> pd.DataFrame:
         return table.iloc[0:0]
     part = table[table["check"] == name]
     return part.dropna(axis=1, how="all").reset_index(drop=True)
+
+
+def breakdown_metrics(table: pd.DataFrame) -> list[str]:
+    """Metrics of a check's table that are detail: several rows per class (or predicted class),
+    or very many rows. Reports show the other rows first and these folded or left out."""
+    found = []
+    for metric, rows in table.groupby("metric", sort=False):
+        per_class = any(c in rows.columns and rows[c].notna().any() for c in BREAKDOWN_COLUMNS)
+        if (len(rows) > 1 and per_class) or len(rows) > LONG_METRIC_ROWS:
+            found.append(str(metric))
+    return found
 
 
 def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.DataFrame:
