@@ -1,0 +1,158 @@
+"""Batched torch image operations the corruptions share: borders, filters, sampling, resizing, colour.
+
+Every function takes (N, C, H, W) float tensors and works on any device. Border modes
+follow the libraries the reference corruption code used: ``replicate`` (scipy ``nearest``),
+``reflect101`` (OpenCV's default, scipy ``mirror``, torch ``reflect``) and ``symmetric``
+(scipy ``reflect``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, as OpenCV's RGB2GRAY and PIL's "L" conversion
+
+
+def border_index(i: torch.Tensor, n: int, mode: str) -> torch.Tensor:
+    """Map integer coordinates (any range) into ``[0, n)`` by the border ``mode``."""
+    if mode == "replicate" or n == 1:
+        return i.clamp(0, n - 1)
+    if mode == "reflect101":
+        period = 2 * (n - 1)
+        i = i.remainder(period)
+        return torch.where(i >= n, period - i, i)
+    if mode == "symmetric":
+        period = 2 * n
+        i = i.remainder(period)
+        return torch.where(i >= n, period - 1 - i, i)
+    raise ValueError(f"unknown border mode {mode!r}")
+
+
+def pad(x: torch.Tensor, ph: int, pw: int, mode: str) -> torch.Tensor:
+    """Pad H by ``ph`` and W by ``pw`` on both sides; pads may exceed the image size."""
+    h, w = x.shape[-2:]
+    rows = border_index(torch.arange(-ph, h + ph, device=x.device), h, mode)
+    cols = border_index(torch.arange(-pw, w + pw, device=x.device), w, mode)
+    return x.index_select(-2, rows).index_select(-1, cols)
+
+
+def correlate(x: torch.Tensor, kernel: torch.Tensor, mode: str) -> torch.Tensor:
+    """Correlate every channel with one odd-sized 2-D ``kernel`` (kh, kw), border by ``mode``."""
+    n, c, h, w = x.shape
+    kh, kw = kernel.shape
+    # one depthwise convolution over all N*C planes: far faster on CPU than a batch of 1-channel ones
+    padded = pad(x, kh // 2, kw // 2, mode).reshape(1, n * c, h + kh - 1, w + kw - 1)
+    weight = kernel.to(x.device, x.dtype).reshape(1, 1, kh, kw).expand(n * c, 1, kh, kw)
+    return F.conv2d(padded, weight, groups=n * c).reshape(n, c, h, w)
+
+
+def gaussian_kernel1d(sigma: float, truncate: float) -> torch.Tensor:
+    """scipy.ndimage's sampled Gaussian: radius ``int(truncate * sigma + 0.5)``, normalised."""
+    radius = int(truncate * sigma + 0.5)
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    k = np.exp(-0.5 * (t / sigma) ** 2)
+    return torch.from_numpy(k / k.sum())
+
+
+def gaussian_filter(x: torch.Tensor, sigma: float, mode: str = "replicate", truncate: float = 4.0) -> torch.Tensor:
+    """Separable Gaussian blur over H and W, as ``scipy.ndimage.gaussian_filter`` /
+    ``skimage.filters.gaussian`` (whose default border is ``nearest`` = replicate)."""
+    if sigma <= 1e-15:
+        return x
+    k = gaussian_kernel1d(sigma, truncate)
+    return correlate(correlate(x, k[:, None], mode), k[None, :], mode)
+
+
+def sample_bilinear(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode: str) -> torch.Tensor:
+    """Bilinear samples of ``x`` at pixel coordinates ``ys``, ``xs`` (N, Ho, Wo), border by ``mode``
+    (as ``scipy.ndimage.map_coordinates(order=1)`` and OpenCV ``remap``/``warpAffine``)."""
+    n, c, h, w = x.shape
+    y0, x0 = ys.floor(), xs.floor()
+    wy, wx = (ys - y0).unsqueeze(1), (xs - x0).unsqueeze(1)
+    y0, x0 = y0.long(), x0.long()
+    rows = (border_index(y0, h, mode), border_index(y0 + 1, h, mode))
+    cols = (border_index(x0, w, mode), border_index(x0 + 1, w, mode))
+    flat = x.reshape(n, c, h * w)
+
+    def at(r: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        idx = (r * w + q).reshape(n, 1, -1).expand(n, c, -1)
+        return flat.gather(2, idx).reshape(n, c, *ys.shape[1:])
+
+    top = at(rows[0], cols[0]) * (1 - wx) + at(rows[0], cols[1]) * wx
+    bottom = at(rows[1], cols[0]) * (1 - wx) + at(rows[1], cols[1]) * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def gather_pixels(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``out[n, c, p] = x[n, c, index[n, p]]`` over flattened pixels, for per-image pixel maps."""
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h * w).gather(2, index.reshape(n, 1, -1).expand(n, c, -1)).reshape(n, c, h, w)
+
+
+def pil_box_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """The (out, in) weights of PIL's BOX resampling along one axis (Pillow's precompute_coeffs)."""
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = 0.5 * filterscale
+    m = np.zeros((out_size, in_size))
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), in_size)
+        t = (np.arange(xmin, xmax) - center + 0.5) / filterscale
+        weights = ((t > -0.5) & (t <= 0.5)).astype(np.float64)
+        if weights.sum() > 0:
+            m[xx, xmin:xmax] = weights / weights.sum()
+    return m
+
+
+def linear_zoom_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """The (out, in) weights of ``scipy.ndimage.zoom(order=1)``: output o samples input o*(in-1)/(out-1)."""
+    m = np.zeros((out_size, in_size))
+    step = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    for o in range(out_size):
+        pos = o * step
+        i0 = min(int(math.floor(pos)), in_size - 1)
+        frac = pos - i0
+        m[o, i0] += 1 - frac
+        if frac > 0:
+            m[o, min(i0 + 1, in_size - 1)] += frac
+    return m
+
+
+def clipped_zoom_matrix(size: int, factor: float) -> np.ndarray:
+    """(size, size) weights of the reference ``clipped_zoom`` along one axis: crop the centre
+    ``ceil(size / factor)`` pixels, zoom them linearly by ``factor``, keep the centre ``size``."""
+    crop = int(math.ceil(size / factor))
+    top = (size - crop) // 2
+    out = int(round(crop * factor))
+    trim = (out - size) // 2
+    m = np.zeros((size, size))
+    m[:, top : top + crop] = linear_zoom_matrix(crop, out)[trim : trim + size]
+    return m
+
+
+def apply_axes(x: torch.Tensor, rows: np.ndarray | torch.Tensor, cols: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``rows @ x @ cols.T`` for every image and channel: a separable linear resampling."""
+    r = torch.as_tensor(rows, dtype=x.dtype, device=x.device)
+    c = torch.as_tensor(cols, dtype=x.dtype, device=x.device)
+    return torch.matmul(torch.matmul(r, x), c.transpose(-1, -2))
+
+
+def luma(x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) RGB to (N, 1, H, W) grey with BT.601 weights."""
+    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
+def quantize_floor(x: torch.Tensor) -> torch.Tensor:
+    """``np.uint8(x * 255) / 255`` for x in [0, 1]: the truncation the reference code applies."""
+    return (x.clamp(0, 1) * 255).floor() / 255
+
+
+def quantize_round(x: torch.Tensor) -> torch.Tensor:
+    """Round to the nearest of the 256 uint8 levels (what saving an 8-bit image does)."""
+    return (x.clamp(0, 1) * 255).round() / 255

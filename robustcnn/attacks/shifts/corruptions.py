@@ -1,0 +1,91 @@
+"""``corrupt()``: the 15 ImageNet-C corruptions and the 4 held-out ones (Hendrycks & Dietterich 2019),
+five severities each, batched in torch on any device, for images of any size and grey or RGB.
+
+Parameters follow the reference code of CIFAR-10-C (designed for 32x32 images) or ImageNet-C
+(224x224): ``preset="auto"`` takes CIFAR-10-C's below 112 pixels (the smaller side) and
+ImageNet-C's from there. Parameters measured in pixels (blur radii and sigmas, motion-blur
+length, glass-blur displacement, spatter and elastic scales) are multiplied by
+``min(H, W) / 32`` or ``/ 224``; relative ones (noise levels, zoom factors, pixelation ratio,
+JPEG quality, blend weights) are kept.
+"""
+from __future__ import annotations
+
+import torch
+
+from ...errors import InvalidInputError
+from . import blur, digital, jpeg, noise, weather
+from ._ops import luma
+
+BENCHMARK: tuple[str, ...] = (
+    "gaussian_noise", "shot_noise", "impulse_noise",
+    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+    "snow", "frost", "fog",
+    "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+)
+HELD_OUT: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
+CORRUPTIONS: tuple[str, ...] = BENCHMARK + HELD_OUT
+FAMILY = {
+    **{k: "noise" for k in ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")},
+    **{k: "blur" for k in ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur")},
+    **{k: "weather" for k in ("snow", "frost", "fog", "spatter")},
+    **{k: "digital" for k in ("brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate")},
+}
+# defined on RGB: a grey image goes in as three equal channels and comes back as BT.601 luma
+COLOUR = frozenset({"brightness", "saturate", "spatter", "frost"})
+PRESETS = {"cifar": 32, "imagenet": 224}
+AUTO_THRESHOLD = 112
+
+_TABLE = {**noise.PARAMS, **blur.PARAMS, **weather.PARAMS, **digital.PARAMS, **jpeg.PARAMS}
+
+
+def resolve_preset(height: int, width: int, preset: str = "auto") -> str:
+    """``cifar`` or ``imagenet``: the parameter table used for (height, width) images."""
+    if preset == "auto":
+        return "cifar" if min(height, width) < AUTO_THRESHOLD else "imagenet"
+    if preset not in PRESETS:
+        raise InvalidInputError(f"unknown corruption preset '{preset}'; use auto, cifar or imagenet")
+    return preset
+
+
+def parameters(name: str, severity: int, preset: str) -> object:
+    """The reference parameters of ``name`` at ``severity`` in the ``cifar`` or ``imagenet`` table."""
+    _, cifar, imagenet = _TABLE[name]
+    return (cifar if preset == "cifar" else imagenet)[severity - 1]
+
+
+def check_name(name: str, severity: int) -> None:
+    """Raise InvalidInputError for an unknown corruption or a severity outside 1..5."""
+    if name not in _TABLE:
+        raise InvalidInputError(f"unknown corruption '{name}'; known: {', '.join(CORRUPTIONS)}")
+    if isinstance(severity, bool) or not isinstance(severity, int) or not 1 <= severity <= 5:
+        raise InvalidInputError(f"corruption severity must be an integer from 1 to 5, got {severity!r}")
+
+
+def corrupt(images: torch.Tensor, name: str, severity: int, generator: torch.Generator | None = None, *, preset: str = "auto") -> torch.Tensor:
+    """Corrupt (N, C, H, W) images in [0, 1] with corruption ``name`` at ``severity`` (1..5).
+
+    Returns a tensor of the same shape, dtype and device, in [0, 1]. Random corruptions draw
+    from ``generator`` (on the images' device; ``None`` uses torch's global generator), so a
+    seeded generator gives identical output.
+    """
+    check_name(name, severity)
+    if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+        raise InvalidInputError("corrupt() takes a float tensor of shape (N, C, H, W)")
+    n, c, h, w = images.shape
+    if n == 0:
+        return images.clone()
+    if bool(images.min() < 0) or bool(images.max() > 1):
+        raise InvalidInputError("corrupt() takes pixel values in [0, 1]; scale the images first")
+    colour = name in COLOUR
+    if colour and c not in (1, 3):
+        raise InvalidInputError(f"corruption '{name}' needs grey or RGB images, got {c} channels")
+    table = resolve_preset(h, w, preset)
+    fn = _TABLE[name][0]
+    x = images.float()
+    grey = colour and c == 1
+    if grey:
+        x = x.expand(-1, 3, -1, -1)
+    out = fn(x, parameters(name, severity, table), min(h, w) / PRESETS[table], generator).clamp(0, 1)
+    if grey:
+        out = luma(out)
+    return out.to(images.dtype)

@@ -1,0 +1,88 @@
+"""Digital corruptions of Hendrycks & Dietterich (2019): contrast, brightness, saturate (held out),
+pixelate and the elastic transform. JPEG compression lives in ``jpeg``."""
+from __future__ import annotations
+
+import torch
+
+from ._ops import apply_axes, gaussian_filter, pil_box_matrix, sample_bilinear
+from ._random import uniform
+
+
+def contrast(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Pull every channel towards its mean: ``(x - mean) c + mean``."""
+    means = x.mean(dim=(2, 3), keepdim=True)
+    return (x - means) * c + means
+
+
+def brightness(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Add ``c`` to the HSV value (clipped), keeping hue and saturation: with H and S fixed every
+    channel is proportional to V, so the RGB pixel scales by ``V' / V`` (grey ``V'`` where V = 0).
+    Identical to ``skimage.color`` rgb2hsv, add, hsv2rgb."""
+    v = x.amax(dim=1, keepdim=True)
+    v_new = (v + c).clamp(0, 1)
+    return torch.where(v > 0, x * (v_new / torch.where(v > 0, v, torch.ones_like(v))), v_new.expand_as(x))
+
+
+def saturate(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Set the HSV saturation to ``clip(s c0 + c1)`` keeping hue and value: each channel moves from V
+    by ``s' / s`` times its distance; a grey pixel (hue 0) becomes ``(V, V (1 - s'), V (1 - s'))``.
+    Identical to ``skimage.color`` rgb2hsv, scale, hsv2rgb."""
+    v = x.amax(dim=1, keepdim=True)
+    delta = v - x.amin(dim=1, keepdim=True)
+    s = torch.where(delta > 0, delta / torch.where(v > 0, v, torch.ones_like(v)), torch.zeros_like(v))
+    s_new = (s * c[0] + c[1]).clamp(0, 1)
+    ratio = s_new / torch.where(s > 0, s, torch.ones_like(s))
+    coloured = v - ratio * (v - x)
+    grey = torch.cat([v, v * (1 - s_new), v * (1 - s_new)], dim=1)
+    return torch.where(delta > 0, coloured, grey)
+
+
+def pixelate(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Box-downsample to ``int(size c)`` and box-upsample back (PIL ``Image.BOX``)."""
+    h, w = x.shape[-2:]
+    sh, sw = max(1, int(h * c)), max(1, int(w * c))
+    small = apply_axes(x, pil_box_matrix(h, sh), pil_box_matrix(w, sw))
+    return apply_axes(small, pil_box_matrix(sh, h), pil_box_matrix(sw, w))
+
+
+def _affine_from_points(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+    """(N, 2, 3) affine maps taking three (x, y) points ``src`` to ``dst`` (OpenCV getAffineTransform)."""
+    n = src.shape[0]
+    ones = torch.ones(n, 3, 1, dtype=src.dtype, device=src.device)
+    a = torch.cat([src, ones], dim=2)  # (N, 3, 3)
+    return torch.linalg.solve(a, dst).transpose(1, 2)
+
+
+def elastic_transform(x: torch.Tensor, c: tuple[float, float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+    """A random affine warp (three points moved by up to ``c2`` pixels, reflect-101 border), then a
+    displacement field of Gaussian-smoothed (sigma ``c1``, truncate 3) uniform noise times ``c0``
+    (bilinear, symmetric border)."""
+    alpha, sigma, shift = c[0] * scale, c[1] * scale, c[2] * scale
+    n, _, h, w = x.shape
+    dev, dt = x.device, torch.float64
+    centre = torch.tensor([w // 2, h // 2], dtype=dt, device=dev)
+    size = min(h, w) // 3
+    pts = torch.stack([centre + size, torch.stack([centre[0] + size, centre[1] - size]), centre - size])
+    src = pts.expand(n, 3, 2)
+    dst = src + uniform((n, 3, 2), gen, x, -shift, shift).to(dt)
+    inverse = _affine_from_points(dst, src)  # output pixel -> source pixel
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=dt, device=dev), torch.arange(w, dtype=dt, device=dev), indexing="ij")
+    grid = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3)
+    source = grid @ inverse.transpose(1, 2)  # (N, HW, 2) as (x, y)
+    warped = sample_bilinear(x, source[..., 1].view(n, h, w).to(x.dtype), source[..., 0].view(n, h, w).to(x.dtype), "reflect101")
+    dx = gaussian_filter(uniform((n, 1, h, w), gen, x, -1.0, 1.0), sigma, "symmetric", truncate=3)[:, 0] * alpha
+    dy = gaussian_filter(uniform((n, 1, h, w), gen, x, -1.0, 1.0), sigma, "symmetric", truncate=3)[:, 0] * alpha
+    return sample_bilinear(warped, ys.to(x.dtype) + dy, xs.to(x.dtype) + dx, "symmetric")
+
+
+PARAMS = {
+    "contrast": (contrast, (0.75, 0.5, 0.4, 0.3, 0.15), (0.4, 0.3, 0.2, 0.1, 0.05)),
+    "brightness": (brightness, (0.05, 0.1, 0.15, 0.2, 0.3), (0.1, 0.2, 0.3, 0.4, 0.5)),
+    "saturate": (saturate, ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)), ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2))),
+    "pixelate": (pixelate, (0.95, 0.9, 0.85, 0.75, 0.65), (0.6, 0.5, 0.4, 0.3, 0.25)),
+    "elastic_transform": (
+        elastic_transform,
+        tuple((32 * a, 32 * s, 32 * t) for a, s, t in ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))),
+        tuple((244 * a, 244 * s, 244 * t) for a, s, t in ((2, 0.7, 0.1), (2, 0.08, 0.2), (0.05, 0.01, 0.02), (0.07, 0.01, 0.02), (0.12, 0.01, 0.02))),
+    ),
+}

@@ -1,0 +1,200 @@
+"""Weather corruptions of Hendrycks & Dietterich (2019): snow, frost, fog and spatter (held out).
+
+Colour corruptions receive RGB images (grey images are expanded by the caller).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ._ops import correlate, gaussian_filter, luma, quantize_floor, quantize_round
+from ._random import integers, normal, uniform
+from .blur import clipped_zoom, motion_blur_at
+from .frost import frost_textures
+
+
+def plasma_fractal(n: int, mapsize: int, wibbledecay: float, gen: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
+    """(n, mapsize, mapsize) diamond-square fractals in [0, 1], the reference ``plasma_fractal``
+    (including its random offsets ``wibble * U(-wibble, wibble)``), batched over images."""
+    m = torch.zeros(n, mapsize, mapsize, dtype=torch.float64, device=like.device)
+    step, wibble = mapsize, 100.0
+
+    def wibbled(total: torch.Tensor) -> torch.Tensor:
+        noise = torch.rand(total.shape, generator=gen, device=like.device, dtype=torch.float64) * 2 - 1
+        return total / 4 + wibble * wibble * noise
+
+    while step >= 2:
+        half = step // 2
+        corner = m[:, 0::step, 0::step]
+        square = corner + corner.roll(-1, dims=1)
+        square = square + square.roll(-1, dims=2)
+        m[:, half::step, half::step] = wibbled(square)
+        dr = m[:, half::step, half::step]
+        ul = m[:, 0::step, 0::step]
+        m[:, 0::step, half::step] = wibbled(dr + dr.roll(1, dims=1) + ul + ul.roll(-1, dims=2))
+        m[:, half::step, 0::step] = wibbled(dr + dr.roll(1, dims=2) + ul + ul.roll(-1, dims=1))
+        step //= 2
+        wibble /= wibbledecay
+    m = m - m.amin(dim=(1, 2), keepdim=True)
+    return (m / m.amax(dim=(1, 2), keepdim=True).clamp_min(1e-12)).to(like.dtype)
+
+
+def fog(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Add ``c0`` times a plasma fractal (the next power-of-two map, cropped) and rescale by the maximum."""
+    n, _, h, w = x.shape
+    mapsize = 1 << max(1, math.ceil(math.log2(max(h, w))))
+    plasma = plasma_fractal(n, mapsize, c[1], gen, x)[:, None, :h, :w]
+    max_val = x.amax(dim=(1, 2, 3), keepdim=True)
+    return (x + c[0] * plasma) * max_val / (max_val + c[0])
+
+
+def snow(x: torch.Tensor, c: tuple[float, ...], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Zoomed, thresholded Gaussian flakes, motion-blurred at -135..-45 degrees, added twice (once
+    rotated by 180 degrees) to an image lightened towards ``1.5 grey + 0.5``."""
+    n, _, h, w = x.shape
+    layer = clipped_zoom(normal((n, 1, h, w), gen, x, loc=c[0], scale=c[1]), c[2])
+    layer = torch.where(layer < c[3], torch.zeros_like(layer), layer)
+    layer = quantize_floor(layer)
+    angle = uniform((n,), gen, x, -135.0, -45.0)
+    layer = quantize_round(motion_blur_at(layer, max(1, round(c[4] * scale)), max(c[5] * scale, 1e-3), angle))
+    grey = luma(x) if x.shape[1] == 3 else x
+    x = c[6] * x + (1 - c[6]) * torch.maximum(x, grey * 1.5 + 0.5)
+    return x + layer + layer.flip(-1, -2)
+
+
+def frost(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+    """``c0 x + c1 frost``, with a random crop of one of five procedurally generated frost textures."""
+    n, _, h, w = x.shape
+    bank = frost_textures(h, w, x.device, x.dtype)  # (5, 3, S, S)
+    k, side = bank.shape[0], bank.shape[-1]
+    which = integers(0, k, (n,), gen, x)
+    top = integers(0, side - h + 1, (n,), gen, x)
+    left = integers(0, side - w + 1, (n,), gen, x)
+    rows = (top[:, None] + torch.arange(h, device=x.device)).view(n, 1, h, 1)
+    cols = (left[:, None] + torch.arange(w, device=x.device)).view(n, 1, 1, w)
+    chans = torch.arange(3, device=x.device).view(1, 3, 1, 1)
+    crops = bank[which.view(n, 1, 1, 1), chans, rows, cols]
+    return c[0] * x + c[1] * crops
+
+
+def _canny(img: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """Canny edges of (N, 1, H, W) uint8-valued images as OpenCV (3x3 Sobel, L1 magnitude,
+    replicated border, 8-connected hysteresis)."""
+    sx = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=img.dtype)
+    gx = correlate(img, sx, "replicate")
+    gy = correlate(img, sx.T, "replicate")
+    mag = gx.abs() + gy.abs()
+    padded = F.pad(mag, (1, 1, 1, 1))
+
+    def neighbour(dy: int, dx: int) -> torch.Tensor:
+        h, w = mag.shape[-2:]
+        return padded[..., 1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+
+    tan22, tan67 = math.tan(math.radians(22.5)), math.tan(math.radians(67.5))
+    ax, ay = gx.abs(), gy.abs()
+    horizontal = ay <= ax * tan22
+    vertical = ay > ax * tan67
+    s = torch.where(gx * gy < 0, -1, 1)
+    diag_a = torch.where(s > 0, neighbour(-1, -1), neighbour(-1, 1))
+    diag_b = torch.where(s > 0, neighbour(1, 1), neighbour(1, -1))
+    local_max = torch.where(
+        horizontal, (mag > neighbour(0, -1)) & (mag >= neighbour(0, 1)),
+        torch.where(vertical, (mag > neighbour(-1, 0)) & (mag >= neighbour(1, 0)), (mag > diag_a) & (mag > diag_b)),
+    )
+    candidate = local_max & (mag > low)
+    edges = candidate & (mag > high)
+    while True:
+        grown = candidate & (F.max_pool2d(edges.to(img.dtype), 3, 1, 1) > 0)
+        if bool((grown == edges).all()):
+            return edges
+        edges = grown
+
+
+def _distance_to(edges: torch.Tensor, cap: int) -> torch.Tensor:
+    """Euclidean distance of every pixel to the nearest edge pixel, capped at ``cap``
+    (exact two-pass transform within the cap)."""
+    n, _, h, w = edges.shape
+    big = float(cap + 1)
+    pos = torch.arange(h, device=edges.device, dtype=torch.float32).view(1, 1, h, 1).expand(n, 1, h, w)
+    last = torch.where(edges, pos, torch.full_like(pos, -1e9)).cummax(dim=2).values
+    nxt = torch.where(edges, pos, torch.full_like(pos, 1e9)).flip(2).cummin(dim=2).values.flip(2)
+    col = torch.minimum(pos - last, nxt - pos).clamp(max=big)
+    padded = F.pad(col, (cap + 1, cap + 1, 0, 0), value=big)
+    windows = padded.unfold(3, 2 * cap + 3, 1)  # (N, 1, H, W, 2cap+3)
+    k = torch.arange(-cap - 1, cap + 2, device=edges.device, dtype=torch.float32)
+    return (windows**2 + k**2).amin(dim=-1).sqrt().clamp(max=float(cap))
+
+
+def _equalize_hist(img: torch.Tensor) -> torch.Tensor:
+    """OpenCV ``equalizeHist`` of (N, 1, H, W) integer-valued (0..255) images, per image."""
+    n = img.shape[0]
+    v = img.reshape(n, -1).long().clamp(0, 255)
+    hist = torch.zeros(n, 256, device=img.device).scatter_add_(1, v, torch.ones_like(v, dtype=torch.float32))
+    total = hist.sum(dim=1, keepdim=True)
+    first = (hist > 0).float().argmax(dim=1, keepdim=True)
+    first_count = hist.gather(1, first)
+    cdf = hist.cumsum(dim=1) - first_count
+    lut = (cdf * 255 / (total - first_count).clamp_min(1)).round().clamp(0, 255)
+    constant = first_count == total
+    lut = torch.where(constant, first.float().expand_as(lut), lut)
+    return lut.gather(1, v).view_as(img)
+
+
+def _water(liquid: torch.Tensor, strength: float) -> torch.Tensor:
+    """The reference's water mask: Canny edges of the liquid layer, distance to them (capped at 20),
+    box blur, histogram equalisation, an emboss filter and a box blur, times the layer, normalised."""
+    layer = (liquid.clamp(0, 1) * 255).floor()
+    edges = _canny(layer, 50, 150)
+    box = torch.full((3, 3), 1 / 9, dtype=layer.dtype)
+    dist = correlate(_distance_to(edges, 20), box, "reflect101").floor()
+    dist = _equalize_hist(dist)
+    emboss = torch.tensor([[-2.0, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=layer.dtype)
+    dist = correlate(dist, emboss, "reflect101").round().clamp(0, 255)
+    dist = correlate(dist, box, "reflect101")
+    m = layer * dist
+    return m / m.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12) * strength
+
+
+def spatter(x: torch.Tensor, c: tuple[float, ...], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+    """A thresholded, blurred Gaussian liquid layer rendered as pale-turquoise water (c5 = 0) or as
+    mud-brown splashes (c5 = 1)."""
+    n, _, h, w = x.shape
+    liquid = gaussian_filter(normal((n, 1, h, w), gen, x, loc=c[0], scale=c[1]), c[2] * scale)
+    liquid = torch.where(liquid < c[3], torch.zeros_like(liquid), liquid)
+    if c[5] == 0:
+        colour = torch.tensor([175 / 255, 238 / 255, 238 / 255], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+        return x + _water(liquid, c[4]) * colour
+    m = gaussian_filter((liquid > c[3]).to(x.dtype), c[4] * scale)
+    m = torch.where(m < 0.8, torch.zeros_like(m), m)
+    colour = torch.tensor([63 / 255, 42 / 255, 20 / 255], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return x * (1 - m) + colour * m
+
+
+PARAMS = {
+    "snow": (
+        snow,
+        ((0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+         (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)),
+        ((0.1, 0.3, 3, 0.5, 10, 4, 0.8), (0.2, 0.3, 2, 0.5, 12, 4, 0.7), (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+         (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65), (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55)),
+    ),
+    "frost": (
+        frost,
+        ((1, 0.2), (1, 0.3), (0.9, 0.4), (0.85, 0.4), (0.75, 0.45)),
+        ((1, 0.4), (0.8, 0.6), (0.7, 0.7), (0.65, 0.7), (0.6, 0.75)),
+    ),
+    "fog": (
+        fog,
+        ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)),
+        ((1.5, 2), (2.0, 2), (2.5, 1.7), (2.5, 1.5), (3.0, 1.4)),
+    ),
+    "spatter": (
+        spatter,
+        ((0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0), (0.65, 0.3, 1, 0.69, 0.5, 0),
+         (0.65, 0.1, 0.7, 0.69, 0.6, 1), (0.65, 0.1, 0.5, 0.68, 0.6, 1)),
+        ((0.65, 0.3, 4, 0.69, 0.6, 0), (0.65, 0.3, 3, 0.68, 0.6, 0), (0.65, 0.3, 2, 0.68, 0.5, 0),
+         (0.65, 0.3, 1, 0.65, 1.5, 1), (0.67, 0.4, 1, 0.65, 1.5, 1)),
+    ),
+}
