@@ -94,12 +94,12 @@ class ConfidenceCheck(Check):
         names, dropped = usable_scores(cfg.scores, model.outputs_probabilities)
         primary = cfg.primary_score
         if dropped:
-            ctx.warn(f"confidence: the model outputs probabilities; scores are computed from log-probabilities and "
+            ctx.warn(f"the model outputs probabilities; scores are computed from log-probabilities and "
                      f"{', '.join(dropped)} are not meaningful (energy is constant, max log-probability repeats MSP): left out")
         if not names:
             names = ["msp"]
         if primary not in names:
-            ctx.warn(f"confidence: primary_score '{primary}' is not available for this model; using '{names[0]}'")
+            ctx.warn(f"primary_score '{primary}' is not available for this model; using '{names[0]}'")
             primary = names[0]
 
         def score(x: torch.Tensor) -> dict[str, np.ndarray]:
@@ -110,7 +110,7 @@ class ConfidenceCheck(Check):
         correct = (clean_out.argmax(dim=1) == data.eval.y).numpy()
         sets, notes = build_sets(model, data, cfg, ctx)
         for note in notes:
-            ctx.warn(f"confidence: {note}")
+            ctx.warn(note)
         set_scores = {s.name: score(s.images) for s in sets}
 
         rows = self._detection_rows(names, primary, clean, sets, set_scores, cfg.tpr)
