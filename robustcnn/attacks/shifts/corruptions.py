@@ -2,13 +2,15 @@
 five severities each, batched in torch on any device, for images of any size and grey or RGB.
 
 Parameters follow the reference code of CIFAR-10-C (designed for 32x32 images) or ImageNet-C
-(224x224): ``preset="auto"`` takes CIFAR-10-C's below 112 pixels (the smaller side) and
-ImageNet-C's from there. Parameters measured in pixels (blur radii and sigmas, motion-blur
-length, glass-blur displacement, spatter and elastic scales) are multiplied by
-``min(H, W) / 32`` or ``/ 224``; relative ones (noise levels, zoom factors, pixelation ratio,
+(224x224): ``preset="auto"`` takes CIFAR-10-C's for images below 112 pixels (size =
+``sqrt(H W)``) and ImageNet-C's from there. Parameters measured in pixels (blur radii and
+sigmas, motion-blur length, glass-blur displacement, spatter and elastic scales) are multiplied
+by ``size / 32`` or ``size / 224``; relative ones (noise levels, zoom factors, pixelation ratio,
 JPEG quality, blend weights) are kept.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -38,10 +40,15 @@ AUTO_THRESHOLD = 112
 _TABLE = {**noise.PARAMS, **blur.PARAMS, **weather.PARAMS, **digital.PARAMS, **jpeg.PARAMS}
 
 
+def image_size(height: int, width: int) -> float:
+    """The size that pixel parameters scale with: the geometric mean of height and width."""
+    return math.sqrt(height * width)
+
+
 def resolve_preset(height: int, width: int, preset: str = "auto") -> str:
     """``cifar`` or ``imagenet``: the parameter table used for (height, width) images."""
     if preset == "auto":
-        return "cifar" if min(height, width) < AUTO_THRESHOLD else "imagenet"
+        return "cifar" if image_size(height, width) < AUTO_THRESHOLD else "imagenet"
     if preset not in PRESETS:
         raise InvalidInputError(f"unknown corruption preset '{preset}'; use auto, cifar or imagenet")
     return preset
@@ -85,7 +92,7 @@ def corrupt(images: torch.Tensor, name: str, severity: int, generator: torch.Gen
     grey = colour and c == 1
     if grey:
         x = x.expand(-1, 3, -1, -1)
-    out = fn(x, parameters(name, severity, table), min(h, w) / PRESETS[table], generator).clamp(0, 1)
+    out = fn(x, parameters(name, severity, table), image_size(h, w) / PRESETS[table], generator).clamp(0, 1)
     if grey:
         out = luma(out)
     return out.to(images.dtype)

@@ -1,0 +1,255 @@
+"""corrupt(): fidelity to independent single-image reference computations (PIL, scipy, scikit-image,
+following the ImageNet-C / CIFAR-10-C definitions), noise statistics, shapes, seeding, bad input."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import scipy.ndimage as ndi
+import skimage.color
+import skimage.data
+import skimage.filters
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from robustcnn.attacks.shifts import CORRUPTIONS, corrupt
+from robustcnn.attacks.shifts.blur import glass_index, motion_blur_at
+from robustcnn.errors import InvalidInputError
+
+CIFAR = {
+    "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
+    "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),
+    "saturate": ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),
+    "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),
+    "jpeg_compression": (80, 65, 58, 50, 40),
+    "defocus_blur": ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),
+    "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1),
+    "zoom_blur": tuple(np.arange(1, b, 0.01) for b in (1.06, 1.11, 1.16, 1.21, 1.26)),
+}
+
+
+@pytest.fixture(scope="module")
+def photos() -> np.ndarray:
+    """Two 32x32 RGB uint8 photographs (scikit-image samples), as CIFAR-sized inputs."""
+    out = []
+    for img in (skimage.data.chelsea(), skimage.data.coffee()):
+        t = torch.from_numpy(img).permute(2, 0, 1).float()[None] / 255
+        small = F.interpolate(t, size=(32, 32), mode="bilinear", antialias=True).clamp(0, 1)
+        out.append((small[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    return np.stack(out)
+
+
+# --- single-image references, written from the published definitions -------------------------------
+
+def ref_brightness(img: np.ndarray, c: float) -> np.ndarray:
+    hsv = skimage.color.rgb2hsv(img / 255.0)
+    hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
+    return np.clip(skimage.color.hsv2rgb(hsv), 0, 1)
+
+
+def ref_saturate(img: np.ndarray, c: tuple[float, float]) -> np.ndarray:
+    hsv = skimage.color.rgb2hsv(img / 255.0)
+    hsv[..., 1] = np.clip(hsv[..., 1] * c[0] + c[1], 0, 1)
+    return np.clip(skimage.color.hsv2rgb(hsv), 0, 1)
+
+
+def ref_contrast(img: np.ndarray, c: float) -> np.ndarray:
+    x = img / 255.0
+    means = x.mean(axis=(0, 1), keepdims=True)
+    return np.clip((x - means) * c + means, 0, 1)
+
+
+def ref_pixelate(img: np.ndarray, c: float) -> np.ndarray:
+    im = Image.fromarray(img)
+    im = im.resize((int(32 * c), int(32 * c)), Image.BOX).resize((32, 32), Image.BOX)
+    return np.asarray(im) / 255.0
+
+
+def ref_jpeg(img: np.ndarray, quality: int) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB")) / 255.0
+
+
+def ref_defocus(img: np.ndarray, c: tuple[float, float]) -> np.ndarray:
+    radius, alias_blur = c
+    grid = np.arange(-8, 9)
+    xx, yy = np.meshgrid(grid, grid)
+    disk = (xx**2 + yy**2 <= radius**2).astype(np.float64)
+    disk /= disk.sum()
+    g = np.exp(-((np.arange(3) - 1.0) ** 2) / (2 * alias_blur**2))
+    g /= g.sum()
+    kernel = ndi.correlate1d(ndi.correlate1d(disk, g, axis=0, mode="mirror"), g, axis=1, mode="mirror")
+    x = img / 255.0
+    return np.clip(np.stack([ndi.correlate(x[..., d], kernel, mode="mirror") for d in range(3)], axis=-1), 0, 1)
+
+
+def ref_gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
+    return np.clip(skimage.filters.gaussian(img / 255.0, sigma=sigma, channel_axis=-1), 0, 1)
+
+
+def ref_clipped_zoom(img: np.ndarray, factor: float) -> np.ndarray:
+    h = img.shape[0]
+    ch = int(np.ceil(h / factor))
+    top = (h - ch) // 2
+    out = ndi.zoom(img[top : top + ch, top : top + ch], (factor, factor, 1), order=1)
+    trim = (out.shape[0] - h) // 2
+    return out[trim : trim + h, trim : trim + h]
+
+
+def ref_zoom_blur(img: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    x = (img / 255.0).astype(np.float32)
+    out = np.zeros_like(x)
+    for z in factors:
+        out += ref_clipped_zoom(x, z)
+    return np.clip((x + out) / (len(factors) + 1), 0, 1)
+
+
+REFERENCES = {
+    "brightness": ref_brightness, "saturate": ref_saturate, "contrast": ref_contrast, "pixelate": ref_pixelate,
+    "jpeg_compression": ref_jpeg, "defocus_blur": ref_defocus, "gaussian_blur": ref_gaussian_blur,
+    "zoom_blur": ref_zoom_blur,
+}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCES))
+def test_deterministic_corruptions_match_reference(photos, name):
+    x = torch.from_numpy(photos).permute(0, 3, 1, 2).float() / 255
+    for severity in range(1, 6):
+        ours = corrupt(x, name, severity).permute(0, 2, 3, 1).numpy()
+        for img, out in zip(photos, ours):
+            ref = REFERENCES[name](img, CIFAR[name][severity - 1])
+            mad = np.abs(out - ref).mean()
+            assert mad <= 2 / 255, f"{name} severity {severity}: mean abs difference {mad * 255:.2f}/255"
+            assert np.abs(out - ref).max() < 0.25
+
+
+def test_glass_blur_shuffle_matches_reference_loop():
+    """The pixel map equals the reference's loop run literally on an (H, W, 3) numpy array."""
+    h = w = 12
+    for delta, iterations in ((1, 2), (2, 2), (3, 1)):
+        rng = np.random.default_rng(delta)
+        n_rows = h - 2 * delta
+        offsets = rng.integers(-delta, delta, size=(1, iterations, n_rows, n_rows, 2))
+        img = np.arange(h * w * 3).reshape(h, w, 3) // 3  # every pixel holds its own index
+        for it in range(iterations):
+            for r, row in enumerate(range(h - delta, delta, -1)):
+                for q, col in enumerate(range(w - delta, delta, -1)):
+                    dx, dy = offsets[0, it, r, q]
+                    hp, wp = row + dy, col + dx
+                    img[row, col], img[hp, wp] = img[hp, wp], img[row, col]
+        ours = glass_index(torch.from_numpy(offsets), h, w, delta)[0].view(h, w).numpy()
+        np.testing.assert_array_equal(ours, img[..., 0])
+
+
+def test_motion_blur_matches_numpy_shift_reference(photos):
+    """Motion blur at a given angle equals the NumPy re-implementation of ImageMagick's (imagecorruptions)."""
+    def shift(image, dx, dy):
+        out = np.roll(image, (dy, dx), axis=(0, 1))
+        if dx > 0:
+            out[:, :dx] = out[:, dx : dx + 1]
+        elif dx < 0:
+            out[:, dx:] = out[:, dx - 1 : dx]
+        if dy > 0:
+            out[:dy] = out[dy : dy + 1]
+        elif dy < 0:
+            out[dy:] = out[dy - 1 : dy]
+        return out
+
+    def reference(image, radius, sigma, angle):
+        width = 2 * radius + 1
+        k = np.exp(-np.arange(width) ** 2 / (2 * sigma**2))
+        k /= k.sum()
+        out = np.zeros_like(image)
+        for i in range(width):
+            dy = -int(np.ceil(i * np.sin(np.deg2rad(angle)) - 0.5))
+            dx = -int(np.ceil(i * np.cos(np.deg2rad(angle)) - 0.5))
+            if abs(dy) >= image.shape[0] or abs(dx) >= image.shape[1]:
+                break
+            out += k[i] * shift(image, dx, dy)
+        return out
+
+    x = torch.from_numpy(photos).permute(0, 3, 1, 2).double() / 255
+    angles = torch.tensor([-37.0, 12.5])
+    ours = motion_blur_at(x, 10, 2.5, angles).permute(0, 2, 3, 1).numpy()
+    for img, out, a in zip(photos, ours, angles.tolist()):
+        np.testing.assert_allclose(out, reference(img / 255.0, 10, 2.5, a), atol=1e-9)
+
+
+def test_noise_statistics():
+    grey = torch.full((4, 3, 32, 32), 0.5)
+    gen = torch.Generator().manual_seed(0)
+    for severity, c in enumerate((0.04, 0.06, 0.08, 0.09, 0.10), start=1):
+        d = corrupt(grey, "gaussian_noise", severity, gen) - grey
+        assert abs(d.mean()) < 0.005 and abs(d.std() / c - 1) < 0.05
+    for severity, c in enumerate((500, 250, 100, 75, 50), start=1):
+        out = corrupt(grey, "shot_noise", severity, gen)
+        assert abs(out.mean() - 0.5) < 0.005 and abs(out.var() / (0.5 / c) - 1) < 0.08
+        assert torch.allclose(out * c, (out * c).round(), atol=1e-3)  # counts of photons
+    for severity, c in enumerate((0.01, 0.02, 0.03, 0.05, 0.07), start=1):
+        out = corrupt(grey, "impulse_noise", severity, gen)
+        zeros, ones = float((out == 0).float().mean()), float((out == 1).float().mean())
+        assert abs((zeros + ones) / c - 1) < 0.2 and abs(zeros - ones) < c / 3
+        assert bool(((out == 0) | (out == 1) | (out == 0.5)).all())
+    for severity, c in enumerate((0.06, 0.1, 0.12, 0.16, 0.2), start=1):
+        d = corrupt(grey, "speckle_noise", severity, gen) - grey
+        assert abs(d.std() / (0.5 * c) - 1) < 0.05
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 32, 32), (3, 1, 28, 28), (2, 1, 8, 8), (1, 3, 20, 36)])
+def test_every_corruption_any_size_grey_and_seeded(shape):
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
+    for name in CORRUPTIONS:
+        for severity in (1, 5):
+            a = corrupt(x, name, severity, torch.Generator().manual_seed(3))
+            b = corrupt(x, name, severity, torch.Generator().manual_seed(3))
+            assert a.shape == x.shape and a.dtype == x.dtype, name
+            assert bool(torch.isfinite(a).all()) and a.min() >= 0 and a.max() <= 1, name
+            assert torch.equal(a, b), f"{name} is not reproducible with the same seed"
+        if max(shape[-2:]) >= 28:
+            assert (a - x).abs().mean() > 1e-3, f"{name} severity 5 leaves the image unchanged"
+
+
+def test_grey_colour_corruption_is_luma_of_rgb():
+    x = torch.rand(2, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    grey = corrupt(x, "saturate", 5)
+    rgb = corrupt(x.expand(-1, 3, -1, -1).contiguous(), "saturate", 5)
+    expected = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    torch.testing.assert_close(grey, expected)
+    torch.testing.assert_close(corrupt(x, "brightness", 3), (x + 0.15).clamp(0, 1))
+
+
+def test_severity_orders_damage():
+    x = torch.from_numpy(skimage.data.astronaut()).permute(2, 0, 1).float()[None] / 255
+    x = F.interpolate(x, size=(32, 32), mode="bilinear", antialias=True).clamp(0, 1)
+    for name in ("gaussian_noise", "contrast", "defocus_blur", "zoom_blur", "fog", "pixelate"):
+        gaps = [float((corrupt(x, name, s, torch.Generator().manual_seed(0)) - x).abs().mean()) for s in (1, 3, 5)]
+        assert gaps[0] < gaps[1] < gaps[2], (name, gaps)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda x: corrupt(x, "rain", 1), "unknown corruption 'rain'"),
+    (lambda x: corrupt(x, "fog", 0), "severity must be an integer from 1 to 5"),
+    (lambda x: corrupt(x, "fog", 6), "severity must be an integer from 1 to 5"),
+    (lambda x: corrupt(x, "fog", 2.0), "severity must be an integer from 1 to 5"),
+    (lambda x: corrupt(x[0], "fog", 1), "shape (N, C, H, W)"),
+    (lambda x: corrupt(x * 255, "fog", 1), "values in [0, 1]"),
+    (lambda x: corrupt(x, "fog", 1, preset="tiny"), "unknown corruption preset"),
+    (lambda x: corrupt(torch.rand(1, 2, 8, 8), "frost", 1), "grey or RGB"),
+])
+def test_bad_input(call, message):
+    with pytest.raises(InvalidInputError, match=__import__("re").escape(message)):
+        call(torch.rand(1, 3, 8, 8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu_for_deterministic_and_runs_random():
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    for name in CORRUPTIONS:
+        gen = torch.Generator(device="cuda").manual_seed(0)
+        out = corrupt(x.cuda(), name, 3, gen)
+        assert out.is_cuda and out.shape == x.shape
+        if name in REFERENCES:
+            torch.testing.assert_close(out.cpu(), corrupt(x, name, 3), atol=2e-3, rtol=0)
