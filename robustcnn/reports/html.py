@@ -19,6 +19,7 @@ from typing import Any, Sequence
 import jinja2
 import pandas as pd
 from markupsafe import Markup
+from pandas.io.formats.style import Styler
 
 from .scorecard import breakdown_metrics, check_instance, check_names, check_table, fact, format_value, report_label, scorecard
 
@@ -60,9 +61,10 @@ def anchor(name: str) -> str:
     return "check-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "x")
 
 
-def styled_table(table: pd.DataFrame, limit: int = MAX_TABLE_ROWS) -> str:
+def styled_table(table: pd.DataFrame, uuid: str = "t", limit: int = MAX_TABLE_ROWS) -> str:
     """A check's rows as an HTML table via the pandas Styler: core columns hidden, numbers formatted
-    and right-aligned, the 95% interval in one column, every cell and header HTML-escaped."""
+    and right-aligned, the 95% interval in one column, every cell and header HTML-escaped. ``uuid``
+    names the table's element id, so that the page is deterministic."""
     view = table.drop(columns=[c for c in CORE_HIDDEN if c in table.columns]).head(limit).copy()
     if {"ci_low", "ci_high"} <= set(view.columns):
         ci = [f"[{format_value(lo)}, {format_value(hi)}]" if format_value(lo) else "" for lo, hi in zip(view["ci_low"], view["ci_high"])]
@@ -74,7 +76,8 @@ def styled_table(table: pd.DataFrame, limit: int = MAX_TABLE_ROWS) -> str:
     numeric = [j for j, c in enumerate(view.columns) if pd.api.types.is_numeric_dtype(view[c]) and not pd.api.types.is_bool_dtype(view[c])]
     styles = [{"selector": f"td.col{j}", "props": "text-align: right; font-variant-numeric: tabular-nums;"} for j in numeric]
     styler = (
-        view.style.hide(axis="index")
+        Styler(view, uuid=re.sub(r"[^A-Za-z0-9_-]+", "-", uuid), cell_ids=False)
+        .hide(axis="index")
         .format(format_value, escape="html")
         .format_index(escape="html", axis=1)
         .set_table_attributes('class="rc-table"')
@@ -106,7 +109,7 @@ def _cost(info: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _tables(table: pd.DataFrame) -> tuple[str, list[dict[str, Any]]]:
+def _tables(table: pd.DataFrame, uuid: str) -> tuple[str, list[dict[str, Any]]]:
     """The headline rows as one table, and each breakdown metric (per class, or very long; see
     ``breakdown_metrics``) as its own table, shown folded."""
     if table.empty:
@@ -116,8 +119,9 @@ def _tables(table: pd.DataFrame) -> tuple[str, list[dict[str, Any]]]:
     main = table[~table["metric"].isin(broken)]
     if main.empty:
         main, broken = table, []
-    folds = [{"metric": m, "rows": int(counts[m]), "table": Markup(styled_table(table[table["metric"] == m].dropna(axis=1, how="all")))} for m in broken]
-    return Markup(styled_table(main.dropna(axis=1, how="all"))), folds
+    folds = [{"metric": m, "rows": int(counts[m]), "table": Markup(styled_table(table[table["metric"] == m].dropna(axis=1, how="all"), f"{uuid}-{i + 1}"))}
+             for i, m in enumerate(broken)]
+    return Markup(styled_table(main.dropna(axis=1, how="all"), f"{uuid}-0")), folds
 
 
 def _section(report: Any, name: str, figures: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +129,7 @@ def _section(report: Any, name: str, figures: dict[str, Any]) -> dict[str, Any]:
     info = ((meta.get("checks") or {}).get(name)) or {}
     check = check_instance(name, meta)
     table = check_table(report, name)
-    main, folds = _tables(table)
+    main, folds = _tables(table, anchor(name))
     return {
         "name": name,
         "anchor": anchor(name),
