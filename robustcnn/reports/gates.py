@@ -226,7 +226,7 @@ def select_rows(table: pd.DataFrame, gate: Gate) -> pd.DataFrame:
     part = table[(table["check"] == gate.check) & (table["metric"] == gate.metric)]
     if part.empty:
         return part
-    part = part.dropna(axis=1, how="all")
+    part = part.drop(columns=[c for c in part.columns if c not in CORE_COLUMNS and part[c].isna().all()])
     for key, want in gate.where.items():
         if key not in part.columns:
             params = [c for c in part.columns if c not in CORE_COLUMNS]

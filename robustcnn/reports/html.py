@@ -21,7 +21,7 @@ import pandas as pd
 from markupsafe import Markup
 from pandas.io.formats.style import Styler
 
-from .scorecard import breakdown_metrics, check_instance, check_names, check_table, fact, format_value, report_label, scorecard
+from .scorecard import breakdown_metrics, check_instance, check_names, check_table, drop_empty, fact, format_value, report_label, scorecard
 
 MAX_TABLE_ROWS = 1000  # rows of one check rendered in the page; results.csv has all
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -70,8 +70,9 @@ def styled_table(table: pd.DataFrame, uuid: str = "t", limit: int = MAX_TABLE_RO
         ci = [f"[{format_value(lo)}, {format_value(hi)}]" if format_value(lo) else "" for lo, hi in zip(view["ci_low"], view["ci_high"])]
         pos = view.columns.get_loc("ci_low")
         view = view.drop(columns=["ci_low", "ci_high"])
-        view.insert(pos, "95% CI", ci)
-    view = view.dropna(axis=1, how="all").reset_index(drop=True)
+        if any(ci):
+            view.insert(pos, "95% CI", ci)
+    view = drop_empty(view).reset_index(drop=True)
     view.columns = [str(c) for c in view.columns]
     numeric = [j for j, c in enumerate(view.columns) if pd.api.types.is_numeric_dtype(view[c]) and not pd.api.types.is_bool_dtype(view[c])]
     styles = [{"selector": f"td.col{j}", "props": "text-align: right; font-variant-numeric: tabular-nums;"} for j in numeric]
@@ -119,9 +120,9 @@ def _tables(table: pd.DataFrame, uuid: str) -> tuple[str, list[dict[str, Any]]]:
     main = table[~table["metric"].isin(broken)]
     if main.empty:
         main, broken = table, []
-    folds = [{"metric": m, "rows": int(counts[m]), "table": Markup(styled_table(table[table["metric"] == m].dropna(axis=1, how="all"), f"{uuid}-{i + 1}"))}
+    folds = [{"metric": m, "rows": int(counts[m]), "table": Markup(styled_table(drop_empty(table[table["metric"] == m]), f"{uuid}-{i + 1}"))}
              for i, m in enumerate(broken)]
-    return Markup(styled_table(main.dropna(axis=1, how="all"), f"{uuid}-0")), folds
+    return Markup(styled_table(drop_empty(main), f"{uuid}-0")), folds
 
 
 def _section(report: Any, name: str, figures: dict[str, Any]) -> dict[str, Any]:

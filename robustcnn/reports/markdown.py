@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from .scorecard import breakdown_metrics, check_names, check_table, fact, format_value, report_label, scorecard
+from .scorecard import breakdown_metrics, check_names, check_table, drop_empty, fact, format_value, report_label, scorecard
 
 KEY_ROWS = 20  # rows of a check's table shown in the summary; the rest is in results.csv
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail"}
@@ -45,7 +45,7 @@ def key_table(table: pd.DataFrame, limit: int = KEY_ROWS) -> tuple[pd.DataFrame,
     if key.empty:
         key = table
     key = key.head(limit)
-    view = key.drop(columns=[c for c in ("model", "check") if c in key.columns]).dropna(axis=1, how="all")
+    view = drop_empty(key).drop(columns=[c for c in ("model", "check") if c in key.columns])
     return view, len(table) - len(key)
 
 

@@ -15,6 +15,7 @@ import pandas as pd
 
 from ..checks import Check, load_registry
 from ..errors import InvalidInputError
+from .schema import CORE_COLUMNS
 
 BREAKDOWN_COLUMNS = ("class", "pred")  # a metric broken down by these is detail, not headline
 LONG_METRIC_ROWS = 60  # a metric with more rows than this is detail too
@@ -43,13 +44,17 @@ def check_instance(name: str, meta: dict[str, Any] | None) -> Check | None:
         return cls()
 
 
+def drop_empty(table: pd.DataFrame) -> pd.DataFrame:
+    """The table without parameter columns that are empty in it (core columns always kept)."""
+    return table.drop(columns=[c for c in table.columns if c not in CORE_COLUMNS and table[c].isna().all()])
+
+
 def check_table(report: Any, name: str) -> pd.DataFrame:
-    """The rows of one check, without columns that are empty for it."""
+    """The rows of one check, without parameter columns that are empty for it."""
     table = report.table
     if "check" not in table.columns:
         return table.iloc[0:0]
-    part = table[table["check"] == name]
-    return part.dropna(axis=1, how="all").reset_index(drop=True)
+    return drop_empty(table[table["check"] == name]).reset_index(drop=True)
 
 
 def breakdown_metrics(table: pd.DataFrame) -> list[str]:
