@@ -96,8 +96,9 @@ class Trace:
         return cls(list(thresholds), torch.full((k,), -1.0, dtype=torch.float64), torch.zeros(k, *shape),
                    torch.full((k, t), -1, dtype=torch.long), torch.full((k, t), -1, dtype=torch.long))
 
-    def update(self, idx: torch.Tensor, conf: torch.Tensor, images: torch.Tensor, step: int, evals: torch.Tensor | int) -> None:
-        """Record confidences ``conf`` of ``images`` for targets ``idx`` measured at ``step``."""
+    def update(self, idx: torch.Tensor, conf: torch.Tensor, images: torch.Tensor, step: int, evals: torch.Tensor | int) -> torch.Tensor:
+        """Record confidences ``conf`` of ``images`` for targets ``idx`` measured at ``step``;
+        returns which of them beat the best so far (and replaced its image)."""
         idx, conf = idx.cpu(), conf.detach().double().cpu()
         evals = evals.cpu() if isinstance(evals, torch.Tensor) else torch.full_like(idx, int(evals))
         better = conf > self.best[idx]
@@ -107,6 +108,7 @@ class Trace:
             new = (conf >= thr) & (self.step_at[idx, j] < 0)
             self.step_at[idx[new], j] = step
             self.evals_at[idx[new], j] = evals[new]
+        return better
 
     def rows(self, classes: list[int], names: list[str], unit: str, **params: Any) -> list[dict[str, Any]]:
         """best_confidence, <unit>_to_confidence and evaluations_to_confidence per class, classes_fooled per threshold."""
