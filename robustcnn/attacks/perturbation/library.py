@@ -1,0 +1,117 @@
+"""The named attacks a plan can select: foolbox's (FGSM, PGD, CW, DeepFool, FMN, DDN) and
+our own APGD and Square, behind one calling convention.
+
+FMN is used for L-inf only: foolbox 3.3.4's ``L2FMNAttack`` never projects onto its ball
+(its scaling factor is ``norms / norms``), so DDN is the minimal-norm attack for L2.
+
+Two kinds: *minimal* attacks return one adversarial per input, as close as they can find
+(FMN, DDN, CW, DeepFool); *fixed* attacks search inside a ball of a given radius per input
+(FGSM, PGD, APGD, Square). ``every_eps`` attacks (FGSM, PGD) are run at every epsilon an
+input still survives, since a one-step or fixed-step attack is not monotone in epsilon; the
+others descend from the largest. Every returned point is re-checked by the cascade.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import foolbox as fb
+import torch
+from torch import nn
+
+from .apgd import apgd
+from .square import square_attack
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """Iteration budgets of the attacks (defaults follow each paper unless noted)."""
+
+    fmn_steps: int = 100
+    ddn_steps: int = 100
+    apgd_steps: int = 50
+    square_queries: int = 1000
+    square_p_init: float = 0.8
+    pgd_steps: int = 40
+    cw_steps: int = 100
+    cw_binary_steps: int = 5
+    deepfool_steps: int = 50
+
+
+@dataclass(frozen=True)
+class Attack:
+    name: str
+    minimal: bool
+    norms: tuple[str, ...]
+    every_eps: bool
+    whitebox: bool
+    paper: str
+    run: Callable[..., torch.Tensor]
+
+
+def _fmodel(model: nn.Module, x: torch.Tensor) -> fb.PyTorchModel:
+    return fb.PyTorchModel(model, bounds=(0.0, 1.0), device=x.device)
+
+
+def _seeded(seed: int, x: torch.Tensor, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """Run a foolbox attack with torch's global generator seeded, leaving the caller's state intact."""
+    devices = [x.device] if x.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        return fn()
+
+
+def _foolbox_fixed(linf: Callable[[AttackSettings], fb.attacks.base.FixedEpsilonAttack], l2: Callable[[AttackSettings], fb.attacks.base.FixedEpsilonAttack]) -> Callable[..., torch.Tensor]:
+    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, seed: int, gen: torch.Generator) -> torch.Tensor:
+        attack = (linf if norm == "linf" else l2)(settings)
+        out = x.clone()
+        for value in torch.unique(eps):
+            part = eps == value
+            crit = fb.criteria.Misclassification(y[part])
+            out[part] = _seeded(seed, x, lambda: attack.run(_fmodel(model, x), x[part], crit, epsilon=float(value)))
+        return out
+
+    return run
+
+
+def _apgd(loss: str) -> Callable[..., torch.Tensor]:
+    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, seed: int, gen: torch.Generator) -> torch.Tensor:
+        return apgd(model, x, y, eps, norm, loss, settings.apgd_steps, gen).adversarial
+
+    return run
+
+
+def _square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, seed: int, gen: torch.Generator) -> torch.Tensor:
+    return square_attack(model, x, y, eps, norm, settings.square_queries, settings.square_p_init, gen).adversarial
+
+
+def _minimal(make: Callable[[AttackSettings, str, int], fb.attacks.base.MinimizationAttack]) -> Callable[..., torch.Tensor]:
+    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, settings: AttackSettings, seed: int, num_classes: int) -> torch.Tensor:
+        attack = make(settings, norm, num_classes)
+        return _seeded(seed, x, lambda: attack.run(_fmodel(model, x), x, fb.criteria.Misclassification(y)))
+
+    return run
+
+
+def _deepfool(s: AttackSettings, norm: str, num_classes: int) -> fb.attacks.base.MinimizationAttack:
+    kind = fb.attacks.LinfDeepFoolAttack if norm == "linf" else fb.attacks.L2DeepFoolAttack
+    return kind(steps=s.deepfool_steps, candidates=min(10, num_classes))
+
+
+BOTH = ("linf", "l2")
+ATTACKS: dict[str, Attack] = {
+    a.name: a
+    for a in (
+        Attack("fmn", True, ("linf",), False, True, "Pintor et al. 2021 (foolbox LInfFMNAttack)", _minimal(lambda s, norm, k: fb.attacks.LInfFMNAttack(steps=s.fmn_steps))),
+        Attack("ddn", True, ("l2",), False, True, "Rony et al. 2019 (foolbox DDNAttack)", _minimal(lambda s, norm, k: fb.attacks.DDNAttack(steps=s.ddn_steps))),
+        Attack("cw", True, ("l2",), False, True, "Carlini & Wagner 2017 (foolbox L2CarliniWagnerAttack)",
+               _minimal(lambda s, norm, k: fb.attacks.L2CarliniWagnerAttack(binary_search_steps=s.cw_binary_steps, steps=s.cw_steps, initial_const=1e-2))),
+        Attack("deepfool", True, BOTH, False, True, "Moosavi-Dezfooli et al. 2016 (foolbox)", _minimal(_deepfool)),
+        Attack("fgsm", False, BOTH, True, True, "Goodfellow et al. 2014 (foolbox FGSM / FGM)", _foolbox_fixed(lambda s: fb.attacks.FGSM(), lambda s: fb.attacks.FGM())),
+        Attack("pgd", False, BOTH, True, True, "Madry et al. 2017 (foolbox LinfPGD / L2PGD)", _foolbox_fixed(lambda s: fb.attacks.LinfPGD(steps=s.pgd_steps), lambda s: fb.attacks.L2PGD(steps=s.pgd_steps))),
+        Attack("apgd-ce", False, BOTH, False, True, "Croce & Hein 2020, cross-entropy loss", _apgd("ce")),
+        Attack("apgd-dlr", False, BOTH, False, True, "Croce & Hein 2020, DLR loss (margin loss below 3 classes)", _apgd("dlr")),
+        Attack("square", False, BOTH, False, False, "Andriushchenko et al. 2020, score-based", _square),
+    )
+}
+DEFAULT_ATTACKS = ("fmn", "ddn", "apgd-ce", "apgd-dlr", "square")
