@@ -62,6 +62,15 @@ class AuditedModel(nn.Module):
         self.register_buffer("std", _channel_tensor(std, in_channels, 1.0))
         self.eval()
 
+    def train(self, mode: bool = True) -> "AuditedModel":
+        """Set the mode of the network; torch.export modules are frozen in eval and refuse it."""
+        self.training = mode
+        try:
+            self.net.train(mode)
+        except NotImplementedError:
+            pass
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.counter.forward += x.shape[0]
         if torch.is_grad_enabled() and x.requires_grad:
@@ -258,7 +267,7 @@ def _load_pickle(ref: ModelRef, path: Path, num_classes: int, in_channels: int) 
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc):
             if not ref.trust:
                 raise InvalidInputError(
                     f"{path} is a pickled Python object, which runs code when loaded; "

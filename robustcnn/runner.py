@@ -95,11 +95,15 @@ def _check_labels(data: ImageData, model: AuditedModel) -> None:
 
 
 def build_tasks(checks: list[Check], prepared: Prepared, base_key: tuple, shard_size: int | None) -> dict[str, list[Task]]:
-    """Tasks per check, in run order; per-sample checks are split into shards."""
+    """Tasks per check, in run order; per-sample checks are split into shards.
+
+    A check's key includes the keys of the checks before it, since it may consume their artifacts.
+    """
     tasks: dict[str, list[Task]] = {}
     ids = prepared.data.eval.ids
+    upstream: list[str] = []
     for check in checks:
-        check_key = base_key + (check.name, check.version, check.config_dict())
+        check_key = base_key + (check.name, check.version, check.config_dict(), tuple(upstream))
         if isinstance(check, SampleCheck):
             size = shard_size or check.shard_size
             shards = [np.arange(i, min(i + size, len(ids))) for i in range(0, len(ids), size)]
@@ -109,6 +113,7 @@ def build_tasks(checks: list[Check], prepared: Prepared, base_key: tuple, shard_
             ]
         else:
             tasks[check.name] = [Task(check.name, None, None, content_key(*check_key, "whole", _ids_hash(ids, None)))]
+        upstream.append(content_key(*(t.key for t in tasks[check.name])))
     return tasks
 
 

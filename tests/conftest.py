@@ -41,3 +41,7 @@ def mnist_audit(mnist) -> AuditData:
 @pytest.fixture
 def ctx() -> CheckContext:
     return CheckContext(device="cpu", seed=0, batch_size=256)
+
+import sys  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
