@@ -110,3 +110,16 @@ def test_train_command_and_audit_the_result(tmp_path, mnist):
     assert code == 0, out
     code, out = run("audit", "--model", str(tmp_path / "m.pt"), "--arch", "demo:mnist-cnn", "--data", str(tmp_path / "ds"), "--checks", "clean", "--out", str(tmp_path / "r"), "--no-progress")
     assert code == 0, out
+
+
+def test_plan_with_several_models_writes_one_report_each(tmp_path):
+    plan = tmp_path / "two.toml"
+    plan.write_text(
+        '[[model]]\nspec = "demo:mnist-cnn"\nname = "first"\n'
+        '[[model]]\nspec = "demo:mnist-cnn"\nname = "second"\n'
+        f'[data]\nspec = "mnist5k"\nn = 20\n[run]\nchecks = ["clean"]\nout = "{tmp_path / "out"}"\n'
+    )
+    code, out = run("audit", str(plan), "--no-progress")
+    assert code == 0, out
+    assert (tmp_path / "out" / "first" / "meta.json").exists()
+    assert (tmp_path / "out" / "second" / "meta.json").exists()
