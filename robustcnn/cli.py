@@ -250,15 +250,16 @@ def list_command(debug: bool) -> None:
     from .data.builtin import load_builtin  # noqa: F401  (registers every built-in set)
     from .data import bias_sets  # noqa: F401
 
-    click.echo("checks:")
-    for name, cls in sorted(load_registry().items(), key=lambda kv: (kv[1].order, kv[0])):
-        click.echo(f"  {name:<18} {cls.title}")
-    click.echo("datasets:")
-    for name, builtin in sorted(BUILTINS.items()):
-        click.echo(f"  {name:<18} {builtin.description}")
-    click.echo("demo models:")
-    for recipe in zoo.list_demos():
-        click.echo(f"  demo:{recipe.name:<13} {recipe.description}")
+    sections = {
+        "checks": [(name, cls.title) for name, cls in sorted(load_registry().items(), key=lambda kv: (kv[1].order, kv[0]))],
+        "datasets": [(name, builtin.description) for name, builtin in sorted(BUILTINS.items())],
+        "demo models": [(f"demo:{recipe.name}", recipe.description) for recipe in zoo.list_demos()],
+    }
+    width = max(len(name) for entries in sections.values() for name, _ in entries) + 2
+    for title, entries in sections.items():
+        click.echo(f"{title}:")
+        for name, text in entries:
+            click.echo(f"  {name:<{width}}{text}")
 
 
 @main.command()
