@@ -110,3 +110,23 @@ def test_mce_against_baseline(demo_model, small_audit, result):
 def test_bad_options(options, message):
     with pytest.raises(InvalidInputError, match=message):
         get_check("corruptions").from_options(options)
+
+
+def test_end_to_end_with_baseline_report(tmp_path):
+    """Both shift checks through ``robustcnn.audit``; a second run reads the first as its baseline."""
+    import robustcnn
+
+    options = {
+        "corruptions": {"corruptions": ["fog", "contrast", "spatter"], "severities": [3, 5]},
+        "spatial": {"n_angles": 5, "n_translations": 3, "random_trials": 3},
+    }
+    first = robustcnn.audit(checks=["corruptions", "spatial"], options=options, n=50, out=tmp_path / "a", seed=0)
+    table = first.check_table("corruptions")
+    assert len(table[table.metric == "accuracy"]) == 6
+    assert first.headlines()["corruptions"][0] == "mean corruption accuracy"
+    assert first.headlines()["spatial"][0] == "worst-of-grid accuracy"
+    assert set(first.figures["corruptions"]) >= {"examples", "accuracy"}
+    second = robustcnn.audit(checks=["corruptions"], options=options, n=50, out=tmp_path / "b", seed=0, baseline=tmp_path / "a")
+    mce = second.check_table("corruptions")
+    mce = mce[mce.metric == "mce"]
+    assert len(mce) == 1 and abs(float(mce.value.iloc[0]) - 1) < 1e-9  # same model and seed: CE = 1
