@@ -8,6 +8,7 @@ follow the libraries the reference corruption code used: ``replicate`` (scipy ``
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -34,6 +35,8 @@ def border_index(i: torch.Tensor, n: int, mode: str) -> torch.Tensor:
 def pad(x: torch.Tensor, ph: int, pw: int, mode: str) -> torch.Tensor:
     """Pad H by ``ph`` and W by ``pw`` on both sides; pads may exceed the image size."""
     h, w = x.shape[-2:]
+    if mode == "replicate" or (mode == "reflect101" and ph < h and pw < w):
+        return F.pad(x, (pw, pw, ph, ph), mode="replicate" if mode == "replicate" else "reflect")
     rows = border_index(torch.arange(-ph, h + ph, device=x.device), h, mode)
     cols = border_index(torch.arange(-pw, w + pw, device=x.device), w, mode)
     return x.index_select(-2, rows).index_select(-1, cols)
@@ -57,33 +60,51 @@ def gaussian_kernel1d(sigma: float, truncate: float) -> torch.Tensor:
     return torch.from_numpy(k / k.sum())
 
 
+@lru_cache(maxsize=256)
+def _filter_matrix(n: int, kernel: tuple[float, ...], mode: str) -> np.ndarray:
+    """(n, n) matrix correlating a length-n signal with ``kernel`` (odd length), border by ``mode``."""
+    r = len(kernel) // 2
+    m = np.zeros((n, n))
+    rows = np.arange(n)
+    for j, weight in enumerate(kernel):
+        cols = border_index(torch.from_numpy(rows + j - r), n, mode).numpy()
+        np.add.at(m, (rows, cols), weight)
+    return m
+
+
+def filter_separable(x: torch.Tensor, kernel_h: torch.Tensor, kernel_w: torch.Tensor, mode: str) -> torch.Tensor:
+    """Correlate H with ``kernel_h`` and W with ``kernel_w`` (1-D, odd), borders folded into two
+    (H, H) and (W, W) matrices: exact for kernels of any length, and fast as batched matmuls."""
+    h, w = x.shape[-2:]
+    rows = _filter_matrix(h, tuple(kernel_h.tolist()), mode)
+    cols = _filter_matrix(w, tuple(kernel_w.tolist()), mode)
+    return apply_axes(x, rows, cols)
+
+
 def gaussian_filter(x: torch.Tensor, sigma: float, mode: str = "replicate", truncate: float = 4.0) -> torch.Tensor:
     """Separable Gaussian blur over H and W, as ``scipy.ndimage.gaussian_filter`` /
     ``skimage.filters.gaussian`` (whose default border is ``nearest`` = replicate)."""
     if sigma <= 1e-15:
         return x
     k = gaussian_kernel1d(sigma, truncate)
-    return correlate(correlate(x, k[:, None], mode), k[None, :], mode)
+    return filter_separable(x, k, k, mode)
 
 
 def sample_bilinear(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode: str) -> torch.Tensor:
-    """Bilinear samples of ``x`` at pixel coordinates ``ys``, ``xs`` (N, Ho, Wo), border by ``mode``
-    (as ``scipy.ndimage.map_coordinates(order=1)`` and OpenCV ``remap``/``warpAffine``)."""
-    n, c, h, w = x.shape
-    y0, x0 = ys.floor(), xs.floor()
-    wy, wx = (ys - y0).unsqueeze(1), (xs - x0).unsqueeze(1)
-    y0, x0 = y0.long(), x0.long()
-    rows = (border_index(y0, h, mode), border_index(y0 + 1, h, mode))
-    cols = (border_index(x0, w, mode), border_index(x0 + 1, w, mode))
-    flat = x.reshape(n, c, h * w)
-
-    def at(r: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        idx = (r * w + q).reshape(n, 1, -1).expand(n, c, -1)
-        return flat.gather(2, idx).reshape(n, c, *ys.shape[1:])
-
-    top = at(rows[0], cols[0]) * (1 - wx) + at(rows[0], cols[1]) * wx
-    bottom = at(rows[1], cols[0]) * (1 - wx) + at(rows[1], cols[1]) * wx
-    return top * (1 - wy) + bottom * wy
+    """Bilinear samples of ``x`` at pixel coordinates ``ys``, ``xs`` (N, Ho, Wo), as
+    ``scipy.ndimage.map_coordinates(order=1)`` (``symmetric`` = scipy ``reflect``) or OpenCV
+    ``remap``/``warpAffine`` (``reflect101``), via ``grid_sample``. For reflect-101 the image is
+    first padded by index reflection (so border taps match OpenCV's), coordinates further out
+    than that pad are reflected."""
+    h, w = x.shape[-2:]
+    if mode == "reflect101":
+        p = max(0, min(h, w) - 1)
+        x = F.pad(x, (p, p, p, p), mode="reflect") if p else x
+        ys, xs, h, w = ys + p, xs + p, h + 2 * p, w + 2 * p
+    elif mode != "symmetric":
+        raise ValueError(f"unsupported sampling border {mode!r}")
+    grid = torch.stack([(2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1], dim=-1).to(x.dtype)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 
 def gather_pixels(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

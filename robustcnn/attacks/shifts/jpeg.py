@@ -10,6 +10,7 @@ grey level at most on a few pixels).
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -33,24 +34,25 @@ def quant_table(base: np.ndarray, quality: int) -> np.ndarray:
     return np.clip((base * scale + 50) // 100, 1, 255)
 
 
-def _dct_matrix(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+@lru_cache(maxsize=8)
+def _dct2_matrix() -> np.ndarray:
+    """(64, 64) orthonormal 2-D DCT-II of a flattened 8x8 block (JPEG's FDCT)."""
     k = np.arange(8)
-    m = np.cos((2 * k[None, :] + 1) * k[:, None] * np.pi / 16) * np.sqrt(2 / 8)
-    m[0] /= np.sqrt(2)
-    return torch.as_tensor(m, device=device, dtype=dtype)
+    d = np.cos((2 * k[None, :] + 1) * k[:, None] * np.pi / 16) * np.sqrt(2 / 8)
+    d[0] /= np.sqrt(2)
+    return np.kron(d, d)
 
 
 def _code_plane(plane: torch.Tensor, table: np.ndarray) -> torch.Tensor:
     """Encode and decode (N, 1, H, W) 0..255 samples, H and W multiples of 8."""
     n, _, h, w = plane.shape
-    d = _dct_matrix(plane.device, plane.dtype)
-    q = torch.as_tensor(table, device=plane.device, dtype=plane.dtype)
-    blocks = (plane - 128).reshape(n, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4)
-    coef = d @ blocks @ d.T
+    d = torch.as_tensor(_dct2_matrix(), device=plane.device, dtype=plane.dtype)
+    q = torch.as_tensor(table.reshape(-1), device=plane.device, dtype=plane.dtype)
+    blocks = (plane - 128).reshape(n, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4).reshape(-1, 64)
+    coef = blocks @ d.T
     levels = torch.sign(coef) * torch.floor(coef.abs() / q + 0.5)
-    out = d.T @ (levels * q) @ d + 128
-    out = out.round().clamp(0, 255)
-    return out.permute(0, 1, 3, 2, 4).reshape(n, 1, h, w)
+    out = ((levels * q) @ d + 128).round().clamp(0, 255)
+    return out.reshape(n, h // 8, w // 8, 8, 8).permute(0, 1, 3, 2, 4).reshape(n, 1, h, w)
 
 
 def _fancy_upsample(c: torch.Tensor) -> torch.Tensor:
