@@ -51,6 +51,12 @@ def test_numbers_match_with_tolerance_and_text_columns_by_string():
     assert verdict(gate(where={"class": 3}, min=0.4), report(rows=class_rows)).status == "pass"
 
 
+def test_a_severity_parameter_is_filtered_through_where():
+    rows = [{"metric": "robust_accuracy", "value": 0.9 - 0.1 * s, "n": 10, "corruption": "fog", "severity": s} for s in (1, 5)]
+    result = verdict(gate(where={"severity": 5}, severity="warn", min=0.5), report(rows=rows))
+    assert result.rows == 1 and result.value == pytest.approx(0.4) and result.status == "warn"
+
+
 def test_severity_warn_and_warn_only():
     assert verdict(gate(norm="linf", eps=0.1, min=0.9, severity="warn")).status == "warn"
     results = evaluate(gate(norm="linf", eps=0.1, min=0.9), report(), warn_only=True)

@@ -93,6 +93,8 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
                 head, note = None, f"headline failed: {type(exc).__name__}: {exc}"
             if head is not None:
                 label, val = head[0], float(head[1])
+            elif not note:
+                note = "the check gives no headline"
         lines.append({
             "family": getattr(instance, "family", "") or "",
             "check": name,
