@@ -7,7 +7,6 @@ misclassification, and an input leaves the batch as soon as it is broken.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -28,13 +27,16 @@ class AttackRun:
 
 
 def checkpoints(steps: int) -> list[int]:
-    """Iterations at which APGD may halve its step: p0 = 0, p1 = 0.22,
-    p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), times the iteration budget."""
-    marks, prev, cur = [], 0.0, 0.22
-    while cur < 1.0:
-        marks.append(math.ceil(cur * steps))
-        prev, cur = cur, cur + max(cur - prev - 0.03, 0.06)
-    return sorted({m for m in marks if 0 < m < steps})
+    """Iterations at which APGD may halve its step: the first window is 22% of the budget,
+    each next one 3% shorter, never below 6% (p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)),
+    in whole iterations."""
+    window, shrink, floor = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    marks, at = [], window
+    while at < steps:
+        marks.append(at)
+        window = max(window - shrink, floor)
+        at += window
+    return marks
 
 
 def loss_and_grad(model: Model, x: torch.Tensor, y: torch.Tensor, loss: Callable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -34,16 +34,16 @@ class AdversarialConfig:
     eps_l2: list[float] | None = None
     headline_eps: float | None = None
     attacks: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACKS))
-    fmn_steps: int = 100
-    ddn_steps: int = 100
-    apgd_steps: int = 50
-    square_queries: int = 1000
-    square_p_init: float = 0.8
+    fmn_steps: int = AttackSettings.fmn_steps
+    ddn_steps: int = AttackSettings.ddn_steps
+    apgd_steps: int = AttackSettings.apgd_steps
+    square_queries: int = AttackSettings.square_queries
+    square_p_init: float = AttackSettings.square_p_init
     square_scope: str = "largest"
-    pgd_steps: int = 40
-    cw_steps: int = 100
-    cw_binary_steps: int = 5
-    deepfool_steps: int = 50
+    pgd_steps: int = AttackSettings.pgd_steps
+    cw_steps: int = AttackSettings.cw_steps
+    cw_binary_steps: int = AttackSettings.cw_binary_steps
+    deepfool_steps: int = AttackSettings.deepfool_steps
     unbounded_images: int = 32
     masking_threshold: float = 0.02
     examples_per_class: int = 2
@@ -172,7 +172,8 @@ class AdversarialCheck(SampleCheck):
         if examples is not None:
             figures["examples"] = examples
         info = {"attacks": chain, "eps": {n: list(g) for n, g in grids.items()}, "headline": {"norm": headline[0], "eps": headline[1]}, "costs": costs}
-        return CheckOutput(rows=rows, figures=figures, info=info)
+        kept = {k: artifacts[k] for k in ("adversarial/examples",) if k in artifacts}
+        return CheckOutput(rows=rows, figures=figures, artifacts=kept, info=info)
 
     def _costs(self, table: torch.Tensor | None) -> list[dict]:
         order = self.config.cost_order()
@@ -221,5 +222,5 @@ class AdversarialCheck(SampleCheck):
              f"-> {data.classes[int(getattr(r, f'adv_pred_{norm}'))]} ({getattr(r, f'adv_confidence_{norm}'):.0%})")
             for r in picked.itertuples()
         ]
-        return examples_png(clean, adversarial[torch.as_tensor(picked.index.to_numpy())], titles,
+        return examples_png(clean, adversarial[torch.tensor(picked.index.tolist(), dtype=torch.long)], titles,
                             f"Smallest adversarial examples found within {norm} eps {eps:g}: clean / perturbation x10 / adversarial")
