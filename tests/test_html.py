@@ -9,6 +9,7 @@ import pytest
 
 from robustcnn.audits.clean import CleanCheck
 from robustcnn.reports.gates import evaluate, parse_gates
+from robustcnn.reports import html as html_module
 from robustcnn.reports.html import render_html, styled_table
 from robustcnn.reports.markdown import append_step_summary, md_table, render_summary
 from robustcnn.reports.report import Report
@@ -121,9 +122,13 @@ def test_unreadable_figure_is_noted(tmp_path):
     assert "figure is not a PNG file" in page and len(re.findall(r'src="data:image/png', page)) == 2
 
 
-def test_long_tables_are_cut(report):
+def test_long_tables_are_cut(report, monkeypatch):
     table = report.table[report.table["check"] == "mystery"]
     assert styled_table(table, limit=3).count("<tr>") == 4  # header + 3 rows
+    assert "Long tables show" not in render_html(report)
+    monkeypatch.setattr(html_module, "MAX_TABLE_ROWS", 5)
+    mystery = render_html(report).split('<section id="check-mystery">')[1]
+    assert "Long tables show their first 5 rows" in mystery and "robust_accuracy: 3 rows" in mystery
 
 
 def test_summary_markdown(report):

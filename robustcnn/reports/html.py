@@ -21,7 +21,7 @@ import pandas as pd
 from markupsafe import Markup
 from pandas.io.formats.style import Styler
 
-from .scorecard import breakdown_metrics, check_instance, check_names, check_table, drop_empty, fact, format_value, report_label, scorecard
+from .scorecard import breakdown_rows, check_instance, check_names, check_table, drop_empty, fact, format_value, report_label, scorecard
 
 MAX_TABLE_ROWS = 1000  # rows of one check rendered in the page; results.csv has all
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -61,11 +61,11 @@ def anchor(name: str) -> str:
     return "check-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "x")
 
 
-def styled_table(table: pd.DataFrame, uuid: str = "t", limit: int = MAX_TABLE_ROWS) -> str:
+def styled_table(table: pd.DataFrame, uuid: str = "t", limit: int | None = None) -> str:
     """A check's rows as an HTML table via the pandas Styler: core columns hidden, numbers formatted
     and right-aligned, the 95% interval in one column, every cell and header HTML-escaped. ``uuid``
     names the table's element id, so that the page is deterministic."""
-    view = table.drop(columns=[c for c in CORE_HIDDEN if c in table.columns]).head(limit).copy()
+    view = table.drop(columns=[c for c in CORE_HIDDEN if c in table.columns]).head(limit or MAX_TABLE_ROWS).copy()
     if {"ci_low", "ci_high"} <= set(view.columns):
         ci = [f"[{format_value(lo)}, {format_value(hi)}]" if format_value(lo) else "" for lo, hi in zip(view["ci_low"], view["ci_high"])]
         pos = view.columns.get_loc("ci_low")
@@ -110,19 +110,21 @@ def _cost(info: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def _tables(table: pd.DataFrame, uuid: str) -> tuple[str, list[dict[str, Any]]]:
-    """The headline rows as one table, and each breakdown metric (per class, or very long; see
-    ``breakdown_metrics``) as its own table, shown folded."""
+def _tables(table: pd.DataFrame, uuid: str) -> dict[str, Any]:
+    """The headline rows as one table, and the detail rows of each metric (per class, or very
+    many; see ``breakdown_rows``) as their own table, shown folded; ``truncated`` if one was cut."""
     if table.empty:
-        return "", []
-    counts = table["metric"].value_counts()
-    broken = breakdown_metrics(table)
-    main = table[~table["metric"].isin(broken)]
-    if main.empty:
-        main, broken = table, []
-    folds = [{"metric": m, "rows": int(counts[m]), "table": Markup(styled_table(drop_empty(table[table["metric"] == m]), f"{uuid}-{i + 1}"))}
-             for i, m in enumerate(broken)]
-    return Markup(styled_table(drop_empty(main), f"{uuid}-0")), folds
+        return {"table": "", "folds": [], "truncated": False}
+    detail = breakdown_rows(table)
+    if detail.all():
+        detail[:] = False
+    main = table[~detail]
+    parts = [(str(m), drop_empty(part)) for m, part in table[detail].groupby("metric", sort=False)]
+    return {
+        "table": Markup(styled_table(drop_empty(main), f"{uuid}-0")),
+        "folds": [{"metric": m, "rows": len(part), "table": Markup(styled_table(part, f"{uuid}-{i + 1}"))} for i, (m, part) in enumerate(parts)],
+        "truncated": any(len(t) > MAX_TABLE_ROWS for t in [main] + [p for _, p in parts]),
+    }
 
 
 def _section(report: Any, name: str, figures: dict[str, Any]) -> dict[str, Any]:
@@ -130,7 +132,6 @@ def _section(report: Any, name: str, figures: dict[str, Any]) -> dict[str, Any]:
     info = ((meta.get("checks") or {}).get(name)) or {}
     check = check_instance(name, meta)
     table = check_table(report, name)
-    main, folds = _tables(table, anchor(name))
     return {
         "name": name,
         "anchor": anchor(name),
@@ -140,10 +141,8 @@ def _section(report: Any, name: str, figures: dict[str, Any]) -> dict[str, Any]:
         "reference": getattr(check, "reference", "") or "",
         "cost": _cost(info),
         "warnings": [str(w) for w in info.get("warnings") or []],
-        "table": main,
-        "folds": folds,
         "rows": len(table),
-        "truncated": any(n > MAX_TABLE_ROWS for n in [len(table) - sum(f["rows"] for f in folds)] + [f["rows"] for f in folds]),
+        **_tables(table, anchor(name)),
         "figures": [_figure(str(k), v) for k, v in sorted((figures or {}).items())],
         "config": json.dumps(info["config"], indent=2, default=str) if info.get("config") else "",
     }

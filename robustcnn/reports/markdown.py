@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from .scorecard import breakdown_metrics, check_names, check_table, drop_empty, fact, format_value, report_label, scorecard
+from .scorecard import breakdown_rows, check_names, check_table, drop_empty, fact, format_value, report_label, scorecard
 
 KEY_ROWS = 20  # rows of a check's table shown in the summary; the rest is in results.csv
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail"}
@@ -37,11 +37,11 @@ def md_table(df: pd.DataFrame) -> str:
 
 
 def key_table(table: pd.DataFrame, limit: int = KEY_ROWS) -> tuple[pd.DataFrame, int]:
-    """The headline rows of a check's table: breakdown metrics (``breakdown_metrics``) dropped,
-    capped at ``limit``; returns the rows and how many rows of the check were left out."""
+    """The headline rows of a check's table: detail rows (``breakdown_rows``) dropped, capped at
+    ``limit``; returns the rows and how many rows of the check were left out."""
     if table.empty:
         return table, 0
-    key = table[~table["metric"].isin(breakdown_metrics(table))]
+    key = table[~breakdown_rows(table)]
     if key.empty:
         key = table
     key = key.head(limit)

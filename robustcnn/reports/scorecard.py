@@ -57,15 +57,17 @@ def check_table(report: Any, name: str) -> pd.DataFrame:
     return drop_empty(table[table["check"] == name]).reset_index(drop=True)
 
 
-def breakdown_metrics(table: pd.DataFrame) -> list[str]:
-    """Metrics of a check's table that are detail: several rows per class (or predicted class),
-    or very many rows. Reports show the other rows first and these folded or left out."""
-    found = []
-    for metric, rows in table.groupby("metric", sort=False):
-        per_class = any(c in rows.columns and rows[c].notna().any() for c in BREAKDOWN_COLUMNS)
-        if (len(rows) > 1 and per_class) or len(rows) > LONG_METRIC_ROWS:
-            found.append(str(metric))
-    return found
+def breakdown_rows(table: pd.DataFrame) -> pd.Series:
+    """A mask of a check's detail rows: the per-class (or per-predicted-class) rows of a metric
+    that has several, and every row of a metric with very many rows. Reports show the other
+    rows first and these folded or left out."""
+    per_class = pd.Series(False, index=table.index)
+    for col in BREAKDOWN_COLUMNS:
+        if col in table.columns:
+            per_class |= table[col].notna()
+    counts = per_class.groupby(table["metric"]).transform("sum")
+    sizes = table.groupby("metric")["metric"].transform("size")
+    return (per_class & (counts > 1)) | (sizes > LONG_METRIC_ROWS)
 
 
 def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.DataFrame:
