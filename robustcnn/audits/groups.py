@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from fairlearn.metrics import MetricFrame, demographic_parity_difference
+from fairlearn.metrics import MetricFrame
 
 from ..checks import AuditData, Check, CheckContext, CheckOutput, register
 from ..data import Split
@@ -127,32 +127,33 @@ class GroupsConfig:
             raise InvalidInputError("groups: bootstrap and counterfactual_values must be >= 0 (0 = no bootstrap / every other value)")
 
 
-def _n_correct(y_true: np.ndarray, y_pred: np.ndarray) -> int:
-    return int(np.sum(np.asarray(y_true) == np.asarray(y_pred)))
+def group_counts(y: np.ndarray, pred: np.ndarray, groups: pd.Series, classes: list[int]) -> pd.DataFrame:
+    """Per group (fairlearn MetricFrame): images, correct predictions and, per class c one-vs-rest,
+    positives ``pos_c``, true positives ``tp_c``, selections ``sel_c`` and false positives ``fp_c``."""
+    metrics = {"count": lambda t, p: len(t), "correct": lambda t, p: int(np.sum(t == p))}
+    for c in classes:
+        metrics[f"pos_{c}"] = lambda t, p, c=c: int(np.sum(t == c))
+        metrics[f"tp_{c}"] = lambda t, p, c=c: int(np.sum((t == c) & (p == c)))
+        metrics[f"sel_{c}"] = lambda t, p, c=c: int(np.sum(p == c))
+        metrics[f"fp_{c}"] = lambda t, p, c=c: int(np.sum((t != c) & (p == c)))
+    frame = MetricFrame(metrics=metrics, y_true=np.asarray(y), y_pred=np.asarray(pred), sensitive_features=groups.to_numpy())
+    return frame.by_group.astype(int)
 
 
-def _count(y_true: np.ndarray, y_pred: np.ndarray) -> int:
-    return len(y_true)
+def _gap(rates: pd.Series) -> float:
+    defined = rates.dropna()
+    return float(defined.max() - defined.min()) if len(defined) >= 2 else np.nan
 
 
-def _positive_rate(y_true: np.ndarray, y_pred: np.ndarray, truth: int) -> float:
-    """P(pred = 1 | true = truth); nan when the group has no such samples (TPR for 1, FPR for 0)."""
-    mask = np.asarray(y_true) == truth
-    return float(np.mean(np.asarray(y_pred)[mask])) if mask.any() else np.nan
-
-
-def equalized_odds_difference(y_true: np.ndarray, y_pred: np.ndarray, groups: pd.Series) -> float:
-    """max(TPR gap, FPR gap) between groups (Hardt et al. 2016), ignoring groups where a rate is undefined.
+def equalized_odds_difference(tpr: pd.Series, fpr: pd.Series) -> float:
+    """max(TPR gap, FPR gap) between groups (Hardt et al. 2016); a group where a rate is undefined
+    (no positives, or no negatives) takes no part in that rate.
 
     fairlearn's own function scores an undefined rate as 0, which reports a gap of 1 for a
-    group without positives; here such a group simply does not take part in that rate.
+    group without positives.
     """
-    frame = MetricFrame(
-        metrics={"tpr": lambda t, p: _positive_rate(t, p, 1), "fpr": lambda t, p: _positive_rate(t, p, 0)},
-        y_true=y_true, y_pred=y_pred, sensitive_features=groups.to_numpy(),
-    ).by_group
-    gaps = [frame[c].max() - frame[c].min() for c in ("tpr", "fpr") if frame[c].notna().sum() >= 2]
-    return float(max(gaps)) if gaps else np.nan
+    gaps = [g for g in (_gap(tpr), _gap(fpr)) if not np.isnan(g)]
+    return max(gaps) if gaps else np.nan
 
 
 def zhao_bias_amplification(train_y: np.ndarray, train_g: np.ndarray, pred: np.ndarray, groups: np.ndarray,
@@ -253,48 +254,42 @@ class GroupsCheck(Check):
 
     def _disaggregate(self, attr: str, y: np.ndarray, pred: np.ndarray, groups: pd.Series, classes: list[str], warnings: list[str]) -> list[dict]:
         cfg: GroupsConfig = self.config
-        frame = MetricFrame(
-            metrics={"correct": _n_correct, "count": _count}, y_true=y, y_pred=pred, sensitive_features=groups.rename(attr).to_numpy(),
-        ).by_group
+        seen = sorted(set(np.unique(y)) | set(np.unique(pred)))
+        frame = group_counts(y, pred, groups, seen)
         rows = []
-        accuracy: dict[str, tuple[float, int, int]] = {}
         for group, stats in frame.iterrows():
-            n, k = int(stats["count"]), int(stats["correct"])
-            rows.append(rate("group_accuracy", k, n, group_attr=attr, group=str(group)))
-            rows.append(value("group_count", n, n, group_attr=attr, group=str(group)))
-            accuracy[str(group)] = (k / n, k, n)
-        large = {g: v for g, v in accuracy.items() if v[2] >= cfg.min_group_size}
-        small = sorted(set(accuracy) - set(large))
+            rows.append(rate("group_accuracy", stats["correct"], stats["count"], group_attr=attr, group=str(group)))
+            rows.append(value("group_count", stats["count"], stats["count"], group_attr=attr, group=str(group)))
+        large = frame[frame["count"] >= cfg.min_group_size]
+        small = sorted(str(g) for g in frame.index.difference(large.index))
         if small:
-            warnings.append(f"attribute '{attr}': groups {', '.join(small)} have fewer than {cfg.min_group_size} images and are left out of the worst-group figures")
-        if len(large) >= 2:
-            worst = min(large, key=lambda g: large[g][0])
-            best = max(large, key=lambda g: large[g][0])
-            rows.append(rate("worst_group_accuracy", large[worst][1], large[worst][2], group_attr=attr, group=worst))
-            rows.append(value("accuracy_gap", large[best][0] - large[worst][0], sum(v[2] for v in large.values()), group_attr=attr, group=worst))
-            ratio = large[worst][0] / large[best][0] if large[best][0] > 0 else np.nan
-            rows.append(value("accuracy_ratio", ratio, sum(v[2] for v in large.values()), group_attr=attr, group=worst))
+            warnings.append(f"attribute '{attr}': groups {', '.join(small)} have fewer than {cfg.min_group_size} images and are left out of the gaps")
+        if len(large) < 2:
+            return rows
+        accuracy = large["correct"] / large["count"]
+        worst, best = accuracy.idxmin(), accuracy.idxmax()
+        n = int(large["count"].sum())
+        rows.append(rate("worst_group_accuracy", large.loc[worst, "correct"], large.loc[worst, "count"], group_attr=attr, group=str(worst)))
+        rows.append(value("accuracy_gap", accuracy[best] - accuracy[worst], n, group_attr=attr, group=str(worst)))
+        rows.append(value("accuracy_ratio", accuracy[worst] / accuracy[best] if accuracy[best] > 0 else np.nan, n, group_attr=attr, group=str(worst)))
         dp_all, eo_all = [], []
-        kept = groups.isin(list(large)).to_numpy()
-        for c, cls in enumerate(classes):
-            truth, chosen = (y == c).astype(int), (pred == c).astype(int)
-            if truth.sum() == 0 and chosen.sum() == 0:
-                continue
-            for group, part in pd.DataFrame({"g": groups.to_numpy(), "t": truth, "p": chosen}).groupby("g", sort=True):
-                rows.append(rate("group_recall", int((part.t & part.p).sum()), int(part.t.sum()), **{"class": cls}, group_attr=attr, group=str(group)))
-                rows.append(rate("group_selection_rate", int(part.p.sum()), len(part), **{"class": cls}, group_attr=attr, group=str(group)))
-            if len(large) < 2:
-                continue
-            dp = float(demographic_parity_difference(truth[kept], chosen[kept], sensitive_features=groups[kept].to_numpy()))
-            eo = equalized_odds_difference(truth[kept], chosen[kept], groups[kept])
-            rows.append(value("demographic_parity_difference", dp, len(y), **{"class": cls}, group_attr=attr))
-            rows.append(value("equalized_odds_difference", eo, len(y), **{"class": cls}, group_attr=attr))
+        for c in seen:
+            cls = classes[c]
+            for group, stats in frame.iterrows():
+                rows.append(rate("group_recall", stats[f"tp_{c}"], stats[f"pos_{c}"], **{"class": cls}, group_attr=attr, group=str(group)))
+                rows.append(rate("group_selection_rate", stats[f"sel_{c}"], stats["count"], **{"class": cls}, group_attr=attr, group=str(group)))
+            negatives = large["count"] - large[f"pos_{c}"]
+            tpr = (large[f"tp_{c}"] / large[f"pos_{c}"]).where(large[f"pos_{c}"] > 0)
+            fpr = (large[f"fp_{c}"] / negatives).where(negatives > 0)
+            dp = _gap(large[f"sel_{c}"] / large["count"])
+            eo = equalized_odds_difference(tpr, fpr)
+            rows.append(value("demographic_parity_difference", dp, n, **{"class": cls}, group_attr=attr))
+            rows.append(value("equalized_odds_difference", eo, n, **{"class": cls}, group_attr=attr))
             dp_all.append(dp)
             eo_all.append(eo)
-        if dp_all:
-            rows.append(value("max_demographic_parity_difference", float(np.nanmax(dp_all)), len(y), group_attr=attr))
-        if eo_all and not np.isnan(eo_all).all():
-            rows.append(value("max_equalized_odds_difference", float(np.nanmax(eo_all)), len(y), group_attr=attr))
+        rows.append(value("max_demographic_parity_difference", float(np.nanmax(dp_all)), n, group_attr=attr))
+        if not np.isnan(eo_all).all():
+            rows.append(value("max_equalized_odds_difference", float(np.nanmax(eo_all)), n, group_attr=attr))
         return rows
 
     def _amplification(self, attribute: Attribute, y: np.ndarray, pred: np.ndarray, groups: pd.Series,
@@ -464,6 +459,6 @@ def _counterfactual_figure(data: AuditData, examples: list, pred: np.ndarray, at
             last = i
         images.append(img)
         titles.append(f"{v}: {data.classes[int(new)]}")
-    images, titles = images[:40], titles[:40]
+    images, titles = images[:20], titles[:20]
     stacked = torch.stack(images) if images else torch.zeros(0, *data.eval.shape)
     return image_grid(stacked, titles, ncols=10, suptitle=f"{attr} swapped: predicted class")
