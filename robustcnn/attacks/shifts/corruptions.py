@@ -81,7 +81,8 @@ def corrupt(images: torch.Tensor, name: str, severity: int, generator: torch.Gen
     n, c, h, w = images.shape
     if n == 0:
         return images.clone()
-    if bool(images.min() < 0) or bool(images.max() > 1):
+    low, high = torch.aminmax(images)
+    if bool(low < 0) or bool(high > 1):
         raise InvalidInputError("corrupt() takes pixel values in [0, 1]; scale the images first")
     colour = name in COLOUR
     if colour and c not in (1, 3):
