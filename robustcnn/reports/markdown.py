@@ -14,7 +14,7 @@ import pandas as pd
 
 from .scorecard import breakdown_rows, check_names, check_table, drop_empty, fact, format_value, report_label, scorecard
 
-KEY_ROWS = 20  # rows of a check's table shown in the summary; the rest is in results.csv
+KEY_ROWS = 12  # rows of a check's table shown in the summary; the rest is in results.csv
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail"}
 
 
