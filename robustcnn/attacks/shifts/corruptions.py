@@ -26,12 +26,6 @@ BENCHMARK: tuple[str, ...] = (
 )
 HELD_OUT: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 CORRUPTIONS: tuple[str, ...] = BENCHMARK + HELD_OUT
-FAMILY = {
-    **{k: "noise" for k in ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise")},
-    **{k: "blur" for k in ("defocus_blur", "glass_blur", "motion_blur", "zoom_blur", "gaussian_blur")},
-    **{k: "weather" for k in ("snow", "frost", "fog", "spatter")},
-    **{k: "digital" for k in ("brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression", "saturate")},
-}
 # defined on RGB: a grey image goes in as three equal channels and comes back as BT.601 luma
 COLOUR = frozenset({"brightness", "saturate", "spatter", "frost"})
 PRESETS = {"cifar": 32, "imagenet": 224}
