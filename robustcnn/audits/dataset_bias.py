@@ -100,7 +100,7 @@ def association_stats(groups: pd.Series, y: np.ndarray, permutations: int, gen: 
 
 
 def _cramers_v(codes: np.ndarray, y: np.ndarray, r: int, k: int) -> float:
-    table = np.zeros((r, k))
+    table = np.zeros((r, k), dtype=np.int64)
     np.add.at(table, (codes, y), 1)
     table = table[:, table.sum(axis=0) > 0]
     return float(association(table, method="cramer"))
