@@ -179,3 +179,5 @@ def test_end_to_end_through_the_audit_api(tmp_path):
     assert len(curve) == 3 and math.isclose(curve[curve["eps"] == 0.3]["value"].iloc[0], 0.0, abs_tol=0.1)
     assert "robust_linf@0.3" in report.samples.columns
     assert report.meta["checks"]["adversarial"]["info"]["costs"]
+    label, value = AdversarialCheck().headline(report.table[report.table["check"] == "adversarial"])
+    assert label == "robust accuracy (linf 0.3)" and value == curve[curve["eps"] == 0.3]["value"].iloc[0]

@@ -175,6 +175,15 @@ class AdversarialCheck(SampleCheck):
         kept = {k: artifacts[k] for k in ("adversarial/examples",) if k in artifacts}
         return CheckOutput(rows=rows, figures=figures, artifacts=kept, info=info)
 
+    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+        if "headline" not in table.columns:
+            return None
+        rows = table[(table["metric"] == "robust_accuracy") & (table["headline"].astype(str) == "True")]
+        if not len(rows):
+            return None
+        row = rows.iloc[0]
+        return f"robust accuracy ({row['norm']} {float(row['eps']):g})", float(row["value"])
+
     def _costs(self, table: torch.Tensor | None) -> list[dict]:
         order = self.config.cost_order()
         if table is None or table.numel() == 0:
