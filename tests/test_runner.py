@@ -51,8 +51,10 @@ def test_same_seed_same_results_and_report_files(tmp_path):
     assert a.meta["schema_version"] == 1 and a.meta["status"] == "complete"
     assert a.meta["checks"]["clean"]["forward"] >= 40
     assert set(["model", "check", "metric", "value", "n", "ci_low", "ci_high"]) <= set(a.table.columns)
-    summary = robustcnn.Report.compare([a, tmp_path / "b"])
+    summary = robustcnn.Report.summaries([a, tmp_path / "b"])
     assert len(summary) == 2 and "clean accuracy" in summary.columns
+    side_by_side = robustcnn.Report.compare([a, tmp_path / "b"])
+    assert side_by_side.loc[side_by_side["check"] == "clean"].iloc[0, -1] == 0.0
 
 
 def test_resume_after_sigkill_gives_the_same_table(tmp_path):

@@ -77,11 +77,20 @@ class Report:
         return pd.DataFrame([values], index=pd.Index([self.model], name="model"))
 
     @staticmethod
-    def compare(reports: Iterable["Report | str | Path"]) -> pd.DataFrame:
-        """One row per model, headline numbers side by side (``report compare`` in Python)."""
+    def compare(reports: Iterable["Report | str | Path"], full: bool = False) -> pd.DataFrame:
+        """Models side by side, as ``robustcnn report compare``: one row per check headline
+        (``full=True``: per table row), one value column per model, then deltas to the first."""
+        from .compare import compare_headlines, compare_tables
+
         loaded = [r if isinstance(r, Report) else Report.load(r) for r in reports]
         if not loaded:
             raise InvalidInputError("nothing to compare: give at least one report directory")
+        return compare_tables(loaded) if full else compare_headlines(loaded)
+
+    @staticmethod
+    def summaries(reports: Iterable["Report | str | Path"]) -> pd.DataFrame:
+        """The ``summary()`` rows of several reports in one frame: one row per model."""
+        loaded = [r if isinstance(r, Report) else Report.load(r) for r in reports]
         return pd.concat([r.summary() for r in loaded], sort=False)
 
     @staticmethod
