@@ -1,0 +1,232 @@
+"""``patch``: a universal targeted adversarial patch against random-noise and real-object controls.
+
+Brown, Mané, Roy, Abadi & Gilmer (2017), "Adversarial Patch": train one patch on training
+images by expectation over placements, then paste it on held-out images at several areas.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+import pandas as pd
+import torch
+
+from ...checks import AuditData, Check, CheckContext, CheckOutput, register
+from ...errors import InvalidInputError
+from ...models import AuditedModel
+from ...reports.schema import rate, value
+from .evaluate import noise_patch, patched_predictions, real_object_patch
+from .figures import examples_figure, patches_figure
+from .geometry import SHAPES, patch_side, sample_placements
+from .targets import TargetSpec, hardest_target, parse_targets
+from .train import PatchTraining, TrainedPatch, train_patch
+
+MIN_PATCH_PIXELS = 2.0
+VARIANTS = ("patch", "noise", "real")
+
+
+@dataclass
+class PatchConfig:
+    """Options of ``[checks.patch]``."""
+
+    target: TargetSpec = "hardest"
+    areas: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.10, 0.15, 0.25])
+    shapes: list[str] = field(default_factory=lambda: ["square", "circle"])
+    max_rotation: float = 22.5
+    scale_jitter: float = 0.15
+    train_images: int = 1000
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 0.05
+    pilot_classes: int = 10
+    pilot_images: int = 256
+    pilot_epochs: int = 2
+    examples: int = 6
+
+    def validate(self) -> None:
+        areas = self.areas if isinstance(self.areas, list) else None
+        if not areas or not all(_is_number(a) and 0 < a < 1 for a in areas):
+            raise InvalidInputError(f"patch areas must be a non-empty list of fractions in (0, 1), got {self.areas!r}; e.g. [0.05, 0.1]")
+        shapes = self.shapes if isinstance(self.shapes, list) else None
+        if not shapes or any(s not in SHAPES for s in shapes):
+            raise InvalidInputError(f"patch shapes must be a non-empty list of {', '.join(SHAPES)}, got {self.shapes!r}")
+        items = self.target if isinstance(self.target, list) else [self.target]
+        if not all(isinstance(t, (str, int)) and not isinstance(t, bool) for t in items):
+            raise InvalidInputError(f"patch target must be a class name, an index, a list of them, 'hardest' or 'all', got {self.target!r}")
+        if not (_is_number(self.max_rotation) and 0 <= self.max_rotation <= 180):
+            raise InvalidInputError(f"patch max_rotation must be degrees in [0, 180], got {self.max_rotation!r}")
+        if not (_is_number(self.scale_jitter) and 0 <= self.scale_jitter < 1):
+            raise InvalidInputError(f"patch scale_jitter must be in [0, 1), got {self.scale_jitter!r}")
+        if not (_is_number(self.lr) and self.lr > 0):
+            raise InvalidInputError(f"patch lr must be positive, got {self.lr!r}")
+        for name in ("train_images", "epochs", "batch_size", "pilot_classes", "pilot_images", "pilot_epochs"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise InvalidInputError(f"patch {name} must be a positive integer, got {v!r}")
+        if not isinstance(self.examples, int) or self.examples < 0:
+            raise InvalidInputError(f"patch examples must be a non-negative integer, got {self.examples!r}")
+
+
+def _is_number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_image_size(areas: list[float], shapes: list[str], height: int, width: int) -> None:
+    """Every patch must fit inside the image and the smallest must span at least ``MIN_PATCH_PIXELS``."""
+    for shape in shapes:
+        small, large = patch_side(min(areas), shape, height, width), patch_side(max(areas), shape, height, width)
+        if small < MIN_PATCH_PIXELS:
+            raise InvalidInputError(
+                f"{height}x{width} images are too small for a {shape} patch of area {min(areas):g} "
+                f"({small:.1f} px across, need {MIN_PATCH_PIXELS:g}); use larger patch areas"
+            )
+        if large > min(height, width):
+            raise InvalidInputError(
+                f"a {shape} patch of area {max(areas):g} ({large:.1f} px across) does not fit in {height}x{width} images; "
+                "use smaller patch areas"
+            )
+
+
+@register
+class PatchCheck(Check):
+    name = "patch"
+    family = "adversarial patches"
+    title = "Adversarial patch"
+    description = (
+        "A universal patch trained on training images to turn any image into the target class, pasted at a random "
+        "place, rotation and size on held-out images. Targeted success is the share of non-target images then "
+        "classified as the target; read it against the random-noise and real-object controls at the same area "
+        "and placements, which show what merely covering part of the image does."
+    )
+    reference = (
+        "Brown, Mané, Roy, Abadi & Gilmer (2017), Adversarial Patch, arXiv:1712.09665; "
+        "Athalye et al. (2018), expectation over transformation."
+    )
+    version = "1"
+    needs_train = True
+    order = 40
+    Config = PatchConfig
+
+    def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
+        cfg: PatchConfig = self.config
+        if data.train is None or len(data.train) == 0:
+            raise InvalidInputError("the patch check trains on the training split, but the dataset has none; supply a train split")
+        _, channels, h, w = data.eval.x.shape
+        check_image_size(cfg.areas, cfg.shapes, h, w)
+        out = CheckOutput()
+        train_x, train_y = data.train.x, data.train.y
+        targets = parse_targets(cfg.target, data.classes)
+        if targets is None:
+            targets = [self._pick_hardest(model, data, ctx, out)]
+        started = time.perf_counter()
+        samples = []
+        for shape in cfg.shapes:
+            setup = self._setup(shape)
+            placements = {a: sample_placements(torch.full((len(data.eval),), a), shape, h, w, cfg.max_rotation, ctx.generator("patch", "place", shape, a)) for a in cfg.areas}
+            for target in targets:
+                trained = self._train(model, train_x, train_y, target, setup, ctx)
+                size = trained.patch.shape[-1]
+                noise = noise_patch(channels, size, ctx.generator("patch", "noise", shape))
+                own = torch.nonzero(train_y == target).flatten()[:512]
+                if len(own) == 0:
+                    raise InvalidInputError(f"the training split has no image of patch target '{data.classes[target]}' for the real-object control")
+                real, real_index = real_object_patch(model, train_x[own], target, size, ctx.batch_size)
+                patches = {"patch": trained.patch.cpu(), "noise": noise, "real": real}
+                part = self._evaluate(model, data, target, shape, patches, trained, placements, ctx)
+                samples.append(part)
+                out.info.setdefault("training", []).append({
+                    "target": data.classes[target], "shape": shape, "steps": trained.steps,
+                    "images": min(cfg.train_images, int((train_y != target).sum())),
+                    "loss_per_epoch": [round(v, 4) for v in trained.losses],
+                    "real_object_train_id": data.train.ids[int(own[real_index])],
+                })
+                self._figures(out, model, data, target, shape, patches, trained, placements, ctx)
+        out.samples = pd.concat(samples, ignore_index=True)
+        out.rows.extend(summary_rows(out.samples, data))
+        out.info["seconds_train_and_eval"] = round(time.perf_counter() - started, 2)
+        return out
+
+    def _setup(self, shape: str) -> PatchTraining:
+        cfg = self.config
+        return PatchTraining(list(cfg.areas), shape, cfg.max_rotation, cfg.scale_jitter, cfg.epochs, cfg.batch_size, cfg.lr)
+
+    def _train(self, model: AuditedModel, x: torch.Tensor, y: torch.Tensor, target: int, setup: PatchTraining, ctx: CheckContext) -> TrainedPatch:
+        gen = ctx.generator("patch", "train", target, setup.shape)
+        pool = torch.nonzero(y != target).flatten()
+        pool = pool[torch.randperm(len(pool), generator=gen)][: self.config.train_images]
+        if len(pool) == 0:
+            raise InvalidInputError("the training split has only images of the patch target; the patch needs other classes to train on")
+        return train_patch(model, x[pool], target, setup, gen)
+
+    def _pick_hardest(self, model: AuditedModel, data: AuditData, ctx: CheckContext, out: CheckOutput) -> int:
+        cfg = self.config
+        assert data.train is not None
+        setup = PatchTraining(list(cfg.areas), cfg.shapes[0], cfg.max_rotation, cfg.scale_jitter, cfg.pilot_epochs, cfg.batch_size, cfg.lr)
+        target, pilots = hardest_target(
+            model, data.train.x, data.train.y, data.num_classes, setup, cfg.pilot_classes, cfg.pilot_images,
+            ctx.generator("patch", "pilot"), ctx.batch_size,
+        )
+        for p in pilots:
+            out.rows.append(rate("pilot_targeted_success", p.successes, p.n, target=data.classes[p.target], shape=cfg.shapes[0], split="train"))
+        out.info["target_rule"] = (
+            f"hardest of {len(pilots)} candidate classes: lowest targeted success of a {cfg.pilot_epochs}-epoch pilot patch "
+            f"({cfg.pilot_images} training images, evaluated on as many others over all areas)"
+        )
+        return target
+
+    def _evaluate(self, model, data, target, shape, patches, trained, placements, ctx) -> pd.DataFrame:
+        frames = []
+        clean_pred = model.logits(data.eval.x, ctx.batch_size).argmax(dim=1)
+        for area, pl in placements.items():
+            for variant in VARIANTS:
+                pred, prob = patched_predictions(model, data.eval.x, patches[variant], trained.mask.cpu(), pl, target, ctx.batch_size)
+                frames.append(pd.DataFrame({
+                    "sample": data.eval.ids, "label": data.eval.y.numpy(), "clean_pred": clean_pred.numpy(),
+                    "target": data.classes[target], "target_index": target, "shape": shape, "area": area,
+                    "variant": variant, "pred": pred.numpy(), "target_prob": prob.numpy(),
+                }))
+        return pd.concat(frames, ignore_index=True)
+
+    def _figures(self, out, model, data, target, shape, patches, trained, placements, ctx) -> None:
+        key = f"{_slug(data.classes[target])}-{shape}"
+        out.figures[f"patch-{key}"] = patches_figure(patches, trained.mask.cpu(), data.classes[target], shape)
+        if self.config.examples:
+            others = torch.nonzero(data.eval.y != target).flatten()[: self.config.examples]
+            if len(others):
+                out.figures[f"patched-{key}"] = examples_figure(
+                    model, data.eval.x[others], patches["patch"], trained.mask.cpu(),
+                    placements, others, data.classes, target, ctx.batch_size,
+                )
+
+    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+        rows = table[(table["metric"] == "targeted_success") & (table.get("variant") == "patch")] if "variant" in table else table.iloc[0:0]
+        if rows.empty:
+            return None
+        areas = rows["area"].astype(float)
+        area = float(areas.iloc[(areas - 0.10).abs().argsort().iloc[0]])
+        best = rows[areas == area]["value"].max()
+        return (f"targeted patch success at {area:.0%} area", float(best))
+
+
+def summary_rows(samples: pd.DataFrame, data: AuditData) -> list[dict]:
+    """Targeted and untargeted success per (target, shape, area, variant), and the smallest area reaching 90%."""
+    rows = []
+    for (target, shape, area, variant), part in samples.groupby(["target", "shape", "area", "variant"], sort=False):
+        others = part[part["label"] != part["target_index"]]
+        correct = others[others["clean_pred"] == others["label"]]
+        params = {"target": target, "shape": shape, "area": float(area), "variant": variant}
+        rows.append(rate("targeted_success", int((others["pred"] == others["target_index"]).sum()), len(others), **params))
+        rows.append(rate("untargeted_success", int((correct["pred"] != correct["label"]).sum()), len(correct), **params))
+    table = pd.DataFrame(rows)
+    adv = table[(table["metric"] == "targeted_success") & (table["variant"] == "patch")]
+    for (target, shape), part in adv.groupby(["target", "shape"], sort=False):
+        reached = part[part["value"] >= 0.9]["area"]
+        rows.append(value("min_area_targeted_90", float(reached.min()) if len(reached) else math.nan, int(part["n"].iloc[0]),
+                          target=target, shape=shape, variant="patch"))
+    return rows
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "class"

@@ -1,0 +1,76 @@
+"""Training a universal targeted patch by expectation over transformations (Brown et al. 2017).
+
+One patch is optimised with Adam to maximise the target class's mean log-probability over
+training images, each batch under fresh random placements (location, rotation, scale), and
+projected back to [0, 1] pixels after every step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from ...models import AuditedModel
+from .geometry import apply_patch, patch_resolution, sample_placements, shape_mask
+
+
+@dataclass
+class PatchTraining:
+    """How a patch is trained: areas drawn per image (times a scale jitter), rotation range, schedule."""
+
+    areas: list[float]
+    shape: str
+    max_rotation: float = 22.5
+    scale_jitter: float = 0.15
+    epochs: int = 8
+    batch_size: int = 64
+    lr: float = 0.05
+
+
+@dataclass
+class TrainedPatch:
+    patch: torch.Tensor
+    mask: torch.Tensor
+    losses: list[float] = field(default_factory=list)
+    steps: int = 0
+
+
+def target_log_prob(model: AuditedModel, x: torch.Tensor, target: int) -> torch.Tensor:
+    """Per-image log-probability of ``target``; safe for models that output probabilities."""
+    out = model(x)
+    if model.outputs_probabilities:
+        return out[:, target].clamp_min(1e-12).log()
+    return out.log_softmax(dim=1)[:, target]
+
+
+def train_patch(model: AuditedModel, images: torch.Tensor, target: int, setup: PatchTraining, gen: torch.Generator) -> TrainedPatch:
+    """Optimise one patch for ``target`` on ``images`` (M, C, H, W) in [0, 1]; ``gen`` is a CPU generator."""
+    device = model.device
+    _, c, h, w = images.shape
+    size = patch_resolution(max(setup.areas) * (1 + setup.scale_jitter), setup.shape, h, w)
+    mask = shape_mask(setup.shape, size, device)
+    patch = torch.rand(1, c, size, size, generator=gen).to(device).requires_grad_(True)
+    optimiser = torch.optim.Adam([patch], lr=setup.lr)
+    areas = torch.tensor(setup.areas, dtype=torch.float32)
+    result = TrainedPatch(patch.detach(), mask)
+    for _ in range(setup.epochs):
+        order = torch.randperm(len(images), generator=gen)
+        epoch_loss = 0.0
+        for start in range(0, len(images), setup.batch_size):
+            xb = images[order[start : start + setup.batch_size]].to(device)
+            n = len(xb)
+            pick = areas[torch.randint(len(areas), (n,), generator=gen)]
+            jitter = 1 + (torch.rand(n, generator=gen) * 2 - 1) * setup.scale_jitter
+            pl = sample_placements(pick * jitter, setup.shape, h, w, setup.max_rotation, gen).to(device)
+            loss = -target_log_prob(model, apply_patch(xb, patch, mask, pl), target).mean()
+            (grad,) = torch.autograd.grad(loss, patch)
+            optimiser.zero_grad(set_to_none=True)
+            patch.grad = grad
+            optimiser.step()
+            with torch.no_grad():
+                patch.clamp_(0, 1)
+            epoch_loss += float(loss.detach()) * n
+            result.steps += 1
+        result.losses.append(epoch_loss / len(images))
+    result.patch = patch.detach()
+    return result
