@@ -139,13 +139,13 @@ class CPPNEncoding:
         width = max((len(g.hidden) for g in population), default=0)
         size = N_INPUTS + width + c
         rows, dsts, srcs, weights = [], [], [], []
-        act = torch.full((n, size), ACTIVATIONS.index("linear"), dtype=torch.long)
+        act = [[ACTIVATIONS.index("linear")] * size for _ in range(n)]
         for p, g in enumerate(population):
             pos = {i: i for i in range(N_INPUTS)}
             pos.update({o: N_INPUTS + width + j for j, o in enumerate(self.outputs)})
             for j, (node, a) in enumerate(g.hidden):
                 pos[node] = N_INPUTS + j
-                act[p, N_INPUTS + j] = a
+                act[p][N_INPUTS + j] = a
             for (s, d), w in g.conns.items():
                 rows.append(p)
                 dsts.append(pos[d])
@@ -155,12 +155,12 @@ class CPPNEncoding:
         mat[torch.tensor(rows, dtype=torch.long), torch.tensor(dsts, dtype=torch.long), torch.tensor(srcs, dtype=torch.long)] = torch.tensor(
             weights, dtype=torch.float32
         ).to(self.device)
-        act = act.to(self.device)
+        kinds = torch.tensor(act, device=self.device)
         values = torch.zeros(n, N_INPUTS + width, self.inputs.shape[1], device=self.device)
         values[:, :N_INPUTS] = self.inputs
         for j in range(N_INPUTS, N_INPUTS + width):
             pre = torch.bmm(mat[:, j : j + 1, :j], values[:, :j]).squeeze(1)
-            values[:, j] = _activate(pre, act[:, j : j + 1])
+            values[:, j] = _activate(pre, kinds[:, j])
         out = torch.bmm(mat[:, N_INPUTS + width :, : N_INPUTS + width], values)
         return torch.sigmoid(out).view(n, c, self.height, self.width)
 
@@ -168,6 +168,8 @@ class CPPNEncoding:
 def _activate(pre: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
     """Apply each row's node function: sine, sigmoid, Gaussian exp(-x^2) or linear (clipped to +-1e3)."""
     out = pre.clamp(-LINEAR_CLIP, LINEAR_CLIP)
-    out = torch.where(which == 0, torch.sin(pre), out)
-    out = torch.where(which == 1, torch.sigmoid(pre), out)
-    return torch.where(which == 2, torch.exp(-pre.square()), out)
+    for index, fn in ((0, torch.sin), (1, torch.sigmoid), (2, lambda v: torch.exp(-v.square()))):
+        rows = (which == index).nonzero().squeeze(1)
+        if len(rows):
+            out[rows] = fn(pre[rows])
+    return out
