@@ -137,7 +137,7 @@ class PatchCheck(Check):
                 part = self._evaluate(model, data, target, shape, patches, trained, placements, ctx)
                 samples.append(part)
                 out.info.setdefault("training", []).append({
-                    "target": data.classes[target], "shape": shape, "steps": trained.steps,
+                    "target": data.classes[target], "shape": shape, "steps": trained.steps, "seconds": round(trained.seconds, 2),
                     "images": min(cfg.train_images, int((train_y != target).sum())),
                     "loss_per_epoch": [round(v, 4) for v in trained.losses],
                     "real_object_train_id": data.train.ids[int(own[real_index])],

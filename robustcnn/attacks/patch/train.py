@@ -6,6 +6,7 @@ projected back to [0, 1] pixels after every step.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -33,6 +34,7 @@ class TrainedPatch:
     mask: torch.Tensor
     losses: list[float] = field(default_factory=list)
     steps: int = 0
+    seconds: float = 0.0
 
 
 def target_log_prob(model: AuditedModel, x: torch.Tensor, target: int) -> torch.Tensor:
@@ -53,6 +55,7 @@ def train_patch(model: AuditedModel, images: torch.Tensor, target: int, setup: P
     optimiser = torch.optim.Adam([patch], lr=setup.lr)
     areas = torch.tensor(setup.areas, dtype=torch.float32)
     result = TrainedPatch(patch.detach(), mask)
+    started = time.perf_counter()
     for _ in range(setup.epochs):
         order = torch.randperm(len(images), generator=gen)
         epoch_loss = 0.0
@@ -73,4 +76,5 @@ def train_patch(model: AuditedModel, images: torch.Tensor, target: int, setup: P
             result.steps += 1
         result.losses.append(epoch_loss / len(images))
     result.patch = patch.detach()
+    result.seconds = time.perf_counter() - started
     return result
