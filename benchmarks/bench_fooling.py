@@ -124,7 +124,7 @@ def main() -> None:
     noise_df = pd.DataFrame(noise.rows)
     keep = noise_df[noise_df.metric.isin(["top_class_share", "mean_top_probability", "share_above"])]
     print("pure noise (Shafaei et al. 2018 arbitrary-predictions test), 2000 images per kind:")
-    print(keep[["ood", "metric", "class", "threshold", "value"]].fillna("").to_string(index=False), "\n")
+    print(keep[["ood", "metric", "class", "threshold", "value"]].to_string(index=False, na_rep=""), "\n")
 
     table = pd.DataFrame(rows)
     print("summary (ours next to the paper):")

@@ -4,13 +4,13 @@ import math
 import pytest
 import torch
 
-from robustcnn.attacks.fooling import FoolingGradientCheck, gradient_fooling, total_variation
+from robustcnn.attacks.fooling import FoolingGradientCheck, gradient_fooling, resolve_classes, total_variation
 from robustcnn.checks import CheckContext
 from robustcnn.errors import InvalidInputError
 from robustcnn.models import AuditedModel
 from robustcnn.reports.schema import tidy
 
-QUICK = {"classes": [1, "4", 8], "steps": 60, "prototype_steps": 40}
+QUICK = {"classes": [1, "4", 8], "steps": 60, "prototype_steps": 25}
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +110,9 @@ def test_bad_input_raises_one_clear_line(options, fragment, demo_model, mnist_au
     with pytest.raises(InvalidInputError, match=fragment) as err:
         FoolingGradientCheck.from_options(options).run(demo_model, mnist_audit, CheckContext())
     assert "\n" not in str(err.value)
+
+
+def test_classes_resolve_by_name_first_then_index():
+    assert resolve_classes(["b", 0, "2"], ["a", "b", "c"], "x") == [1, 0, 2]
+    assert resolve_classes(["5", 0], ["3", "5"], "x") == [1, 0]  # a name wins over a digit string
+    assert resolve_classes([], ["a", "b"], "x") == [0, 1]

@@ -74,3 +74,9 @@ def test_probability_model_gives_the_same_rows_and_warns(demo_model, mnist_audit
 def test_bad_input_raises_one_clear_line(options, fragment):
     with pytest.raises(InvalidInputError, match=fragment):
         NoiseCheck.from_options(options)
+
+
+def test_model_with_other_class_count_is_rejected(mnist_audit):
+    model = AuditedModel(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 5)), 5, 1, (28, 28))
+    with pytest.raises(InvalidInputError, match="5 outputs"):
+        NoiseCheck.from_options({"n": 10}).run(model, mnist_audit, CheckContext())

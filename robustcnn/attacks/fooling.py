@@ -36,10 +36,10 @@ def resolve_classes(spec: Sequence[int | str], names: list[str], check: str) -> 
         return list(range(len(names)))
     out: list[int] = []
     for item in spec:
-        if isinstance(item, str) and not item.lstrip("-").isdigit():
-            if item not in names:
-                raise InvalidInputError(f"[checks.{check}] classes: unknown class {item!r}; known: {', '.join(names)}")
+        if isinstance(item, str) and item in names:
             k = names.index(item)
+        elif isinstance(item, str) and not item.lstrip("-").isdigit():
+            raise InvalidInputError(f"[checks.{check}] classes: unknown class {item!r}; known: {', '.join(names)}")
         else:
             k = int(item)
             if not 0 <= k < len(names):
@@ -49,6 +49,15 @@ def resolve_classes(spec: Sequence[int | str], names: list[str], check: str) -> 
         if k not in out:
             out.append(k)
     return out
+
+
+def check_outputs(model: AuditedModel, data: AuditData) -> None:
+    """The model must score exactly the dataset's classes (class indices and names refer to both)."""
+    if model.num_classes != data.num_classes:
+        raise InvalidInputError(
+            f"the model has {model.num_classes} outputs but dataset '{data.name}' has {data.num_classes} classes; "
+            "pass the matching dataset or --num-classes"
+        )
 
 
 def log_probabilities(out: torch.Tensor, outputs_probabilities: bool) -> torch.Tensor:
@@ -310,9 +319,8 @@ class FoolingGradientCheck(Check):
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         self.config.validate()
+        check_outputs(model, data)
         classes = resolve_classes(self.config.classes, data.classes, self.name)
-        if model.num_classes != data.num_classes:
-            raise InvalidInputError(f"model has {model.num_classes} outputs but the dataset {data.num_classes} classes")
         warn_if_probabilities(model, ctx, self.name)
         shape = image_shape(model, data)
         centre = data.eval.x.float().mean(dim=(0, 2, 3))

@@ -19,7 +19,7 @@ from ..errors import InvalidInputError
 from ..models import AuditedModel
 from ..reports.plots import figure_png
 from ..reports.schema import rate, value
-from .fooling import image_shape, log_probabilities, positive, warn_if_probabilities
+from .fooling import check_outputs, image_shape, log_probabilities, positive, warn_if_probabilities
 
 KINDS = ("gaussian", "uniform")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -68,6 +68,7 @@ class NoiseCheck(Check):
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         self.config.validate()
         c = self.config
+        check_outputs(model, data)
         warn_if_probabilities(model, ctx, self.name)
         shape = image_shape(model, data)
         out = CheckOutput(info={"seed": ctx.seed})

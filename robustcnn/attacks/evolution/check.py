@@ -12,7 +12,7 @@ from ...models import AuditedModel
 from ...reports.plots import image_grid
 from ...reports.schema import value
 from ..fooling import (
-    DEFAULT_THRESHOLDS, check_thresholds, fooled_label, fooled_share, image_shape, log_probabilities, positive,
+    DEFAULT_THRESHOLDS, check_outputs, check_thresholds, fooled_label, fooled_share, image_shape, log_probabilities, positive,
     resolve_classes, warn_if_probabilities,
 )
 from .cppn import CPPNEncoding, CPPNRates
@@ -76,6 +76,7 @@ class FoolingEvolutionCheck(Check):
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         self.config.validate()
         c = self.config
+        check_outputs(model, data)
         classes = resolve_classes(c.classes, data.classes, self.name)
         warn_if_probabilities(model, ctx, self.name)
         shape = image_shape(model, data)
