@@ -124,6 +124,13 @@ class Check:
     def config_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
 
+    def preflight(self, model: AuditedModel, data: AuditData) -> None:
+        """Raise ``InvalidInputError`` if this check cannot run on this model and data.
+
+        The runner calls it for every selected check before any work starts, so a long audit
+        never fails late on something knowable up front (a missing attribute, a bad target).
+        """
+
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         raise NotImplementedError
 

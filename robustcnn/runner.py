@@ -172,6 +172,7 @@ def audit_model(plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False
     for check in checks:
         if check.needs_train and prepared.data.train is None:
             raise InvalidInputError(f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)")
+        check.preflight(prepared.model, prepared.data)
     writer.begin(out)
     store = FragmentStore(out / ".fragments")
     if not resume:
