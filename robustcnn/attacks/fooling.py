@@ -326,20 +326,22 @@ class FoolingGradientCheck(Check):
         centre = data.eval.x.float().mean(dim=(0, 2, 3))
         out = CheckOutput(info={"seed": ctx.seed, "classes": [data.classes[k] for k in classes]})
         images: dict[str, torch.Tensor] = {}
+        titles: dict[str, list[str]] = {}
         for name in self.config.variants:
             gen = ctx.generator(self.name, name, device=str(model.device))
             stop_at = self.config.stop_at if name == "fooling" else 1.0  # a prototype is the image after every step
             trace = gradient_fooling(model, classes, shape, self.variant(name), self.config.thresholds, stop_at, gen, centre)
             out.rows += trace.rows(classes, data.classes, "steps", variant=name)
             images[name] = trace.images
+            titles[name] = trace.grid_titles(classes, data.classes)
             out.figures[f"{self.name}-{name}"] = image_grid(
-                trace.images, trace.grid_titles(classes, data.classes),
+                trace.images, titles[name],
                 suptitle=f"{name} images: best confidence per class (seed {ctx.seed})",
             )
         if len(images) == 2:
             out.figures[f"{self.name}-contrast"] = image_grid(
                 torch.cat([images["fooling"], images["prototype"]]),
-                [f"{data.classes[k]}\nfooling" for k in classes] + [f"{data.classes[k]}\nprototype" for k in classes],
+                [f"fooling {t}" for t in titles["fooling"]] + [f"prototype {t}" for t in titles["prototype"]],
                 ncols=len(classes), suptitle="top: unregularised fooling images; bottom: regularised class prototypes",
             )
         if "fooling" in images:
