@@ -32,7 +32,7 @@ class ConfidenceConfig:
     ood: str = ""
     tpr: float = 0.95
     noise_n: int = 500
-    noise_std: float = 0.5
+    noise_std: float = 0.25
     max_per_set: int = 500
     generate_missing: bool = True
     fooling_n: int = 50

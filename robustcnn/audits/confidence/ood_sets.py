@@ -52,7 +52,7 @@ class OODSet:
     source: str
 
 
-def gaussian_noise(n: int, shape: tuple[int, int, int], gen: torch.Generator, mean: float = 0.5, std: float = 0.5) -> torch.Tensor:
+def gaussian_noise(n: int, shape: tuple[int, int, int], gen: torch.Generator, mean: float = 0.5, std: float = 0.25) -> torch.Tensor:
     return (mean + std * torch.randn((n, *shape), generator=gen)).clamp(0.0, 1.0)
 
 
