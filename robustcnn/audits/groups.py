@@ -33,7 +33,7 @@ class Attribute:
 
     Missing values (NaN, None, empty strings, the ImageFolder loader's ``"missing"``) form
     the group ``"missing"``. A numeric attribute with too many values is cut at ``edges``
-    (quantiles of the evaluation images), the same edges for every split.
+    (quantiles of the images they were chosen on), the same edges for every split.
     """
 
     name: str
@@ -60,6 +60,7 @@ def _bin_labels(edges: tuple[float, ...]) -> list[str]:
 
 def select_attributes(
     frame: pd.DataFrame, requested: list[str], max_groups: int, bins: int, warn: Callable[[str], None],
+    where: str = "evaluation",
 ) -> list[Attribute]:
     """The attributes of ``frame`` to analyse: ``requested`` (all columns when empty), made categorical.
 
@@ -72,7 +73,7 @@ def select_attributes(
     unknown = [a for a in requested if a not in columns]
     if unknown:
         have = ", ".join(columns) if columns else "none (add metadata.csv columns or .npz attribute arrays)"
-        raise InvalidInputError(f"attribute {', '.join(map(repr, unknown))} is not in the evaluation data; its attributes: {have}")
+        raise InvalidInputError(f"attribute {', '.join(map(repr, unknown))} is not in the {where} data; its attributes: {have}")
     explicit = bool(requested)
     chosen: list[Attribute] = []
     for name in requested or columns:
@@ -93,7 +94,7 @@ def select_attributes(
             groups = attribute.groups(raw)
             if groups.nunique() < 2:
                 only = groups.iloc[0] if len(groups) else "none"
-                problem = f"attribute '{name}' has a single group ('{only}') in the evaluation images: nothing to compare"
+                problem = f"attribute '{name}' has a single group ('{only}') in the {where} images: nothing to compare"
         if problem is not None:
             if explicit:
                 raise InvalidInputError(problem + "; choose other attributes, or raise max_groups / use more images")

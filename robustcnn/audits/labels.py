@@ -295,7 +295,7 @@ class LabelIssuesCheck(Check):
         if not len(split.attrs.columns) and not cfg.attributes:
             return []
         rows = []
-        for attribute in select_attributes(split.attrs, cfg.attributes, 20, 4, out.warnings.append):
+        for attribute in select_attributes(split.attrs, cfg.attributes, 20, 4, out.warnings.append, split_name):
             groups = attribute.groups(split.attrs[attribute.name])
             for group, flags in pd.Series(issues).groupby(groups.to_numpy()):
                 rows.append(rate("group_label_issue_rate", int(flags.sum()), len(flags), group_attr=attribute.name, group=str(group), split=split_name))
