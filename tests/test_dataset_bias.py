@@ -110,6 +110,9 @@ def test_near_duplicates_are_found(mnist_audit, ctx):
 def test_bad_input(mnist_audit, ctx):
     with pytest.raises(InvalidInputError, match="not in the evaluation data"):
         DatasetBiasCheck.from_options({"attributes": ["color"]}).run(None, mnist_audit, ctx)
+    with pytest.raises(InvalidInputError, match="not in the evaluation data"):
+        DatasetBiasCheck.from_options({"attributes": ["color"]}).preflight(None, mnist_audit)
+    DatasetBiasCheck().preflight(None, mnist_audit)  # no attributes is fine: balance, probe, duplicates still run
     e = mnist_audit.eval
     one = AuditData("x", mnist_audit.classes, Split(e.x, e.y, e.ids, pd.DataFrame({"site": ["a"] * len(e)})), None)
     with pytest.raises(InvalidInputError, match="single group"):

@@ -147,6 +147,11 @@ def test_attribute_handling_and_bad_input(demo_model, mnist_audit, ctx):
             GroupsCheck.from_options({"attributes": option}).run(demo_model, audit, ctx)
     with pytest.raises(InvalidInputError, match="no usable group attributes"):
         GroupsCheck().run(demo_model, mnist_audit, ctx)
+    with pytest.raises(InvalidInputError, match="no usable group attributes"):  # refused before any work
+        GroupsCheck().preflight(demo_model, mnist_audit)
+    with pytest.raises(InvalidInputError, match="not in the evaluation data"):
+        GroupsCheck.from_options({"attributes": ["nope"]}).preflight(demo_model, audit)
+    GroupsCheck().preflight(demo_model, audit)
     for bad in ({"attributes": "site"}, {"max_groups": 1}, {"min_group_size": 0}, {"bootstrap": -1}):
         with pytest.raises(InvalidInputError):
             GroupsCheck.from_options(bad)

@@ -111,6 +111,15 @@ def test_bad_input(demo_model, mnist_audit, ctx):
     lonely = AuditData(mnist_audit.name, mnist_audit.classes, e.subset(keep), None)
     with pytest.raises(InvalidInputError, match="single image"):
         LabelIssuesCheck().run(demo_model, lonely, ctx)
+    for check, audit, message in [
+        (LabelIssuesCheck(), lonely, "single image"),
+        (LabelIssuesCheck.from_options({"split": "train"}), no_train, "no training split"),
+        (LabelIssuesCheck.from_options({"attributes": ["site"]}), mnist_audit, "not in the train data"),
+    ]:
+        with pytest.raises(InvalidInputError, match=message):
+            check.preflight(demo_model, audit)
+    LabelIssuesCheck().preflight(demo_model, mnist_audit)
+    LabelIssuesCheck.from_options({"probabilities": "model"}).preflight(demo_model, lonely)  # no cross-validation needed
     with pytest.raises(InvalidInputError, match="not in the eval data"):
         LabelIssuesCheck.from_options({"split": "eval", "attributes": ["unknown-attr"], "bootstrap": 0}).run(demo_model, no_train, ctx)
     for bad in ({"split": "test"}, {"probabilities": "oracle"}, {"method": "vote"}, {"folds": 1}, {"bootstrap": -1}):

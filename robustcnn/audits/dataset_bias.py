@@ -218,6 +218,10 @@ class DatasetBiasCheck(Check):
             out.figures["attribute_association"] = _contingency_figure(data, attributes, reference_split)
         return out
 
+    def preflight(self, model: AuditedModel | None, data: AuditData) -> None:
+        cfg: DatasetBiasConfig = self.config
+        select_attributes(data.eval.attrs, cfg.attributes, cfg.max_groups, cfg.bins, lambda _message: None)
+
     def _attribute_rows(self, attribute: Attribute, split: Split, split_name: str, classes: list[str],
                         gen: np.random.Generator, out: CheckOutput) -> list[dict]:
         if attribute.name not in split.attrs.columns:

@@ -232,11 +232,7 @@ class GroupsCheck(Check):
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: GroupsConfig = self.config
         out = CheckOutput()
-        attributes = select_attributes(data.eval.attrs, cfg.attributes, cfg.max_groups, cfg.bins, out.warnings.append)
-        if not attributes:
-            raise InvalidInputError(
-                f"groups: dataset '{data.name}' has no usable group attributes; add metadata.csv columns or .npz attribute arrays"
-            )
+        attributes = self._attributes(data, out.warnings.append)
         logits = model.logits(data.eval.x, ctx.batch_size)
         pred = logits.argmax(dim=1).numpy()
         y = data.eval.y.numpy()
@@ -252,6 +248,18 @@ class GroupsCheck(Check):
         out.samples = samples
         out.figures["group_accuracy"] = _accuracy_figure(out.rows)
         return out
+
+    def preflight(self, model: AuditedModel, data: AuditData) -> None:
+        self._attributes(data, lambda _message: None)
+
+    def _attributes(self, data: AuditData, warn: Callable[[str], None]) -> list[Attribute]:
+        cfg: GroupsConfig = self.config
+        attributes = select_attributes(data.eval.attrs, cfg.attributes, cfg.max_groups, cfg.bins, warn)
+        if not attributes:
+            raise InvalidInputError(
+                f"groups: dataset '{data.name}' has no usable group attributes; add metadata.csv columns or .npz attribute arrays"
+            )
+        return attributes
 
     def _disaggregate(self, attr: str, y: np.ndarray, pred: np.ndarray, groups: pd.Series, classes: list[str], warnings: list[str]) -> list[dict]:
         cfg: GroupsConfig = self.config

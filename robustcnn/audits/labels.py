@@ -179,6 +179,11 @@ class LabelIssuesCheck(Check):
     order = 78
     Config = LabelIssuesConfig
 
+    def preflight(self, model: AuditedModel, data: AuditData) -> None:
+        split_name, split = self._split(data)
+        self._check_labels(split.y.numpy(), split_name, data.classes)
+        select_attributes(split.attrs, self.config.attributes, 20, 4, lambda _message: None, split_name)
+
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: LabelIssuesConfig = self.config
         out = CheckOutput()
@@ -186,10 +191,9 @@ class LabelIssuesCheck(Check):
         if cfg.max_samples and cfg.max_samples < len(split):
             split = split.subset(stratified_sample(split.y, cfg.max_samples, ctx.seed))
         s_full = split.y.numpy()
+        self._check_labels(s_full, split_name, data.classes)
         present = np.unique(s_full)
         counts = np.bincount(s_full, minlength=data.num_classes)
-        if len(present) < 2:
-            raise InvalidInputError(f"label-issues: the {split_name} split has a single class; confident learning needs at least two")
         P_present, source = self._probabilities(model, split, present, split_name, ctx, out)
         code = np.full(data.num_classes, -1)
         code[present] = np.arange(len(present))
@@ -230,6 +234,18 @@ class LabelIssuesCheck(Check):
         out.info["probabilities"] = source
         return out
 
+    def _check_labels(self, labels: np.ndarray, split_name: str, classes: list[str]) -> None:
+        """Confident learning needs two classes, and cross-validation two images of every class present."""
+        present, counts = np.unique(labels, return_counts=True)
+        if len(present) < 2:
+            raise InvalidInputError(f"label-issues: the {split_name} split has a single class; confident learning needs at least two")
+        rare = [classes[c] for c, k in zip(present, counts) if k < 2]
+        if rare and self.config.probabilities != "model":
+            raise InvalidInputError(
+                f"label-issues: class {', '.join(rare)} has a single image in the {split_name} split; cross-validation "
+                "needs at least 2 per class (add images or use probabilities = \"model\" on held-out data)"
+            )
+
     def _split(self, data: AuditData) -> tuple[str, Split]:
         choice = self.config.split
         if choice == "auto":
@@ -267,12 +283,6 @@ class LabelIssuesCheck(Check):
         s = split.y.numpy()
         smallest = int(min(np.sum(s == c) for c in present))
         folds = min(cfg.folds, smallest)
-        if folds < 2:
-            rare = [str(c) for c in present if np.sum(s == c) < 2]
-            raise InvalidInputError(
-                f"label-issues: class {', '.join(rare)} has a single image in the {split_name} split; cross-validation "
-                "needs at least 2 per class (add images or use probabilities = \"model\" on held-out data)"
-            )
         if folds < cfg.folds:
             out.warnings.append(f"only {smallest} images in the smallest class: {folds}-fold instead of {cfg.folds}-fold cross-validation")
         code = np.searchsorted(present, s)
