@@ -47,7 +47,7 @@ def success_table(rows: pd.DataFrame, shape: str) -> pd.DataFrame:
     return out.round(3)
 
 
-def run_check(model, data, args) -> tuple[pd.DataFrame, dict]:
+def run_check(model, data) -> tuple[pd.DataFrame, dict]:
     check = PatchCheck.from_options({"train_images": 1000})
     started = time.perf_counter()
     out = check.run(model, data, CheckContext(seed=0, batch_size=256))
@@ -118,7 +118,7 @@ def main() -> None:
     data = AuditData("mnist5k", mnist.classes, mnist.test.subset(stratified_sample(mnist.test.y, args.eval, 0)), mnist.train)
     print(f"torch threads: {torch.get_num_threads()}; load average now: {os.getloadavg()[0]:.1f} (timings are inflated by other work)")
 
-    rows, info = run_check(model, data, args)
+    rows, info = run_check(model, data)
     target = rows[rows["metric"] == "targeted_success"]["target"].iloc[0]
     print(f"\ndefault target: '{target}' -- {info.get('target_rule')}")
     pilots = rows[rows["metric"] == "pilot_targeted_success"][["target", "value", "n"]]

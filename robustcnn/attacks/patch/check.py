@@ -116,25 +116,28 @@ class PatchCheck(Check):
         _, channels, h, w = data.eval.x.shape
         check_image_size(cfg.areas, cfg.shapes, h, w)
         out = CheckOutput()
+        if model.outputs_probabilities:
+            out.warnings.append("the model outputs probabilities: the patch maximises the log of the clamped target probability")
         train_x, train_y = data.train.x, data.train.y
         targets = parse_targets(cfg.target, data.classes)
         if targets is None:
             targets = [self._pick_hardest(model, data, ctx, out)]
         started = time.perf_counter()
+        clean_pred = model.logits(data.eval.x, ctx.batch_size).argmax(dim=1)
         samples = []
         for shape in cfg.shapes:
             setup = self._setup(shape)
             placements = {a: sample_placements(torch.full((len(data.eval),), a), shape, h, w, cfg.max_rotation, ctx.generator("patch", "place", shape, a)) for a in cfg.areas}
             for target in targets:
-                trained = self._train(model, train_x, train_y, target, setup, ctx)
-                size = trained.patch.shape[-1]
-                noise = noise_patch(channels, size, ctx.generator("patch", "noise", shape))
                 own = torch.nonzero(train_y == target).flatten()[:512]
                 if len(own) == 0:
                     raise InvalidInputError(f"the training split has no image of patch target '{data.classes[target]}' for the real-object control")
+                trained = self._train(model, train_x, train_y, target, setup, ctx)
+                size = trained.patch.shape[-1]
+                noise = noise_patch(channels, size, ctx.generator("patch", "noise", shape))
                 real, real_index = real_object_patch(model, train_x[own], target, size, ctx.batch_size)
                 patches = {"patch": trained.patch.cpu(), "noise": noise, "real": real}
-                part = self._evaluate(model, data, target, shape, patches, trained, placements, ctx)
+                part = self._evaluate(model, data, clean_pred, target, shape, patches, trained.mask.cpu(), placements, ctx)
                 samples.append(part)
                 out.info.setdefault("training", []).append({
                     "target": data.classes[target], "shape": shape, "steps": trained.steps, "seconds": round(trained.seconds, 2),
@@ -144,7 +147,7 @@ class PatchCheck(Check):
                 })
                 self._figures(out, model, data, target, shape, patches, trained, placements, ctx)
         out.samples = pd.concat(samples, ignore_index=True)
-        out.rows.extend(summary_rows(out.samples, data))
+        out.rows.extend(summary_rows(out.samples))
         out.info["seconds_train_and_eval"] = round(time.perf_counter() - started, 2)
         return out
 
@@ -176,12 +179,15 @@ class PatchCheck(Check):
         )
         return target
 
-    def _evaluate(self, model, data, target, shape, patches, trained, placements, ctx) -> pd.DataFrame:
+    def _evaluate(
+        self, model: AuditedModel, data: AuditData, clean_pred: torch.Tensor, target: int, shape: str,
+        patches: dict[str, torch.Tensor], mask: torch.Tensor, placements: dict, ctx: CheckContext,
+    ) -> pd.DataFrame:
+        """Per-sample predictions of every variant at every area, all under the same placements."""
         frames = []
-        clean_pred = model.logits(data.eval.x, ctx.batch_size).argmax(dim=1)
         for area, pl in placements.items():
             for variant in VARIANTS:
-                pred, prob = patched_predictions(model, data.eval.x, patches[variant], trained.mask.cpu(), pl, target, ctx.batch_size)
+                pred, prob = patched_predictions(model, data.eval.x, patches[variant], mask, pl, target, ctx.batch_size)
                 frames.append(pd.DataFrame({
                     "sample": data.eval.ids, "label": data.eval.y.numpy(), "clean_pred": clean_pred.numpy(),
                     "target": data.classes[target], "target_index": target, "shape": shape, "area": area,
@@ -189,7 +195,10 @@ class PatchCheck(Check):
                 }))
         return pd.concat(frames, ignore_index=True)
 
-    def _figures(self, out, model, data, target, shape, patches, trained, placements, ctx) -> None:
+    def _figures(
+        self, out: CheckOutput, model: AuditedModel, data: AuditData, target: int, shape: str,
+        patches: dict[str, torch.Tensor], trained: TrainedPatch, placements: dict, ctx: CheckContext,
+    ) -> None:
         key = f"{_slug(data.classes[target])}-{shape}"
         out.figures[f"patch-{key}"] = patches_figure(patches, trained.mask.cpu(), data.classes[target], shape)
         if self.config.examples:
@@ -201,16 +210,17 @@ class PatchCheck(Check):
                 )
 
     def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
-        rows = table[(table["metric"] == "targeted_success") & (table.get("variant") == "patch")] if "variant" in table else table.iloc[0:0]
+        if "variant" not in table:
+            return None
+        rows = table[(table["metric"] == "targeted_success") & (table["variant"] == "patch")]
         if rows.empty:
             return None
         areas = rows["area"].astype(float)
         area = float(areas.iloc[(areas - 0.10).abs().argsort().iloc[0]])
-        best = rows[areas == area]["value"].max()
-        return (f"targeted patch success at {area:.0%} area", float(best))
+        return (f"targeted patch success at {area:.0%} area", float(rows[areas == area]["value"].max()))
 
 
-def summary_rows(samples: pd.DataFrame, data: AuditData) -> list[dict]:
+def summary_rows(samples: pd.DataFrame) -> list[dict]:
     """Targeted and untargeted success per (target, shape, area, variant), and the smallest area reaching 90%."""
     rows = []
     for (target, shape, area, variant), part in samples.groupby(["target", "shape", "area", "variant"], sort=False):

@@ -37,6 +37,11 @@ class TrainedPatch:
     seconds: float = 0.0
 
 
+def patch_size(setup: PatchTraining, height: int, width: int) -> int:
+    """Stored patch resolution: the largest size it is rendered at during training."""
+    return patch_resolution(max(setup.areas) * (1 + setup.scale_jitter), setup.shape, height, width)
+
+
 def target_log_prob(model: AuditedModel, x: torch.Tensor, target: int) -> torch.Tensor:
     """Per-image log-probability of ``target``; safe for models that output probabilities."""
     out = model(x)
@@ -46,10 +51,11 @@ def target_log_prob(model: AuditedModel, x: torch.Tensor, target: int) -> torch.
 
 
 def train_patch(model: AuditedModel, images: torch.Tensor, target: int, setup: PatchTraining, gen: torch.Generator) -> TrainedPatch:
-    """Optimise one patch for ``target`` on ``images`` (M, C, H, W) in [0, 1]; ``gen`` is a CPU generator."""
+    """Optimise one patch for ``target`` on ``images`` (M, C, H, W) in [0, 1], starting from uniform noise;
+    ``gen`` is a CPU generator."""
     device = model.device
     _, c, h, w = images.shape
-    size = patch_resolution(max(setup.areas) * (1 + setup.scale_jitter), setup.shape, h, w)
+    size = patch_size(setup, h, w)
     mask = shape_mask(setup.shape, size, device)
     patch = torch.rand(1, c, size, size, generator=gen).to(device).requires_grad_(True)
     optimiser = torch.optim.Adam([patch], lr=setup.lr)
