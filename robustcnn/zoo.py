@@ -42,6 +42,7 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"mnist-cnn": MnistCNN}
 
 
 def build_architecture(name: str, in_channels: int, num_classes: int) -> nn.Module:
+    _register_extra_recipes()
     if name not in ARCHITECTURES:
         raise InvalidInputError(f"unknown demo architecture '{name}'; known: {', '.join(sorted(ARCHITECTURES))}")
     return ARCHITECTURES[name](in_channels=in_channels, num_classes=num_classes)

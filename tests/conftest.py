@@ -14,7 +14,8 @@ from robustcnn.checks import AuditData, CheckContext  # noqa: E402
 from robustcnn.data import DatasetRef, stratified_sample  # noqa: E402
 from robustcnn.models import AuditedModel, ModelRef  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist each worker gets one core: more torch threads only contend.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(scope="session")
