@@ -110,7 +110,7 @@ def adversarially_trained(data, eps: float = 0.2, epochs: int = 6, steps: int = 
 
 def row(label: str, values: dict[float, float] | None, eps: list[float]) -> str:
     cells = [f"{values[e]:6.3f}" if values and e in values else "     -" for e in eps]
-    return f"{label:34s}" + " ".join(cells)
+    return f"{label:40s}" + " ".join(cells)
 
 
 def compare(title: str, model: AuditedModel, x, y, aa_n: int, aa_eps: list[float], cost: bool) -> None:
@@ -123,8 +123,8 @@ def compare(title: str, model: AuditedModel, x, y, aa_n: int, aa_eps: list[float
     model.counter.forward = model.counter.backward = 0
     pgd, t_pgd = timed(lambda: foolbox_pgd(model, x, y))
     pgd_passes = model.counter.snapshot()
-    print("robust accuracy, L-inf eps:        " + " ".join(f"{e:6.3f}" for e in EPS))
-    print(row("ours (fmn+apgd-ce+apgd-dlr+square)", cascade, EPS))
+    print(f"{'robust accuracy, L-inf eps:':40s}" + " ".join(f"{e:6.3f}" for e in EPS))
+    print(row("ours (" + "+".join(c.attack for c in res.norms["linf"].costs) + ")", cascade, EPS))
     print(row("foolbox LinfPGD 40 steps", pgd, EPS))
     print(row("foolbox LInfFMNAttack (100 steps)", fmn, EPS))
     print(row("ours - PGD (target <= 0)", {e: cascade[e] - pgd[e] for e in EPS}, EPS))

@@ -7,6 +7,7 @@ import torch
 from robustcnn.attacks.perturbation import apgd, dlr, margin, square_attack
 from robustcnn.attacks.perturbation.apgd import checkpoints
 from robustcnn.attacks.perturbation.geometry import lp_norm
+from robustcnn.attacks.perturbation.losses import dlr_targeted
 from robustcnn.attacks.perturbation.square import square_fraction
 
 
@@ -38,6 +39,23 @@ def test_dlr_is_scale_and_shift_invariant_and_falls_back_to_margin_below_three_c
     assert torch.allclose(margin(two, y2), two.gather(1, y2[:, None]).squeeze(1) - two.gather(1, (1 - y2)[:, None]).squeeze(1))
 
 
+def test_targeted_dlr_is_invariant_and_falls_back_to_the_targeted_margin_below_four_classes():
+    gen = torch.Generator().manual_seed(1)
+    logits, y, t = torch.randn(5, 6, generator=gen), torch.tensor([0, 1, 2, 3, 4]), torch.tensor([1, 2, 3, 4, 5])
+    assert torch.allclose(dlr_targeted(logits * 5 - 2, y, t), dlr_targeted(logits, y, t), atol=1e-5)
+    three = logits[:, :3]
+    y3, t3 = torch.tensor([0, 1, 2, 0, 1]), torch.tensor([1, 2, 0, 2, 0])
+    assert torch.allclose(dlr_targeted(three, y3, t3), -margin(three, y3, t3))
+
+
+def test_targeted_apgd_counts_any_misclassification(demo_model, batch):
+    x, y = batch
+    target = (y + 1) % 10
+    run = apgd(demo_model, x, y, 0.15, "linf", "dlr-t", steps=10, generator=torch.Generator().manual_seed(0), target=target)
+    assert torch.equal(run.success, demo_model.logits(run.adversarial).argmax(1) != y)
+    assert run.success.any()
+
+
 @pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 1.5)])
 @pytest.mark.parametrize("loss", ["ce", "dlr"])
 def test_apgd_points_are_in_ball_and_box_and_successes_are_real(demo_model, batch, norm, eps, loss):
@@ -57,7 +75,7 @@ def test_apgd_with_zero_budget_breaks_nothing_correct(demo_model, batch):
 
 
 def test_apgd_is_at_least_as_strong_as_foolbox_pgd(demo_model, mnist):
-    x, y = mnist.test.x[100:164], mnist.test.y[100:164]
+    x, y = mnist.test.x[100:148], mnist.test.y[100:148]
     ours = apgd(demo_model, x, y, 0.08, "linf", "ce", steps=20, generator=torch.Generator().manual_seed(1)).success
     torch.manual_seed(1)
     _, _, theirs = fb.attacks.LinfPGD(steps=20)(fb.PyTorchModel(demo_model, bounds=(0, 1)), x, y, epsilons=0.08)

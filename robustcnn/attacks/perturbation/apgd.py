@@ -39,12 +39,12 @@ def checkpoints(steps: int) -> list[int]:
     return marks
 
 
-def loss_and_grad(model: Model, x: torch.Tensor, y: torch.Tensor, loss: Callable) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def loss_and_grad(model: Model, x: torch.Tensor, y: torch.Tensor, loss: Callable, target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample loss, logits and input gradient; a model without a gradient path gives zeros."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = model(x)
-        values = loss(logits, y)
+        values = loss(logits, y) if target is None else loss(logits, y, target)
         if values.requires_grad:
             (grad,) = torch.autograd.grad(values.sum(), x, allow_unused=True)
         else:
@@ -65,8 +65,10 @@ def apgd(
     random_start: bool = True,
     rho: float = 0.75,
     momentum: float = 0.75,
+    target: torch.Tensor | None = None,
 ) -> AttackRun:
-    """Untargeted APGD with cross-entropy (``"ce"``) or DLR (``"dlr"``) loss; ``eps`` per sample or scalar."""
+    """APGD with cross-entropy (``"ce"``), DLR (``"dlr"``) or targeted DLR (``"dlr-t"``, needs
+    ``target`` classes) loss; ``eps`` per sample or scalar. Success is any misclassification."""
     n = len(x)
     eps = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(n).clone() if n else x.new_zeros(0)
     loss_fn = LOSSES[loss]
@@ -76,6 +78,7 @@ def apgd(
     gen = generator or torch.Generator(device=x.device.type).manual_seed(0)
     idx = torch.arange(n, device=x.device)
     x0, y0, e0 = x, y, eps
+    t0 = target if target is not None else y
 
     def harvest(points: torch.Tensor, logits: torch.Tensor, y_active: torch.Tensor) -> torch.Tensor:
         broke = logits.argmax(1) != y_active
@@ -84,10 +87,10 @@ def apgd(
         return ~broke
 
     cur = random_in_ball(x0, e0, norm, gen) if random_start else x0.clone()
-    cur_loss, logits, grad = loss_and_grad(model, cur, y0, loss_fn)
+    cur_loss, logits, grad = loss_and_grad(model, cur, y0, loss_fn, target)
     keep = harvest(cur, logits, y0)
     s = {
-        "x": x0, "y": y0, "eps": e0, "cur": cur, "prev": cur.clone(), "loss": cur_loss, "grad": grad,
+        "x": x0, "y": y0, "t": t0, "eps": e0, "cur": cur, "prev": cur.clone(), "loss": cur_loss, "grad": grad,
         "best": cur.clone(), "best_loss": cur_loss.clone(), "best_grad": grad.clone(),
         "step": 2 * e0, "ups": torch.zeros_like(e0), "ck_loss": cur_loss.clone(),
         "reduced": torch.zeros_like(e0, dtype=torch.bool),
@@ -102,7 +105,7 @@ def apgd(
         z = into_box(s["x"], s["cur"] + per_sample(s["step"], s["cur"]) * normalized_step(s["grad"], norm), s["eps"], norm)
         if k > 0:
             z = into_box(s["x"], s["cur"] + momentum * (z - s["cur"]) + (1 - momentum) * (s["cur"] - s["prev"]), s["eps"], norm)
-        new_loss, logits, new_grad = loss_and_grad(model, z, s["y"], loss_fn)
+        new_loss, logits, new_grad = loss_and_grad(model, z, s["y"], loss_fn, s["t"] if target is not None else None)
         keep = harvest(z, logits, s["y"])
         s["ups"] += (new_loss > s["loss"]).to(s["ups"].dtype)
         better = new_loss > s["best_loss"]

@@ -37,6 +37,8 @@ class AdversarialConfig:
     fmn_steps: int = AttackSettings.fmn_steps
     ddn_steps: int = AttackSettings.ddn_steps
     apgd_steps: int = AttackSettings.apgd_steps
+    apgd_targets: int = AttackSettings.apgd_targets
+    apgd_target_steps: int = AttackSettings.apgd_target_steps
     square_queries: int = AttackSettings.square_queries
     square_p_init: float = AttackSettings.square_p_init
     square_scope: str = "largest"
@@ -58,7 +60,7 @@ class AdversarialConfig:
             if grid is not None:
                 check_eps(norm, grid)
         check_attacks(self.attacks, self.norms)
-        for name in ("fmn_steps", "ddn_steps", "apgd_steps", "square_queries", "pgd_steps", "cw_steps", "cw_binary_steps", "deepfool_steps"):
+        for name in ("fmn_steps", "ddn_steps", "apgd_steps", "apgd_targets", "apgd_target_steps", "square_queries", "pgd_steps", "cw_steps", "cw_binary_steps", "deepfool_steps"):
             if int(getattr(self, name)) < 1:
                 raise InvalidInputError(f"checks.adversarial: {name} must be at least 1, got {getattr(self, name)}")
         for name in ("unbounded_images", "examples_per_class", "max_examples"):
@@ -97,7 +99,7 @@ class AdversarialCheck(SampleCheck):
     title = "Adversarial perturbations (L-inf, L2)"
     description = (
         "How small a change of the pixels flips the model's decision. For every image a cascade of attacks "
-        "(FMN/DDN minimal-norm, then APGD with cross-entropy and DLR losses, then the black-box Square attack on what "
+        "(FMN/DDN minimal-norm, then APGD with cross-entropy and targeted DLR losses, then the black-box Square attack on what "
         "survives) finds the smallest adversarial perturbation; robust accuracy at an epsilon is the share of images "
         "with none inside that ball, a worst case over all attacks. Lower curves mean a more fragile model; "
         "gradient-masking warnings mean the white-box numbers alone could not be trusted."
