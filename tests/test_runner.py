@@ -61,7 +61,7 @@ def test_resume_after_sigkill_gives_the_same_table(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-c", "from robustcnn.cli import main; main()", "audit", "--checks", "clean", "--no-progress"]
     plan = tmp_path / "plan.toml"
-    plan.write_text('[run]\nchecks = ["clean"]\nshard_size = 2\n[data]\nspec = "mnist5k"\nn = 400\n')
+    plan.write_text('[run]\nchecks = ["clean"]\nshard_size = 2\n[data]\nspec = "mnist5k"\nn = 120\n')
     fresh = tmp_path / "fresh"
     subprocess.run(cmd + [str(plan), "--out", str(fresh)], check=True, env=env, cwd=ROOT, capture_output=True)
     killed = tmp_path / "killed"
