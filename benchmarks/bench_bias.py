@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import robustcnn  # noqa: F401,E402  (first: it sets passive OpenMP waiting before torch starts)
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

@@ -25,6 +25,7 @@ os.environ.setdefault("ROBUSTCNN_CACHE", str(Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import robustcnn  # noqa: F401,E402  (first: it sets passive OpenMP waiting before torch starts)
 import torch  # noqa: E402
 
 from robustcnn.attacks.evolution.cppn import CPPNEncoding  # noqa: E402

@@ -31,6 +31,7 @@ import skimage.exposure
 import skimage.feature
 import skimage.filters
 import skimage.util
+import robustcnn  # noqa: F401,E402  (first: it sets passive OpenMP waiting before torch starts)
 import torch
 from PIL import Image
 
