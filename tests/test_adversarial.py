@@ -12,8 +12,8 @@ from robustcnn.attacks.perturbation import WARNING_PREFIX, AdversarialCheck, Att
 from robustcnn.checks import AuditData, CheckContext
 from robustcnn.errors import InvalidInputError
 
-QUICK = dict(fmn_steps=20, ddn_steps=20, apgd_steps=8, apgd_targets=2, apgd_target_steps=5, square_queries=150, unbounded_images=8)
-FAST = AttackSettings(fmn_steps=20, ddn_steps=20, apgd_steps=8, apgd_targets=2, apgd_target_steps=5, square_queries=150)
+QUICK = dict(fmn_steps=20, ddn_steps=20, apgd_steps=8, apgd_targets=2, apgd_target_steps=5, apgd_dlr_steps=10, square_queries=150, unbounded_images=8)
+FAST = AttackSettings(fmn_steps=20, ddn_steps=20, apgd_steps=8, apgd_targets=2, apgd_target_steps=5, apgd_dlr_steps=10, square_queries=150)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_check_rows_figures_artifacts_and_headline(quick_run, small):
     assert 0.5 < median["value"] < 3.0 and median["ci_low"] <= median["value"] <= median["ci_high"]
     assert len(rows[rows["metric"] == "class_robust_accuracy"]) == 10
     costs = rows[rows["metric"] == "attack_forward_images"]
-    assert set(costs["attack"]) == {"fmn", "ddn", "apgd-ce", "apgd-t", "square"}
+    assert set(costs["attack"]) == {"fmn", "ddn", "apgd-ce", "apgd-t", "apgd-dlr", "square"}
     assert costs[costs["attack"] == "fmn"]["value"].iloc[0] > 0
     assert {"masking_zero_gradient_ce", "masking_blackbox_gain", "masking_unbounded_robust"} <= set(rows["metric"])
     assert not [w for w in ctx.warnings if w.startswith(WARNING_PREFIX)]
@@ -148,7 +148,8 @@ def test_two_class_model_uses_the_margin_fallback_without_crashing(demo_model, m
     ({"apgd_steps": 0}, "apgd_steps"),
     ({"headline_eps": 1.5}, "data range"),
     ({"norms": []}, "norms is empty"),
-    ({"square_scope": "some"}, "square_scope"),
+    ({"survivor_attacks": ["fmn"]}, "minimal-norm"),
+    ({"survivor_attacks": ["boundary"]}, "unknown survivor attack"),
 ])
 def test_bad_options_fail_with_one_clear_line(options, fragment):
     with pytest.raises(InvalidInputError, match=fragment) as err:

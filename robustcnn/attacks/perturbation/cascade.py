@@ -3,12 +3,13 @@ keep for every input the smallest adversarial perturbation any attack found, and
 robust-accuracy curve off those per-input minima (the pointwise worst case over attacks).
 
 Minimal-norm attacks (FMN, DDN, CW, DeepFool) go first and give a whole curve at once.
-A fixed-epsilon attack (APGD, Square) then attacks each input at the largest epsilon of the
+A fixed-epsilon attack (APGD-CE, APGD-T, Square) then attacks each input at the largest epsilon of the
 grid it still survives; where it succeeds, the input goes on to the next smaller epsilon,
 where it fails the input is done (a smaller ball lies inside the larger one). FGSM and PGD,
 not monotone in epsilon, attack every epsilon an input survives.
-Square, the costly black-box guard, by default only attacks inputs that survive the largest
-epsilon (``square_scope="largest"``); ``"all"`` lets it descend from every input's own level.
+*Survivor* attacks (by default APGD-DLR with 100 steps and Square with 5000 queries, the
+costly last stand) only start on inputs that survive the largest epsilon, then descend the
+same way: the budget goes where robustness is claimed.
 Every success is re-checked here: misclassified, inside the box and inside the ball.
 """
 from __future__ import annotations
@@ -107,9 +108,9 @@ class Cascade:
     """Runs the attacks for one norm on a batch of inputs and keeps the per-input minima."""
 
     def __init__(self, view: CountedView, x: torch.Tensor, y: torch.Tensor, clean_logits: torch.Tensor, norm: str,
-                 eps: tuple[float, ...], settings: AttackSettings, seed: int, batch_size: int, square_scope: str = "largest") -> None:
+                 eps: tuple[float, ...], settings: AttackSettings, seed: int, batch_size: int, survivors: frozenset[str] = frozenset()) -> None:
         self.view, self.x, self.y, self.norm, self.eps = view, x, y, norm, eps
-        self.settings, self.seed, self.batch_size, self.square_scope = settings, seed, batch_size, square_scope
+        self.settings, self.seed, self.batch_size, self.survivors = settings, seed, batch_size, survivors
         correct = clean_logits.argmax(1).to(y.device) == y
         self.min_norm = torch.where(correct, torch.full_like(y, math.inf, dtype=x.dtype), torch.zeros_like(y, dtype=x.dtype))
         self.found_by = ["" if c else "clean" for c in correct.tolist()]
@@ -144,11 +145,11 @@ class Cascade:
 
     def _descend(self, name: str) -> int:
         attack = ATTACKS[name]
-        eps, active = _target(self.min_norm, self.grid)
-        if name == "square" and self.square_scope == "largest" and len(self.grid):
-            active &= self.min_norm > self.grid[-1] + TOL
         if attack.every_eps:
             return self._every_eps(name)
+        eps, active = _target(self.min_norm, self.grid)
+        if name in self.survivors and len(self.grid):
+            active &= self.min_norm > self.grid[-1] + TOL
         attacked, level = int(active.sum()), 0
         while active.any():
             todo = torch.nonzero(active).flatten()

@@ -17,9 +17,9 @@ from ...reports.schema import rate, value
 from .cascade import TOL, CountedView
 from .diagnostics import masking_warnings, probe
 from .epsilons import check_eps, check_norm, default_headline, max_radius
-from .evaluate import check_attacks, evaluate, resolve_eps
+from .evaluate import check_attacks, check_survivors, evaluate, resolve_eps
 from .figures import curve_png, examples_png
-from .library import ATTACKS, DEFAULT_ATTACKS, AttackSettings
+from .library import ATTACKS, DEFAULT_ATTACKS, DEFAULT_SURVIVOR_ATTACKS, AttackSettings
 from .summary import class_rows, cost_rows, curve_rows, found_by_rows, min_norm_rows, robust_column
 
 COST_FIELDS = ("images", "improved", "forward", "backward", "seconds")
@@ -39,9 +39,10 @@ class AdversarialConfig:
     apgd_steps: int = AttackSettings.apgd_steps
     apgd_targets: int = AttackSettings.apgd_targets
     apgd_target_steps: int = AttackSettings.apgd_target_steps
+    apgd_dlr_steps: int = AttackSettings.apgd_dlr_steps
     square_queries: int = AttackSettings.square_queries
     square_p_init: float = AttackSettings.square_p_init
-    square_scope: str = "largest"
+    survivor_attacks: list[str] = field(default_factory=lambda: list(DEFAULT_SURVIVOR_ATTACKS))
     pgd_steps: int = AttackSettings.pgd_steps
     cw_steps: int = AttackSettings.cw_steps
     cw_binary_steps: int = AttackSettings.cw_binary_steps
@@ -60,14 +61,13 @@ class AdversarialConfig:
             if grid is not None:
                 check_eps(norm, grid)
         check_attacks(self.attacks, self.norms)
-        for name in ("fmn_steps", "ddn_steps", "apgd_steps", "apgd_targets", "apgd_target_steps", "square_queries", "pgd_steps", "cw_steps", "cw_binary_steps", "deepfool_steps"):
+        for name in ("fmn_steps", "ddn_steps", "apgd_steps", "apgd_targets", "apgd_target_steps", "apgd_dlr_steps", "square_queries", "pgd_steps", "cw_steps", "cw_binary_steps", "deepfool_steps"):
             if int(getattr(self, name)) < 1:
                 raise InvalidInputError(f"checks.adversarial: {name} must be at least 1, got {getattr(self, name)}")
         for name in ("unbounded_images", "examples_per_class", "max_examples"):
             if int(getattr(self, name)) < 0:
                 raise InvalidInputError(f"checks.adversarial: {name} must be >= 0, got {getattr(self, name)}")
-        if self.square_scope not in ("largest", "all"):
-            raise InvalidInputError(f"checks.adversarial: square_scope must be 'largest' or 'all', got {self.square_scope!r}")
+        check_survivors(self.survivor_attacks)
         if not 0 < self.square_p_init <= 1 or not 0 <= self.masking_threshold < 1:
             raise InvalidInputError("checks.adversarial: square_p_init must be in (0, 1] and masking_threshold in [0, 1)")
         if self.headline_eps is not None:
@@ -99,8 +99,9 @@ class AdversarialCheck(SampleCheck):
     title = "Adversarial perturbations (L-inf, L2)"
     description = (
         "How small a change of the pixels flips the model's decision. For every image a cascade of attacks "
-        "(FMN/DDN minimal-norm, then APGD with cross-entropy and targeted DLR losses, then the black-box Square attack on what "
-        "survives) finds the smallest adversarial perturbation; robust accuracy at an epsilon is the share of images "
+        "(FMN/DDN minimal-norm, APGD with cross-entropy and targeted DLR losses, and on images that survive the largest "
+        "epsilon a long APGD-DLR run and the black-box Square attack) finds the smallest adversarial perturbation; "
+        "robust accuracy at an epsilon is the share of images "
         "with none inside that ball, a worst case over all attacks. Lower curves mean a more fragile model; "
         "gradient-masking warnings mean the white-box numbers alone could not be trusted."
     )
@@ -120,7 +121,7 @@ class AdversarialCheck(SampleCheck):
             raise InvalidInputError("checks.adversarial needs a model with at least 2 classes")
         seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator(self.name)))
         x = batch.x.to(ctx.device)
-        result = evaluate(model, x, batch.y, cfg.norms, grids, cfg.attacks, cfg.settings(), seed, ctx.batch_size, cfg.square_scope)
+        result = evaluate(model, x, batch.y, cfg.norms, grids, cfg.attacks, cfg.settings(), seed, ctx.batch_size, cfg.survivor_attacks)
         view = CountedView(model, result.probabilities)
         masking = probe(view, x, result.labels.to(x.device), result.correct, ctx.batch_size, cfg.unbounded_images)
         probs = result.clean_logits.softmax(1)

@@ -11,7 +11,7 @@ from torch import nn
 from ...errors import InvalidInputError
 from .cascade import CountedView, NormResult, Cascade
 from .epsilons import check_eps, check_norm, default_eps
-from .library import ATTACKS, DEFAULT_ATTACKS, AttackSettings
+from .library import ATTACKS, DEFAULT_ATTACKS, DEFAULT_SURVIVOR_ATTACKS, AttackSettings
 
 
 @dataclass
@@ -52,6 +52,18 @@ def check_attacks(attacks: Iterable[str], norms: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def check_survivors(names: Iterable[str]) -> frozenset[str]:
+    """Attacks that only start on inputs surviving the largest epsilon: fixed-epsilon ones only."""
+    names = list(names)
+    unknown = [a for a in names if a not in ATTACKS]
+    if unknown:
+        raise InvalidInputError(f"unknown survivor attack {', '.join(map(repr, unknown))}; known: {', '.join(ATTACKS)}")
+    minimal = [a for a in names if ATTACKS[a].minimal]
+    if minimal:
+        raise InvalidInputError(f"survivor_attacks {minimal} are minimal-norm attacks, which always run on every input; list only fixed-epsilon attacks")
+    return frozenset(names)
+
+
 def resolve_eps(norms: Sequence[str], eps: Mapping[str, Sequence[float]] | Sequence[float] | None, shape: tuple[int, int, int]) -> dict[str, tuple[float, ...]]:
     """Epsilon grid per norm: the given lists (a bare list needs exactly one norm) or the defaults for ``shape``."""
     if eps is not None and not isinstance(eps, Mapping):
@@ -79,20 +91,20 @@ def evaluate(
     settings: AttackSettings | None = None,
     seed: int = 0,
     batch_size: int = 256,
-    square_scope: str = "largest",
+    survivor_attacks: Sequence[str] = DEFAULT_SURVIVOR_ATTACKS,
 ) -> PerturbationResult:
     """Attack ``x`` ([0, 1] NCHW) with the cascade and return per-input minimal norms and robust flags.
 
     ``model`` returns logits (probabilities are detected and turned into log-probabilities).
     Without labels ``y`` the model's own clean predictions are attacked, so the curve then
-    measures how stable its decisions are rather than robust accuracy.
+    measures how stable its decisions are rather than robust accuracy. ``survivor_attacks``
+    only start on inputs still unbroken at the largest epsilon.
     """
     if x.dim() != 4:
         raise InvalidInputError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
     if len(x) and (x.min() < 0 or x.max() > 1 or not torch.isfinite(x).all()):
         raise InvalidInputError("images must be finite pixels in [0, 1]; the model wrapper does any normalisation")
-    if square_scope not in ("largest", "all"):
-        raise InvalidInputError(f"square_scope must be 'largest' or 'all', got {square_scope!r}")
+    survivors = check_survivors(survivor_attacks)
     norms = list(dict.fromkeys(norms))
     for norm in norms:
         check_norm(norm)
@@ -118,7 +130,7 @@ def evaluate(
         raise InvalidInputError(f"labels must be {len(x)} class indices in [0, {clean_logits.shape[1] - 1}]")
     settings = settings or AttackSettings()
     results = {
-        norm: Cascade(view, x, labels, clean_logits, norm, grids[norm], settings, _norm_seed(seed, norm), batch_size, square_scope).run(names)
+        norm: Cascade(view, x, labels, clean_logits, norm, grids[norm], settings, _norm_seed(seed, norm), batch_size, survivors).run(names)
         for norm in norms
     }
     return PerturbationResult(labels.cpu(), clean_logits.cpu(), results, probabilities)
@@ -134,4 +146,4 @@ def _device(model: nn.Module, x: torch.Tensor) -> torch.device:
     return x.device
 
 
-__all__ = ["PerturbationResult", "evaluate", "check_attacks", "resolve_eps", "looks_like_probabilities"]
+__all__ = ["PerturbationResult", "evaluate", "check_attacks", "check_survivors", "resolve_eps", "looks_like_probabilities"]
