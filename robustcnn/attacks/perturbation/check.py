@@ -174,7 +174,7 @@ class AdversarialCheck(SampleCheck):
         examples = self._examples_figure(samples, artifacts.get("adversarial/examples"), data, headline)
         if examples is not None:
             figures["examples"] = examples
-        info = {"attacks": chain, "eps": {n: list(g) for n, g in grids.items()}, "headline": {"norm": headline[0], "eps": headline[1]}, "costs": costs}
+        info = {"attacks": chain, "papers": {a: ATTACKS[a].paper for a in dict.fromkeys(cfg.attacks)}, "eps": {n: list(g) for n, g in grids.items()}, "headline": {"norm": headline[0], "eps": headline[1]}, "costs": costs}
         kept = {k: artifacts[k] for k in ("adversarial/examples",) if k in artifacts}
         return CheckOutput(rows=rows, figures=figures, artifacts=kept, info=info)
 
@@ -205,11 +205,11 @@ class AdversarialCheck(SampleCheck):
             rows.append(rate(metric, float(tested.sum()), len(tested), **extra))
             shares[col] = float(tested.mean()) if len(tested) else 0.0
         blackbox = {}
-        if "square" in cfg.attacks:
-            for norm in cfg.norms:
-                hits = int((correct[f"by_{norm}"] == "square").sum())
-                rows.append(rate("masking_blackbox_gain", hits, len(correct), norm=norm, attack="square"))
-                blackbox[norm] = hits / len(correct) if len(correct) else 0.0
+        scorebased = [a for a in dict.fromkeys(cfg.attacks) if not ATTACKS[a].whitebox]
+        for norm in cfg.norms if scorebased else []:
+            hits = int(correct[f"by_{norm}"].isin(scorebased).sum())
+            rows.append(rate("masking_blackbox_gain", hits, len(correct), norm=norm, attack="+".join(scorebased)))
+            blackbox[norm] = hits / len(correct) if len(correct) else 0.0
         probabilities = bool(samples["probabilities"].astype(bool).any()) if len(samples) else False
         drift = float(correct["nondeterminism"].max()) if len(correct) else 0.0
         drift = 0.0 if math.isnan(drift) else drift
