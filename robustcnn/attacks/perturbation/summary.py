@@ -8,6 +8,7 @@ import pandas as pd
 from scipy.stats import binom
 
 from ...reports.schema import rate, value
+from .cascade import TOL
 
 
 def robust_column(norm: str, eps: float) -> str:
@@ -64,7 +65,7 @@ def class_rows(samples: pd.DataFrame, classes: list[str], norm: str, eps: float)
         part = samples[samples["label"] == k]
         if not len(part):
             continue
-        rows.append(rate("class_robust_accuracy", int((part[f"min_{norm}"] > eps + 1e-6).sum()), len(part), norm=norm, eps=eps, **{"class": name}))
+        rows.append(rate("class_robust_accuracy", int((part[f"min_{norm}"] > eps + TOL).sum()), len(part), norm=norm, eps=eps, **{"class": name}))
         ok = part.loc[part["correct"].astype(bool), f"min_{norm}"].to_numpy(float)
         point, ci = quantile_with_ci(ok, 0.5)
         rows.append(value("class_min_perturbation_median", point, len(ok), ci, norm=norm, **{"class": name}))
