@@ -22,6 +22,7 @@ import math
 import time
 
 import foolbox as fb
+import robustcnn  # noqa: F401,E402  (first: it sets passive OpenMP waiting before torch starts)
 import torch
 import torch.nn.functional as F
 
