@@ -14,15 +14,15 @@ from .runner import audit_model, default_out
 
 
 def audit(
-    model: str | ModelRef | nn.Module = "demo:mnist-cnn",
-    data: str = "mnist5k",
+    model: str | ModelRef | nn.Module | None = None,
+    data: str | None = None,
     checks: Sequence[str] | None = None,
     options: dict[str, dict[str, Any]] | None = None,
     n: int | None = None,
     out: str | Path | None = None,
-    seed: int = 0,
-    device: str = "cpu",
-    batch_size: int = 256,
+    seed: int | None = None,
+    device: str | None = None,
+    batch_size: int | None = None,
     arch: str | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
@@ -35,27 +35,27 @@ def audit(
     """Audit one model and write its report directory; returns the loaded ``Report``.
 
     ``model`` is a path, a ``demo:`` name, a ``ModelRef`` or an in-memory ``nn.Module``
-    taking [0, 1] pixels (after ``mean``/``std``). With ``plan``, the plan file gives the
-    defaults and the other arguments given here override it.
+    taking [0, 1] pixels (after ``mean``/``std``). Arguments left as None take the plan's
+    values (``plan`` file, else the defaults: mnist5k, seed 0, cpu, batch size 256).
     """
     base = load_plan(plan) if plan is not None else Plan()
     if isinstance(model, ModelRef):
         ref = model
     elif isinstance(model, nn.Module):
         ref = ModelRef(spec="<in-memory>", module=model, mean=_tuple(mean), std=_tuple(std))
-    elif plan is not None and model == "demo:mnist-cnn" and arch is None:
+    elif model is None:
         ref = base.models[0]
     else:
         ref = ModelRef(spec=str(model), arch=arch, mean=_tuple(mean), std=_tuple(std), trust=trust_model)
     resolved = base.with_overrides(
         models=[ref],
-        data=data if plan is None or data != "mnist5k" else None,
+        data=data,
         checks=list(checks) if checks is not None else None,
         options={**base.options, **(options or {})},
         n=n,
-        seed=seed if plan is None or seed != 0 else None,
-        device=device if plan is None or device != "cpu" else None,
-        batch_size=batch_size if plan is None or batch_size != 256 else None,
+        seed=seed,
+        device=device,
+        batch_size=batch_size,
         out=str(out) if out is not None else None,
         baseline=str(baseline) if baseline is not None else None,
     )

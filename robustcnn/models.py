@@ -213,13 +213,17 @@ class ModelRef:
         return model.to(device)
 
 
-def _read_file(path: str) -> bytes:
+def _require_file(path: str) -> Path:
     p = Path(path)
     if not p.exists():
         raise InvalidInputError(f"model file not found: {path}")
     if p.is_dir():
         raise InvalidInputError(f"model path is a directory, expected a file: {path}")
-    return p.read_bytes()
+    return p
+
+
+def _read_file(path: str) -> bytes:
+    return _require_file(path).read_bytes()
 
 
 def _zip_names(path: Path) -> list[str]:
@@ -231,8 +235,7 @@ def _zip_names(path: Path) -> list[str]:
 
 
 def _load_network(ref: ModelRef, num_classes: int, in_channels: int) -> nn.Module:
-    path = Path(ref.spec)
-    _read_file(ref.spec)
+    path = _require_file(ref.spec)
     names = _zip_names(path)
     if any("serialized_exported_program" in n or n.endswith("/models/model.json") for n in names) or path.suffix == ".pt2":
         return _load_exported(path)
