@@ -1,6 +1,6 @@
 """Fooling images on the demo MNIST CNN next to Nguyen, Yosinski & Clune (2015).
 
-Run: ``.venv/bin/python benchmarks/bench_fooling.py [--seeds 3] [--threads 2] [--extended 300]``.
+Run: ``.venv/bin/python benchmarks/bench_fooling.py [--seeds 3] [--threads 2] [--extended 1000]``.
 
 Paper figures (CVPR 2015, sec. 3.1 and 3.2, LeNet trained on MNIST with Caffe): direct-encoding
 MAP-Elites "in less than 50 generations" produces images of every digit classified with
@@ -9,6 +9,12 @@ Sferes code took about 5 minutes for 200 generations on 4 cores. Gradient ascent
 (Simonyan-style, sec. 3.3) reaches >= 99.99% for every class. Targets for this repository:
 direct >= 99.99% for all 10 classes in < 50 generations of population 200 and < 10 s on 2 cores;
 CPPN >= 99% for all classes; gradient >= 99.99% for all classes within 300 steps.
+
+The 50-generation direct run is made on two models: the demo CNN (ReLU after each convolution,
+trained with random 2-pixel shifts) and ``demo:mnist-lenet``, Caffe's LeNet layout trained without
+augmentation, which is the paper's model. The paper's figure is reproduced on the LeNet; the demo
+CNN resists pixel-wise evolution far longer (see the extended run), while gradient ascent and the
+CPPN still fool it.
 
 ``--extended`` reruns direct evolution with that many generations (early stop at 0.99999) to
 show where each class crosses the thresholds. Timings are wall-clock on a machine shared with
@@ -38,6 +44,7 @@ from robustcnn.data import DatasetRef  # noqa: E402
 from robustcnn.models import ModelRef  # noqa: E402
 
 THRESHOLDS = [0.99, 0.999, 0.9999]
+PAPER_DIRECT = "all 10 at >= 99.99% in < 50 gens; ~5 min / 200 gens on 4 cores"
 SHAPE = (1, 28, 28)
 CLASSES = list(range(10))
 
@@ -86,8 +93,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--extended", type=int, default=300, help="direct-evolution generations for the extended run (0: skip)")
+    parser.add_argument("--extended", type=int, default=1000, help="direct-evolution generations for the extended run (0: skip)")
     parser.add_argument("--cppn-generations", type=int, default=100)
+    parser.add_argument("--paper-models", nargs="+", default=["demo:mnist-cnn", "demo:mnist-lenet"],
+                        help="models for the 50-generation direct-encoding run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = DatasetRef("mnist5k").load()
@@ -98,15 +107,17 @@ def main() -> None:
 
     rows = []
     for seed in range(args.seeds):
-        trace, gens, evals, secs = evolve(model, "direct", seed, 49, 1.0)
-        df = per_class(trace)
-        print(f"direct encoding, seed {seed}: 50 generations (0-49) of 200, {evals} evaluations, {secs:.1f} s\n{show(df)}\n")
-        rows.append(summary_line(f"direct (seed {seed})", df, 50, 0.9999, "all 10 at >= 99.99% in < 50 gens; ~5 min / 200 gens on 4 cores", secs, evals))
+        for name in args.paper_models:
+            paper_model = ModelRef(name).load(10, 1, (28, 28))
+            trace, gens, evals, secs = evolve(paper_model, "direct", seed, 49, 1.0)
+            df = per_class(trace)
+            print(f"direct encoding on {name}, seed {seed}: 50 generations (0-49) of 200, {evals} evaluations, {secs:.1f} s\n{show(df)}\n")
+            rows.append(summary_line(f"direct, {name} (seed {seed})", df, 50, 0.9999, PAPER_DIRECT, secs, evals))
         if args.extended:
             trace, gens, evals, secs = evolve(model, "direct", seed, args.extended, 0.99999)
             df = per_class(trace)
-            print(f"direct encoding, seed {seed}, extended: stopped after generation {gens}, {evals} evaluations, {secs:.1f} s\n{show(df)}\n")
-            rows.append(summary_line(f"direct extended (seed {seed})", df, args.extended + 1, 0.9999, "-", secs, evals))
+            print(f"direct encoding on demo:mnist-cnn, seed {seed}, extended: stopped after generation {gens}, {evals} evaluations, {secs:.1f} s\n{show(df)}\n")
+            rows.append(summary_line(f"direct extended, demo:mnist-cnn (seed {seed})", df, args.extended + 1, 0.9999, "-", secs, evals))
         trace, gens, evals, secs = evolve(model, "cppn", seed, args.cppn_generations, 0.99999)
         df = per_class(trace)
         print(f"CPPN encoding, seed {seed}: stopped after generation {gens}, {evals} evaluations, {secs:.1f} s\n{show(df)}\n")
@@ -130,7 +141,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     print("summary (ours next to the paper):")
     print(table.to_string(index=False))
-    direct = table[table.method.str.startswith("direct (")]
+    direct = table[table.method.str.startswith("direct, ")]
     if len(direct):
         print(f"\ndirect 50-generation wall time vs the paper's ~75 s per 50 generations (5 min / 200 on 4 cores): "
               f"ratio {np.mean(direct.seconds) / 75:.2f}")

