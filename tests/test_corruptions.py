@@ -201,6 +201,7 @@ def test_noise_statistics():
 @pytest.mark.parametrize("shape", [(2, 3, 32, 32), (3, 1, 28, 28), (2, 1, 8, 8), (1, 3, 20, 36)])
 def test_every_corruption_any_size_grey_and_seeded(shape):
     x = torch.rand(*shape, generator=torch.Generator().manual_seed(1))
+    original = x.clone()
     for name in CORRUPTIONS:
         for severity in (1, 5):
             a = corrupt(x, name, severity, torch.Generator().manual_seed(3))
@@ -210,6 +211,7 @@ def test_every_corruption_any_size_grey_and_seeded(shape):
             assert torch.equal(a, b), f"{name} is not reproducible with the same seed"
         if max(shape[-2:]) >= 28:
             assert (a - x).abs().mean() > 1e-3, f"{name} severity 5 leaves the image unchanged"
+    assert torch.equal(x, original), "corrupt() modified its input"
 
 
 def test_grey_colour_corruption_is_luma_of_rgb():

@@ -87,7 +87,9 @@ def corrupt(images: torch.Tensor, name: str, severity: int, generator: torch.Gen
     grey = colour and c == 1
     if grey:
         x = x.expand(-1, 3, -1, -1)
-    out = fn(x, parameters(name, severity, table), image_size(h, w) / PRESETS[table], generator).clamp(0, 1)
+    out = fn(x, parameters(name, severity, table), image_size(h, w) / PRESETS[table], generator)
+    # clamp in place unless the result shares memory with the caller's images (an identity corruption)
+    out = out.clamp(0, 1) if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() else out.clamp_(0, 1)
     if grey:
         out = luma(out)
     return out.to(images.dtype)

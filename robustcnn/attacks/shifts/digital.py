@@ -19,22 +19,23 @@ def brightness(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | N
     channel is proportional to V, so the RGB pixel scales by ``V' / V`` (grey ``V'`` where V = 0).
     Identical to ``skimage.color`` rgb2hsv, add, hsv2rgb."""
     v = x.amax(dim=1, keepdim=True)
-    v_new = (v + c).clamp(0, 1)
-    return torch.where(v > 0, x * (v_new / torch.where(v > 0, v, torch.ones_like(v))), v_new.expand_as(x))
+    v_new = (v + c).clamp_(0, 1)
+    out = x * (v_new / v.clamp_min(1e-30))
+    return out.add_(v_new * (v == 0))
 
 
 def saturate(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
     """Set the HSV saturation to ``clip(s c0 + c1)`` keeping hue and value: each channel moves from V
     by ``s' / s`` times its distance; a grey pixel (hue 0) becomes ``(V, V (1 - s'), V (1 - s'))``.
     Identical to ``skimage.color`` rgb2hsv, scale, hsv2rgb."""
-    v = x.amax(dim=1, keepdim=True)
-    delta = v - x.amin(dim=1, keepdim=True)
-    s = torch.where(delta > 0, delta / torch.where(v > 0, v, torch.ones_like(v)), torch.zeros_like(v))
-    s_new = (s * c[0] + c[1]).clamp(0, 1)
-    ratio = s_new / torch.where(s > 0, s, torch.ones_like(s))
-    coloured = v - ratio * (v - x)
-    grey = torch.cat([v, v * (1 - s_new), v * (1 - s_new)], dim=1)
-    return torch.where(delta > 0, coloured, grey)
+    v, low = x.amax(dim=1, keepdim=True), x.amin(dim=1, keepdim=True)
+    delta = v - low
+    s_new = (delta / v.clamp_min(1e-30)).mul_(c[0]).add_(c[1]).clamp_(0, 1)
+    # coloured pixels: V - (s' / s) (V - x) with s = delta / V; grey ones (delta = 0, so x = V) stay V
+    out = (v - x).mul_(s_new * v / delta.clamp_min(1e-30)).neg_().add_(v)
+    if c[1] > 0:  # a grey pixel gets saturation s' = c1 at hue 0: (V, V (1 - s'), V (1 - s'))
+        out[:, 1:].sub_(v * s_new * (delta == 0))
+    return out
 
 
 def pixelate(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:

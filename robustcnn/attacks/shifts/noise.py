@@ -9,7 +9,7 @@ from ._random import normal, uniform
 
 def gaussian_noise(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
     """``x + N(0, c^2)``."""
-    return x + normal(x.shape, gen, x, scale=c)
+    return normal(x.shape, gen, x, scale=c).add_(x)
 
 
 def shot_noise(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
@@ -20,14 +20,13 @@ def shot_noise(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | N
 def impulse_noise(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
     """Salt and pepper as ``skimage.util.random_noise(mode='s&p', amount=c)``: a share ``c`` of the
     values is replaced, half by 0 and half by 1."""
-    flipped = uniform(x.shape, gen, x) < c
-    salted = uniform(x.shape, gen, x) < 0.5
-    return torch.where(flipped, salted.to(x.dtype), x)
+    u = uniform(x.shape, gen, x)  # one draw decides both: u < c flips, and then u < c / 2 (probability 1/2) salts
+    return torch.where(u < c, (u >= c / 2).to(x.dtype), x)
 
 
 def speckle_noise(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
     """``x + x N(0, c^2)``: multiplicative noise."""
-    return x + x * normal(x.shape, gen, x, scale=c)
+    return normal(x.shape, gen, x, scale=c).mul_(x).add_(x)
 
 
 # (CIFAR-10-C, ImageNet-C) parameters for severities 1..5

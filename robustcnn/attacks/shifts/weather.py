@@ -106,25 +106,40 @@ def _canny(img: torch.Tensor, low: float, high: float) -> torch.Tensor:
     candidate = local_max & (mag > low)
     edges = candidate & (mag > high)
     while True:
-        grown = candidate & (F.max_pool2d(edges.to(img.dtype), 3, 1, 1) > 0)
+        grown = candidate & _dilate3(edges)
         if bool((grown == edges).all()):
             return edges
         edges = grown
 
 
+def _dilate3(mask: torch.Tensor) -> torch.Tensor:
+    """3x3 binary dilation of (N, 1, H, W) masks (zero border): two separable ORs of shifted views."""
+    p = F.pad(mask, (1, 1, 1, 1))
+    rows = p[..., :-2, :] | p[..., 1:-1, :] | p[..., 2:, :]
+    return rows[..., :-2] | rows[..., 1:-1] | rows[..., 2:]
+
+
 def _distance_to(edges: torch.Tensor, cap: int) -> torch.Tensor:
     """Euclidean distance of every pixel to the nearest edge pixel, capped at ``cap``
-    (exact two-pass transform within the cap)."""
-    n, _, h, w = edges.shape
+    (exact two-pass transform within the cap: column distances, then the minimum over
+    horizontal offsets k of ``col(x + k)^2 + k^2``, stopping once ``k^2`` exceeds every distance)."""
+    h, w = edges.shape[-2:]
     big = float(cap + 1)
-    pos = torch.arange(h, device=edges.device, dtype=torch.float32).view(1, 1, h, 1).expand(n, 1, h, w)
-    last = torch.where(edges, pos, torch.full_like(pos, -1e9)).cummax(dim=2).values
-    nxt = torch.where(edges, pos, torch.full_like(pos, 1e9)).flip(2).cummin(dim=2).values.flip(2)
-    col = torch.minimum(pos - last, nxt - pos).clamp(max=big)
-    padded = F.pad(col, (cap + 1, cap + 1, 0, 0), value=big)
-    windows = padded.unfold(3, 2 * cap + 3, 1)  # (N, 1, H, W, 2cap+3)
-    k = torch.arange(-cap - 1, cap + 2, device=edges.device, dtype=torch.float32)
-    return (windows**2 + k**2).amin(dim=-1).sqrt().clamp(max=float(cap))
+    zero_at_edges = torch.where(edges, 0.0, big)
+    col = zero_at_edges.clone()
+    for k in range(1, min(cap + 1, h - 1) + 1):
+        if k >= float(col.max()):
+            break
+        torch.minimum(col[..., k:, :], zero_at_edges[..., :-k, :] + k, out=col[..., k:, :])
+        torch.minimum(col[..., :-k, :], zero_at_edges[..., k:, :] + k, out=col[..., :-k, :])
+    col2 = col.square()
+    best = col2.clone()
+    for k in range(1, min(cap + 1, w - 1) + 1):
+        if k * k >= float(best.max()):
+            break
+        torch.minimum(best[..., k:], col2[..., :-k] + k * k, out=best[..., k:])
+        torch.minimum(best[..., :-k], col2[..., k:] + k * k, out=best[..., :-k])
+    return best.sqrt().clamp(max=float(cap))
 
 
 def _equalize_hist(img: torch.Tensor) -> torch.Tensor:
