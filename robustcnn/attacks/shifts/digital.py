@@ -11,7 +11,7 @@ from ._random import uniform
 def contrast(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
     """Pull every channel towards its mean: ``(x - mean) c + mean``."""
     means = x.mean(dim=(2, 3), keepdim=True)
-    return (x - means) * c + means
+    return torch.lerp(means.expand_as(x), x, c)
 
 
 def brightness(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
@@ -42,8 +42,10 @@ def pixelate(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | Non
     """Box-downsample to ``int(size c)`` and box-upsample back (PIL ``Image.BOX``)."""
     h, w = x.shape[-2:]
     sh, sw = max(1, int(h * c)), max(1, int(w * c))
-    small = apply_axes(x, pil_box_matrix(h, sh), pil_box_matrix(w, sw))
-    return apply_axes(small, pil_box_matrix(sh, h), pil_box_matrix(sw, w))
+    # down then up along each axis, folded into one (size, size) matrix per axis
+    rows = pil_box_matrix(sh, h) @ pil_box_matrix(h, sh)
+    cols = pil_box_matrix(sw, w) @ pil_box_matrix(w, sw)
+    return apply_axes(x, rows, cols)
 
 
 def _affine_from_points(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
