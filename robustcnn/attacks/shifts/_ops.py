@@ -94,11 +94,12 @@ def sample_bilinear(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode: s
     """Bilinear samples of ``x`` at pixel coordinates ``ys``, ``xs`` (N, Ho, Wo), as
     ``scipy.ndimage.map_coordinates(order=1)`` (``symmetric`` = scipy ``reflect``) or OpenCV
     ``remap``/``warpAffine`` (``reflect101``), via ``grid_sample``. For reflect-101 the image is
-    first padded by index reflection (so border taps match OpenCV's), coordinates further out
-    than that pad are reflected."""
+    first padded by index reflection (so border taps match OpenCV's) just far enough to hold every
+    coordinate (at most ``min(H, W) - 1``); coordinates further out than that are reflected."""
     h, w = x.shape[-2:]
     if mode == "reflect101":
-        p = max(0, min(h, w) - 1)
+        reach = max(float(-ys.min()), float(ys.max()) - (h - 1), float(-xs.min()), float(xs.max()) - (w - 1), 0.0)
+        p = min(max(0, min(h, w) - 1), math.ceil(reach) + 1)
         x = F.pad(x, (p, p, p, p), mode="reflect") if p else x
         ys, xs, h, w = ys + p, xs + p, h + 2 * p, w + 2 * p
     elif mode != "symmetric":
