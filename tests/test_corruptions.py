@@ -255,3 +255,36 @@ def test_cuda_matches_cpu_for_deterministic_and_runs_random():
         assert out.is_cuda and out.shape == x.shape
         if name in REFERENCES:
             torch.testing.assert_close(out.cpu(), corrupt(x, name, 3), atol=2e-3, rtol=0)
+
+
+def _plasma_reference(rng: np.random.Generator, mapsize: int, wibbledecay: float) -> np.ndarray:
+    """One diamond-square map as the reference ``plasma_fractal`` computes it (float64 NumPy)."""
+    m = np.zeros((mapsize, mapsize))
+    step, wibble = mapsize, 100.0
+    while step >= 2:
+        half = step // 2
+        corner = m[::step, ::step]
+        square = corner + np.roll(corner, -1, axis=0)
+        square = square + np.roll(square, -1, axis=1)
+        m[half::step, half::step] = square / 4 + wibble * rng.uniform(-wibble, wibble, square.shape)
+        dr, ul = m[half::step, half::step], m[::step, ::step]
+        total = dr + np.roll(dr, 1, axis=0) + ul + np.roll(ul, -1, axis=1)
+        m[::step, half::step] = total / 4 + wibble * rng.uniform(-wibble, wibble, total.shape)
+        total = dr + np.roll(dr, 1, axis=1) + ul + np.roll(ul, -1, axis=0)
+        m[half::step, ::step] = total / 4 + wibble * rng.uniform(-wibble, wibble, total.shape)
+        step //= 2
+        wibble /= wibbledecay
+    m -= m.min()
+    return m / m.max()
+
+
+@pytest.mark.parametrize("wibbledecay", [3.0, 1.75])
+def test_plasma_fractal_statistics_match_reference(wibbledecay):
+    from robustcnn.attacks.shifts.weather import plasma_fractal
+
+    rng = np.random.default_rng(0)
+    ref = np.stack([_plasma_reference(rng, 32, wibbledecay) for _ in range(400)])
+    ours = plasma_fractal(400, 32, wibbledecay, torch.Generator().manual_seed(0), torch.zeros(1)).double().numpy()
+    for stat in (np.mean, np.std, lambda m: np.abs(np.diff(m, axis=-1)).mean(), lambda m: np.abs(np.diff(m, axis=-2)).mean()):
+        a, b = float(stat(ours)), float(stat(ref))
+        assert abs(a / b - 1) < 0.05, (a, b)

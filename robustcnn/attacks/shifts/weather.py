@@ -18,11 +18,11 @@ from .frost import frost_textures
 def plasma_fractal(n: int, mapsize: int, wibbledecay: float, gen: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
     """(n, mapsize, mapsize) diamond-square fractals in [0, 1], the reference ``plasma_fractal``
     (including its random offsets ``wibble * U(-wibble, wibble)``), batched over images."""
-    m = torch.zeros(n, mapsize, mapsize, dtype=torch.float64, device=like.device)
+    m = torch.zeros(n, mapsize, mapsize, dtype=torch.float32, device=like.device)
     step, wibble = mapsize, 100.0
 
     def wibbled(total: torch.Tensor) -> torch.Tensor:
-        noise = torch.rand(total.shape, generator=gen, device=like.device, dtype=torch.float64) * 2 - 1
+        noise = torch.rand(total.shape, generator=gen, device=like.device, dtype=torch.float32).mul_(2).sub_(1)
         return total / 4 + wibble * wibble * noise
 
     while step >= 2:
@@ -47,7 +47,7 @@ def fog(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Genera
     mapsize = 1 << max(1, math.ceil(math.log2(max(h, w))))
     plasma = plasma_fractal(n, mapsize, c[1], gen, x)[:, None, :h, :w]
     max_val = x.amax(dim=(1, 2, 3), keepdim=True)
-    return (x + c[0] * plasma) * max_val / (max_val + c[0])
+    return (c[0] * plasma).add(x).mul_(max_val / (max_val + c[0]))
 
 
 def snow(x: torch.Tensor, c: tuple[float, ...], scale: float, gen: torch.Generator | None) -> torch.Tensor:
