@@ -1,7 +1,8 @@
 """``patch``: a universal targeted adversarial patch against random-noise and real-object controls.
 
-Brown, Mané, Roy, Abadi & Gilmer (2017), "Adversarial Patch": train one patch on training
-images by expectation over placements, then paste it on held-out images at several areas.
+Brown, Mané, Roy, Abadi & Gilmer (2017), "Adversarial Patch": train a patch on training images
+by expectation over placements (one per evaluated area by default), then paste it on held-out
+images at that area.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from .evaluate import noise_patch, patched_predictions, real_object_patch
 from .figures import examples_figure, patches_figure
 from .geometry import SHAPES, patch_side, sample_placements
 from .targets import TargetSpec, hardest_target, parse_targets
-from .train import PatchTraining, TrainedPatch, train_patch
+from .train import PatchTraining, TrainedPatch, train_area_patches
 
 MIN_PATCH_PIXELS = 2.0
 VARIANTS = ("patch", "noise", "real")
@@ -40,6 +41,7 @@ class PatchConfig:
     epochs: int = 8
     batch_size: int = 64
     lr: float = 0.05
+    per_area: bool = True
     pilot_classes: int = 10
     pilot_images: int = 256
     pilot_epochs: int = 2
@@ -65,6 +67,8 @@ class PatchConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InvalidInputError(f"patch {name} must be a positive integer, got {v!r}")
+        if not isinstance(self.per_area, bool):
+            raise InvalidInputError(f"patch per_area must be true or false, got {self.per_area!r}")
         if not isinstance(self.examples, int) or self.examples < 0:
             raise InvalidInputError(f"patch examples must be a non-negative integer, got {self.examples!r}")
 
@@ -132,20 +136,24 @@ class PatchCheck(Check):
                 own = torch.nonzero(train_y == target).flatten()[:512]
                 if len(own) == 0:
                     raise InvalidInputError(f"the training split has no image of patch target '{data.classes[target]}' for the real-object control")
-                trained = self._train(model, train_x, train_y, target, setup, ctx)
-                size = trained.patch.shape[-1]
-                noise = noise_patch(channels, size, ctx.generator("patch", "noise", shape))
-                real, real_index = real_object_patch(model, train_x[own], target, size, ctx.batch_size)
-                patches = {"patch": trained.patch.cpu(), "noise": noise, "real": real}
-                part = self._evaluate(model, data, clean_pred, target, shape, patches, trained.mask.cpu(), placements, ctx)
+                trained, images = self._train(model, train_x, train_y, target, setup, ctx)
+                patches = {}
+                for area, tp in trained.items():
+                    size = tp.patch.shape[-1]
+                    noise = noise_patch(channels, size, ctx.generator("patch", "noise", shape, size))
+                    real, real_index = real_object_patch(model, train_x[own], target, size, ctx.batch_size)
+                    patches[area] = {"patch": tp.patch.cpu(), "noise": noise, "real": real, "mask": tp.mask.cpu()}
+                part = self._evaluate(model, data, clean_pred, target, shape, patches, placements, ctx)
                 samples.append(part)
+                distinct = list({id(tp): tp for tp in trained.values()}.values())
                 out.info.setdefault("training", []).append({
-                    "target": data.classes[target], "shape": shape, "steps": trained.steps, "seconds": round(trained.seconds, 2),
-                    "images": min(cfg.train_images, int((train_y != target).sum())),
-                    "loss_per_epoch": [round(v, 4) for v in trained.losses],
+                    "target": data.classes[target], "shape": shape, "images": images,
+                    "patches": len(distinct), "per_area": cfg.per_area,
+                    "steps": sum(tp.steps for tp in distinct), "seconds": round(sum(tp.seconds for tp in distinct), 2),
+                    "loss_per_epoch": {f"{a:g}": [round(v, 4) for v in tp.losses] for a, tp in trained.items()},
                     "real_object_train_id": data.train.ids[int(own[real_index])],
                 })
-                self._figures(out, model, data, target, shape, patches, trained, placements, ctx)
+                self._figures(out, model, data, target, shape, patches, placements, ctx)
         out.samples = pd.concat(samples, ignore_index=True)
         out.rows.extend(summary_rows(out.samples))
         out.info["seconds_train_and_eval"] = round(time.perf_counter() - started, 2)
@@ -155,13 +163,16 @@ class PatchCheck(Check):
         cfg = self.config
         return PatchTraining(list(cfg.areas), shape, cfg.max_rotation, cfg.scale_jitter, cfg.epochs, cfg.batch_size, cfg.lr)
 
-    def _train(self, model: AuditedModel, x: torch.Tensor, y: torch.Tensor, target: int, setup: PatchTraining, ctx: CheckContext) -> TrainedPatch:
+    def _train(
+        self, model: AuditedModel, x: torch.Tensor, y: torch.Tensor, target: int, setup: PatchTraining, ctx: CheckContext
+    ) -> tuple[dict[float, TrainedPatch], int]:
+        """The patch for each area, trained on at most ``train_images`` training images of other classes, and their number."""
         gen = ctx.generator("patch", "train", target, setup.shape)
         pool = torch.nonzero(y != target).flatten()
         pool = pool[torch.randperm(len(pool), generator=gen)][: self.config.train_images]
         if len(pool) == 0:
             raise InvalidInputError("the training split has only images of the patch target; the patch needs other classes to train on")
-        return train_patch(model, x[pool], target, setup, gen)
+        return train_area_patches(model, x[pool], target, setup, gen, self.config.per_area), len(pool)
 
     def _pick_hardest(self, model: AuditedModel, data: AuditData, ctx: CheckContext, out: CheckOutput) -> int:
         cfg = self.config
@@ -181,13 +192,13 @@ class PatchCheck(Check):
 
     def _evaluate(
         self, model: AuditedModel, data: AuditData, clean_pred: torch.Tensor, target: int, shape: str,
-        patches: dict[str, torch.Tensor], mask: torch.Tensor, placements: dict, ctx: CheckContext,
+        patches: dict[float, dict[str, torch.Tensor]], placements: dict, ctx: CheckContext,
     ) -> pd.DataFrame:
         """Per-sample predictions of every variant at every area, all under the same placements."""
         frames = []
         for area, pl in placements.items():
             for variant in VARIANTS:
-                pred, prob = patched_predictions(model, data.eval.x, patches[variant], mask, pl, target, ctx.batch_size)
+                pred, prob = patched_predictions(model, data.eval.x, patches[area][variant], patches[area]["mask"], pl, target, ctx.batch_size)
                 frames.append(pd.DataFrame({
                     "sample": data.eval.ids, "label": data.eval.y.numpy(), "clean_pred": clean_pred.numpy(),
                     "target": data.classes[target], "target_index": target, "shape": shape, "area": area,
@@ -197,16 +208,15 @@ class PatchCheck(Check):
 
     def _figures(
         self, out: CheckOutput, model: AuditedModel, data: AuditData, target: int, shape: str,
-        patches: dict[str, torch.Tensor], trained: TrainedPatch, placements: dict, ctx: CheckContext,
+        patches: dict[float, dict[str, torch.Tensor]], placements: dict, ctx: CheckContext,
     ) -> None:
         key = f"{_slug(data.classes[target])}-{shape}"
-        out.figures[f"patch-{key}"] = patches_figure(patches, trained.mask.cpu(), data.classes[target], shape)
+        out.figures[f"patch-{key}"] = patches_figure(patches, data.classes[target], shape, self.config.per_area)
         if self.config.examples:
             others = torch.nonzero(data.eval.y != target).flatten()[: self.config.examples]
             if len(others):
                 out.figures[f"patched-{key}"] = examples_figure(
-                    model, data.eval.x[others], patches["patch"], trained.mask.cpu(),
-                    placements, others, data.classes, target, ctx.batch_size,
+                    model, data.eval.x[others], patches, placements, others, data.classes, target, ctx.batch_size,
                 )
 
     def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:

@@ -1,13 +1,15 @@
 """Training a universal targeted patch by expectation over transformations (Brown et al. 2017).
 
-One patch is optimised with Adam to maximise the target class's mean log-probability over
+A patch is optimised with Adam to maximise the target class's mean log-probability over
 training images, each batch under fresh random placements (location, rotation, scale), and
-projected back to [0, 1] pixels after every step.
+projected back to [0, 1] pixels after every step. ``train_area_patches`` trains one such patch
+per evaluated area (the default of the check: each is stored at its own resolution and only
+has to work at its own size) or one patch for all areas (Brown et al.'s multi-scale patch).
 """
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -84,3 +86,14 @@ def train_patch(model: AuditedModel, images: torch.Tensor, target: int, setup: P
     result.patch = patch.detach()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def train_area_patches(
+    model: AuditedModel, images: torch.Tensor, target: int, setup: PatchTraining, gen: torch.Generator, per_area: bool = True
+) -> dict[float, TrainedPatch]:
+    """The patch to evaluate at each of ``setup.areas``: one trained at that area alone (``per_area``),
+    or one patch trained over all areas and shared by them."""
+    if not per_area:
+        shared = train_patch(model, images, target, setup, gen)
+        return {a: shared for a in setup.areas}
+    return {a: train_patch(model, images, target, replace(setup, areas=[a]), gen) for a in setup.areas}
