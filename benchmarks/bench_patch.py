@@ -23,6 +23,7 @@ The peer needs ``.venv/bin/pip install --no-deps adversarial-robustness-toolbox 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from pathlib import Path
@@ -69,7 +70,7 @@ def run_check(model, data) -> tuple[pd.DataFrame, dict]:
 def eval_placements(data, area: float, shape: str = "square", seed: int = 0) -> Placements:
     """The check's own evaluation placements at ``area`` (same seed), restricted to non-target images by the caller."""
     h, w = data.eval.x.shape[-2:]
-    gen = CheckContext(seed=seed).generator("patch", "place", shape, area)
+    gen = CheckContext(seed=seed).generator("patch", "place", shape, float(area))
     return sample_placements(torch.full((len(data.eval),), area), shape, h, w, 22.5, gen)
 
 
@@ -134,27 +135,39 @@ def fixed_spot_patch(model, data, target: int, area: float, steps: int = 160) ->
 
 
 def image_specific_bound(model, data, target: int, area: float, images: int = 300, steps: int = 200) -> float:
-    """Upper-bound diagnostic 2: every held-out non-target image gets its OWN patch, optimised (Adam on a
-    sigmoid parametrisation, clamped margin loss) for that image at its own evaluation placement. A
-    universal patch is one candidate for every image at once, so no universal patch can succeed on more
-    of these images than this (up to the optimiser finding each image's best patch). First ``images``
-    non-target evaluation images; an image counts once any step fooled it."""
-    held = torch.nonzero(data.eval.y != target).flatten()[:images]
+    """Upper-bound diagnostic 2: every held-out non-target image gets its OWN patch, optimised for that image
+    at its own evaluation placement. A universal patch is one candidate for every image at once, so no
+    universal patch can succeed on more of these images than this (up to the optimiser finding each
+    image's best patch: two runs from a grey start, Adam on a sigmoid parametrisation and cosine-decayed
+    signed-gradient steps, on a clamped margin loss; an image counts once any step of either fooled it).
+    A seeded random subset of ``images`` non-target evaluation images."""
+    held = torch.nonzero(data.eval.y != target).flatten()
+    held = held[torch.randperm(len(held), generator=torch.Generator().manual_seed(0))[:images]]
     pl = _subset(eval_placements(data, area), held)
     x = data.eval.x[held]
     size = patch_resolution(area, "square", *x.shape[-2:])
     mask = shape_mask("square", size)
-    w = (torch.randn(len(x), 1, size, size, generator=torch.Generator().manual_seed(0)) * 2).requires_grad_(True)
-    opt = torch.optim.Adam([w], lr=0.2)
     fooled = torch.zeros(len(x), dtype=torch.bool)
-    for _ in range(steps):
-        out = model(apply_patch(x, torch.sigmoid(w), mask, pl))
-        fooled |= out.argmax(dim=1) == target
+
+    def loss_of(patch: torch.Tensor) -> torch.Tensor:
+        nonlocal fooled
+        out = model(apply_patch(x, patch, mask, pl))
         other = out.clone()
         other[:, target] = -torch.inf
-        loss = (other.max(dim=1).values - out[:, target]).clamp(min=-1).sum()
-        (w.grad,) = torch.autograd.grad(loss, w)
+        margin = out[:, target] - other.max(dim=1).values
+        fooled |= margin.detach() > 0
+        return (-margin).clamp(min=-1).sum()
+
+    w = torch.zeros(len(x), 1, size, size, requires_grad=True)
+    opt = torch.optim.Adam([w], lr=0.1)
+    for _ in range(steps):
+        (w.grad,) = torch.autograd.grad(loss_of(torch.sigmoid(w)), w)
         opt.step()
+    p = torch.full((len(x), 1, size, size), 0.5)
+    for i in range(steps):
+        p.requires_grad_(True)
+        (g,) = torch.autograd.grad(loss_of(p), p)
+        p = (p.detach() - 0.25 * 0.5 * (1 + math.cos(math.pi * i / steps)) * g.sign()).clamp(0, 1)
     return float(fooled.float().mean())
 
 
@@ -238,17 +251,21 @@ def main() -> None:
     noise = rows[(rows["metric"] == "targeted_success") & (rows["variant"] == "noise") & (rows["area"] == best["area"]) & (rows["shape"] == best["shape"])]["value"].iloc[0]
     verdict = "MET" if best["value"] >= 0.9 else "NOT MET"
     print(f"\ntarget >= 90% at area <= 15%: best {best['value']:.3f} ({best['shape']}, {best['area']:.0%}), "
-          f"= {best['value'] / 0.9:.2f} x target -> {verdict}; noise control there {noise:.3f}")
+          f"= {best['value'] / 0.9:.2f} x target -> {verdict}; noise control there {noise:.3f}"
+          + ("" if verdict == "MET" or args.ceiling else " (--ceiling measures how far any patch could get)"))
 
-    areas = sorted(rows["area"].dropna().unique())
+    areas = [float(a) for a in sorted(rows["area"].dropna().unique())]  # Python floats: they salt the placement seeds
     target_index = mnist.classes.index(target)
     if args.ceiling:
         print(f"\nhow strong could any patch be? target '{target}', square, held-out non-target images, the check's placements")
         print(ceiling(model, data, target_index, areas, success_table(rows, "square")["patch"], args.bound_images).to_string())
+        print("  fixed spot: one universal patch, always at the same spot, unrotated (an easier threat than random placement);\n"
+              "  image-specific: each image's own patch at its own evaluation placement, which no universal patch can beat.\n"
+              "  Where the image-specific bound is below 90%, the >= 90% figure is out of reach of any patch at that area.")
     if args.all_targets:
         bound_area = 0.15 if args.ceiling else None
         print("\nsquare patches (one per area) per target class (held-out targeted success; train s = seconds for 1,000 images"
-              + (f"; image-specific bound on the first {args.bound_images} non-target images)" if bound_area else ")"))
+              + (f"; image-specific bound on {args.bound_images} random non-target images)" if bound_area else ")"))
         print(all_targets(model, data, areas, bound_area, args.bound_images).to_string())
     if args.peer:
         try:

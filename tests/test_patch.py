@@ -12,7 +12,7 @@ from robustcnn.attacks.patch.check import PatchCheck
 from robustcnn.attacks.patch.evaluate import noise_patch, patched_predictions
 from robustcnn.attacks.patch.geometry import Placements, apply_patch, patch_resolution, sample_placements, shape_mask
 from robustcnn.attacks.patch.targets import parse_targets
-from robustcnn.attacks.patch.train import PatchTraining, train_patch
+from robustcnn.attacks.patch.train import PatchTraining, patch_size, train_area_patches, train_patch
 from robustcnn.checks import AuditData, CheckContext
 from robustcnn.data import Split
 from robustcnn.errors import InvalidInputError
@@ -56,6 +56,30 @@ def test_unrotated_centred_patch_lands_on_the_exact_pixels():
     assert out.sum() == pytest.approx(patch.sum().item(), abs=1e-4)
 
 
+def test_gradients_reach_every_patch_pixel_through_rotated_scaled_placements():
+    # the patch is pasted with grid_sample, so every stored pixel is trained, whatever the rotation and scale
+    setup = PatchTraining([0.1], "square")
+    size = patch_size(setup, 28, 28)
+    patch = torch.rand(1, 1, size, size, requires_grad=True)
+    areas = torch.full((64,), 0.1) * (1 + (torch.rand(64, generator=torch.Generator().manual_seed(0)) * 2 - 1) * setup.scale_jitter)
+    pl = sample_placements(areas, "square", 28, 28, 22.5, torch.Generator().manual_seed(1))
+    (grad,) = torch.autograd.grad(apply_patch(torch.rand(64, 1, 28, 28), patch, shape_mask("square", size), pl).sum(), patch)
+    assert (grad.abs() > 0).all()
+
+
+def test_one_patch_per_area_at_its_own_resolution_or_one_shared(demo_model, mnist):
+    x = mnist.train.x[:64][mnist.train.y[:64] != 1]
+    setup = PatchTraining([0.05, 0.25], "square", epochs=1, batch_size=32)
+    own = train_area_patches(demo_model, x, 1, setup, torch.Generator().manual_seed(0))
+    assert list(own) == [0.05, 0.25] and own[0.05] is not own[0.25]
+    for area, tp in own.items():
+        # stored at the largest size it is rendered at (the area times the scale jitter), so never upsampled
+        assert tp.patch.shape[-1] == patch_resolution(area * (1 + setup.scale_jitter), "square", 28, 28) == tp.mask.shape[-1]
+        assert tp.steps == 2 and 0 <= tp.patch.min() and tp.patch.max() <= 1
+    shared = train_area_patches(demo_model, x, 1, setup, torch.Generator().manual_seed(0), per_area=False)
+    assert shared[0.05] is shared[0.25] and shared[0.05].patch.shape[-1] == own[0.25].patch.shape[-1]
+
+
 def test_trained_patch_beats_the_noise_control_on_held_out_images(demo_model, mnist):
     x, y = mnist.train.x[:400], mnist.train.y[:400]
     fit = x[y != 3][:128]
@@ -85,8 +109,20 @@ def test_rows_cover_every_area_and_variant_with_target_images_excluded(result, s
     correct = s[(s["area"] == 0.25) & (s["variant"] == "patch") & (s["label"] != 3) & (s["clean_pred"] == s["label"])]
     assert untargeted["n"] == len(correct) and untargeted["value"] == pytest.approx((correct["pred"] != correct["label"]).mean())
     assert "min_area_targeted_90" in set(table["metric"])
+    training = out.info["training"]
+    assert len(training) == 1 and training[0]["patches"] == 2 and training[0]["per_area"] is True
+    assert set(training[0]["loss_per_epoch"]) == {"0.1", "0.25"}
     assert {"patch-3-square", "patched-3-square"} <= set(out.figures)
     assert all(png.startswith(b"\x89PNG") for png in out.figures.values())
+
+
+def test_one_shared_patch_for_all_areas(demo_model, small_audit):
+    out = PatchCheck.from_options({**SMALL, "target": "3", "per_area": False, "train_images": 32, "epochs": 1}).run(
+        demo_model, small_audit, CheckContext(seed=0, batch_size=128))
+    assert out.info["training"][0]["patches"] == 1 and out.info["training"][0]["steps"] == 1
+    assert {"patch-3-square", "patched-3-square"} <= set(out.figures)
+    success = pd.DataFrame(out.rows).query("metric == 'targeted_success'")
+    assert set(zip(success["area"], success["variant"])) == {(a, v) for a in (0.1, 0.25) for v in ("patch", "noise", "real")}
 
 
 def test_same_seed_gives_identical_results(result, demo_model, small_audit):
@@ -117,7 +153,7 @@ def test_targets_by_name_index_list_and_all():
 
 @pytest.mark.parametrize("options", [
     {"areas": [0.0, 0.1]}, {"areas": [0.1, 1.0]}, {"areas": [1.5]}, {"areas": [-0.1]}, {"areas": []}, {"areas": 0.1},
-    {"shapes": ["triangle"]}, {"target": 2.5}, {"max_rotation": -1}, {"epochs": 0},
+    {"shapes": ["triangle"]}, {"target": 2.5}, {"max_rotation": -1}, {"epochs": 0}, {"per_area": "yes"},
 ])
 def test_bad_options_are_rejected(options):
     with pytest.raises(InvalidInputError):
@@ -152,7 +188,7 @@ def test_missing_training_split_is_rejected(demo_model, small_audit):
 def test_audit_through_the_api(tmp_path):
     from robustcnn.api import audit
 
-    options = {**SMALL, "target": ["3"], "train_images": 64, "epochs": 1, "areas": [0.25], "examples": 0}
+    options = {**SMALL, "target": ["3"], "train_images": 64, "epochs": 1, "areas": [0.25], "examples": 0, "per_area": False}
     report = audit(model="demo:mnist-cnn", data="mnist5k", checks=["patch"], options={"patch": options}, n=40, out=tmp_path, seed=0)
     rows = report.table[(report.table["check"] == "patch") & (report.table["metric"] == "targeted_success")]
     assert set(rows["variant"]) == {"patch", "noise", "real"}
