@@ -108,7 +108,7 @@ class PatchCheck(Check):
         "Brown, Mané, Roy, Abadi & Gilmer (2017), Adversarial Patch, arXiv:1712.09665; "
         "Athalye et al. (2018), expectation over transformation."
     )
-    version = "1"
+    version = "2"
     needs_train = True
     order = 40
     Config = PatchConfig
