@@ -254,7 +254,7 @@ def bench_corruptions(batch: int, ref_images: int, severity: int, device: str) -
     for k in range(TEXTURES):
         Image.fromarray((_texture(k, 640).transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(FROST_DIR / f"frost{k}.png")
     imgs = photos(max(batch, ref_images))
-    x = torch.from_numpy(imgs[:batch]).permute(0, 3, 1, 2).float().div(255).to(device)
+    x = torch.from_numpy(imgs[:batch]).permute(0, 3, 1, 2).float().div(255).contiguous().to(device)  # NCHW, as data loaders give
     print(f"\nCorruption speed, 32x32 RGB, severity {severity}: per-image NumPy reference ({ref_images} images) "
           f"vs batched torch ({batch} images, {device}, {torch.get_num_threads()} thread(s))")
     print(f"{'corruption':20s} {'reference img/s':>16s} {'torch img/s':>12s} {'speed-up':>9s}  target 20x  "

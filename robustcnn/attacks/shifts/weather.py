@@ -22,8 +22,8 @@ def plasma_fractal(n: int, mapsize: int, wibbledecay: float, gen: torch.Generato
     step, wibble = mapsize, 100.0
 
     def wibbled(total: torch.Tensor) -> torch.Tensor:
-        noise = torch.rand(total.shape, generator=gen, device=like.device, dtype=torch.float32).mul_(2).sub_(1)
-        return total / 4 + wibble * wibble * noise
+        noise = torch.rand(total.shape, generator=gen, device=like.device, dtype=torch.float32)
+        return noise.sub_(0.5).mul_(2 * wibble * wibble).add_(total, alpha=0.25)
 
     while step >= 2:
         half = step // 2
