@@ -42,7 +42,7 @@ class CorruptionsCheck(SampleCheck):
         "Hendrycks & Dietterich, Benchmarking neural network robustness to common corruptions and perturbations, "
         "ICLR 2019."
     )
-    version = "1"
+    version = "2"
     order = 60
 
     @dataclass
