@@ -40,7 +40,8 @@ class MnistCNN(nn.Module):
 
 class LeNet(nn.Module):
     """LeNet as laid out in Caffe's MNIST example (conv 20, pool, conv 50, pool, dense 500, dense 10): the
-    model Nguyen, Yosinski & Clune (2015) fooled, kept to compare with their figures."""
+    model Nguyen, Yosinski & Clune (2015) fooled, kept to compare with their figures. The adaptive pool is
+    the identity at 28x28 and lets other input sizes through."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
