@@ -1,7 +1,7 @@
 """Natural shifts benchmark: speed of the batched corruptions against a per-image NumPy reference, and the
 demo CNN's jaggedness and spatial-grid figures next to the papers'.
 
-    .venv/bin/python benchmarks/bench_shifts.py [--batch 256] [--ref-images 48] [--severity 3] [--threads 1]
+    .venv/bin/python benchmarks/bench_shifts.py [--batch 256] [--ref-images 48] [--severity 3] [--threads 1] [--only NAME ...]
 
 The reference below re-implements, image by image, the published CIFAR-10-C corruption code
 (Hendrycks & Dietterich 2019, ``make_cifar_c.py``) with NumPy, SciPy, scikit-image and PIL, since the
@@ -250,7 +250,7 @@ def timed(fn, repeat: int = 1) -> float:
     return (time.perf_counter() - start) / repeat
 
 
-def bench_corruptions(batch: int, ref_images: int, severity: int, device: str) -> None:
+def bench_corruptions(batch: int, ref_images: int, severity: int, device: str, names: tuple[str, ...] = CORRUPTIONS) -> None:
     for k in range(TEXTURES):
         Image.fromarray((_texture(k, 640).transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(FROST_DIR / f"frost{k}.png")
     imgs = photos(max(batch, ref_images))
@@ -260,7 +260,7 @@ def bench_corruptions(batch: int, ref_images: int, severity: int, device: str) -
     print(f"{'corruption':20s} {'reference img/s':>16s} {'torch img/s':>12s} {'speed-up':>9s}  target 20x  "
           f"{'floor img/s':>11s} {'max speed-up':>12s}")
     ratios = []
-    for name in CORRUPTIONS:
+    for name in names:
         c = parameters(name, severity, "cifar")
         t_ref = timed(lambda: [ref(name, img, c) for img in imgs[:ref_images]]) / ref_images
         gen = torch.Generator(device=device).manual_seed(0)
@@ -339,10 +339,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-spatial", action="store_true")
+    parser.add_argument("--only", nargs="+", choices=CORRUPTIONS, default=list(CORRUPTIONS), metavar="NAME", help="corruptions to time (default: all)")
     args = parser.parse_args()
     os.environ.setdefault("ROBUSTCNN_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "robustcnn"))
     torch.set_num_threads(args.threads)
-    bench_corruptions(args.batch, args.ref_images, args.severity, args.device)
+    bench_corruptions(args.batch, args.ref_images, args.severity, args.device, tuple(args.only))
     if not args.skip_spatial:
         bench_spatial()
 

@@ -172,10 +172,65 @@ def test_motion_blur_matches_numpy_shift_reference(photos):
         return out
 
     x = torch.from_numpy(photos).permute(0, 3, 1, 2).double() / 255
-    angles = torch.tensor([-37.0, 12.5])
+    angles = torch.tensor([-37.0, 12.5])  # shallow: rows shift
     ours = motion_blur_at(x, 10, 2.5, angles).permute(0, 2, 3, 1).numpy()
     for img, out, a in zip(photos, ours, angles.tolist()):
         np.testing.assert_allclose(out, reference(img / 255.0, 10, 2.5, a), atol=1e-9)
+
+
+def test_steep_motion_blur_matches_numpy_shift_reference(photos):
+    """Snow's angles (-135..-45 degrees) run on the transposed images: same result as tap by tap."""
+
+    def reference(image, radius, sigma, angle):
+        k = np.exp(-np.arange(2 * radius + 1) ** 2 / (2 * sigma**2))
+        k /= k.sum()
+        out = np.zeros_like(image)
+        h, w = image.shape[:2]
+        for i, weight in enumerate(k):
+            dy = -int(np.ceil(i * np.sin(np.deg2rad(angle)) - 0.5))
+            dx = -int(np.ceil(i * np.cos(np.deg2rad(angle)) - 0.5))
+            if abs(dy) >= h or abs(dx) >= w:
+                break
+            rows = np.clip(np.arange(h) - dy, 0, h - 1)
+            cols = np.clip(np.arange(w) - dx, 0, w - 1)
+            out += weight * image[rows][:, cols]
+        return out
+
+    x = torch.from_numpy(photos).permute(0, 3, 1, 2).double() / 255
+    angles = torch.tensor([-130.0, -60.0])
+    assert float(motion_blur_at(x, 10, 4.0, angles).sub(x).abs().mean()) > 0.01
+    ours = motion_blur_at(x, 10, 4.0, angles).permute(0, 2, 3, 1).numpy()
+    for img, out, a in zip(photos, ours, angles.tolist()):
+        np.testing.assert_allclose(out, reference(img / 255.0, 10, 4.0, a), atol=1e-9)
+
+
+def test_affine_warp_and_displacement_match_scipy(photos):
+    """The elastic transform's two samplers: OpenCV-style affine warp (reflect-101 border = scipy
+    ``mirror``) and scipy ``map_coordinates(order=1, mode='reflect')``, at coordinates beyond the edges."""
+    from robustcnn.attacks.shifts._ops import displace, warp_affine
+
+    x = torch.from_numpy(photos).permute(0, 3, 1, 2).double() / 255
+    n, _, h, w = x.shape
+    # output (x, y) -> source (x, y): a rotation by 0.2 rad about (3, 4), scaled by 1.1, shifted
+    a = 1.1 * np.array([[np.cos(0.2), -np.sin(0.2)], [np.sin(0.2), np.cos(0.2)]])
+    inverse = np.concatenate([a, (np.array([3.0, 4.0]) - a @ np.array([3.0, 4.0]) + np.array([-2.5, 1.5]))[:, None]], axis=1)
+    ours = warp_affine(x, torch.from_numpy(inverse)[None].expand(n, 2, 3))
+    matrix = np.array([[inverse[1, 1], inverse[1, 0]], [inverse[0, 1], inverse[0, 0]]])  # in scipy's (row, col) order
+    offset = np.array([inverse[1, 2], inverse[0, 2]])
+    for img, out in zip(photos, ours):
+        for ch in range(3):
+            ref = ndi.affine_transform(img[..., ch] / 255.0, matrix, offset, order=1, mode="mirror")
+            np.testing.assert_allclose(out[ch].numpy(), ref, atol=1e-6)
+
+    rng = np.random.default_rng(0)
+    dy, dx = (torch.from_numpy(rng.uniform(-4, 4, size=(n, h, w))) for _ in range(2))
+    ours = displace(x, dy, dx)
+    yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    for i, img in enumerate(photos):
+        coords = [yy + dy[i].numpy(), xx + dx[i].numpy()]
+        for ch in range(3):
+            ref = ndi.map_coordinates(img[..., ch] / 255.0, coords, order=1, mode="reflect")
+            np.testing.assert_allclose(ours[i, ch].numpy(), ref, atol=1e-6)
 
 
 def test_noise_statistics():

@@ -90,21 +90,37 @@ def gaussian_filter(x: torch.Tensor, sigma: float, mode: str = "replicate", trun
     return filter_separable(x, k, k, mode)
 
 
-def sample_bilinear(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, mode: str) -> torch.Tensor:
-    """Bilinear samples of ``x`` at pixel coordinates ``ys``, ``xs`` (N, Ho, Wo), as
-    ``scipy.ndimage.map_coordinates(order=1)`` (``symmetric`` = scipy ``reflect``) or OpenCV
-    ``remap``/``warpAffine`` (``reflect101``), via ``grid_sample``. For reflect-101 the image is
+def warp_affine(x: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
+    """Bilinear affine warp of every image, as OpenCV ``warpAffine`` with its default reflect-101
+    border: ``inverse`` (N, 2, 3) maps output pixel (x, y, 1) to source pixel (x, y). The image is
     first padded by index reflection (so border taps match OpenCV's) just far enough to hold every
-    coordinate (at most ``min(H, W) - 1``); coordinates further out than that are reflected."""
-    h, w = x.shape[-2:]
-    if mode == "reflect101":
-        reach = max(float(-ys.min()), float(ys.max()) - (h - 1), float(-xs.min()), float(xs.max()) - (w - 1), 0.0)
-        p = min(max(0, min(h, w) - 1), math.ceil(reach) + 1)
-        x = F.pad(x, (p, p, p, p), mode="reflect") if p else x
-        ys, xs, h, w = ys + p, xs + p, h + 2 * p, w + 2 * p
-    elif mode != "symmetric":
-        raise ValueError(f"unsupported sampling border {mode!r}")
-    grid = torch.stack([(2 * xs + 1) / w - 1, (2 * ys + 1) / h - 1], dim=-1).to(x.dtype)
+    source coordinate (at most ``min(H, W) - 1``; coordinates further out are reflected), then
+    sampled once by ``grid_sample`` on a grid from ``affine_grid``."""
+    n, c, h, w = x.shape
+    inverse = inverse.to(torch.float64)
+    corners = torch.tensor([[0.0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=torch.float64, device=x.device)
+    reached = corners @ inverse.transpose(1, 2)  # (N, 4, 2): an affine map's extremes are at the corners
+    low, high = reached.amin(dim=(0, 1)), reached.amax(dim=(0, 1))
+    reach = float(torch.stack([-low[0], -low[1], high[0] - (w - 1), high[1] - (h - 1)]).clamp_min(0).max())
+    p = min(max(0, min(h, w) - 1), math.ceil(reach) + 1)
+    padded = F.pad(x, (p, p, p, p), mode="reflect") if p else x
+    hp, wp = h + 2 * p, w + 2 * p
+    # affine_grid's output coordinate u in [-1, 1] is pixel (u + 1) W / 2 - 1/2; source pixel s is u' = (2 (s + p) + 1) / W' - 1
+    to_pixels = torch.tensor([[w / 2, 0, (w - 1) / 2], [0, h / 2, (h - 1) / 2], [0, 0, 1]], dtype=torch.float64, device=x.device)
+    to_unit = torch.tensor([[2 / wp, 0, (2 * p + 1) / wp - 1], [0, 2 / hp, (2 * p + 1) / hp - 1]], dtype=torch.float64, device=x.device)
+    theta = to_unit @ torch.cat([inverse, to_pixels[2:].expand(n, 1, 3)], dim=1) @ to_pixels
+    grid = F.affine_grid(theta.to(x.dtype), [n, c, h, w], align_corners=False)
+    return F.grid_sample(padded, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def displace(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
+    """Bilinear samples of every image at (y + dy, x + dx) for displacements (N, H, W), with the
+    symmetric border, as ``scipy.ndimage.map_coordinates(order=1, mode='reflect')``."""
+    n, _, h, w = x.shape
+    # grid_sample's coordinate of pixel (y, x) is ((2 x + 1) / W - 1, (2 y + 1) / H - 1)
+    identity = F.affine_grid(torch.eye(2, 3, dtype=x.dtype, device=x.device)[None], [1, 1, h, w], align_corners=False)
+    step = torch.tensor([2 / w, 2 / h], dtype=x.dtype, device=x.device)
+    grid = torch.stack([dx, dy], dim=-1).mul_(step).add_(identity)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
 
 

@@ -14,7 +14,7 @@ import torch
 from scipy import sparse
 
 from ._ops import (
-    apply_axes, clipped_zoom_matrix, correlate, gather_pixels, gaussian_filter, pad, quantize_floor,
+    apply_axes, clipped_zoom_matrix, correlate, gather_pixels, gaussian_filter, quantize_floor,
 )
 from ._random import integers, uniform
 
@@ -103,36 +103,75 @@ def motion_kernel(radius: int, sigma: float) -> torch.Tensor:
 
 
 def motion_blur_at(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tensor) -> torch.Tensor:
-    """Motion blur of each image along its own ``angle`` (degrees, (N,)): tap i takes the image shifted
-    by ``(-ceil(i sin a - 0.5), -ceil(i cos a - 0.5))`` with replicated edges; taps from the first one
-    that is at least a full image away on, are dropped (not renormalised), as in the reference.
+    """Motion blur of each image along its own ``angle`` (degrees, (N,)): tap i takes the image
+    shifted by ``(-ceil(i sin a - 0.5), -ceil(i cos a - 0.5))`` with replicated edges; taps from the
+    first one that is at least a full image away on are dropped (not renormalised), as in the
+    reference. Trailing taps whose weights sum to less than half the images' float resolution at
+    1.0 (``2**-24`` for float32) are skipped: they cannot change the result by more than that.
 
-    Images whose tap has the same offset are shifted together (one slice each), so the work is one
-    copy of the batch per tap plus a few small operations per distinct offset.
+    The taps are grouped by their row shift d: those sharing d act on the rows shifted by d as one
+    (W, W) matrix over columns (replicated edges folded in), so an image costs one small matrix
+    product per row shift it uses. Images are ordered by direction and by the largest row shift
+    they use, so that each product runs on one contiguous slice of the batch. Steep blurs (snow's)
+    run on the transposed images, where their shifts are mostly along columns.
     """
     n, c, h, w = x.shape
-    weights = motion_kernel(radius, sigma).tolist()
-    m = len(weights)
-    taps = torch.arange(m, dtype=torch.float64)
+    weights = motion_kernel(radius, sigma)
+    tail = weights.flip(0).cumsum(0).flip(0)  # tail[i]: the weight of taps i and after
+    weights = weights[: max(1, int((tail > torch.finfo(x.dtype).eps / 2).sum()))]
+    taps = torch.arange(len(weights), dtype=torch.float64)
     rad = torch.deg2rad(angle.detach().cpu().to(torch.float64))[:, None]
     dy = -torch.ceil(taps * torch.sin(rad) - 0.5).long()  # (N, T)
     dx = -torch.ceil(taps * torch.cos(rad) - 0.5).long()
     valid = ((dy.abs() < h) & (dx.abs() < w)).long().cumprod(dim=1).bool()
-    padded = pad(x, m, m, "replicate")
-    out = torch.zeros_like(x)
-    for i, weight in enumerate(weights):
-        keys = torch.where(valid[:, i], (dy[:, i] + m) * (2 * m + 1) + dx[:, i] + m, -1)
-        for key in torch.unique(keys).tolist():
-            if key < 0:
-                continue
-            oy, ox = key // (2 * m + 1) - m, key % (2 * m + 1) - m
-            rows = torch.nonzero(keys == key).squeeze(1).to(x.device)
-            shifted = padded[:, :, m - oy : m - oy + h, m - ox : m - ox + w]
-            if len(rows) == n:
-                out.add_(shifted, alpha=weight)
+    if int((dy.abs() * valid).amax(dim=1).sum()) > int((dx.abs() * valid).amax(dim=1).sum()):
+        x, dy, dx, h, w = x.transpose(-1, -2), dx, dy, w, h
+        transposed = True
+    else:
+        transposed = False
+    down = (dy > 0).any(dim=1)  # rows shift down (d > 0) or up (d < 0), never both within one image
+    row_shift = dy.abs() * valid
+    reach = row_shift.amax(dim=1)  # the largest row shift each image uses
+    # downward images first, then upward ones; within each, the widest reach first
+    order = torch.argsort(torch.where(down, 0, 1) * (h + 1) + (h - reach), stable=True)
+    dx, row_shift, valid, reach = dx[order], row_shift[order], valid[order], reach[order]
+    n_down = int(down.sum())
+    span = int(reach.max()) + 1
+    # the (W, W) matrix of every (image, row shift) pair in use, ordered by group, then row shift,
+    # then image: the images of one group using shift d are a prefix of the group, so their
+    # matrices are consecutive
+    groups = ((0, n_down, 1), (n_down, n, -1))
+    uses = torch.stack([(reach[first:end, None] >= torch.arange(span)).sum(0) for first, end, _ in groups])  # (2, span)
+    base = (uses.flatten().cumsum(0) - uses.flatten()).view(2, span)
+    in_group = torch.arange(n) - torch.where(torch.arange(n) < n_down, 0, n_down)
+    pair = base[(torch.arange(n) >= n_down).long()[:, None], row_shift] + in_group[:, None]  # (N, T)
+    # tap i sends input column clamp(col - dx_i) to output column col
+    cols = torch.arange(w)
+    source = (cols - dx[:, :, None]).clamp_(0, w - 1)  # (N, T, W)
+    flat = ((pair[:, :, None] * w + source) * w + cols).flatten()
+    tap_weight = (weights.to(x.dtype) * valid)[:, :, None].expand(-1, -1, w).flatten()
+    mats = torch.zeros(int(uses.sum()) * w * w, dtype=x.dtype).scatter_add_(0, flat, tap_weight).view(-1, w, w).to(x.device)
+    # (N, H + 2 (span - 1), C, W), edge rows replicated: a row shift is a slice, and rows and
+    # channels merge into the rows of one matrix
+    edge = span - 1
+    rows = torch.arange(-edge, h + edge, device=x.device).clamp_(0, h - 1)
+    padded = x.index_select(0, order.to(x.device)).permute(0, 2, 1, 3).index_select(1, rows)  # contiguous
+    out = torch.empty(n, h, c, w, dtype=x.dtype, device=x.device)
+    for g, (first, _, direction) in enumerate(groups):
+        for d in range(span):
+            k = int(uses[g, d])
+            if k == 0:
+                break
+            start = edge - direction * d  # output row r reads input row r - direction d
+            source_rows = padded[first : first + k, start : start + h].reshape(k, h * c, w)
+            target = out[first : first + k].view(k, h * c, w)
+            m = mats[int(base[g, d]) : int(base[g, d]) + k]
+            if d == 0:
+                torch.bmm(source_rows, m, out=target)
             else:
-                out.index_add_(0, rows, shifted.index_select(0, rows), alpha=weight)
-    return out
+                target.baddbmm_(source_rows, m)
+    out = out.permute(0, 2, 1, 3)[torch.argsort(order).to(x.device)]
+    return out.transpose(-1, -2).contiguous() if transposed else out
 
 
 def motion_blur(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._ops import apply_axes, gaussian_filter, pil_box_matrix, sample_bilinear
+from ._ops import apply_axes, displace, gaussian_filter, pil_box_matrix, warp_affine
 from ._random import uniform
 
 
@@ -68,14 +68,10 @@ def elastic_transform(x: torch.Tensor, c: tuple[float, float, float], scale: flo
     pts = torch.stack([centre + size, torch.stack([centre[0] + size, centre[1] - size]), centre - size])
     src = pts.expand(n, 3, 2)
     dst = src + uniform((n, 3, 2), gen, x, -shift, shift).to(dt)
-    inverse = _affine_from_points(dst, src)  # output pixel -> source pixel
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=dt, device=dev), torch.arange(w, dtype=dt, device=dev), indexing="ij")
-    grid = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1).reshape(1, -1, 3)
-    source = grid @ inverse.transpose(1, 2)  # (N, HW, 2) as (x, y)
-    warped = sample_bilinear(x, source[..., 1].view(n, h, w).to(x.dtype), source[..., 0].view(n, h, w).to(x.dtype), "reflect101")
+    warped = warp_affine(x, _affine_from_points(dst, src))  # output pixel -> source pixel
     dx = gaussian_filter(uniform((n, 1, h, w), gen, x, -1.0, 1.0), sigma, "symmetric", truncate=3)[:, 0] * alpha
     dy = gaussian_filter(uniform((n, 1, h, w), gen, x, -1.0, 1.0), sigma, "symmetric", truncate=3)[:, 0] * alpha
-    return sample_bilinear(warped, ys.to(x.dtype) + dy, xs.to(x.dtype) + dx, "symmetric")
+    return displace(warped, dy, dx)
 
 
 PARAMS = {
