@@ -278,6 +278,12 @@ def test_grey_colour_corruption_is_luma_of_rgb():
     torch.testing.assert_close(corrupt(x, "brightness", 3), (x + 0.15).clamp(0, 1))
 
 
+def test_unit_range_check_accepts_both_zeros_and_one():
+    x = torch.tensor([[[[0.0, -0.0], [1.0, 0.5]]]])
+    assert torch.equal(corrupt(x, "contrast", 1), corrupt(x.abs(), "contrast", 1))
+    assert torch.equal(corrupt(x.double(), "contrast", 1), corrupt(x.abs().double(), "contrast", 1))
+
+
 def test_severity_orders_damage():
     x = torch.from_numpy(skimage.data.astronaut()).permute(2, 0, 1).float()[None] / 255
     x = F.interpolate(x, size=(32, 32), mode="bilinear", antialias=True).clamp(0, 1)
@@ -293,6 +299,10 @@ def test_severity_orders_damage():
     (lambda x: corrupt(x, "fog", 2.0), "severity must be an integer from 1 to 5"),
     (lambda x: corrupt(x[0], "fog", 1), "shape (N, C, H, W)"),
     (lambda x: corrupt(x * 255, "fog", 1), "values in [0, 1]"),
+    (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), -1e-30), "fog", 1), "values in [0, 1]"),
+    (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), float("nan")), "fog", 1), "values in [0, 1]"),
+    (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), 1.0000001), "fog", 1), "values in [0, 1]"),
+    (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), float("-inf")), "fog", 1), "values in [0, 1]"),
     (lambda x: corrupt(x, "fog", 1, preset="tiny"), "unknown corruption preset"),
     (lambda x: corrupt(torch.rand(1, 2, 8, 8), "frost", 1), "grey or RGB"),
 ])

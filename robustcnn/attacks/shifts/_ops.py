@@ -182,8 +182,9 @@ def apply_axes(x: torch.Tensor, rows: np.ndarray | torch.Tensor, cols: np.ndarra
 
 def luma(x: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) RGB to (N, 1, H, W) grey with BT.601 weights."""
-    w = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * w).sum(dim=1, keepdim=True)
+    n, _, h, w = x.shape
+    weights = torch.tensor(LUMA, dtype=x.dtype, device=x.device)
+    return torch.matmul(weights, x.reshape(n, 3, h * w)).view(n, 1, h, w)
 
 
 def quantize_floor(x: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,9 @@
 pixelate and the elastic transform. JPEG compression lives in ``jpeg``."""
 from __future__ import annotations
 
+from functools import lru_cache
+
+import numpy as np
 import torch
 
 from ._ops import apply_axes, displace, gaussian_filter, pil_box_matrix, warp_affine
@@ -38,14 +41,18 @@ def saturate(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.G
     return out
 
 
+@lru_cache(maxsize=64)
+def _pixelate_matrix(size: int, ratio: float) -> np.ndarray:
+    """(size, size) weights of box-downsampling one axis to ``int(size ratio)`` and back (PIL ``Image.BOX``)."""
+    small = max(1, int(size * ratio))
+    return pil_box_matrix(small, size) @ pil_box_matrix(size, small)
+
+
 def pixelate(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
-    """Box-downsample to ``int(size c)`` and box-upsample back (PIL ``Image.BOX``)."""
+    """Box-downsample to ``int(size c)`` and box-upsample back (PIL ``Image.BOX``): down then up
+    along each axis, folded into one matrix per axis."""
     h, w = x.shape[-2:]
-    sh, sw = max(1, int(h * c)), max(1, int(w * c))
-    # down then up along each axis, folded into one (size, size) matrix per axis
-    rows = pil_box_matrix(sh, h) @ pil_box_matrix(h, sh)
-    cols = pil_box_matrix(sw, w) @ pil_box_matrix(w, sw)
-    return apply_axes(x, rows, cols)
+    return apply_axes(x, _pixelate_matrix(h, c), _pixelate_matrix(w, c))
 
 
 def _affine_from_points(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:

@@ -76,13 +76,12 @@ def snow(x: torch.Tensor, c: tuple[float, ...], scale: float, gen: torch.Generat
     rotated by 180 degrees) to an image lightened towards ``1.5 grey + 0.5``."""
     n, _, h, w = x.shape
     layer = clipped_zoom(normal((n, 1, h, w), gen, x, loc=c[0], scale=c[1]), c[2])
-    layer = torch.where(layer < c[3], torch.zeros_like(layer), layer)
-    layer = quantize_floor(layer)
+    layer = quantize_floor(layer.masked_fill_(layer < c[3], 0.0))
     angle = uniform((n,), gen, x, -135.0, -45.0)
     layer = quantize_round(motion_blur_at(layer, max(1, round(c[4] * scale)), max(c[5] * scale, 1e-3), angle))
-    grey = luma(x) if x.shape[1] == 3 else x
-    x = c[6] * x + (1 - c[6]) * torch.maximum(x, grey * 1.5 + 0.5)
-    return x + layer + layer.flip(-1, -2)
+    lifted = (luma(x) if x.shape[1] == 3 else x) * 1.5 + 0.5
+    lightened = torch.lerp(torch.maximum(x, lifted), x, c[6])  # c6 x + (1 - c6) max(x, 1.5 grey + 0.5)
+    return lightened.add_(layer + layer.flip(-1, -2))
 
 
 def frost(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
