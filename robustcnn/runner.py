@@ -67,6 +67,7 @@ def prepare(model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int,
     data = raw.adapted(model.in_channels, model.input_size)
     _check_labels(data, model)
     model.validate(data.test.x[:2])
+    model.choose_layout(data.test.x[:64])
     index = stratified_sample(data.test.y, n, seed) if n else np.arange(len(data.test))
     classes = list(data.classes) + [str(k) for k in range(data.num_classes, model.num_classes)]
     audit_data = AuditData(data.name, classes, data.test.subset(index), data.train)
@@ -284,6 +285,7 @@ def _meta(plan: Plan, model_ref: ModelRef, data_ref: DatasetRef, prepared: Prepa
             "in_channels": model.in_channels,
             "input_size": list(model.input_size) if model.input_size else None,
             "outputs_probabilities": model.outputs_probabilities,
+            "memory_format": model.memory_format,
         },
         "data": {
             **data_ref.describe(),

@@ -140,3 +140,38 @@ def test_fingerprint_is_sha256_of_file(tmp_path):
     path = save_torchscript(small_net(), tmp_path / "m.pt")
     a, b = ModelRef(str(path)).fingerprint(), ModelRef(str(path)).fingerprint()
     assert a == b and len(a) == 64
+
+
+class ViewsActivations(nn.Module):
+    """A classic hand-written CNN: ``.view`` of a conv activation, which channels-last memory breaks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 13 * 13, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.max_pool2d(torch.relu(self.conv(x)), 2)
+        return self.fc(x.view(x.size(0), -1))
+
+
+@pytest.mark.parametrize("source", ["demo", "torchscript", "export", "views"])
+def test_layout_choice_keeps_logits_and_falls_back(tmp_path, source):
+    """On CPU the network runs channels-last when it can, with the same logits; one that cannot keeps NCHW."""
+    if source == "demo":
+        ref = ModelRef("demo:mnist-cnn")
+    elif source == "views":
+        ref = ModelRef("memory", module=ViewsActivations().eval())
+    else:
+        net = small_net()
+        path = save_torchscript(net, tmp_path / "m.pt") if source == "torchscript" else save_exported(net, tmp_path / "m.pt2")
+        ref = ModelRef(str(path))
+    model = ref.load(10, 1, (28, 28))
+    before = model.logits(X)
+    model.choose_layout(X)
+    assert torch.allclose(model.logits(X), before, atol=1e-4)
+    assert model.memory_format == ("contiguous" if source == "views" else "channels_last")
+    if source == "demo":
+        assert model.net.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+    if source == "views":
+        assert all(p.is_contiguous() for p in model.net.parameters())
