@@ -144,7 +144,9 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
             mean=_floats(mean, "--mean") or base.mean, std=_floats(std, "--std") or base.std,
             trust=trust_model or base.trust, name=name or base.name,
         )]
-    options = {k: dict(v) for k, v in plan.options.items()}
+    selected = [c.strip() for c in checks.split(",") if c.strip()] if checks is not None else None
+    # --checks narrows the plan: the plan's own options for the checks it leaves out are no mistake to warn about
+    options = {k: dict(v) for k, v in plan.options.items() if selected is None or k in selected or k not in plan.checks}
     for check, table in _parse_set(set_options).items():
         options.setdefault(check, {}).update(table)
     if attacks:
@@ -155,7 +157,7 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
         options.setdefault("confidence", {})["ood"] = ood
     plan = plan.with_overrides(
         data=data_spec, n=n, seed=seed, device=device, batch_size=batch_size, out=out, baseline=baseline,
-        checks=[c.strip() for c in checks.split(",") if c.strip()] if checks is not None else None, options=options,
+        checks=selected, options=options,
     )
     validate_plan(plan)
     gates = _plan_gates(plan, policy)
