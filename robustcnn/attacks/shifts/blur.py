@@ -137,20 +137,10 @@ def motion_blur_at(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tens
     dx, row_shift, valid, reach = dx[order], row_shift[order], valid[order], reach[order]
     n_down = int(down.sum())
     span = int(reach.max()) + 1
-    # the (W, W) matrix of every (image, row shift) pair in use, ordered by group, then row shift,
-    # then image: the images of one group using shift d are a prefix of the group, so their
-    # matrices are consecutive
-    groups = ((0, n_down, 1), (n_down, n, -1))
+    groups = ((0, n_down, 1), (n_down, n, -1))  # (first image, end, direction of the row shifts)
     uses = torch.stack([(reach[first:end, None] >= torch.arange(span)).sum(0) for first, end, _ in groups])  # (2, span)
-    base = (uses.flatten().cumsum(0) - uses.flatten()).view(2, span)
-    in_group = torch.arange(n) - torch.where(torch.arange(n) < n_down, 0, n_down)
-    pair = base[(torch.arange(n) >= n_down).long()[:, None], row_shift] + in_group[:, None]  # (N, T)
-    # tap i sends input column clamp(col - dx_i) to output column col
-    cols = torch.arange(w)
-    source = (cols - dx[:, :, None]).clamp_(0, w - 1)  # (N, T, W)
-    flat = ((pair[:, :, None] * w + source) * w + cols).flatten()
-    tap_weight = (weights.to(x.dtype) * valid)[:, :, None].expand(-1, -1, w).flatten()
-    mats = torch.zeros(int(uses.sum()) * w * w, dtype=x.dtype).scatter_add_(0, flat, tap_weight).view(-1, w, w).to(x.device)
+    base = (uses.flatten().cumsum(0) - uses.flatten()).view(2, span)  # where each (group, shift) block starts
+    mats = _row_shift_matrices(dx, row_shift, weights.to(x.dtype) * valid, base, n_down, w, int(uses.sum())).to(x.device)
     # (N, H + 2 (span - 1), C, W), edge rows replicated: a row shift is a slice, and rows and
     # channels merge into the rows of one matrix
     edge = span - 1
@@ -172,6 +162,23 @@ def motion_blur_at(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tens
                 target.baddbmm_(source_rows, m)
     out = out.permute(0, 2, 1, 3)[torch.argsort(order).to(x.device)]
     return out.transpose(-1, -2).contiguous() if transposed else out
+
+
+def _row_shift_matrices(dx: torch.Tensor, row_shift: torch.Tensor, tap_weight: torch.Tensor, base: torch.Tensor, n_down: int, w: int, total: int) -> torch.Tensor:
+    """The (W, W) column matrix of every (image, row shift) pair in use, for taps (N, T) already
+    in image order: tap i sends input column clamp(col - dx_i) to output column col with its weight.
+    Blocks are ordered by group (downward images first), then row shift, then image; the images of
+    a group using shift d are a prefix of the group, so the block of (group, d) starts at
+    ``base[group, d]`` and holds one matrix per image of that prefix; ``total`` matrices in all."""
+    n = dx.shape[0]
+    image = torch.arange(n)
+    group = (image >= n_down).long()
+    pair = base[group[:, None], row_shift] + (image - group * n_down)[:, None]  # (N, T)
+    cols = torch.arange(w)
+    source = (cols - dx[:, :, None]).clamp_(0, w - 1)  # (N, T, W)
+    flat = ((pair[:, :, None] * w + source) * w + cols).flatten()
+    weights = tap_weight[:, :, None].expand(-1, -1, w).flatten()
+    return torch.zeros(total * w * w, dtype=tap_weight.dtype).scatter_add_(0, flat, weights).view(total, w, w)
 
 
 def motion_blur(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
