@@ -48,13 +48,6 @@ def diamond_square(n: int, mapsize: int, wibbledecay: float, gen: torch.Generato
     return corners
 
 
-def plasma_fractal(n: int, mapsize: int, wibbledecay: float, gen: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    """(n, mapsize, mapsize) diamond-square fractals rescaled to [0, 1], the reference ``plasma_fractal``."""
-    m = diamond_square(n, mapsize, wibbledecay, gen, like.device).view(n, -1)
-    low, high = m.amin(dim=1, keepdim=True), m.amax(dim=1, keepdim=True)
-    return ((m - low) / (high - low).clamp_min(1e-12)).view(n, mapsize, mapsize).to(like.dtype)
-
-
 def fog(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
     """Add ``c0`` times a plasma fractal (the next power-of-two map, cropped) and rescale by the maximum:
     ``(x + c0 p) M / (M + c0)`` with M the image's maximum, p the fractal rescaled to [0, 1]."""
