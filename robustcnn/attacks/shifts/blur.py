@@ -140,13 +140,17 @@ def motion_blur_at(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tens
     groups = ((0, n_down, 1), (n_down, n, -1))  # (first image, end, direction of the row shifts)
     uses = torch.stack([(reach[first:end, None] >= torch.arange(span)).sum(0) for first, end, _ in groups])  # (2, span)
     base = (uses.flatten().cumsum(0) - uses.flatten()).view(2, span)  # where each (group, shift) block starts
-    mats = _row_shift_matrices(dx, row_shift, weights.to(x.dtype) * valid, base, n_down, w, int(uses.sum())).to(x.device)
-    # (N, H + 2 (span - 1), C, W), edge rows replicated: a row shift is a slice, and rows and
-    # channels merge into the rows of one matrix
+    dev = x.device
+    mats = _row_shift_matrices(dx, row_shift, weights.to(x.dtype) * valid, base, n_down, w, int(uses.sum())).to(dev)
+    # (N, H + 2 (span - 1), C, W) in sorted order, edge rows replicated: a row shift is a slice,
+    # and rows and channels merge into the rows of one matrix
     edge = span - 1
-    rows = torch.arange(-edge, h + edge, device=x.device).clamp_(0, h - 1)
-    padded = x.index_select(0, order.to(x.device)).permute(0, 2, 1, 3).index_select(1, rows)  # contiguous
-    out = torch.empty(n, h, c, w, dtype=x.dtype, device=x.device)
+    order = order.to(dev)
+    padded = torch.empty(n, h + 2 * edge, c, w, dtype=x.dtype, device=dev)
+    padded[:, edge : edge + h] = x.index_select(0, order).permute(0, 2, 1, 3)
+    padded[:, :edge] = padded[:, edge : edge + 1]
+    padded[:, edge + h :] = padded[:, edge + h - 1 : edge + h]
+    out = torch.empty(n, h, c, w, dtype=x.dtype, device=dev)
     for g, (first, _, direction) in enumerate(groups):
         for d in range(span):
             k = int(uses[g, d])
@@ -160,8 +164,9 @@ def motion_blur_at(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tens
                 torch.bmm(source_rows, m, out=target)
             else:
                 target.baddbmm_(source_rows, m)
-    out = out.permute(0, 2, 1, 3)[torch.argsort(order).to(x.device)]
-    return out.transpose(-1, -2).contiguous() if transposed else out
+    blurred = torch.empty(n, c, h, w, dtype=x.dtype, device=dev)
+    blurred.permute(0, 2, 1, 3).index_copy_(0, order, out)  # back to the caller's order and NCHW, in one pass
+    return blurred.transpose(-1, -2).contiguous() if transposed else blurred
 
 
 def _row_shift_matrices(dx: torch.Tensor, row_shift: torch.Tensor, tap_weight: torch.Tensor, base: torch.Tensor, n_down: int, w: int, total: int) -> torch.Tensor:
