@@ -8,7 +8,8 @@ The reference below re-implements, image by image, the published CIFAR-10-C corr
 original needs OpenCV, Wand/ImageMagick and NumPy < 1.24 (``np.float_``, ``multichannel=``), none of
 which run here: OpenCV filters become ``scipy.ndimage`` with the same borders, ImageMagick's motion
 blur its NumPy re-implementation from the ``imagecorruptions`` package, Canny/distance transform/
-histogram equalisation their scikit-image/SciPy counterparts. Frost reads its texture from a PNG file
+histogram equalisation their scikit-image/SciPy counterparts. Each function receives a PIL image, as
+in the original, whose driver converts every image to PIL before corrupting it. Frost reads its texture from a PNG file
 and resizes it on every call, as the reference does with its photographs (here: our procedural
 textures written to a temporary folder). Torch runs with ``--threads`` threads (1 by default, like
 NumPy here). Timings on a shared machine are inflated by other load, for both sides.
@@ -203,10 +204,10 @@ def ref(name, x, c):
         return np.clip(skimage.color.hsv2rgb(hsv), 0, 1) * 255
     if name == "jpeg_compression":
         buf = io.BytesIO()
-        Image.fromarray(x).save(buf, "JPEG", quality=c)
+        x.save(buf, "JPEG", quality=c)
         return np.asarray(Image.open(buf))
     if name == "pixelate":
-        im = Image.fromarray(x).resize((int(32 * c), int(32 * c)), Image.BOX)
+        im = x.resize((int(32 * c), int(32 * c)), Image.BOX)
         return np.asarray(im.resize((32, 32), Image.BOX))
     if name == "elastic_transform":
         f = f.astype(np.float32)
@@ -254,6 +255,7 @@ def bench_corruptions(batch: int, ref_images: int, severity: int, device: str, n
     for k in range(TEXTURES):
         Image.fromarray((_texture(k, 640).transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(FROST_DIR / f"frost{k}.png")
     imgs = photos(max(batch, ref_images))
+    pil_images = [Image.fromarray(img) for img in imgs[:ref_images]]  # what the reference functions receive
     x = torch.from_numpy(imgs[:batch]).permute(0, 3, 1, 2).float().div(255).contiguous().to(device)  # NCHW, as data loaders give
     print(f"\nCorruption speed, 32x32 RGB, severity {severity}: per-image NumPy reference ({ref_images} images) "
           f"vs batched torch ({batch} images, {device}, {torch.get_num_threads()} thread(s))")
@@ -262,7 +264,7 @@ def bench_corruptions(batch: int, ref_images: int, severity: int, device: str, n
     ratios = []
     for name in names:
         c = parameters(name, severity, "cifar")
-        t_ref = timed(lambda: [ref(name, img, c) for img in imgs[:ref_images]]) / ref_images
+        t_ref = timed(lambda: [ref(name, img, c) for img in pil_images]) / ref_images
         gen = torch.Generator(device=device).manual_seed(0)
 
         def ours():

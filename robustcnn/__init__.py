@@ -1,10 +1,8 @@
 """robustcnn: adversarial-robustness and bias audits for trained CNNs."""
-import os
+from . import _runtime
 
-# OpenMP threads that spin while waiting make small-batch torch calls up to 30x slower when
-# another process holds a core (measured on 2 cores); passive waiting costs next to nothing.
-# Effective only if robustcnn is imported before torch; an explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+_runtime.wait_passively()
+_runtime.keep_freed_memory()
 
 __version__ = "0.1.0"
 

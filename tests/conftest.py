@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see robustcnn/__init__.py
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see robustcnn/_runtime.py
 os.environ.setdefault("ROBUSTCNN_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "robustcnn"))
 
 import torch  # noqa: E402

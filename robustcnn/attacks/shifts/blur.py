@@ -112,8 +112,9 @@ def motion_blur_at(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tens
     The taps are grouped by their row shift d: those sharing d act on the rows shifted by d as one
     (W, W) matrix over columns (replicated edges folded in), so an image costs one small matrix
     product per row shift it uses. Images are ordered by direction and by the largest row shift
-    they use, so that each product runs on one contiguous slice of the batch. Steep blurs (snow's)
-    run on the transposed images, where their shifts are mostly along columns.
+    they use, so that each product runs on one contiguous slice of the batch; their columns are
+    reversed, which makes every matrix a Hankel one (see ``_row_shift_matrices``). Steep blurs
+    (snow's) run on the transposed images, where their shifts are mostly along columns.
     """
     n, c, h, w = x.shape
     weights = motion_kernel(radius, sigma)
@@ -147,7 +148,7 @@ def motion_blur_at(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tens
     edge = span - 1
     order = order.to(dev)
     padded = torch.empty(n, h + 2 * edge, c, w, dtype=x.dtype, device=dev)
-    padded[:, edge : edge + h] = x.index_select(0, order).permute(0, 2, 1, 3)
+    padded[:, edge : edge + h] = x.index_select(0, order).flip(-1).permute(0, 2, 1, 3)
     padded[:, :edge] = padded[:, edge : edge + 1]
     padded[:, edge + h :] = padded[:, edge + h - 1 : edge + h]
     out = torch.empty(n, h, c, w, dtype=x.dtype, device=dev)
@@ -171,7 +172,14 @@ def motion_blur_at(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tens
 
 def _row_shift_matrices(dx: torch.Tensor, row_shift: torch.Tensor, tap_weight: torch.Tensor, base: torch.Tensor, n_down: int, w: int, total: int) -> torch.Tensor:
     """The (W, W) column matrix of every (image, row shift) pair in use, for taps (N, T) already
-    in image order: tap i sends input column clamp(col - dx_i) to output column col with its weight.
+    in image order, acting on images whose columns are reversed.
+
+    Tap i sends input column clamp(col - dx_i) to output column col with its weight, so a pair's
+    matrix over (source column, col) is Toeplitz, ``v[col - source]`` with v its weights by
+    column shift, except the two edge rows, which collect the clamped taps. With the source
+    columns reversed (row j is source W-1-j) it is Hankel, ``v[j + col - (W-1)]``: one strided
+    view of v, copied out, then the edge rows overwritten by running sums of v.
+
     Blocks are ordered by group (downward images first), then row shift, then image; the images of
     a group using shift d are a prefix of the group, so the block of (group, d) starts at
     ``base[group, d]`` and holds one matrix per image of that prefix; ``total`` matrices in all."""
@@ -179,11 +187,13 @@ def _row_shift_matrices(dx: torch.Tensor, row_shift: torch.Tensor, tap_weight: t
     image = torch.arange(n)
     group = (image >= n_down).long()
     pair = base[group[:, None], row_shift] + (image - group * n_down)[:, None]  # (N, T)
-    cols = torch.arange(w)
-    source = (cols - dx[:, :, None]).clamp_(0, w - 1)  # (N, T, W)
-    flat = ((pair[:, :, None] * w + source) * w + cols).flatten()
-    weights = tap_weight[:, :, None].expand(-1, -1, w).flatten()
-    return torch.zeros(total * w * w, dtype=tap_weight.dtype).scatter_add_(0, flat, weights).view(total, w, w)
+    span = 2 * w - 1  # column shifts -(W-1) .. W-1; taps beyond are invalid (weight 0)
+    shift = (dx + (w - 1)).clamp_(0, span - 1)
+    v = torch.zeros(total * span, dtype=tap_weight.dtype).scatter_add_(0, (pair * span + shift).flatten(), tap_weight.flatten()).view(total, span)
+    mats = v.as_strided((total, w, w), (span, 1, 1)).contiguous()
+    mats[:, 0] = v.cumsum(1)[:, :w]  # source column W-1 gets every tap that lands at or beyond it
+    mats[:, w - 1] = v.flip(1).cumsum(1).flip(1)[:, w - 1 :]  # source column 0 likewise
+    return mats
 
 
 def motion_blur(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
