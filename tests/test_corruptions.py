@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from robustcnn.attacks.shifts import CORRUPTIONS, corrupt
+from robustcnn.attacks.shifts.corruptions import IN_RANGE
 from robustcnn.attacks.shifts.blur import glass_index, motion_blur_at
 from robustcnn.errors import InvalidInputError
 
@@ -282,6 +283,22 @@ def test_unit_range_check_accepts_both_zeros_and_one():
     x = torch.tensor([[[[0.0, -0.0], [1.0, 0.5]]]])
     assert torch.equal(corrupt(x, "contrast", 1), corrupt(x.abs(), "contrast", 1))
     assert torch.equal(corrupt(x.double(), "contrast", 1), corrupt(x.abs().double(), "contrast", 1))
+
+
+def test_unclamped_contrast_stays_in_unit_range():
+    """contrast skips the final clamp (IN_RANGE): try the values where lerp's rounding could leave
+    [0, 1] if the claim were wrong: ends at 0 and 1, one float step inside them, and denormals."""
+    gen = torch.Generator().manual_seed(0)
+    edges = torch.tensor([0.0, 1.0, 1 - 2**-24, 2**-24, 1e-40, 0.5, 0.5 - 2**-25, 1 / 3])
+    picks = edges[torch.randint(len(edges), (4096, 3, 4, 4), generator=gen)]
+    mostly_one = torch.ones(4096, 3, 4, 4)
+    mostly_one[:, :, 0, 0] = edges[torch.randint(len(edges), (4096, 3), generator=gen)]
+    for x in (picks, mostly_one, torch.rand(512, 3, 8, 8, generator=gen), torch.rand(512, 3, 8, 8, generator=gen) ** 16):
+        for severity in range(1, 6):
+            for preset in ("cifar", "imagenet"):
+                out = corrupt(x, "contrast", severity, preset=preset)
+                assert 0 <= float(out.min()) and float(out.max()) <= 1, (severity, preset)
+    assert IN_RANGE == {"contrast"}  # a corruption added here needs its own proof and test
 
 
 def test_severity_orders_damage():

@@ -28,6 +28,9 @@ HELD_OUT: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "satur
 CORRUPTIONS: tuple[str, ...] = BENCHMARK + HELD_OUT
 # defined on RGB: a grey image goes in as three equal channels and comes back as BT.601 luma
 COLOUR = frozenset({"brightness", "saturate", "spatter", "frost"})
+# outputs provably in [0, 1] without a clamp: contrast is torch.lerp(mean, x, c) with mean, x and
+# c in [0, 1], and lerp's single-rounding formulas cannot leave [min, max] of its ends there
+IN_RANGE = frozenset({"contrast"})
 PRESETS = {"cifar": 32, "imagenet": 224}
 AUTO_THRESHOLD = 112
 
@@ -101,8 +104,9 @@ def corrupt(images: torch.Tensor, name: str, severity: int, generator: torch.Gen
     if grey:
         x = x.expand(-1, 3, -1, -1)
     out = fn(x, parameters(name, severity, table), image_size(h, w) / PRESETS[table], generator)
-    # clamp in place unless the result shares memory with the caller's images (an identity corruption)
-    out = out.clamp(0, 1) if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() else out.clamp_(0, 1)
+    if name not in IN_RANGE:
+        # clamp in place unless the result shares memory with the caller's images (an identity corruption)
+        out = out.clamp(0, 1) if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() else out.clamp_(0, 1)
     if grey:
         out = luma(out)
     return out.to(images.dtype)
