@@ -8,11 +8,12 @@ The reference below re-implements, image by image, the published CIFAR-10-C corr
 original needs OpenCV, Wand/ImageMagick and NumPy < 1.24 (``np.float_``, ``multichannel=``), none of
 which run here: OpenCV filters become ``scipy.ndimage`` with the same borders, ImageMagick's motion
 blur its NumPy re-implementation from the ``imagecorruptions`` package, Canny/distance transform/
-histogram equalisation their scikit-image/SciPy counterparts. Each function receives a PIL image, as
-in the original, whose driver converts every image to PIL before corrupting it. Frost reads its texture from a PNG file
-and resizes it on every call, as the reference does with its photographs (here: our procedural
-textures written to a temporary folder). Torch runs with ``--threads`` threads (1 by default, like
-NumPy here). Each side is timed as the fastest of 5 rounds (48 reference images, or one torch batch).
+histogram equalisation their scikit-image/SciPy counterparts. Each function receives a PIL
+image, as in the original, whose driver converts every image to PIL before corrupting it. Frost
+reads its texture from a PNG file and resizes it on every call, as the reference does with its
+photographs (here: our procedural textures written to a temporary folder). Torch runs with
+``--threads`` threads (1 by default, like NumPy here). Each side is timed as the fastest of 5
+rounds (48 reference images, or one torch batch).
 """
 from __future__ import annotations
 
