@@ -293,10 +293,8 @@ def floor_work(name: str, x: torch.Tensor, gen: torch.Generator, device: str) ->
     """The unavoidable part of a corruption: its per-pixel random draws, or else one pass over the batch."""
     if name in ("gaussian_noise", "speckle_noise"):
         torch.randn(x.shape, generator=gen, device=device)
-    elif name == "impulse_noise":
+    elif name in ("impulse_noise", "shot_noise"):  # any exact Poisson sampler needs at least one draw a pixel
         torch.rand(x.shape, generator=gen, device=device)
-    elif name == "shot_noise":
-        torch.poisson(x * 100, generator=gen)
     else:
         x.clone()
     if device.startswith("cuda"):
