@@ -234,6 +234,23 @@ def test_affine_warp_and_displacement_match_scipy(photos):
             np.testing.assert_allclose(ours[i, ch].numpy(), ref, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(12, 12), (9, 14), (1, 8)])
+def test_affine_warp_far_beyond_the_edges_matches_scipy(shape):
+    """Source coordinates several image sizes out: reflect-101 repeats every 2 (n - 1) pixels,
+    so the warp folds them into one period instead of padding that far."""
+    from robustcnn.attacks.shifts._ops import warp_affine
+
+    img = np.random.default_rng(0).random(shape)
+    x = torch.from_numpy(img)[None, None]
+    for linear in ([[1.0, 0.1], [0.05, 1.0]], [[3.0, 0.4], [-0.3, 2.5]]):
+        for shift in (5.3, 30.4, -47.9):
+            inverse = np.array([[*linear[0], shift], [*linear[1], -shift / 2]])
+            ours = warp_affine(x, torch.from_numpy(inverse)[None])[0, 0].numpy()
+            matrix = np.array([[inverse[1, 1], inverse[1, 0]], [inverse[0, 1], inverse[0, 0]]])
+            ref = ndi.affine_transform(img, matrix, np.array([inverse[1, 2], inverse[0, 2]]), order=1, mode="mirror")
+            np.testing.assert_allclose(ours, ref, atol=1e-9)
+
+
 def test_noise_statistics():
     grey = torch.full((4, 3, 32, 32), 0.5)
     gen = torch.Generator().manual_seed(0)

@@ -92,25 +92,43 @@ def gaussian_filter(x: torch.Tensor, sigma: float, mode: str = "replicate", trun
 
 def warp_affine(x: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     """Bilinear affine warp of every image, as OpenCV ``warpAffine`` with its default reflect-101
-    border: ``inverse`` (N, 2, 3) maps output pixel (x, y, 1) to source pixel (x, y). The image is
-    first padded by index reflection (so border taps match OpenCV's) just far enough to hold every
-    source coordinate (at most ``min(H, W) - 1``; coordinates further out are reflected), then
-    sampled once by ``grid_sample`` on a grid from ``affine_grid``."""
+    border: ``inverse`` (N, 2, 3) maps output pixel (x, y, 1) to source pixel (x, y). Each axis is
+    padded by reflection just far enough to hold every source coordinate, or, when that would
+    exceed the axis (reflect-101 repeats every 2 (n - 1) pixels), padded by n - 1 with the
+    coordinates folded into one period. The image is then sampled once by ``grid_sample`` on an
+    ``affine_grid`` grid, computed as one matrix product."""
     n, c, h, w = x.shape
     inverse = inverse.to(torch.float64)
     corners = torch.tensor([[0.0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=torch.float64, device=x.device)
     reached = corners @ inverse.transpose(1, 2)  # (N, 4, 2): an affine map's extremes are at the corners
-    low, high = reached.amin(dim=(0, 1)), reached.amax(dim=(0, 1))
-    reach = float(torch.stack([-low[0], -low[1], high[0] - (w - 1), high[1] - (h - 1)]).clamp_min(0).max())
-    p = min(max(0, min(h, w) - 1), math.ceil(reach) + 1)
-    padded = F.pad(x, (p, p, p, p), mode="reflect") if p else x
-    hp, wp = h + 2 * p, w + 2 * p
+    low, high = reached.amin(dim=(0, 1)).tolist(), reached.amax(dim=(0, 1)).tolist()
+    pads, folded = [], []
+    for axis, size in enumerate((w, h)):
+        need = math.ceil(max(0.0, -low[axis], high[axis] - (size - 1))) + 1
+        pads.append(min(need, size - 1))
+        folded.append(need > size - 1 and size > 1)
+    pw, ph = pads
+    padded = F.pad(x, (pw, pw, ph, ph), mode="reflect") if pw or ph else x
+    hp, wp = h + 2 * ph, w + 2 * pw
     # affine_grid's output coordinate u in [-1, 1] is pixel (u + 1) W / 2 - 1/2; source pixel s is u' = (2 (s + p) + 1) / W' - 1
     to_pixels = torch.tensor([[w / 2, 0, (w - 1) / 2], [0, h / 2, (h - 1) / 2], [0, 0, 1]], dtype=torch.float64, device=x.device)
-    to_unit = torch.tensor([[2 / wp, 0, (2 * p + 1) / wp - 1], [0, 2 / hp, (2 * p + 1) / hp - 1]], dtype=torch.float64, device=x.device)
+    to_unit = torch.tensor([[2 / wp, 0, (2 * pw + 1) / wp - 1], [0, 2 / hp, (2 * ph + 1) / hp - 1]], dtype=torch.float64, device=x.device)
     theta = to_unit @ torch.cat([inverse, to_pixels[2:].expand(n, 1, 3)], dim=1) @ to_pixels
-    grid = F.affine_grid(theta.to(x.dtype), [n, c, h, w], align_corners=False)
-    return F.grid_sample(padded, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    grid = torch.matmul(_unit_grid(h, w, x.dtype, x.device), theta.to(x.dtype).transpose(1, 2)).view(n, h, w, 2)
+    if any(folded):
+        # source pixel s in [0, 2 (n - 1)), i.e. u' from (2 p + 1) / W' - 1 over a span of 4 (n - 1) / W'
+        start = torch.tensor([(2 * pw + 1) / wp - 1, (2 * ph + 1) / hp - 1], dtype=x.dtype, device=x.device)
+        period = torch.tensor([4 * (w - 1) / wp if folded[0] else math.inf, 4 * (h - 1) / hp if folded[1] else math.inf], dtype=x.dtype, device=x.device)
+        grid = torch.where(torch.isinf(period), grid, torch.remainder(grid - start, period) + start)
+    # every coordinate now lies inside the padded image: grid_sample's border mode has nothing to do
+    return F.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _unit_grid(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(1, H W, 3) rows (u, v, 1): ``affine_grid``'s coordinates of the pixels, before its product."""
+    identity = torch.eye(2, 3, dtype=dtype, device=device)[None]
+    base = F.affine_grid(identity, [1, 1, h, w], align_corners=False).view(1, h * w, 2)
+    return torch.cat([base, torch.ones(1, h * w, 1, dtype=dtype, device=device)], dim=-1)
 
 
 def displace(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:

@@ -76,9 +76,10 @@ def elastic_transform(x: torch.Tensor, c: tuple[float, float, float], scale: flo
     src = pts.expand(n, 3, 2)
     dst = src + uniform((n, 3, 2), gen, x, -shift, shift).to(dt)
     warped = warp_affine(x, _affine_from_points(dst, src))  # output pixel -> source pixel
-    dx = gaussian_filter(uniform((n, 1, h, w), gen, x, -1.0, 1.0), sigma, "symmetric", truncate=3)[:, 0] * alpha
-    dy = gaussian_filter(uniform((n, 1, h, w), gen, x, -1.0, 1.0), sigma, "symmetric", truncate=3)[:, 0] * alpha
-    return displace(warped, dy, dx)
+    # the x field's draws, then the y field's, smoothed in one call
+    fields = gaussian_filter(uniform((2 * n, 1, h, w), gen, x, -1.0, 1.0), sigma, "symmetric", truncate=3).view(2, n, h, w)
+    fields.mul_(alpha)
+    return displace(warped, fields[1], fields[0])
 
 
 PARAMS = {
