@@ -43,54 +43,76 @@ def _dct2_matrix() -> np.ndarray:
     return np.kron(d, d)
 
 
-def _code_plane(plane: torch.Tensor, table: np.ndarray) -> torch.Tensor:
-    """Encode and decode (N, 1, H, W) 0..255 samples, H and W multiples of 8."""
-    n, _, h, w = plane.shape
-    d = torch.as_tensor(_dct2_matrix(), device=plane.device, dtype=plane.dtype)
-    q = torch.as_tensor(table.reshape(-1), device=plane.device, dtype=plane.dtype)
-    blocks = (plane - 128).reshape(n, h // 8, 8, w // 8, 8).permute(0, 1, 3, 2, 4).reshape(-1, 64)
-    coef = blocks @ d.T
-    levels = torch.sign(coef) * torch.floor(coef.abs() / q + 0.5)
-    out = ((levels * q) @ d + 128).round().clamp(0, 255)
-    return out.reshape(n, h // 8, w // 8, 8, 8).permute(0, 1, 3, 2, 4).reshape(n, 1, h, w)
+# JFIF's YCbCr: rows give Y, Cb, Cr from R, G, B (chroma offset by 128), and back
+TO_YCC = np.array([[0.299, 0.587, 0.114], [-0.168735892, -0.331264108, 0.5], [0.5, -0.418687589, -0.081312411]])
+TO_RGB = np.array([[1.0, 0.0, 1.402], [1.0, -0.344136286, -0.714136286], [1.0, 1.772, 0.0]])
 
 
-def _fancy_upsample(c: torch.Tensor) -> torch.Tensor:
-    """libjpeg's h2v2 fancy upsampling: each output sample is 3/4 its nearer and 1/4 its farther input
-    neighbour along each axis, edges replicated."""
-    def axis(t: torch.Tensor, dim: int) -> torch.Tensor:
-        n = t.shape[dim]
-        prev = torch.cat([t.narrow(dim, 0, 1), t.narrow(dim, 0, n - 1)], dim=dim)
-        nxt = torch.cat([t.narrow(dim, 1, n - 1), t.narrow(dim, n - 1, 1)], dim=dim)
-        first, second = 0.75 * t + 0.25 * prev, 0.75 * t + 0.25 * nxt
-        return torch.stack([first, second], dim=dim + 1).flatten(dim, dim + 1)
+@lru_cache(maxsize=16)
+def _coders(quality: int, chroma: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(64, 64) matrices taking a flattened block to its DCT coefficients divided by the
+    quantisation table, and quantised levels back to samples: the table folded into the DCT."""
+    d = _dct2_matrix()
+    q = quant_table(CHROMINANCE if chroma else LUMINANCE, quality).reshape(-1).astype(np.float64)
+    return d.T / q, q[:, None] * d
 
-    return axis(axis(c, 2), 3)
+
+def _code_planes(planes: torch.Tensor, quality: int, chroma: bool) -> torch.Tensor:
+    """Encode and decode (N, C, H, W) 0..255 samples, H and W multiples of 8."""
+    n, c, h, w = planes.shape
+    forward, inverse = (torch.as_tensor(m, device=planes.device, dtype=planes.dtype) for m in _coders(quality, chroma))
+    blocks = planes.reshape(n, c, h // 8, 8, w // 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(-1, 64)
+    scaled = torch.addmm(forward.sum(0), blocks, forward, alpha=1, beta=-128)  # (blocks - 128) @ forward
+    levels = scaled.add_(torch.copysign(torch.tensor(0.5, dtype=scaled.dtype, device=scaled.device), scaled)).trunc_()  # halves away from 0
+    out = torch.addmm(torch.full((64,), 128.0, dtype=planes.dtype, device=planes.device), levels, inverse).round_().clamp_(0, 255)
+    return out.reshape(n, c, h // 8, w // 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
+
+
+@lru_cache(maxsize=64)
+def _halving_matrix(n: int) -> np.ndarray:
+    """(n / 2, n) weights of 2:1 averaging along one axis (4:2:0 chroma subsampling)."""
+    return np.kron(np.eye(n // 2), [[0.5, 0.5]])
+
+
+@lru_cache(maxsize=64)
+def _fancy_matrix(n: int) -> np.ndarray:
+    """(2n, n) weights of libjpeg's h2v2 "fancy" upsampling along one axis: output 2i and 2i + 1
+    are 3/4 of input i and 1/4 of input i - 1 and i + 1 respectively, edges replicated."""
+    m = np.zeros((2 * n, n))
+    for i in range(n):
+        m[2 * i, i] += 0.75
+        m[2 * i, max(i - 1, 0)] += 0.25
+        m[2 * i + 1, i] += 0.75
+        m[2 * i + 1, min(i + 1, n - 1)] += 0.25
+    return m
 
 
 def jpeg_roundtrip(x: torch.Tensor, quality: int) -> torch.Tensor:
-    """JPEG-compress and decompress (N, C, H, W) images in [0, 1] (C = 1 or 3) at ``quality``."""
+    """JPEG-compress and decompress (N, C, H, W) images in [0, 1] (C = 1 or 3) at ``quality``.
+
+    Colour conversions are 3x3 matrix products, the quantisation table is folded into the DCT
+    matrices, and chroma subsampling and fancy upsampling are two small matrix products each
+    (exact: halves and quarters of integers)."""
     n, c, h, w = x.shape
-    v = (x.clamp(0, 1) * 255).round()
+    v = x.mul(255).round_()
     if c == 1:
         hp, wp = 8 * math.ceil(h / 8), 8 * math.ceil(w / 8)
-        return _code_plane(_pad_to(v, hp, wp), quant_table(LUMINANCE, quality))[..., :h, :w] / 255
+        return _code_planes(_pad_to(v, hp, wp), quality, chroma=False)[..., :h, :w] / 255
     hp, wp = 16 * math.ceil(h / 16), 16 * math.ceil(w / 16)
     v = _pad_to(v, hp, wp)
-    r, g, b = v[:, 0:1], v[:, 1:2], v[:, 2:3]
-    y = (0.299 * r + 0.587 * g + 0.114 * b).round()
-    cb = (-0.168735892 * r - 0.331264108 * g + 0.5 * b + 128).round()
-    cr = (0.5 * r - 0.418687589 * g - 0.081312411 * b + 128).round()
-    y = _code_plane(y, quant_table(LUMINANCE, quality))[..., :h, :w]
+    to_ycc = torch.as_tensor(TO_YCC, dtype=v.dtype, device=v.device)
+    offset = torch.tensor([0.0, 128.0, 128.0], dtype=v.dtype, device=v.device).view(3, 1)
+    ycc = torch.matmul(to_ycc, v.reshape(n, 3, hp * wp)).add_(offset).round_().view(n, 3, hp, wp)
+    y = _code_planes(ycc[:, :1], quality, chroma=False)[..., :h, :w]
     ch, cw = math.ceil(h / 2), math.ceil(w / 2)
-    chroma = []
-    for plane in (cb, cr):
-        small = F.avg_pool2d(plane, 2)
-        coded = _code_plane(small, quant_table(CHROMINANCE, quality))[..., :ch, :cw]
-        chroma.append(_fancy_upsample(coded).round()[..., :h, :w] - 128)
-    cb, cr = chroma
-    rgb = torch.cat([y + 1.402 * cr, y - 0.344136286 * cb - 0.714136286 * cr, y + 1.772 * cb], dim=1)
-    return rgb.round().clamp(0, 255) / 255
+    halve_rows, halve_cols = (torch.as_tensor(_halving_matrix(k), dtype=v.dtype, device=v.device) for k in (hp, wp))
+    chroma = _code_planes(torch.matmul(torch.matmul(halve_rows, ycc[:, 1:]), halve_cols.T), quality, chroma=True)[..., :ch, :cw]
+    up_rows = torch.as_tensor(_fancy_matrix(ch)[:h], dtype=v.dtype, device=v.device)
+    up_cols = torch.as_tensor(_fancy_matrix(cw)[:w], dtype=v.dtype, device=v.device)
+    chroma = torch.matmul(torch.matmul(up_rows, chroma), up_cols.T).round_().sub_(128)
+    to_rgb = torch.as_tensor(TO_RGB, dtype=v.dtype, device=v.device)
+    rgb = torch.matmul(to_rgb, torch.cat([y, chroma], dim=1).view(n, 3, h * w)).view(n, 3, h, w)
+    return rgb.round_().clamp_(0, 255).div_(255)
 
 
 def _pad_to(v: torch.Tensor, h: int, w: int) -> torch.Tensor:
