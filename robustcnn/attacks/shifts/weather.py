@@ -134,17 +134,20 @@ def _dilate3(mask: torch.Tensor) -> torch.Tensor:
 
 def _distance_to(edges: torch.Tensor, cap: int) -> torch.Tensor:
     """Euclidean distance of every pixel to the nearest edge pixel, capped at ``cap``
-    (exact two-pass transform within the cap: column distances, then the minimum over
-    horizontal offsets k of ``col(x + k)^2 + k^2``, stopping once ``k^2`` exceeds every distance)."""
+    (exact two-pass transform within the cap). Column distances by doubling: steps of 1, 2, 4, ...
+    rows, each taking the better of a pixel's distance and its neighbour's plus the step, find
+    every distance below the next power of two (any such distance is a sum of distinct steps).
+    Then the minimum over horizontal offsets k of ``col(x + k)^2 + k^2``, stopping once ``k^2``
+    exceeds every distance."""
     h, w = edges.shape[-2:]
     big = float(cap + 1)
-    zero_at_edges = torch.where(edges, 0.0, big)
-    col = zero_at_edges.clone()
-    for k in range(1, min(cap + 1, h - 1) + 1):
-        if k >= float(col.max()):
-            break
-        torch.minimum(col[..., k:, :], zero_at_edges[..., :-k, :] + k, out=col[..., k:, :])
-        torch.minimum(col[..., :-k, :], zero_at_edges[..., k:, :] + k, out=col[..., :-k, :])
+    col = torch.where(edges, 0.0, big)
+    step = 1
+    while step <= big and step < h:
+        torch.minimum(col[..., step:, :], col[..., :-step, :] + step, out=col[..., step:, :])
+        torch.minimum(col[..., :-step, :], col[..., step:, :] + step, out=col[..., :-step, :])
+        step *= 2
+    col.clamp_(max=big)
     col2 = col.square()
     best = col2.clone()
     for k in range(1, min(cap + 1, w - 1) + 1):
