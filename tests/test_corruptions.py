@@ -251,6 +251,19 @@ def test_affine_warp_far_beyond_the_edges_matches_scipy(shape):
             np.testing.assert_allclose(ours, ref, atol=1e-9)
 
 
+@pytest.mark.parametrize("shape, density", [((32, 32), 0.002), ((32, 32), 0.05), ((7, 40), 0.01), ((64, 9), 0.003)])
+def test_spatter_edge_distance_matches_scipy(shape, density):
+    """spatter's capped distance to the nearest edge pixel against scipy's exact transform,
+    from dense edges to images with one or no edge pixel (all at the cap)."""
+    from robustcnn.attacks.shifts.weather import _distance_to
+
+    edges = torch.rand(64, 1, *shape, generator=torch.Generator().manual_seed(0)) < density
+    ours = _distance_to(edges, 20)
+    for mask, out in zip(edges[:, 0].numpy(), ours[:, 0].numpy()):
+        ref = np.minimum(ndi.distance_transform_edt(~mask), 20) if mask.any() else np.full(shape, 20.0)
+        np.testing.assert_allclose(out, ref, atol=1e-5)
+
+
 def test_noise_statistics():
     grey = torch.full((4, 3, 32, 32), 0.5)
     gen = torch.Generator().manual_seed(0)
