@@ -4,8 +4,9 @@ Encoder: 8-bit RGB to YCbCr (JFIF), 4:2:0 chroma subsampling (2x2 mean), edge re
 whole blocks, 8x8 DCT, division by the Annex K tables scaled by libjpeg's quality formula,
 rounding. Decoder: dequantisation, inverse DCT, rounding to 8 bits, libjpeg's "fancy"
 (triangular) chroma upsampling, YCbCr to RGB. Grey images are coded as one luminance plane,
-like PIL's mode "L". Floating-point DCTs replace libjpeg's integer ones (differences of a
-grey level at most on a few pixels).
+like PIL's mode "L". Floating-point DCTs and colour conversions replace libjpeg's fixed-point
+ones, so a coefficient near a quantisation step can round the other way: against PIL, the mean
+absolute difference is about 0.4 grey levels on 32x32 photographs (1.4 at worst on the test's).
 """
 from __future__ import annotations
 
