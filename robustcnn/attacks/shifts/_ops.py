@@ -115,11 +115,10 @@ def warp_affine(x: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     to_unit = torch.tensor([[2 / wp, 0, (2 * pw + 1) / wp - 1], [0, 2 / hp, (2 * ph + 1) / hp - 1]], dtype=torch.float64, device=x.device)
     theta = to_unit @ torch.cat([inverse, to_pixels[2:].expand(n, 1, 3)], dim=1) @ to_pixels
     grid = torch.matmul(_unit_grid(h, w, x.dtype, x.device), theta.to(x.dtype).transpose(1, 2)).view(n, h, w, 2)
-    if any(folded):
-        # source pixel s in [0, 2 (n - 1)), i.e. u' from (2 p + 1) / W' - 1 over a span of 4 (n - 1) / W'
-        start = torch.tensor([(2 * pw + 1) / wp - 1, (2 * ph + 1) / hp - 1], dtype=x.dtype, device=x.device)
-        period = torch.tensor([4 * (w - 1) / wp if folded[0] else math.inf, 4 * (h - 1) / hp if folded[1] else math.inf], dtype=x.dtype, device=x.device)
-        grid = torch.where(torch.isinf(period), grid, torch.remainder(grid - start, period) + start)
+    for axis, (size, pad, padded_size) in enumerate(((w, pw, wp), (h, ph, hp))):
+        if folded[axis]:  # source pixel s into [0, 2 (n - 1)): u' from (2 p + 1) / n' - 1 over 4 (n - 1) / n'
+            start = (2 * pad + 1) / padded_size - 1
+            grid[..., axis] = torch.remainder(grid[..., axis] - start, 4 * (size - 1) / padded_size) + start
     # every coordinate now lies inside the padded image: grid_sample's border mode has nothing to do
     return F.grid_sample(padded, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
