@@ -82,6 +82,49 @@ class CheckContext:
         self.warnings.append(message)
 
 
+@dataclass(frozen=True)
+class Headline:
+    """A check's one number for scorecards, comparisons and default verdicts.
+
+    ``better`` is the safer direction, ``"higher"`` (accuracy, minimal perturbation) or
+    ``"lower"`` (flip rates, inputs accepted); ``kind`` is ``"rate"`` for a share in [0, 1]
+    and ``"value"`` for any other number. ``where`` holds the long-table columns that select
+    the row the number comes from (``metric`` and its parameters), so a gate can point at it.
+    """
+
+    label: str
+    value: float
+    better: str
+    kind: str = "rate"
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    n: int | None = None
+    where: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: pd.Series, label: str, better: str, kind: str = "rate") -> "Headline":
+        """The headline read off one long-table row (its parameters become ``where``)."""
+        n = row.get("n")
+        params = {k: v for k, v in row.items() if k not in _NOT_PARAMETERS and not _missing(v)}
+        return cls(
+            label, float(row["value"]), better, kind,
+            _float_or_nan(row.get("ci_low")), _float_or_nan(row.get("ci_high")),
+            None if _missing(n) else int(n),
+            {"metric": row["metric"], **params},
+        )
+
+
+_NOT_PARAMETERS = {"model", "check", "metric", "value", "n", "ci_low", "ci_high", "headline"}
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (not isinstance(v, (list, tuple, dict)) and bool(pd.isna(v)))
+
+
+def _float_or_nan(v: Any) -> float:
+    return math.nan if _missing(v) else float(v)
+
+
 @dataclass
 class NoConfig:
     """A check without options."""
@@ -134,8 +177,8 @@ class Check:
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         raise NotImplementedError
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
-        """The one number of this check for a scorecard: (label, value), or None."""
+    def headline(self, table: pd.DataFrame) -> Headline | None:
+        """The one number of this check for a scorecard, or None when the table has none."""
         return None
 
 
@@ -196,6 +239,3 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_s
     """Apply ``fn`` to ``x`` in batches and concatenate the results."""
     return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else x
 
-
-def finite_or_nan(v: float) -> float:
-    return v if math.isfinite(v) else math.nan

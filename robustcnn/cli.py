@@ -237,8 +237,8 @@ def _size(text: str | None) -> tuple[int, int] | None:
 
 
 def _print_headlines(report) -> None:
-    for check, (label, value) in report.headlines().items():
-        click.echo(f"  {check:<18} {label}: {value:.4g}")
+    for check, headline in report.headlines().items():
+        click.echo(f"  {check:<18} {headline.label}: {headline.value:.4g}")
 
 
 @main.command("list")
