@@ -214,10 +214,14 @@ def register(cls: type[Check]) -> type[Check]:
 
 
 CHECK_PACKAGES = ["robustcnn.audits", "robustcnn.attacks"]
+PLUGIN_GROUP = "robustcnn.checks"
+PLUGINS: dict[str, str] = {}  # name -> "module:Class" of each registered plugin check
+PLUGIN_ERRORS: dict[str, str] = {}  # name -> why the plugin was skipped
 
 
 def load_registry() -> dict[str, type[Check]]:
-    """Import every module of the check packages (each registers its checks) and return the registry."""
+    """Import every module of the check packages (each registers its checks), then the checks other
+    packages declare in the ``robustcnn.checks`` entry-point group, and return the registry."""
     import importlib
     import pkgutil
 
@@ -225,7 +229,43 @@ def load_registry() -> dict[str, type[Check]]:
         package = importlib.import_module(package_name)
         for module in pkgutil.iter_modules(package.__path__, package_name + "."):
             importlib.import_module(module.name)
+    _load_plugins()
     return REGISTRY
+
+
+def _load_plugins() -> None:
+    """Register third-party checks (entry point ``name = "package.module:CheckClass"``).
+
+    Plugins are guests: one that fails to import, is not a ``Check``, or reuses a built-in
+    name is skipped with a warning (kept in ``PLUGIN_ERRORS``), and never stops an audit.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=PLUGIN_GROUP):
+        if entry.name in PLUGIN_ERRORS or entry.name in PLUGINS:
+            continue
+        if entry.name in REGISTRY:
+            _skip_plugin(entry.name, f"{entry.value} reuses the name of a built-in check")
+            continue
+        try:
+            cls = entry.load()
+        except Exception as exc:  # a broken plugin must not break the tool
+            _skip_plugin(entry.name, f"{entry.value} failed to import: {type(exc).__name__}: {exc}")
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Check)):
+            _skip_plugin(entry.name, f"{entry.value} is not a robustcnn.checks.Check subclass")
+        elif cls.name != entry.name:
+            _skip_plugin(entry.name, f"{entry.value} is named '{cls.name}', not '{entry.name}'")
+        else:
+            REGISTRY[cls.name] = cls
+            PLUGINS[cls.name] = entry.value
+
+
+def _skip_plugin(name: str, reason: str) -> None:
+    import logging
+
+    PLUGIN_ERRORS[name] = reason
+    logging.getLogger("robustcnn").warning("plugin check '%s' skipped: %s", name, reason)
 
 
 def get_check(name: str) -> type[Check]:
