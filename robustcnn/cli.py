@@ -1,19 +1,21 @@
 """Command line: ``robustcnn audit | list | train | report show`` (and gates, see reports.gates).
 
-Errors print one line and exit with the code of DESIGN.md (2 usage, 3 internal, 4 invalid
-input, 5 nothing evaluated); ``--debug`` shows the traceback instead.
+Errors print one line and exit with their code (1 gate failed, 2 usage, 3 internal bug only,
+4 invalid input, config or environment, 5 nothing evaluated); ``--debug`` adds the traceback
+and keeps the code.
 """
 from __future__ import annotations
 
 import functools
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from .errors import InvalidInputError, RobustCNNError, UsageError
+from .errors import InvalidInputError, RobustCNNError, UsageError, environment_error
 
 log = logging.getLogger("robustcnn")
 
@@ -25,7 +27,7 @@ def _configure_logging(debug: bool) -> None:
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn errors into one line on stderr and the right exit code, unless ``--debug``."""
+    """Turn errors into one line on stderr and the right exit code; ``--debug`` adds the traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -33,25 +35,36 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         _configure_logging(debug)
         try:
             return fn(*args, **kwargs)
-        except RobustCNNError as exc:
-            if debug:
-                raise
-            click.echo(f"robustcnn: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("robustcnn: interrupted; completed work is kept, rerun with --resume", err=True)
             sys.exit(130)
-        except click.exceptions.Exit:
+        except (click.exceptions.Exit, click.ClickException):
             raise
-        except click.ClickException:
-            raise
-        except Exception as exc:  # an internal error: one line, traceback with --debug
+        except Exception as exc:  # noqa: BLE001  every error ends as one line and an exit code
+            code, message = _classify(exc)
             if debug:
-                raise
-            click.echo(f"robustcnn: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (rerun with --debug for the traceback)", err=True)
-            sys.exit(3)
+                traceback.print_exc()
+            click.echo(message, err=True)
+            sys.exit(code)
 
     return wrapper
+
+
+def _classify(exc: Exception) -> tuple[int, str]:
+    """The exit code and one-line message of an error: 3 (internal) only for what is no user or
+    environment fault."""
+    if isinstance(exc, OSError):
+        mapped = environment_error(exc)
+        exc = mapped if mapped is not None else exc
+    elif isinstance(exc, MemoryError):
+        exc = InvalidInputError("out of memory; lower --batch-size or --n, or run on a machine with more memory")
+    if isinstance(exc, RobustCNNError):
+        return exc.exit_code, f"robustcnn: error: {_one_line(str(exc))}"
+    return 3, f"robustcnn: internal error: {type(exc).__name__}: {_one_line(str(exc))} (a bug: rerun with --debug and report it)"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 debug_option = click.option("--debug", is_flag=True, help="Show full tracebacks and debug logging.")
@@ -108,6 +121,7 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--device", help="cpu (default), cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per forward pass (default 256).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default reports/<model name>/).")
+@click.option("--force", is_flag=True, help="Write into a non-empty --out that is not a robustcnn report (its files are left untouched).")
 @click.option("--set", "set_options", multiple=True, help="Check option CHECK.KEY=VALUE (TOML value), repeatable.")
 @click.option("--attacks", help="Named attacks for the adversarial check, comma-separated (e.g. fgsm,pgd).")
 @click.option("--target", help="Target class (name or index) for the patch check.")
@@ -123,7 +137,7 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_classes: int | None, channels: int | None,
           input_size: str | None, mean: str | None, std: str | None, trust_model: bool, name: str | None,
           data_spec: str | None, checks: str | None, n: int | None, seed: int | None, device: str | None,
-          batch_size: int | None, out: str | None, set_options: tuple[str, ...], attacks: str | None,
+          batch_size: int | None, out: str | None, force: bool, set_options: tuple[str, ...], attacks: str | None,
           target: str | None, ood: str | None, baseline: str | None, resume: bool, no_progress: bool,
           policy: str | None, junit: str | None, warn_only: bool, debug: bool) -> None:
     """Audit a model. With no arguments: the demo model on MNIST with audits/demo.toml.
@@ -140,7 +154,7 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
         base = plan.models[0] if model_spec is None and len(plan.models) == 1 else ModelRef()
         plan.models = [ModelRef(
             spec=model_spec or base.spec, arch=arch or base.arch, num_classes=num_classes or base.num_classes,
-            in_channels=channels or base.in_channels, input_size=_size(input_size) or base.input_size,
+            in_channels=channels or base.in_channels, input_size=_size(input_size) if input_size is not None else base.input_size,
             mean=_floats(mean, "--mean") or base.mean, std=_floats(std, "--std") or base.std,
             trust=trust_model or base.trust, name=name or base.name,
         )]
@@ -165,7 +179,7 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
         raise UsageError("--junit needs gates: give --policy FILE or [[gate]] tables in the plan")
     progress = not no_progress and sys.stderr.isatty()
     verdicts = {}
-    for report in run_plan(plan, resume=resume, progress=progress):
+    for report in run_plan(plan, resume=resume, progress=progress, force=force):
         click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
         _print_headlines(report)
         if gates:
@@ -230,7 +244,7 @@ def _size(text: str | None) -> tuple[int, int] | None:
     if text is None:
         return None
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
+        h, w = (int(v) for v in text.lower().split("x"))  # range checked with the plan (exit 4)
     except ValueError as exc:
         raise UsageError(f"--input-size takes HxW, e.g. 224x224, got '{text}'") from exc
     return h, w
