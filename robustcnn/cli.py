@@ -70,7 +70,27 @@ def _one_line(text: str) -> str:
 debug_option = click.option("--debug", is_flag=True, help="Show full tracebacks and debug logging.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineGroup(click.Group):
+    """Usage errors as one line (``robustcnn: error: ...``, exit 2) instead of click's usage block."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # bare `robustcnn`: the help
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"robustcnn: error: {_one_line(exc.format_message())} (see --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("robustcnn: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="robustcnn")
 def main() -> None:
     """Adversarial-robustness and bias audits for trained CNNs."""
@@ -150,12 +170,13 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
 
     plan_path = plan_file or (_demo_plan() if model_spec is None and data_spec is None else None)
     plan = load_plan(plan_path) if plan_path else _plain_plan()
-    if model_spec is not None or arch or num_classes or channels or input_size or mean or std or trust_model or name:
+    if trust_model or any(v is not None for v in (model_spec, arch, num_classes, channels, input_size, mean, std, name)):
         base = plan.models[0] if model_spec is None and len(plan.models) == 1 else ModelRef()
         plan.models = [ModelRef(
             spec=model_spec or base.spec, arch=arch or base.arch, num_classes=num_classes or base.num_classes,
             in_channels=channels or base.in_channels, input_size=_size(input_size) if input_size is not None else base.input_size,
-            mean=_floats(mean, "--mean") or base.mean, std=_floats(std, "--std") or base.std,
+            mean=_floats(mean, "--mean") if mean is not None else base.mean,
+            std=_floats(std, "--std") if std is not None else base.std,
             trust=trust_model or base.trust, name=name or base.name,
         )]
     selected = [c.strip() for c in checks.split(",") if c.strip()] if checks is not None else None
