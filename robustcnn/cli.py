@@ -60,7 +60,8 @@ def _classify(exc: Exception) -> tuple[int, str]:
         exc = InvalidInputError("out of memory; lower --batch-size or --n, or run on a machine with more memory")
     if isinstance(exc, RobustCNNError):
         return exc.exit_code, f"robustcnn: error: {_one_line(str(exc))}"
-    return 3, f"robustcnn: internal error: {type(exc).__name__}: {_one_line(str(exc))} (a bug: rerun with --debug and report it)"
+    detail = f"{type(exc).__name__}: {_one_line(str(exc))}"
+    return 3, f"robustcnn: internal error: {detail} (a bug: rerun with --debug and report it)"
 
 
 def _one_line(text: str) -> str:
@@ -141,7 +142,8 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--device", help="cpu (default), cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per forward pass (default 256).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default reports/<model name>/).")
-@click.option("--force", is_flag=True, help="Write into a non-empty --out that is not a robustcnn report (its files are left untouched).")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty --out that is not a robustcnn report (its files are left untouched).")
 @click.option("--set", "set_options", multiple=True, help="Check option CHECK.KEY=VALUE (TOML value), repeatable.")
 @click.option("--attacks", help="Named attacks for the adversarial check, comma-separated (e.g. fgsm,pgd).")
 @click.option("--target", help="Target class (name or index) for the patch check.")
@@ -170,11 +172,13 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
 
     plan_path = plan_file or (_demo_plan() if model_spec is None and data_spec is None else None)
     plan = load_plan(plan_path) if plan_path else _plain_plan()
-    if trust_model or any(v is not None for v in (model_spec, arch, num_classes, channels, input_size, mean, std, name)):
+    given = (model_spec, arch, num_classes, channels, input_size, mean, std, name)
+    if trust_model or any(v is not None for v in given):
         base = plan.models[0] if model_spec is None and len(plan.models) == 1 else ModelRef()
         plan.models = [ModelRef(
             spec=model_spec or base.spec, arch=arch or base.arch, num_classes=num_classes or base.num_classes,
-            in_channels=channels or base.in_channels, input_size=_size(input_size) if input_size is not None else base.input_size,
+            in_channels=channels or base.in_channels,
+            input_size=_size(input_size) if input_size is not None else base.input_size,
             mean=_floats(mean, "--mean") if mean is not None else base.mean,
             std=_floats(std, "--std") if std is not None else base.std,
             trust=trust_model or base.trust, name=name or base.name,
@@ -312,16 +316,29 @@ def list_command(debug: bool) -> None:
 @handle_errors
 def train(data_spec: str, arch: str, epochs: int, batch_size: int, lr: float, shift: int, seed: int, out: str, debug: bool) -> None:
     """Train a demo architecture on your own data (saves a state_dict to audit with --arch demo:ARCH)."""
+    import io
+
     import torch
 
     from . import zoo
     from .data import DatasetRef
+    from .plan import SEED_MAX
+    from .reports.writer import atomic_write, refuse_kernel_file_system
 
+    if not 0 <= seed <= SEED_MAX:
+        raise InvalidInputError(f"seed must be an integer from 0 to {SEED_MAX}, got {seed}; choose one in that range")
+    target = Path(out)
+    refuse_kernel_file_system(target)
+    if not target.absolute().parent.is_dir():
+        folder = target.absolute().parent
+        raise InvalidInputError(f"--out {out}: folder {folder} does not exist; create it or choose another --out")
     data = DatasetRef(data_spec).load()
     if data.train is None or len(data.train) == 0:
         raise InvalidInputError(f"dataset '{data_spec}' has no training split; use ROOT/train/<class>/ and ROOT/test/<class>/")
     blob = zoo.train_model(arch, data, epochs, batch_size, lr, shift, seed, log=lambda m: log.info(m))
-    torch.save(blob["state_dict"], out)
+    buffer = io.BytesIO()  # saved through Python's file writes, so a full or read-only disk is a one-line exit 4
+    torch.save(blob["state_dict"], buffer)
+    atomic_write(target, lambda p: p.write_bytes(buffer.getvalue()))
     info = blob["info"]
     click.echo(f"wrote {out}: test accuracy {info['test_accuracy']:.4f} ({info['train_seconds']:.1f} s)")
     click.echo(f"audit it with: robustcnn audit --model {out} --arch demo:{arch} --data {data_spec}")

@@ -75,7 +75,8 @@ def environment_error(
     cause, fix = _CAUSES[code]
     target = path if path is not None else exc.filename
     where = f" {target}" if target is not None else ""
-    return EnvironmentProblemError(f"cannot {action}{where}: {cause} ({errno.errorcode[code]}); {fix.format(what=what)}")
+    name = errno.errorcode[code]
+    return EnvironmentProblemError(f"cannot {action}{where}: {cause} ({name}); {fix.format(what=what)}")
 
 
 @contextmanager

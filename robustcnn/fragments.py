@@ -88,7 +88,10 @@ class FragmentStore:
             artifacts = torch.load(base / "artifacts.pt", weights_only=True) if (base / "artifacts.pt").exists() else {}
             figures = {p.stem: p.read_bytes() for p in sorted((base / "figures").glob("*.png"))}
             rows = json.loads((base / "rows.json").read_text())
-            out = CheckOutput(rows=rows, samples=samples, figures=figures, artifacts=artifacts, warnings=info["warnings"], info=info["info"])
+            out = CheckOutput(
+                rows=rows, samples=samples, figures=figures, artifacts=artifacts,
+                warnings=info["warnings"], info=info["info"],
+            )
             return out, info["cost"]
         except CorruptFragmentError:
             raise

@@ -129,7 +129,9 @@ def validate_plan(plan: Plan) -> None:
     if plan.n is not None and (not _is_int(plan.n) or plan.n < 1):
         raise InvalidInputError(f"n must be a positive integer, got {plan.n!r}")
     if not _is_int(plan.seed) or not 0 <= plan.seed <= SEED_MAX:
-        raise InvalidInputError(f"seed must be an integer from 0 to {SEED_MAX}, got {plan.seed!r}; choose a seed in that range")
+        raise InvalidInputError(
+            f"seed must be an integer from 0 to {SEED_MAX}, got {plan.seed!r}; choose a seed in that range"
+        )
     if not _is_int(plan.batch_size) or plan.batch_size < 1:
         raise InvalidInputError(f"batch_size must be a positive integer, got {plan.batch_size!r}")
     if plan.shard_size is not None and (not _is_int(plan.shard_size) or plan.shard_size < 1):
@@ -153,8 +155,10 @@ def validate_model_ref(ref: ModelRef) -> None:
         if values is None:
             continue
         numbers = tuple(values)
-        if not numbers or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
-            raise InvalidInputError(f"{key} must be finite numbers, one per channel (or one for all), got {list(numbers)!r}")
+        if not numbers or not all(_is_number(v) and math.isfinite(v) for v in numbers):
+            raise InvalidInputError(
+                f"{key} must be finite numbers, one per channel (or one for all), got {list(numbers)!r}"
+            )
         if key == "std" and any(v <= 0 for v in numbers):
             raise InvalidInputError(f"std values must be positive, got {list(numbers)!r}")
     if ref.name is not None and (not isinstance(ref.name, str) or not _is_folder_name(ref.name)):
@@ -165,11 +169,17 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _is_folder_name(name: str) -> bool:
     return bool(name.strip()) and name not in (".", "..") and not any(c in name for c in "/\\\0")
 
 
-def _typed(table: dict[str, Any], key: str, kind: type, source: str, where: str, expected: str, default: Any = None) -> Any:
+def _typed(
+    table: dict[str, Any], key: str, kind: type, source: str, where: str, expected: str, default: Any = None
+) -> Any:
     """``table[key]`` if it has the type ``kind`` (an int is not a bool), else a one-line error."""
     if key not in table:
         return default

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import platform
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ import torch
 from . import __version__
 from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check
 from .data import DatasetRef, ImageData, Split, stratified_sample
-from .errors import InvalidInputError, NothingEvaluatedError, UsageError
+from .errors import EnvironmentProblemError, InvalidInputError, NothingEvaluatedError, UsageError
 from .fragments import CorruptFragmentError, FragmentStore, content_key
 from .models import AuditedModel, ModelRef
 from .plan import Plan
@@ -62,9 +63,12 @@ def prepare(model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int,
     _check_device(device)
     raw = data_ref.load()
     if n is not None and n > len(raw.test):
-        log.warning("--n %d is more than the %d test images of %s; evaluating all %d", n, len(raw.test), data_ref.spec, len(raw.test))
+        total = len(raw.test)
+        log.warning("--n %d is more than the %d test images of %s; evaluating all %d", n, total, data_ref.spec, total)
     channels = raw.test.shape[0]
-    model = model_ref.load(num_classes=raw.num_classes, in_channels=channels, input_size=model_ref.input_size, device=device)
+    model = model_ref.load(
+        num_classes=raw.num_classes, in_channels=channels, input_size=model_ref.input_size, device=device
+    )
     if model.input_size is None:
         model.input_size = tuple(raw.test.shape[1:])  # type: ignore[assignment]
     data = raw.adapted(model.in_channels, model.input_size)
@@ -78,12 +82,12 @@ def prepare(model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int,
 
 
 def _check_device(device: str) -> None:
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise UsageError(f"unknown device '{device}'; use cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device} was asked for but torch sees no CUDA GPU; use --device cpu")
-    try:
-        torch.device(device)
-    except RuntimeError as exc:
-        raise UsageError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from exc
+    if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: torch sees {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
 
 
 def _check_labels(data: ImageData, model: AuditedModel) -> None:
@@ -92,7 +96,7 @@ def _check_labels(data: ImageData, model: AuditedModel) -> None:
             continue
         low, top = int(split.y.min()), int(split.y.max())
         if low < 0:
-            raise InvalidInputError(f"dataset labels include {low}; labels must be class indices 0, 1, ... (fix the labels)")
+            raise InvalidInputError(f"dataset labels include {low}; labels must be class indices 0, 1, ...: fix them")
         if top >= model.num_classes:
             raise InvalidInputError(
                 f"dataset labels reach {top} but the model has {model.num_classes} classes; "
@@ -170,19 +174,28 @@ class LocalExecutor:
         return output, cost, False
 
 
-def audit_model(plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False, progress: bool = False, force: bool = False) -> Report:
+def audit_model(
+    plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False, progress: bool = False, force: bool = False
+) -> Report:
     """Audit one model according to ``plan`` and write its report directory (see ``reports.writer``:
     the work happens in a staging folder, swapped into ``out`` at the end; ``force`` allows a
     non-empty ``out`` that is not a report)."""
     staging = writer.begin(out, resume, force)
     try:
         return _audit_into(plan, model_ref, out, staging, resume, progress)
+    except EnvironmentProblemError as exc:
+        staging.abandon()
+        if staging.fragments.is_dir():
+            raise EnvironmentProblemError(f"{exc}; finished work is kept in {staging.path} for --resume") from exc
+        raise
     except BaseException:
         staging.abandon()
         raise
 
 
-def _audit_into(plan: Plan, model_ref: ModelRef, out: Path, staging: writer.Staging, resume: bool, progress: bool) -> Report:
+def _audit_into(
+    plan: Plan, model_ref: ModelRef, out: Path, staging: writer.Staging, resume: bool, progress: bool
+) -> Report:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     checks = sorted((get_check(name).from_options(plan.options.get(name)) for name in plan.checks), key=lambda c: (c.order, plan.checks.index(c.name)))

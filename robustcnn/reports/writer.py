@@ -29,7 +29,9 @@ STAGING_MARKER = ".robustcnn-staging"
 INCOMPLETE = "INCOMPLETE"
 FRAGMENTS = ".fragments"
 # what a report written before meta.json listed its files holds
-LEGACY_FILES = ("results.parquet", "results.csv", "samples.parquet", "summary.md", "report.html", "meta.json", "figures", FRAGMENTS)
+LEGACY_FILES = (
+    "results.parquet", "results.csv", "samples.parquet", "summary.md", "report.html", "meta.json", "figures", FRAGMENTS,
+)
 REPORT_NAMES = frozenset(LEGACY_FILES) | {INCOMPLETE, STAGING_MARKER}
 PSEUDO_FILE_SYSTEMS = ("/proc", "/sys", "/dev")
 INCOMPLETE_TEXT = (
@@ -74,7 +76,7 @@ class Staging:
     def commit(self, files: list[str]) -> None:
         """Move the staged report into ``out``: one rename when it is new or empty, else file by file."""
         out = self.out
-        if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        if not out.is_symlink() and (not out.exists() or (out.is_dir() and not any(out.iterdir()))):
             try:
                 os.rename(self.path, out)
             except OSError:
@@ -84,6 +86,13 @@ class Staging:
                 (out / STAGING_MARKER).unlink(missing_ok=True)
                 return
         old = owned_files(out)
+        ours = {*old, INCOMPLETE} if _is_marker(out / INCOMPLETE) else set(old)
+        clash = [rel for rel in [*files, INCOMPLETE] if rel not in ours and (out / rel).exists()]
+        if clash:
+            raise InvalidInputError(
+                f"--out {out} holds {', '.join(clash[:5])}, which robustcnn did not write and would replace; "
+                "move them and rerun with --resume (the finished work is kept)"
+            )
         (out / INCOMPLETE).write_text(INCOMPLETE_TEXT + json.dumps(sorted(set(old) | set(files))) + "\n")
         (out / "meta.json").unlink(missing_ok=True)
         for rel in old:
@@ -100,6 +109,8 @@ class Staging:
 
 
 def staging_path(out: Path) -> Path:
+    """``.<name>.robustcnn-staging`` beside ``out`` (``out`` made absolute first, so ``.`` works)."""
+    out = Path(os.path.abspath(out))
     return out.parent / f".{out.name}{STAGING_SUFFIX}"
 
 
@@ -130,10 +141,7 @@ def begin(out: Path, resume: bool = False, force: bool = False) -> Staging:
 
 def check_out(out: Path, force: bool = False) -> None:
     """Refuse an ``--out`` that robustcnn must not or cannot write (exit 4), before any work."""
-    resolved = str(out.resolve())
-    for root in PSEUDO_FILE_SYSTEMS:
-        if resolved == root or resolved.startswith(root + "/"):
-            raise EnvironmentProblemError(f"--out {out} is under {root}, a kernel file system, not a disk; choose a folder on disk")
+    refuse_kernel_file_system(out)
     with os_errors(out, action="read"):
         if out.exists() and not out.is_dir():
             raise InvalidInputError(f"--out {out} is a file, not a folder; choose a folder for the report")
@@ -156,11 +164,20 @@ def check_out(out: Path, force: bool = False) -> None:
         )
 
 
+def refuse_kernel_file_system(path: Path, what: str = "--out") -> None:
+    """/proc, /sys and /dev hold no files robustcnn could write: refuse them before any work."""
+    resolved = str(path.resolve())
+    for root in PSEUDO_FILE_SYSTEMS:
+        if resolved == root or resolved.startswith(root + "/"):
+            raise EnvironmentProblemError(
+                f"{what} {path} is under {root}, a kernel file system, not a disk; choose a path on disk"
+            )
+
+
 def is_report_dir(path: Path) -> bool:
     """A folder robustcnn wrote: its meta.json is a robustcnn report's, or it carries the
     INCOMPLETE marker of an interrupted swap."""
-    marker = path / INCOMPLETE
-    if marker.is_file() and marker.read_text(errors="replace").startswith(INCOMPLETE_TEXT.splitlines()[0]):
+    if _is_marker(path / INCOMPLETE):
         return True
     try:
         meta = json.loads((path / "meta.json").read_text())
@@ -169,11 +186,16 @@ def is_report_dir(path: Path) -> bool:
     return isinstance(meta, dict) and "robustcnn_version" in meta and "schema_version" in meta
 
 
+def _is_marker(path: Path) -> bool:
+    """``path`` is an INCOMPLETE marker robustcnn wrote."""
+    return path.is_file() and path.read_text(errors="replace").startswith(INCOMPLETE_TEXT.splitlines()[0])
+
+
 def owned_files(out: Path) -> list[str]:
     """The paths (relative to ``out``) robustcnn wrote there: from meta.json's ``files``, the
     INCOMPLETE marker of an interrupted swap, or the fixed set of older reports; none otherwise."""
     marker = out / INCOMPLETE
-    if marker.is_file():
+    if _is_marker(marker):
         last = marker.read_text(errors="replace").strip().splitlines()[-1]
         try:
             listed = json.loads(last)
@@ -218,7 +240,8 @@ def write_report(
             table.to_csv(base / "results.csv", index=False, float_format="%.10g")
             write_parquet(samples, base / "samples.parquet")
             written = ["results.parquet", "results.csv", "samples.parquet"] + _write_figures(base, figures)
-            written += ["summary.md", "report.html"] + ([FRAGMENTS] if staging.fragments.is_dir() else []) + ["meta.json"]
+            written += ["summary.md", "report.html"] + ([FRAGMENTS] if staging.fragments.is_dir() else [])
+            written.append("meta.json")
             meta = {**meta, "status": "complete", "files": written}
             staged = Report(base, table, samples, meta)
             (base / "summary.md").write_text(render_summary(staged), encoding="utf-8")
