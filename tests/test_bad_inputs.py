@@ -151,6 +151,15 @@ def test_n_larger_than_the_dataset_is_a_notice(tmp_path):
     assert robustcnn.load_report(out).meta["data"]["eval_n"] == 450
 
 
+def test_input_size_is_used_not_ignored(tmp_path):
+    from helpers import save_torchscript, small_net
+
+    model = save_torchscript(small_net(), tmp_path / "m.pt")
+    result = cli("--model", str(model), "--input-size", "12x12", "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.stderr
+    assert robustcnn.load_report(tmp_path / "r").meta["model"]["input_size"] == [12, 12]
+
+
 # --- where the report goes ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("target", ["/proc/robustcnn-report", "/proc/self/robustcnn-report", "/sys/robustcnn-report"])
@@ -217,6 +226,23 @@ def test_a_user_file_where_the_new_report_goes_is_never_replaced(tmp_path, repor
     message = "holds figures/clean/confusion.png, which robustcnn did not write and would replace"
     assert_one_line(cli("--out", str(out), "--seed", "2"), 4, message)
     assert snapshot(out) == before and not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="advisory locks are POSIX only")
+def test_a_second_run_on_the_same_out_is_refused(tmp_path):
+    import fcntl
+
+    out = tmp_path / "r"
+    staging = staging_path(out)
+    staging.mkdir()
+    (staging / ".robustcnn-staging").write_text("{}")
+    (staging / ".fragments").mkdir()
+    (staging / ".fragments" / "finished").mkdir()
+    before = snapshot(staging)
+    with open(staging / ".robustcnn-staging") as held:  # what the first run holds while it works
+        fcntl.flock(held, fcntl.LOCK_EX)
+        assert_one_line(cli("--out", str(out)), 4, f"another robustcnn run is writing {out}; wait for it to finish")
+    assert snapshot(staging) == before and (staging / ".fragments" / "finished").is_dir() and not out.exists()
 
 
 def test_a_staging_folder_robustcnn_did_not_make_is_refused(tmp_path):

@@ -20,6 +20,11 @@ from typing import Any, Callable
 
 import pandas as pd
 
+try:
+    import fcntl
+except ImportError:  # pragma: no cover  (Windows: no advisory locks; concurrent runs are not detected)
+    fcntl = None  # type: ignore[assignment]
+
 from ..errors import EnvironmentProblemError, InvalidInputError, os_errors
 from .report import Report
 from .schema import parquet_safe
@@ -46,6 +51,25 @@ class Staging:
     def __init__(self, out: Path) -> None:
         self.out = out
         self.path = staging_path(out)
+        self._lock: int | None = None
+
+    def lock(self) -> None:
+        """Hold the staging folder for this run: a second run on the same ``out`` is refused."""
+        self._lock = os.open(self.path / STAGING_MARKER, os.O_RDWR | os.O_CREAT, 0o644)
+        if fcntl is None:
+            return
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.release()
+            raise EnvironmentProblemError(
+                f"another robustcnn run is writing {self.out}; wait for it to finish or choose another --out"
+            ) from None
+
+    def release(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     @property
     def fragments(self) -> Path:
@@ -72,6 +96,8 @@ class Staging:
                 shutil.rmtree(self.path, ignore_errors=True)
         except OSError:  # the original failure matters more than a failed clean-up
             pass
+        finally:
+            self.release()
 
     def commit(self, files: list[str]) -> None:
         """Move the staged report into ``out``: one rename when it is new or empty, else file by file."""
@@ -84,6 +110,7 @@ class Staging:
                     raise
             else:
                 (out / STAGING_MARKER).unlink(missing_ok=True)
+                self.release()
                 return
         old = owned_files(out)
         ours = {*old, INCOMPLETE} if _is_marker(out / INCOMPLETE) else set(old)
@@ -106,6 +133,7 @@ class Staging:
         os.replace(self.path / "meta.json", out / "meta.json")
         (out / INCOMPLETE).unlink()
         shutil.rmtree(self.path, ignore_errors=True)
+        self.release()
 
 
 def staging_path(out: Path) -> Path:
@@ -125,18 +153,28 @@ def begin(out: Path, resume: bool = False, force: bool = False) -> Staging:
     check_out(out, force)
     staging = Staging(out)
     with os_errors(staging.path):
-        if staging.path.exists() and not (staging.path / STAGING_MARKER).is_file():
+        if staging.path.exists() and not _made_by_robustcnn(staging.path):
             raise InvalidInputError(
                 f"{staging.path} exists and was not made by robustcnn; move it away or choose another --out"
             )
-        if not resume:
-            shutil.rmtree(staging.path, ignore_errors=True)
         staging.path.mkdir(parents=True, exist_ok=True)
-        (staging.path / STAGING_MARKER).write_text(json.dumps({"out": str(out), "pid": os.getpid()}) + "\n")
-        staging.clear_partial()
-        if resume and not staging.fragments.is_dir() and (out / FRAGMENTS).is_dir() and is_report_dir(out):
-            os.rename(out / FRAGMENTS, staging.fragments)
+        staging.lock()
+        try:
+            (staging.path / STAGING_MARKER).write_text(json.dumps({"out": str(out), "pid": os.getpid()}) + "\n")
+            if not resume:
+                shutil.rmtree(staging.fragments, ignore_errors=True)
+            staging.clear_partial()
+            if resume and not staging.fragments.is_dir() and (out / FRAGMENTS).is_dir() and is_report_dir(out):
+                os.rename(out / FRAGMENTS, staging.fragments)
+        except BaseException:
+            staging.abandon()
+            raise
     return staging
+
+
+def _made_by_robustcnn(staging: Path) -> bool:
+    """A staging folder robustcnn made: it holds the marker, or nothing at all."""
+    return (staging / STAGING_MARKER).is_file() or (staging.is_dir() and not any(staging.iterdir()))
 
 
 def check_out(out: Path, force: bool = False) -> None:
