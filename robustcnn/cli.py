@@ -56,12 +56,18 @@ def _classify(exc: Exception) -> tuple[int, str]:
     if isinstance(exc, OSError):
         mapped = environment_error(exc)
         exc = mapped if mapped is not None else exc
-    elif isinstance(exc, MemoryError):
+    elif isinstance(exc, MemoryError) or _is_torch_out_of_memory(exc):
         exc = InvalidInputError("out of memory; lower --batch-size or --n, or run on a machine with more memory")
     if isinstance(exc, RobustCNNError):
         return exc.exit_code, f"robustcnn: error: {_one_line(str(exc))}"
     detail = f"{type(exc).__name__}: {_one_line(str(exc))}"
     return 3, f"robustcnn: internal error: {detail} (a bug: rerun with --debug and report it)"
+
+
+def _is_torch_out_of_memory(exc: Exception) -> bool:
+    """torch reports a failed allocation as a RuntimeError (``torch.OutOfMemoryError`` on GPUs)."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text.lower() or "can't allocate memory" in text)
 
 
 def _one_line(text: str) -> str:

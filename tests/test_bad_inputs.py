@@ -545,6 +545,20 @@ def test_out_as_a_symlink_to_an_empty_folder_stays_a_symlink(tmp_path):
     assert (tmp_path / "link").is_symlink() and is_complete(tmp_path / "target") and not leftovers(tmp_path)
 
 
+@pytest.mark.parametrize("error", [
+    MemoryError(),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 1"),
+    RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+])
+def test_out_of_memory_is_the_machine_not_a_bug(tmp_path, monkeypatch, error):
+    def exhausted(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr("robustcnn.audits.clean.CleanCheck.measure", exhausted)
+    assert_one_line(cli("--out", str(tmp_path / "r")), 4, "out of memory; lower --batch-size or --n")
+    assert not (tmp_path / "r").exists() and not leftovers(tmp_path)
+
+
 def test_debug_shows_the_traceback_and_keeps_the_exit_code(tmp_path, monkeypatch):
     result = cli("--out", str(tmp_path / "r"), "--seed", "-1", "--debug")
     assert result.exit_code == 4 and "Traceback" in result.stderr and "seed must be" in result.stderr
