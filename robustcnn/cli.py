@@ -410,7 +410,14 @@ def report_compare(directories: tuple[str, ...], out: str, debug: bool) -> None:
     from .reports.report import Report, expand_report_paths
     from .reports.scorecard import format_value
 
-    reports = [Report.load(p) for p in expand_report_paths(directories)]
+    reports = []
+    for path in expand_report_paths(directories):
+        try:
+            reports.append(Report.load(path))
+        except InvalidInputError as exc:
+            click.echo(f"robustcnn: skipped {path}: {exc}", err=True)
+    if not reports:
+        raise InvalidInputError(f"no complete robustcnn report among {' '.join(directories)}")
     click.echo(compare_headlines(reports).map(format_value).to_string(index=False))
     table = compare_tables(reports)
     write_comparison(table, out)
