@@ -268,6 +268,20 @@ def _skip_plugin(name: str, reason: str) -> None:
     logging.getLogger("robustcnn").warning("plugin check '%s' skipped: %s", name, reason)
 
 
+def expand_selection(tokens: list[str]) -> list[str]:
+    """Check names from a selection: names, ``all``, or family names (``natural-shifts`` or
+    ``"natural shifts"``), in registry order for ``all`` and families, without duplicates."""
+    registry = load_registry()
+    ordered = sorted(registry, key=lambda name: (registry[name].order, name))
+    families = {registry[n].family.replace(" ", "-"): [m for m in ordered if registry[m].family == registry[n].family] for n in ordered}
+    chosen: list[str] = []
+    for token in tokens:
+        key = token.strip().replace(" ", "-")
+        names = ordered if key == "all" else families.get(key, [token.strip()])
+        chosen += [n for n in names if n not in chosen]
+    return chosen
+
+
 def get_check(name: str) -> type[Check]:
     registry = load_registry()
     if name not in registry:

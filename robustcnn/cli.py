@@ -142,7 +142,7 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--trust-model", is_flag=True, help="Allow loading a fully pickled nn.Module (runs code from the file).")
 @click.option("--name", help="Model name used in tables and the default output folder.")
 @click.option("--data", "data_spec", help="Dataset: mnist5k (default), digits, a built-in bias set, an ImageFolder directory or an .npz file.")
-@click.option("--checks", help="Comma-separated checks to run (see `robustcnn list`).")
+@click.option("--checks", help="Comma-separated checks, family names (e.g. natural-shifts) or 'all' (see `robustcnn list`). Default: the plan's checks; with no plan, only 'clean'.")
 @click.option("--n", type=click.IntRange(min=1), help="Evaluate a seeded, class-stratified sample of this many test images.")
 @click.option("--seed", type=int, help="Random seed (default 0); the same seed gives the same results.csv.")
 @click.option("--device", help="cpu (default), cuda or cuda:N.")
@@ -189,22 +189,28 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
             std=_floats(std, "--std") if std is not None else base.std,
             trust=trust_model or base.trust, name=name or base.name,
         )]
-    selected = [c.strip() for c in checks.split(",") if c.strip()] if checks is not None else None
+    from .checks import expand_selection
+
+    selected = expand_selection([c for c in checks.split(",") if c.strip()]) if checks is not None else None
     # --checks narrows the plan: the plan's own options for the checks it leaves out are no mistake to warn about
     options = {k: dict(v) for k, v in plan.options.items() if selected is None or k in selected or k not in plan.checks}
-    for check, table in _parse_set(set_options).items():
-        options.setdefault(check, {}).update(table)
+    given: dict[str, dict[str, Any]] = _parse_set(set_options)
     if attacks:
-        options.setdefault("adversarial", {})["attacks"] = [a.strip() for a in attacks.split(",") if a.strip()]
+        given.setdefault("adversarial", {})["attacks"] = [a.strip() for a in attacks.split(",") if a.strip()]
     if target is not None:
-        options.setdefault("patch", {})["target"] = target
+        given.setdefault("patch", {})["target"] = target
     if ood is not None:
-        options.setdefault("confidence", {})["ood"] = ood
+        given.setdefault("confidence", {})["ood"] = ood
+    for check, table in given.items():
+        options.setdefault(check, {}).update(table)
     plan = plan.with_overrides(
         data=data_spec, n=n, seed=seed, device=device, batch_size=batch_size, out=out, baseline=baseline,
         checks=selected, options=options,
     )
     validate_plan(plan)
+    _refuse_options_for_unselected(given, plan.checks)
+    source = "--checks" if checks is not None else (plan.source or "the default; --checks all runs every check")
+    click.echo(f"robustcnn: checks: {', '.join(plan.checks)} ({source})", err=True)
     gates = _plan_gates(plan, policy)
     if junit and not gates:
         raise UsageError("--junit needs gates: give --policy FILE or [[gate]] tables in the plan")
@@ -223,6 +229,16 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
             write_junit(verdicts, junit)
             click.echo(f"wrote {junit}")
         sys.exit(exit_code([r for rs in verdicts.values() for r in rs]))
+
+
+def _refuse_options_for_unselected(given: dict[str, dict[str, Any]], checks: list[str]) -> None:
+    """Options set on the command line for a check that will not run are a mistake, never ignored."""
+    for check, table in given.items():
+        if check not in checks:
+            raise InvalidInputError(
+                f"option {check}.{next(iter(table))} was given, but check '{check}' is not selected "
+                f"(selected: {', '.join(checks)}); add it to --checks or drop the option"
+            )
 
 
 def _plan_gates(plan, policy: str | None) -> list:
@@ -297,8 +313,13 @@ def list_command(debug: bool) -> None:
     from .data.builtin import load_builtin  # noqa: F401  (registers every built-in set)
     from .data import bias_sets  # noqa: F401
 
+    registry = load_registry()
     sections = {
-        "checks": [(name, cls.title) for name, cls in sorted(load_registry().items(), key=lambda kv: (kv[1].order, kv[0]))],
+        "checks": [(name, cls.title) for name, cls in sorted(registry.items(), key=lambda kv: (kv[1].order, kv[0]))],
+        "check families (for --checks; 'all' selects every check)": [
+            (family.replace(" ", "-"), ", ".join(n for n, c in sorted(registry.items()) if c.family == family))
+            for family in sorted({c.family for c in registry.values()})
+        ],
         "datasets": [(name, builtin.description) for name, builtin in sorted(BUILTINS.items())],
         "demo models": [(f"demo:{recipe.name}", recipe.description) for recipe in zoo.list_demos()],
     }
