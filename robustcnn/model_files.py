@@ -23,7 +23,9 @@ Loaded only with ``--trust-model``, because they can run code (checked in torch 
   creates a file before any image is seen.
 
 The format is taken from the bytes, never from the suffix, and the bytes are read once, so
-what was checked is what is loaded.
+what was checked is what is loaded. Detection only picks the loader and the message: without
+trust the only loaders reached are safetensors and the weights-only unpickler, whatever the
+detection concluded.
 """
 from __future__ import annotations
 
@@ -93,7 +95,12 @@ def read_model_file(path: Path, trust: bool) -> object:
             f"{path} is not a model file robustcnn can read "
             "(safetensors, a torch.save state_dict, or with --trust-model a .pt2, TorchScript or pickle)"
         )
-    if kind is not FileKind.UNKNOWN:
+    if kind is FileKind.PICKLE and not trust:
+        raise InvalidInputError(
+            f"{path} is a Python pickle, not a torch.save or safetensors file, so loading it can run code; "
+            f"{_SAFE_ALTERNATIVES}"
+        )
+    if kind is FileKind.TORCH_SAVE:
         try:
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:
@@ -177,11 +184,11 @@ def _load_torchscript(path: Path) -> nn.Module:
 
 
 def _refusal_reason(exc: BaseException) -> str:
-    """The specific line of torch's weights-only refusal (its first line is a generic preamble)."""
+    """The first sentence of the specific line of a weights-only refusal (the first line is a generic preamble)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     generic = ("Weights only load failed", "Check the documentation", "Please file an issue", "(1)", "(2)")
     specific = [line for line in lines if not line.startswith(generic) and "weights_only" not in line]
-    reason = specific[0] if specific else (lines[0] if lines else type(exc).__name__)
+    reason = (specific[0] if specific else (lines[0] if lines else type(exc).__name__)).split(". ")[0]
     return reason if len(reason) <= 160 else reason[:157] + "..."
 
 

@@ -81,7 +81,8 @@ def _malicious(kind: str, sentinel: Path, work: Path) -> bytes:
     if kind == "state-dict-with-reducer":
         return _pickled({"conv.weight": torch.zeros(2, 1, 3, 3), "conv.bias": payload})
     if kind == "export-sample-inputs":
-        return _replace_entries(save_exported(small_net(), work / "real.pt2"), {"sample_inputs/model.pt": _pickled(payload)})
+        real = save_exported(small_net(), work / "real.pt2")
+        return _replace_entries(real, {"sample_inputs/model.pt": _pickled(payload)})
     if kind == "torchscript-data-pkl":
         pkl = pickle.dumps(payload, protocol=2)
         return _replace_entries(save_torchscript(small_net(), work / "real_ts.pt"), {"/data.pkl": pkl})
@@ -155,8 +156,8 @@ def test_cli_runs_nothing_without_trust(malicious, tmp_path, kind, suffix):
     data, sentinel = malicious[kind]
     path = tmp_path / f"model{suffix}"
     path.write_bytes(data)
-    result = CliRunner().invoke(main, ["audit", "--model", str(path), "--arch", "helpers:small_net", "--checks", "clean",
-                                       "--n", "10", "--out", str(tmp_path / "r"), "--no-progress"])
+    result = CliRunner().invoke(main, ["audit", "--model", str(path), "--arch", "helpers:small_net",
+                                       "--checks", "clean", "--n", "10", "--out", str(tmp_path / "r"), "--no-progress"])
     assert result.exit_code == 4, result.output
     assert "Traceback" not in result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
@@ -182,7 +183,8 @@ def test_safetensors_loads_by_content(tmp_path, suffix):
 
 def test_safetensors_via_cli(tmp_path):
     save_file(small_net().state_dict(), str(tmp_path / "w.safetensors"))
-    result = CliRunner().invoke(main, ["audit", "--model", str(tmp_path / "w.safetensors"), "--arch", "helpers:small_net",
+    model = str(tmp_path / "w.safetensors")
+    result = CliRunner().invoke(main, ["audit", "--model", model, "--arch", "helpers:small_net",
                                        "--checks", "clean", "--n", "10", "--out", str(tmp_path / "r"), "--no-progress"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r" / "meta.json").exists()
