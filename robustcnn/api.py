@@ -31,12 +31,14 @@ def audit(
     plan: str | Path | None = None,
     resume: bool = False,
     progress: bool = False,
+    force: bool = False,
 ) -> Report:
     """Audit one model and write its report directory; returns the loaded ``Report``.
 
     ``model`` is a path, a ``demo:`` name, a ``ModelRef`` or an in-memory ``nn.Module``
     taking [0, 1] pixels (after ``mean``/``std``). Arguments left as None take the plan's
     values (``plan`` file, else the defaults: mnist5k, seed 0, cpu, batch size 256).
+    ``out`` must be new, empty or an earlier report unless ``force`` (see ``reports.writer``).
     """
     base = load_plan(plan) if plan is not None else Plan()
     if isinstance(model, ModelRef):
@@ -60,7 +62,7 @@ def audit(
         baseline=str(baseline) if baseline is not None else None,
     )
     validate_plan(resolved)
-    return audit_model(resolved, ref, default_out(ref, resolved), resume=resume, progress=progress)
+    return audit_model(resolved, ref, default_out(ref, resolved), resume=resume, progress=progress, force=force)
 
 
 def load_report(path: str | Path) -> Report:

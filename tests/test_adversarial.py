@@ -79,7 +79,7 @@ def test_check_rows_figures_artifacts_and_headline(quick_run, small):
     examples = out.artifacts["adversarial/examples"]
     assert examples.shape[1:] == (1, 28, 28) and len(examples) == int(out.samples["example"].sum()) > 0
     table = rows.assign(model="demo", check="adversarial")
-    label, value = check.headline(table)
+    label, value = (h := check.headline(table)).label, h.value
     assert label == "robust accuracy (linf 0.3)" and value == linf["value"].iloc[-1]
     assert {"min_linf", "min_l2", "robust_linf@0.1", "by_l2"} <= set(out.samples.columns)
 
@@ -180,5 +180,6 @@ def test_end_to_end_through_the_audit_api(tmp_path):
     assert len(curve) == 3 and math.isclose(curve[curve["eps"] == 0.3]["value"].iloc[0], 0.0, abs_tol=0.1)
     assert "robust_linf@0.3" in report.samples.columns
     assert report.meta["checks"]["adversarial"]["info"]["costs"]
-    label, value = AdversarialCheck().headline(report.table[report.table["check"] == "adversarial"])
+    head = AdversarialCheck().headline(report.table[report.table["check"] == "adversarial"])
+    label, value = head.label, head.value
     assert label == "robust accuracy (linf 0.3)" and value == curve[curve["eps"] == 0.3]["value"].iloc[0]

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 import robustcnn
 from robustcnn.cli import main
 from robustcnn.data import stratified_sample
+from robustcnn.reports.writer import staging_path
 
 from helpers import save_torchscript, small_net, write_image_folder
 
@@ -66,7 +67,7 @@ def test_resume_after_sigkill_gives_the_same_table(tmp_path):
     subprocess.run(cmd + [str(plan), "--out", str(fresh)], check=True, env=env, cwd=ROOT, capture_output=True)
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd + [str(plan), "--out", str(killed)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    frags = killed / ".fragments"
+    frags = staging_path(killed) / ".fragments"  # completed work waits beside the report until it is complete
     deadline = time.time() + 120
     while time.time() < deadline and (not frags.exists() or len([p for p in frags.iterdir() if not p.name.startswith(".")]) < 5):
         time.sleep(0.01)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from ...checks import AuditData, Check, CheckContext, CheckOutput, register
+from ...checks import AuditData, Check, CheckContext, CheckOutput, Headline, register
 from ...errors import InvalidInputError
 from ...models import AuditedModel
 from ...reports.schema import rate, value
@@ -219,7 +219,7 @@ class PatchCheck(Check):
                     model, data.eval.x[others], patches, placements, others, data.classes, target, ctx.batch_size,
                 )
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         if "variant" not in table:
             return None
         rows = table[(table["metric"] == "targeted_success") & (table["variant"] == "patch")]
@@ -227,7 +227,8 @@ class PatchCheck(Check):
             return None
         areas = rows["area"].astype(float)
         area = float(areas.iloc[(areas - 0.10).abs().argsort().iloc[0]])
-        return (f"targeted patch success at {area:.0%} area", float(rows[areas == area]["value"].max()))
+        at_area = rows[areas == area]
+        return Headline.from_row(at_area.loc[at_area["value"].idxmax()], f"targeted patch success at {area:.0%} area", "lower")
 
 
 def summary_rows(samples: pd.DataFrame) -> list[dict]:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...checks import AuditData, CheckContext, CheckOutput, SampleCheck, register
+from ...checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ...data import Split
 from ...errors import InvalidInputError
 from ...models import AuditedModel
@@ -178,14 +178,14 @@ class AdversarialCheck(SampleCheck):
         kept = {k: artifacts[k] for k in ("adversarial/examples",) if k in artifacts}
         return CheckOutput(rows=rows, figures=figures, artifacts=kept, info=info)
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         if "headline" not in table.columns:
             return None
         rows = table[(table["metric"] == "robust_accuracy") & (table["headline"].astype(str) == "True")]
         if not len(rows):
             return None
         row = rows.iloc[0]
-        return f"robust accuracy ({row['norm']} {float(row['eps']):g})", float(row["value"])
+        return Headline.from_row(row, f"robust accuracy ({row['norm']} {float(row['eps']):g})", "higher")
 
     def _costs(self, table: torch.Tensor | None) -> list[dict]:
         order = self.config.cost_order()
