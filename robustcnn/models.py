@@ -1,17 +1,15 @@
 """Load a user's trained model and wrap it so every check sees [0, 1] NCHW pixels.
 
-Formats: TorchScript (``torch.jit.save``), ``torch.export`` archives (``.pt2``), a
-state_dict plus an architecture (``--arch torchvision:resnet18`` or
-``package.module:factory``), demo zoo names (``demo:mnist-cnn``) and, only with
-``trust=True``, fully pickled modules.
+Sources: a state_dict (``torch.save`` or safetensors) plus an architecture
+(``--arch torchvision:resnet18`` or ``package.module:factory``), demo zoo names
+(``demo:mnist-cnn``) and, only with ``trust=True``, files that can run code when loaded:
+``torch.export`` archives, TorchScript and full pickles (see ``model_files``).
 """
 from __future__ import annotations
 
 import hashlib
 import importlib
 import inspect
-import warnings
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -20,6 +18,7 @@ import torch
 from torch import nn
 
 from .errors import InvalidInputError, UsageError
+from .model_files import read_model_file
 
 
 @dataclass
@@ -251,64 +250,9 @@ def _read_file(path: str) -> bytes:
     return _require_file(path).read_bytes()
 
 
-def _zip_names(path: Path) -> list[str]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return zf.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return []
-
-
 def _load_network(ref: ModelRef, num_classes: int, in_channels: int) -> nn.Module:
     path = _require_file(ref.spec)
-    names = _zip_names(path)
-    if any("serialized_exported_program" in n or n.endswith("/models/model.json") for n in names) or path.suffix == ".pt2":
-        return _load_exported(path)
-    if any("/code/" in n or n.endswith("constants.pkl") for n in names):
-        return _load_torchscript(path)
-    return _load_pickle(ref, path, num_classes, in_channels)
-
-
-def _load_exported(path: Path) -> nn.Module:
-    try:
-        program = torch.export.load(str(path))
-    except Exception as exc:
-        raise InvalidInputError(f"cannot read torch.export archive {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
-    return program.module()
-
-
-def _load_torchscript(path: Path) -> nn.Module:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:
-            raise InvalidInputError(f"cannot read TorchScript file {path}: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _load_pickle(ref: ModelRef, path: Path, num_classes: int, in_channels: int) -> nn.Module:
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if "Unsupported global" in str(exc):
-            if not ref.trust:
-                raise InvalidInputError(
-                    f"{path} is a pickled Python object, which runs code when loaded; "
-                    "save a state_dict or TorchScript, or pass --trust-model if you trust the file"
-                ) from exc
-            try:
-                obj = torch.load(str(path), map_location="cpu", weights_only=False)
-            except Exception as exc2:
-                raise InvalidInputError(f"cannot unpickle {path}: {_first_line(exc2)}") from exc2
-        else:
-            raise InvalidInputError(
-                f"{path} is not a model file torch can read (TorchScript, .pt2 or state_dict): {_first_line(exc)}"
-            ) from exc
+    obj = read_model_file(path, ref.trust)
     if isinstance(obj, nn.Module):
         return obj
     state = _extract_state_dict(obj, path)
@@ -324,6 +268,11 @@ def _load_pickle(ref: ModelRef, path: Path, num_classes: int, in_channels: int) 
         detail = " ".join(str(exc).split())[:300]
         raise InvalidInputError(f"state_dict in {path} does not match architecture {ref.arch}: {detail}") from exc
     return net
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:

@@ -155,7 +155,7 @@ def test_input_size_is_used_not_ignored(tmp_path):
     from helpers import save_torchscript, small_net
 
     model = save_torchscript(small_net(), tmp_path / "m.pt")
-    result = cli("--model", str(model), "--input-size", "12x12", "--out", str(tmp_path / "r"))
+    result = cli("--model", str(model), "--trust-model", "--input-size", "12x12", "--out", str(tmp_path / "r"))
     assert result.exit_code == 0, result.stderr
     assert robustcnn.load_report(tmp_path / "r").meta["model"]["input_size"] == [12, 12]
 

@@ -35,13 +35,13 @@ def test_labels_outside_model_classes(tmp_path):
     path = save_torchscript(small_net(num_classes=3), tmp_path / "m.pt")
     x = torch.rand(6, 1, 28, 28).numpy()
     write_npz(tmp_path / "d.npz", x, __import__("numpy").array([0, 1, 2, 3, 4, 5]))
-    code, out = run("audit", "--model", str(path), "--num-classes", "3", "--data", str(tmp_path / "d.npz"), "--checks", "clean", "--out", str(tmp_path / "r"))
+    code, out = run("audit", "--model", str(path), "--trust-model", "--num-classes", "3", "--data", str(tmp_path / "d.npz"), "--checks", "clean", "--out", str(tmp_path / "r"))
     assert_clean_error(code, out, 4, "labels reach 5 but the model has 3 classes")
 
 
 def test_channel_mismatch(tmp_path):
     path = save_torchscript(small_net(in_channels=3), tmp_path / "m.pt")
-    code, out = run("audit", "--model", str(path), "--checks", "clean", "--out", str(tmp_path / "r"))
+    code, out = run("audit", "--model", str(path), "--trust-model", "--checks", "clean", "--out", str(tmp_path / "r"))
     assert_clean_error(code, out, 4, "failed on input of shape (2, 1, 28, 28)")
 
 

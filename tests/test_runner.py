@@ -32,8 +32,8 @@ def user_files(tmp_path_factory, mnist):
 
 def test_torchscript_on_image_folder_cli_and_python_agree(user_files, tmp_path):
     model, data = user_files
-    report = robustcnn.audit(str(model), str(data), checks=["clean"], out=tmp_path / "py")
-    result = CliRunner().invoke(main, ["audit", "--model", str(model), "--data", str(data), "--checks", "clean", "--out", str(tmp_path / "cli"), "--no-progress"])
+    report = robustcnn.audit(str(model), str(data), checks=["clean"], out=tmp_path / "py", trust_model=True)
+    result = CliRunner().invoke(main, ["audit", "--model", str(model), "--trust-model", "--data", str(data), "--checks", "clean", "--out", str(tmp_path / "cli"), "--no-progress"])
     assert result.exit_code == 0, result.output
     py = (tmp_path / "py" / "results.csv").read_text()
     assert py == (tmp_path / "cli" / "results.csv").read_text()
