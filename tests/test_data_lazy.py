@@ -25,7 +25,7 @@ def count_decodes(monkeypatch):
     """Counts the files PIL is asked to decode or probe, by file name."""
     calls = {"decode": [], "probe": []}
     decode, probe = files.decode_file, files.probe_file
-    monkeypatch.setattr(files, "decode_file", lambda path: calls["decode"].append(path.name) or decode(path))
+    monkeypatch.setattr(files, "decode_file", lambda path, *a: calls["decode"].append(path.name) or decode(path, *a))
     monkeypatch.setattr(files, "probe_file", lambda path: calls["probe"].append(path.name) or probe(path))
     return calls
 
@@ -86,6 +86,17 @@ def test_resize_center_crop_follow_torchvision_geometry():
     reference = v2.CenterCrop(24)(v2.Resize(32, antialias=True)(x))
     assert out.shape == (1, 3, 24, 24) and torch.allclose(out, reference.clamp(0, 1))
     assert Policy(32).output_size((40, 60)) == (32, 48) and Policy(32).output_size((60, 40)) == (48, 32)
+
+
+def test_files_follow_torchvision_eval_transforms_exactly(tmp_path):
+    from torchvision import transforms
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)).save(tmp_path / "p.png")
+    reference = transforms.Compose([transforms.Resize(36), transforms.CenterCrop(32), transforms.ToTensor()])
+    with Image.open(tmp_path / "p.png") as img:
+        expected = reference(img.convert("RGB"))
+    assert torch.equal(files.decode_file(tmp_path / "p.png", Policy(36, (32, 32))), expected)
 
 
 def run(*args):

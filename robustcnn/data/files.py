@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from .index import BadImage
-from .policy import Target, conform
+from .policy import Policy, Target, apply_policy, conform
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 # Images with more pixels are refused before decoding (a 7,000 x 7,000 photo passes; PIL's own
@@ -59,11 +59,13 @@ class FileSource:
         return dict(zip(positions, self._map(lambda p: probe_file(self.root / self.rel[p]), positions)))
 
     def read(self, positions: list[int], target: Target, notes: list[str]) -> dict[int, tuple[torch.Tensor, None] | BadImage]:
+        stretch_only = Target(target.channels, target.size)
+
         def one(p: int) -> tuple[torch.Tensor, None] | BadImage:
-            image = decode_file(self.root / self.rel[p])
+            image = decode_file(self.root / self.rel[p], target.policy, notes)
             if isinstance(image, BadImage):
                 return image
-            x, _ = conform(image[None], None, target, notes)
+            x, _ = conform(image[None], None, stretch_only, notes)
             return x[0].contiguous(), None
 
         return dict(zip(positions, self._map(one, positions)))
@@ -89,17 +91,20 @@ def probe_file(path: Path) -> tuple[int, tuple[int, int]] | BadImage:
         return _bad(exc)
 
 
-def decode_file(path: Path) -> torch.Tensor | BadImage:
-    """The image as (C, H, W) float32 in [0, 1]: gray stays 1 channel, 16-bit is scaled by 65535."""
+def decode_file(path: Path, policy: Policy = Policy(), notes: list[str] | None = None) -> torch.Tensor | BadImage:
+    """The image as (C, H, W) float32 in [0, 1] after ``policy``: gray stays 1 channel, 16-bit is
+    scaled by 65535. 8-bit images are resized and cropped by PIL, as torchvision's transforms do."""
     try:
         with Image.open(path) as img:
             _check_pixels(img)
             if img.mode in SIXTEEN_BIT_MODES:
                 arr = np.asarray(img).astype(np.float32).clip(0, 65535) / 65535.0
-                return torch.from_numpy(arr)[None]
+                t, _ = apply_policy(torch.from_numpy(arr)[None, None], None, policy, notes)
+                return t[0]
             if img.mode == "F":
                 return BadImage(f"unsupported pixel mode {img.mode} (32-bit float)")
-            arr = np.asarray(img.convert("L" if img.mode in GRAY_MODES else "RGB"), dtype=np.uint8)
+            img, _ = apply_policy(img.convert("L" if img.mode in GRAY_MODES else "RGB"), None, policy, notes)
+            arr = np.asarray(img, dtype=np.uint8)
     except BadImage as exc:
         return exc
     except Exception as exc:  # noqa: BLE001  truncated, corrupt or otherwise undecodable
