@@ -77,7 +77,7 @@ def prepare(model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int,
     data = sample_data(index, probe, n, seed, target, data_ref.train_n)
     _check_labels(index, model)
     model.validate(data.eval.x[:2])
-    model.choose_layout(data.eval.x[:64])
+    model.choose_layout(data.eval.x[:16])
     classes = list(index.classes) + [str(k) for k in range(index.num_classes, model.num_classes)]
     audit_data = AuditData(index.name, classes, data.eval, data.train)  # type: ignore[arg-type]
     return Prepared(model, audit_data, data, data.positions)

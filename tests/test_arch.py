@@ -4,12 +4,11 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import write_image_folder
 
 from robustcnn.cli import main
 from robustcnn.errors import InvalidInputError
 from robustcnn.models import build_architecture
-
-from helpers import write_image_folder
 
 TORCHVISION = ["resnet50", "mobilenet_v3_large", "efficientnet_b0", "convnext_tiny"]
 

@@ -32,6 +32,7 @@ SIXTEEN_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 T = TypeVar("T")
+NO_POLICY = Policy()
 
 
 def decode_workers() -> int:
@@ -91,7 +92,7 @@ def probe_file(path: Path) -> tuple[int, tuple[int, int]] | BadImage:
         return _bad(exc)
 
 
-def decode_file(path: Path, policy: Policy = Policy(), notes: list[str] | None = None) -> torch.Tensor | BadImage:
+def decode_file(path: Path, policy: Policy = NO_POLICY, notes: list[str] | None = None) -> torch.Tensor | BadImage:
     """The image as (C, H, W) float32 in [0, 1] after ``policy``: gray stays 1 channel, 16-bit is
     scaled by 65535. 8-bit images are resized and cropped by PIL, as torchvision's transforms do."""
     try:

@@ -9,6 +9,7 @@ the same folder and seed always give the same sample of readable images.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -212,7 +213,7 @@ def decode_sample(split: SplitIndex, n: int | None, seed: int, target: Target, s
         if not failed:
             break
         positions = None
-    for text, count in Counter(done).items():
+    for text, count in Counter(re.sub(r"resized \d+x\d+ to", "stretched to", t) for t in done).items():
         notes.append(f"{split.name}: {text} ({count} images)")
     if len(positions) == 0 and split.name == "test":
         reason = f"; {len(split.bad)} skipped, e.g. {next(iter(split.bad.values()))}" if split.bad else ""

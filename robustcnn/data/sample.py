@@ -7,6 +7,7 @@ same size. Neither grows with the number of files in the dataset.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import Counter
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ from ..errors import InvalidInputError
 from .base import Split
 from .index import DataIndex, LazySplit, decode_sample, probe_sample
 from .policy import Policy, Target
+
+log = logging.getLogger("robustcnn")
+LARGE_SAMPLE_BYTES = 2_000_000_000  # warn before decoding an evaluation sample larger than this
 
 
 @dataclass
@@ -73,6 +77,10 @@ def sample_data(index: DataIndex, probe: SampleProbe, n: int | None, seed: int, 
     """Decode the evaluation sample at ``target`` (replacing unreadable items by a fresh draw) and
     set up the training split, capped at ``train_n`` images and decoded only when a check reads it."""
     notes = list(index.notes)
+    planned = len(probe.positions) * target.channels * target.size[0] * target.size[1] * 4
+    if planned > LARGE_SAMPLE_BYTES:
+        log.warning("the evaluation sample of %d images takes %.1f GB in memory at %dx%d; --n samples fewer",
+                    len(probe.positions), planned / 1e9, *target.size)
     split, positions = decode_sample(index.test, n, seed, target, index.skipped, notes, first=probe.positions)
     train = LazySplit(index.train, train_n, seed, target, index.skipped, notes) if index.train is not None else None
     return SampledData(index, target, split, train, positions, train_n, notes)
