@@ -15,7 +15,6 @@ from typing import TypeVar
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from torchvision.transforms.v2 import functional as TF
 
 from .base import convert_channels
 
@@ -77,6 +76,10 @@ def apply_policy(x: ImageLike, masks: torch.Tensor | None, policy: Policy, notes
                  ) -> tuple[ImageLike, torch.Tensor | None]:
     """Resize the shorter side, then centre-crop, with torchvision's functions: a PIL image is
     resized by PIL (bilinear), exactly as torchvision's transforms do; a tensor with antialiasing."""
+    if policy.resize is None and policy.center_crop is None:
+        return x, masks
+    from torchvision.transforms.v2 import functional as TF  # imported only when a policy is asked for
+
     if policy.resize is not None:
         x = TF.resize(x, [policy.resize], antialias=True)
         x = x.clamp(0, 1) if isinstance(x, torch.Tensor) else x
