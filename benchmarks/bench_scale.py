@@ -13,7 +13,10 @@ tiny PNGs, and an untrained torchvision resnet18 state_dict (10 classes).
    About 0.8 GB of the peak is importing torch (with its CUDA libraries) and robustcnn; most of
    the rest is one forward pass of resnet18 over the batch, so ``--batch-size`` bounds it.
 2. Indexing the 50,000 tiny files (``DatasetRef.index()``, no image opened); target 5 s.
-3. Decode throughput to 224x224 (resize 256, centre crop 224) of the same 600 JPEGs: robustcnn's
+3. The same audit (``--resize 256 --center-crop 224 --batch-size 25``) with untrained
+   state_dicts of torchvision's resnet50, mobilenet_v3_large, efficientnet_b0, convnext_tiny and
+   timm's resnet50: each must run end to end (``--skip-models`` leaves this out).
+4. Decode throughput to 224x224 (resize 256, centre crop 224) of the same 600 JPEGs: robustcnn's
    threaded decoder versus a plain ``torch.utils.data.DataLoader`` with PIL and torchvision's
    transforms, the same number of workers; target ratio >= 0.8.
 
@@ -33,6 +36,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path("/tmp/robustcnn-bench-scale")
+PHOTO_ARCHS = ["torchvision:resnet50", "torchvision:mobilenet_v3_large", "torchvision:efficientnet_b0",
+               "torchvision:convnext_tiny", "timm:resnet50"]
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -87,14 +92,16 @@ def make_tiny(count: int) -> Path:
     return folder
 
 
-def make_model() -> Path:
+def make_model(arch: str = "torchvision:resnet18") -> Path:
+    """An untrained state_dict of ``arch`` for 10 classes, built as robustcnn builds it."""
     import torch
-    import torchvision
 
-    path = ROOT / "r18_state.pt"
+    from robustcnn.models import build_architecture
+
+    path = ROOT / f"{arch.replace(':', '-')}_state.pt"
     if not path.exists():
         torch.manual_seed(0)
-        torch.save(torchvision.models.resnet18(weights=None, num_classes=10).state_dict(), path)
+        torch.save(build_architecture(arch, num_classes=10, in_channels=3).state_dict(), path)
     return path
 
 
@@ -111,9 +118,9 @@ def measured(argv: list[str]) -> tuple[float, float, int, str]:
     return wall, rss_kb * 1024 / 1e9, code, err
 
 
-def audit(photos: Path, model: Path, out: Path, extra: list[str]) -> tuple[float, float, int, str]:
+def audit(photos: Path, model: Path, out: Path, extra: list[str], arch: str = "torchvision:resnet18") -> tuple[float, float, int, str]:
     cli = [str(Path(sys.executable).parent / "robustcnn")]
-    return measured([*cli, "audit", "--model", str(model), "--arch", "torchvision:resnet18", "--data", str(photos),
+    return measured([*cli, "audit", "--model", str(model), "--arch", arch, "--data", str(photos),
                      "--input-size", "224x224", "--checks", "clean", "--n", "50", "--out", str(out), "--no-progress", *extra])
 
 
@@ -171,6 +178,7 @@ def main() -> None:
     parser.add_argument("--tiny", type=int, default=50000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--decode", type=int, default=600, help="images decoded in the throughput comparison")
+    parser.add_argument("--skip-models", action="store_true", help="leave out the other photo-size architectures")
     args = parser.parse_args()
     ROOT.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
@@ -189,6 +197,12 @@ def main() -> None:
         rows.append((f"audit --checks clean --n 50, {label}: peak RSS GB", f"{rss:.2f}", "<= 1.5", rss <= 1.5 and code == 0, status))
     seconds, n = index_seconds(tiny)
     rows.append((f"index {n} tiny files: s", f"{seconds:.2f}", "<= 5", seconds <= 5, ""))
+    if not args.skip_models:
+        for arch in PHOTO_ARCHS:
+            wall, rss, code, err = audit(photos, make_model(arch), ROOT / "report", [*policy, "--batch-size", "25"], arch)
+            status = "" if code == 0 else f"  (exit {code}: {err})"
+            rows.append((f"{arch} state_dict, same audit at --batch-size 25: wall s / peak RSS GB",
+                         f"{wall:.0f} / {rss:.2f}", "runs", code == 0, status))
     ours, plain = decode_rates(photos, args.decode, args.workers)
     rows.append((f"decode to 224 px, {args.workers} workers: robustcnn img/s", f"{ours:.0f}", "", True, ""))
     rows.append((f"decode to 224 px, {args.workers} workers: DataLoader+PIL img/s", f"{plain:.0f}", "", True, ""))

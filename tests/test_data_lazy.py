@@ -189,3 +189,15 @@ def test_plan_data_keys(tmp_path):
         plan_from_dict({"data": {"center_crop": [1, 2, 3]}})
     with pytest.raises(InvalidInputError, match="train_n"):
         plan_from_dict({"data": {"train_n": 0}})
+
+
+def test_unreadable_training_file_is_skipped_when_the_split_is_read(folder):
+    (folder / "train" / "3" / "zz-broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    data_ref = DatasetRef(str(folder), train_n=1000)  # every training file is drawn, the broken one too
+    prepared = prepare(ModelRef(module=small_net(1)), data_ref, 10, 0, "cpu")
+    train = prepared.data.train
+    assert len(train) == 61 and data_ref.index().skipped == []
+    assert train.x.shape[0] == 60 and len(train) == 60 and "train/3/zz-broken.png" not in train.ids
+    skipped = data_ref.describe()["skipped"]
+    assert skipped["count"] == 1 and skipped["files"][0]["file"] == "train/3/zz-broken.png"
+    assert skipped["files"][0]["reason"].startswith("cannot read image")
