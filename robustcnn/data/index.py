@@ -235,7 +235,9 @@ class LazySplit:
     """A split decoded on first use of its images, labels, ids or attributes, then kept in memory.
 
     ``len()`` is known without decoding; it is the planned size (``cap`` items drawn class-stratified
-    with ``seed``). Memory once decoded: len x C x H x W x 4 bytes (float32) at the target size.
+    with ``seed``), less any unreadable files found while decoding that no other file could replace.
+    Labels, ids and attributes decode too, so they always describe the images a check gets.
+    Memory once decoded: len x C x H x W x 4 bytes (float32) at the target size.
     """
 
     def __init__(self, split: SplitIndex, cap: int | None, seed: int, target: Target, skipped: list[dict], notes: list[str]) -> None:
