@@ -215,9 +215,9 @@ def decode_sample(split: SplitIndex, n: int | None, seed: int, target: Target, s
         positions = None
     for text, count in Counter(re.sub(r"resized \d+x\d+ to", "stretched to", t) for t in done).items():
         notes.append(f"{split.name}: {text} ({count} images)")
-    if len(positions) == 0 and split.name == "test":
-        reason = f"; {len(split.bad)} skipped, e.g. {next(iter(split.bad.values()))}" if split.bad else ""
-        raise InvalidInputError(f"the {split.name} split holds no readable images{reason}")
+    if len(positions) == 0 and split.name == "test" and split.bad:
+        first_bad = next(iter(split.bad.values()))
+        raise InvalidInputError(f"the {split.name} split holds no readable images; {len(split.bad)} skipped, e.g. {first_bad}")
     return _split_of(split, [int(p) for p in positions], images, target), np.asarray(positions, dtype=np.int64)
 
 
