@@ -23,6 +23,7 @@ tiny PNGs, and an untrained torchvision resnet18 state_dict (10 classes).
 Timings are wall-clock seconds on this machine and include other load on it; the page cache
 is warm after the first pass over the files (both decoders see the same warm cache).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,13 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path("/tmp/robustcnn-bench-scale")
-PHOTO_ARCHS = ["torchvision:resnet50", "torchvision:mobilenet_v3_large", "torchvision:efficientnet_b0",
-               "torchvision:convnext_tiny", "timm:resnet50"]
+PHOTO_ARCHS = [
+    "torchvision:resnet50",
+    "torchvision:mobilenet_v3_large",
+    "torchvision:efficientnet_b0",
+    "torchvision:convnext_tiny",
+    "timm:resnet50",
+]
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -118,10 +124,32 @@ def measured(argv: list[str]) -> tuple[float, float, int, str]:
     return wall, rss_kb * 1024 / 1e9, code, err
 
 
-def audit(photos: Path, model: Path, out: Path, extra: list[str], arch: str = "torchvision:resnet18") -> tuple[float, float, int, str]:
+def audit(
+    photos: Path, model: Path, out: Path, extra: list[str], arch: str = "torchvision:resnet18"
+) -> tuple[float, float, int, str]:
     cli = [str(Path(sys.executable).parent / "robustcnn")]
-    return measured([*cli, "audit", "--model", str(model), "--arch", arch, "--data", str(photos),
-                     "--input-size", "224x224", "--checks", "clean", "--n", "50", "--out", str(out), "--no-progress", *extra])
+    return measured(
+        [
+            *cli,
+            "audit",
+            "--model",
+            str(model),
+            "--arch",
+            arch,
+            "--data",
+            str(photos),
+            "--input-size",
+            "224x224",
+            "--checks",
+            "clean",
+            "--n",
+            "50",
+            "--out",
+            str(out),
+            "--no-progress",
+            *extra,
+        ]
+    )
 
 
 def index_seconds(folder: Path) -> tuple[float, int]:
@@ -184,29 +212,55 @@ def main() -> None:
     t = time.perf_counter()
     photos, tiny, model = make_photos(args.files, args.workers), make_tiny(args.tiny), make_model()
     size_mb = sum(f.stat().st_size for f in photos.rglob("*.jpg")) / 1e6
-    print(f"fixtures ready in {time.perf_counter() - t:.0f} s: {args.files} JPEGs 500x375 ({size_mb:.0f} MB), "
-          f"{args.tiny} tiny PNGs, resnet18 state_dict\n")
+    print(
+        f"fixtures ready in {time.perf_counter() - t:.0f} s: {args.files} JPEGs 500x375 ({size_mb:.0f} MB), "
+        f"{args.tiny} tiny PNGs, resnet18 state_dict\n"
+    )
     rows = []
     policy = ["--resize", "256", "--center-crop", "224"]
-    variants = (("stretch to 224x224", []), ("--resize 256 --center-crop 224", policy),
-                ("the same, --batch-size 32", [*policy, "--batch-size", "32"]))
+    variants = (
+        ("stretch to 224x224", []),
+        ("--resize 256 --center-crop 224", policy),
+        ("the same, --batch-size 32", [*policy, "--batch-size", "32"]),
+    )
     for label, extra in variants:
         wall, rss, code, err = audit(photos, model, ROOT / "report", extra)
         status = "" if code == 0 else f"  (exit {code}: {err})"
-        rows.append((f"audit --checks clean --n 50, {label}: wall s", f"{wall:.1f}", "<= 30", wall <= 30 and code == 0, status))
-        rows.append((f"audit --checks clean --n 50, {label}: peak RSS GB", f"{rss:.2f}", "<= 1.5", rss <= 1.5 and code == 0, status))
+        rows.append(
+            (f"audit --checks clean --n 50, {label}: wall s", f"{wall:.1f}", "<= 30", wall <= 30 and code == 0, status)
+        )
+        rows.append(
+            (
+                f"audit --checks clean --n 50, {label}: peak RSS GB",
+                f"{rss:.2f}",
+                "<= 1.5",
+                rss <= 1.5 and code == 0,
+                status,
+            )
+        )
     seconds, n = index_seconds(tiny)
     rows.append((f"index {n} tiny files: s", f"{seconds:.2f}", "<= 5", seconds <= 5, ""))
     if not args.skip_models:
         for arch in PHOTO_ARCHS:
-            wall, rss, code, err = audit(photos, make_model(arch), ROOT / "report", [*policy, "--batch-size", "25"], arch)
+            wall, rss, code, err = audit(
+                photos, make_model(arch), ROOT / "report", [*policy, "--batch-size", "25"], arch
+            )
             status = "" if code == 0 else f"  (exit {code}: {err})"
-            rows.append((f"{arch} state_dict, same audit at --batch-size 25: wall s / peak RSS GB",
-                         f"{wall:.0f} / {rss:.2f}", "runs", code == 0, status))
+            rows.append(
+                (
+                    f"{arch} state_dict, same audit at --batch-size 25: wall s / peak RSS GB",
+                    f"{wall:.0f} / {rss:.2f}",
+                    "runs",
+                    code == 0,
+                    status,
+                )
+            )
     ours, plain = decode_rates(photos, args.decode, args.workers)
     rows.append((f"decode to 224 px, {args.workers} workers: robustcnn img/s", f"{ours:.0f}", "", True, ""))
     rows.append((f"decode to 224 px, {args.workers} workers: DataLoader+PIL img/s", f"{plain:.0f}", "", True, ""))
-    rows.append(("decode throughput ratio robustcnn / DataLoader", f"{ours / plain:.2f}", ">= 0.8", ours / plain >= 0.8, ""))
+    rows.append(
+        ("decode throughput ratio robustcnn / DataLoader", f"{ours / plain:.2f}", ">= 0.8", ours / plain >= 0.8, "")
+    )
     width = max(len(r[0]) for r in rows)
     print(f"{'measure'.ljust(width)}  {'value':>8}  {'target':>7}  ok")
     for name, value, target, ok, note in rows:

@@ -144,9 +144,11 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--data", "data_spec", help="Dataset: mnist5k (default), digits, a built-in bias set, an ImageFolder directory or an .npz file.")
 @click.option("--checks", help="Comma-separated checks to run (see `robustcnn list`).")
 @click.option("--n", type=click.IntRange(min=1), help="Evaluate a seeded, class-stratified sample of this many test images.")
-@click.option("--resize", type=click.IntRange(min=1), help="Resize each image's shorter side to this many pixels (like torchvision's Resize(S)).")
+@click.option("--resize", type=click.IntRange(min=1),
+              help="Resize each image's shorter side to this many pixels (like torchvision's Resize(S)).")
 @click.option("--center-crop", help="Then cut the centre HxW or S (like torchvision's CenterCrop), e.g. 224.")
-@click.option("--train-n", type=click.IntRange(min=1), help="Training images a check may decode, a seeded class-stratified sample (default 5000).")
+@click.option("--train-n", type=click.IntRange(min=1),
+              help="Training images a check may decode, a seeded class-stratified sample (default 5000).")
 @click.option("--seed", type=int, help="Random seed (default 0); the same seed gives the same results.csv.")
 @click.option("--device", help="cpu (default), cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per forward pass (default 256).")
@@ -205,7 +207,8 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
     if ood is not None:
         options.setdefault("confidence", {})["ood"] = ood
     plan = plan.with_overrides(
-        data=data_spec, n=n, resize=resize, center_crop=_size(center_crop, "--center-crop"), train_n=train_n, seed=seed, device=device, batch_size=batch_size, out=out, baseline=baseline,
+        data=data_spec, n=n, resize=resize, center_crop=_size(center_crop, "--center-crop"), train_n=train_n,
+        seed=seed, device=device, batch_size=batch_size, out=out, baseline=baseline,
         checks=selected, options=options,
     )
     validate_plan(plan)

@@ -155,8 +155,9 @@ def validate_plan(plan: Plan) -> None:
         value = getattr(plan, key)
         if value is not None and (not _is_int(value) or value < 1):
             raise InvalidInputError(f"{key} must be a positive integer, got {value!r}")
-    if plan.center_crop is not None and (len(plan.center_crop) != 2 or not all(_is_int(v) and v >= 1 for v in plan.center_crop)):
-        raise InvalidInputError(f"center_crop must be two positive integers HxW, e.g. 224x224, got {list(plan.center_crop)!r}")
+    crop = plan.center_crop
+    if crop is not None and (len(crop) != 2 or not all(_is_int(v) and v >= 1 for v in crop)):
+        raise InvalidInputError(f"center_crop must be two positive integers HxW, e.g. 224x224, got {list(crop)!r}")
     for ref in plan.models:
         validate_model_ref(ref)
 
@@ -215,7 +216,7 @@ def _crop(value: Any, source: str) -> tuple[int, int] | None:
     if value is None:
         return None
     values = [value, value] if isinstance(value, int) else value
-    if not isinstance(values, list) or len(values) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    if not isinstance(values, list) or len(values) != 2 or not all(_is_int(v) for v in values):
         raise InvalidInputError(f"{source}: center_crop must be an integer or [H, W], got {value!r}")
     return (values[0], values[1])
 

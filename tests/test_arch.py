@@ -1,4 +1,5 @@
 """Photo-size architectures built from a name without downloading: torchvision and timm."""
+
 import json
 
 import pytest
@@ -36,12 +37,38 @@ def test_state_dict_audit_at_photo_input(tmp_path, mnist):
     net = build_architecture("torchvision:mobilenet_v3_large", num_classes=10, in_channels=3)
     torch.save(net.state_dict(), tmp_path / "m.pt")
     te = torch.arange(10) * 100
-    write_image_folder(tmp_path / "ds", mnist.test.x[te].expand(-1, 3, -1, -1), mnist.test.y[te], [str(i) for i in range(10)])
-    result = CliRunner().invoke(main, [
-        "audit", "--model", str(tmp_path / "m.pt"), "--arch", "torchvision:mobilenet_v3_large", "--data", str(tmp_path / "ds"),
-        "--input-size", "40x40", "--resize", "44", "--center-crop", "40", "--mean", "0.485,0.456,0.406",
-        "--std", "0.229,0.224,0.225", "--checks", "clean", "--n", "5", "--out", str(tmp_path / "r"), "--no-progress",
-    ])
+    write_image_folder(
+        tmp_path / "ds", mnist.test.x[te].expand(-1, 3, -1, -1), mnist.test.y[te], [str(i) for i in range(10)]
+    )
+    result = CliRunner().invoke(
+        main,
+        [
+            "audit",
+            "--model",
+            str(tmp_path / "m.pt"),
+            "--arch",
+            "torchvision:mobilenet_v3_large",
+            "--data",
+            str(tmp_path / "ds"),
+            "--input-size",
+            "40x40",
+            "--resize",
+            "44",
+            "--center-crop",
+            "40",
+            "--mean",
+            "0.485,0.456,0.406",
+            "--std",
+            "0.229,0.224,0.225",
+            "--checks",
+            "clean",
+            "--n",
+            "5",
+            "--out",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     meta = json.loads((tmp_path / "r" / "meta.json").read_text())
     assert meta["model"]["input_size"] == [40, 40] and meta["data"]["eval_n"] == 5

@@ -1,5 +1,6 @@
 """Lazy datasets: index without decoding, decode only the sample, lazy capped training split,
 the resize/crop policy, memory-mapped .npz, and every kind of unusable file as a counted skip."""
+
 import json
 import os
 import struct
@@ -111,7 +112,9 @@ def _bomb_png(path, width=20000, height=20000):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _bad_folder(root, mnist):
@@ -131,8 +134,12 @@ def _bad_folder(root, mnist):
     (b / "loop").symlink_to(b, target_is_directory=True)
     (a / "self.png").symlink_to(a / "self.png")
     return {
-        "a/corrupt.png": "cannot read image", "a/truncated.jpg": "cannot read image", "a/zero.jpg": "empty file",
-        "b/bomb.png": "too many pixels", "a/notes.txt": "not an image file", "b/loop": "symlink loop",
+        "a/corrupt.png": "cannot read image",
+        "a/truncated.jpg": "cannot read image",
+        "a/zero.jpg": "empty file",
+        "b/bomb.png": "too many pixels",
+        "a/notes.txt": "not an image file",
+        "b/loop": "symlink loop",
         "a/self.png": "",
     }
 
@@ -140,8 +147,18 @@ def _bad_folder(root, mnist):
 def test_bad_files_are_counted_skips_listed_in_meta(tmp_path, mnist):
     expected = _bad_folder(tmp_path / "bad", mnist)
     model = save_torchscript(small_net(3, 3), tmp_path / "m.pt")
-    code, out = run("audit", "--model", str(model), "--data", str(tmp_path / "bad"),
-                    "--checks", "clean", "--out", str(tmp_path / "r"), "--no-progress")
+    code, out = run(
+        "audit",
+        "--model",
+        str(model),
+        "--data",
+        str(tmp_path / "bad"),
+        "--checks",
+        "clean",
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+    )
     assert code == 0, out
     meta = json.loads((tmp_path / "r" / "meta.json").read_text())
     skipped = {s["file"]: s["reason"] for s in meta["data"]["skipped"]["files"]}
@@ -161,8 +178,18 @@ def test_folder_of_only_bad_files_is_one_line_exit_4(tmp_path):
     (tmp_path / "ds" / "cat").mkdir(parents=True)
     (tmp_path / "ds" / "cat" / "broken.png").write_bytes(b"not a png")
     _bomb_png(tmp_path / "ds" / "cat" / "bomb.png")
-    code, out = run("audit", "--model", "demo:mnist-cnn", "--data", str(tmp_path / "ds"), "--checks", "clean",
-                    "--out", str(tmp_path / "r"), "--no-progress")
+    code, out = run(
+        "audit",
+        "--model",
+        "demo:mnist-cnn",
+        "--data",
+        str(tmp_path / "ds"),
+        "--checks",
+        "clean",
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+    )
     assert code == 4
     assert "no readable images" in out and "Traceback" not in out and len(out.strip().splitlines()) == 1
 
@@ -170,8 +197,24 @@ def test_folder_of_only_bad_files_is_one_line_exit_4(tmp_path):
 def test_policy_and_train_n_recorded_in_meta(tmp_path, mnist):
     te = torch.arange(10) * 100
     write_image_folder(tmp_path / "ds", mnist.test.x[te], mnist.test.y[te], [str(i) for i in range(10)])
-    code, out = run("audit", "--model", "demo:mnist-cnn", "--data", str(tmp_path / "ds"), "--checks", "clean",
-                    "--resize", "36", "--center-crop", "28", "--train-n", "7", "--out", str(tmp_path / "r"), "--no-progress")
+    code, out = run(
+        "audit",
+        "--model",
+        "demo:mnist-cnn",
+        "--data",
+        str(tmp_path / "ds"),
+        "--checks",
+        "clean",
+        "--resize",
+        "36",
+        "--center-crop",
+        "28",
+        "--train-n",
+        "7",
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+    )
     assert code == 0, out
     meta = json.loads((tmp_path / "r" / "meta.json").read_text())
     assert meta["data"]["resize"] == 36 and meta["data"]["center_crop"] == [28, 28] and meta["data"]["train_n"] == 7

@@ -3,6 +3,7 @@
 Audits use ``DatasetRef.index()``: labels, ids and attributes of every item, images read only
 for the items sampled. ``DatasetRef.load()`` decodes everything (training, small sets).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -15,8 +16,17 @@ from .index import DataIndex, LazySplit
 from .policy import Policy, Target
 
 __all__ = [
-    "DatasetRef", "DataIndex", "ImageData", "LazySplit", "Policy", "Split", "Target", "BUILTINS",
-    "register_builtin", "stratified_sample", "convert_channels",
+    "DatasetRef",
+    "DataIndex",
+    "ImageData",
+    "LazySplit",
+    "Policy",
+    "Split",
+    "Target",
+    "BUILTINS",
+    "register_builtin",
+    "stratified_sample",
+    "convert_channels",
 ]
 
 DEFAULT_TRAIN_N = 5000
@@ -75,7 +85,9 @@ class DatasetRef:
         if name in BUILTINS or "/" not in name and not path.exists():
             options = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
             return load_builtin(name, options)
-        raise InvalidInputError(f"dataset not found: {self.spec} (expected a built-in name, a directory or an .npz file)")
+        raise InvalidInputError(
+            f"dataset not found: {self.spec} (expected a built-in name, a directory or an .npz file)"
+        )
 
     def describe(self) -> dict:
         data = self.index()

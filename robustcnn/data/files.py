@@ -4,6 +4,7 @@ Every way a file can be unusable (empty, truncated or corrupt, not an image, an 
 pixel mode, too many pixels, a symlink loop) becomes a ``BadImage`` with a one-line reason,
 never an exception that escapes or an allocation proportional to the claimed image size.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -59,7 +60,9 @@ class FileSource:
     def probe(self, positions: list[int]) -> dict[int, tuple[int, tuple[int, int]] | BadImage]:
         return dict(zip(positions, self._map(lambda p: probe_file(self.root / self.rel[p]), positions)))
 
-    def read(self, positions: list[int], target: Target, notes: list[str]) -> dict[int, tuple[torch.Tensor, None] | BadImage]:
+    def read(
+        self, positions: list[int], target: Target, notes: list[str]
+    ) -> dict[int, tuple[torch.Tensor, None] | BadImage]:
         stretch_only = Target(target.channels, target.size)
 
         def one(p: int) -> tuple[torch.Tensor, None] | BadImage:

@@ -8,6 +8,7 @@ Layout: ``ROOT/<class>/<image>``; or ``ROOT/train/<class>/...`` and ``ROOT/test/
 any image; audits decode only the images they sample. ``load_folder`` decodes every image
 (for training and small folders).
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -96,8 +97,15 @@ def _read_metadata(root: Path) -> pd.DataFrame | None:
     return meta.set_index("path")
 
 
-def _index_split(name: str, split_root: Path, root: Path, classes: list[str], metadata: pd.DataFrame | None,
-                 notes: list[str], skipped: list[dict]) -> SplitIndex:
+def _index_split(
+    name: str,
+    split_root: Path,
+    root: Path,
+    classes: list[str],
+    metadata: pd.DataFrame | None,
+    notes: list[str],
+    skipped: list[dict],
+) -> SplitIndex:
     files: list[tuple[Path, int, int]] = []
     labels: list[int] = []
     bad: list[tuple[Path, str]] = []
@@ -111,7 +119,9 @@ def _index_split(name: str, split_root: Path, root: Path, classes: list[str], me
         labels += [label] * len(found)
     skipped += [{"split": name, "file": _relative(path, root), "reason": reason} for path, reason in bad]
     if empty and files:
-        notes.append(f"{name}: {len(empty)} classes have no images ({', '.join(empty[:10])}{', ...' if len(empty) > 10 else ''})")
+        notes.append(
+            f"{name}: {len(empty)} classes have no images ({', '.join(empty[:10])}{', ...' if len(empty) > 10 else ''})"
+        )
     rel = [_relative(path, root) for path, _, _ in files]
     attrs = pd.DataFrame(index=range(len(rel)))
     if metadata is not None:
@@ -119,7 +129,9 @@ def _index_split(name: str, split_root: Path, root: Path, classes: list[str], me
         joined = metadata.reindex(rel)
         missing = int(joined[attr_cols[0]].isna().sum()) if attr_cols else 0
         if missing:
-            notes.append(f"{split_root.name}: {missing} images have no metadata.csv row; their attributes are 'missing'")
+            notes.append(
+                f"{split_root.name}: {missing} images have no metadata.csv row; their attributes are 'missing'"
+            )
         attrs = joined[attr_cols].fillna("missing").reset_index(drop=True)
     source = FileSource(root, rel, [(size, mtime) for _, size, mtime in files])
     return SplitIndex(torch.tensor(labels, dtype=torch.long), rel, attrs, source, name)

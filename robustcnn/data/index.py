@@ -6,6 +6,7 @@ index; only the drawn items are ever decoded, straight to the model's input (``T
 An item that cannot be read is skipped, recorded, and the sample is drawn again without it, so
 the same folder and seed always give the same sample of readable images.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -38,7 +39,9 @@ class ImageSource(Protocol):
     def probe(self, positions: list[int]) -> dict[int, tuple[int, tuple[int, int]] | BadImage]:
         """Channels and (H, W) of each item as stored, or why it cannot be read; cheap (headers)."""
 
-    def read(self, positions: list[int], target: Target, notes: list[str]) -> dict[int, tuple[torch.Tensor, torch.Tensor | None] | BadImage]:
+    def read(
+        self, positions: list[int], target: Target, notes: list[str]
+    ) -> dict[int, tuple[torch.Tensor, torch.Tensor | None] | BadImage]:
         """Each item as a (C, H, W) image at ``target`` plus its (1, H, W) mask or None, or why not."""
 
 
@@ -68,7 +71,9 @@ class TensorSource:
         c, h, w = self.x.shape[1:]
         return {p: (c, (h, w)) for p in positions}
 
-    def read(self, positions: list[int], target: Target, notes: list[str]) -> dict[int, tuple[torch.Tensor, torch.Tensor | None] | BadImage]:
+    def read(
+        self, positions: list[int], target: Target, notes: list[str]
+    ) -> dict[int, tuple[torch.Tensor, torch.Tensor | None] | BadImage]:
         out: dict[int, tuple[torch.Tensor, torch.Tensor | None] | BadImage] = {}
         for start in range(0, len(positions), 256):
             chunk = positions[start : start + 256]
@@ -169,7 +174,9 @@ class DataIndex:
         return cls(data.name, data.classes, split_index(data.test, "test"), train, list(data.notes))
 
 
-def probe_sample(split: SplitIndex, n: int | None, seed: int, skipped: list[dict]) -> dict[int, tuple[int, tuple[int, int]]]:
+def probe_sample(
+    split: SplitIndex, n: int | None, seed: int, skipped: list[dict]
+) -> dict[int, tuple[int, tuple[int, int]]]:
     """Draw the sample and read the headers of its items; unreadable ones are skipped and the draw repeated.
 
     Returns the stored (channels, (H, W)) of each item of the final sample, in sample order.
@@ -189,8 +196,15 @@ def probe_sample(split: SplitIndex, n: int | None, seed: int, skipped: list[dict
             return {p: known[p] for p in positions}
 
 
-def decode_sample(split: SplitIndex, n: int | None, seed: int, target: Target, skipped: list[dict],
-                  notes: list[str], first: np.ndarray | None = None) -> tuple[Split, np.ndarray]:
+def decode_sample(
+    split: SplitIndex,
+    n: int | None,
+    seed: int,
+    target: Target,
+    skipped: list[dict],
+    notes: list[str],
+    first: np.ndarray | None = None,
+) -> tuple[Split, np.ndarray]:
     """Decode the sample at ``target``; unreadable items are skipped and replaced by a fresh draw.
 
     ``first`` is a draw already made (e.g. by ``probe_sample``), reused to avoid drawing twice.
@@ -217,7 +231,9 @@ def decode_sample(split: SplitIndex, n: int | None, seed: int, target: Target, s
         notes.append(f"{split.name}: {text} ({count} images)")
     if len(positions) == 0 and split.name == "test" and split.bad:
         first_bad = next(iter(split.bad.values()))
-        raise InvalidInputError(f"the {split.name} split holds no readable images; {len(split.bad)} skipped, e.g. {first_bad}")
+        raise InvalidInputError(
+            f"the {split.name} split holds no readable images; {len(split.bad)} skipped, e.g. {first_bad}"
+        )
     return _split_of(split, [int(p) for p in positions], images, target), np.asarray(positions, dtype=np.int64)
 
 
@@ -228,7 +244,9 @@ def _split_of(split: SplitIndex, positions: list[int], images: dict, target: Tar
     with_masks = [images[p][1] for p in positions]
     masks = torch.stack(with_masks).contiguous() if with_masks and all(m is not None for m in with_masks) else None
     t = torch.as_tensor(positions, dtype=torch.long)
-    return Split(x, split.y[t], [split.ids[p] for p in positions], split.attrs.iloc[positions].reset_index(drop=True), masks)
+    return Split(
+        x, split.y[t], [split.ids[p] for p in positions], split.attrs.iloc[positions].reset_index(drop=True), masks
+    )
 
 
 class LazySplit:
@@ -240,13 +258,17 @@ class LazySplit:
     Memory once decoded: len x C x H x W x 4 bytes (float32) at the target size.
     """
 
-    def __init__(self, split: SplitIndex, cap: int | None, seed: int, target: Target, skipped: list[dict], notes: list[str]) -> None:
+    def __init__(
+        self, split: SplitIndex, cap: int | None, seed: int, target: Target, skipped: list[dict], notes: list[str]
+    ) -> None:
         self._index, self._cap, self._seed, self._target = split, cap, seed, target
         self._skipped, self._notes = skipped, notes
         self._planned = len(split.draw(cap, seed))
         self._split: Split | None = None
         if cap is not None and cap < len(split.readable()):
-            notes.append(f"{split.name}: a class-stratified sample of {cap} of {len(split.readable())} images (train_n)")
+            notes.append(
+                f"{split.name}: a class-stratified sample of {cap} of {len(split.readable())} images (train_n)"
+            )
 
     @property
     def decoded(self) -> bool:

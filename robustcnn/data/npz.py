@@ -6,6 +6,7 @@ Image arrays stored uncompressed (``np.savez``) are memory-mapped, so only the r
 samples are read; compressed ones (``np.savez_compressed``) are read into memory as stored
 (e.g. uint8) and converted to float32 only for the sampled rows.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -160,7 +161,7 @@ def _split(arrays: dict[str, np.ndarray], suffix: str, path: Path) -> SplitIndex
         if key in RESERVED or arr.ndim != 1 or len(arr) != n:
             continue
         if suffix and key.startswith(prefix):
-            attrs[key[len(prefix):]] = arr
+            attrs[key[len(prefix) :]] = arr
         elif not suffix and not key.startswith("train_"):
             attrs[key] = arr
     ids_key = f"ids{suffix}"

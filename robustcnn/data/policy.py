@@ -7,6 +7,7 @@ transforms resize a PIL image; in-memory arrays by torchvision's antialiased ten
 Whatever the policy leaves at another size than the
 model's input is then stretched to it (bilinear, antialiased), as in-memory sets always were.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,8 +53,12 @@ class Target:
     policy: Policy = Policy()
 
 
-def conform(x: torch.Tensor, masks: torch.Tensor | None, target: Target, notes: list[str] | None = None,
-            ) -> tuple[torch.Tensor, torch.Tensor | None]:
+def conform(
+    x: torch.Tensor,
+    masks: torch.Tensor | None,
+    target: Target,
+    notes: list[str] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Bring a batch (N, C, H, W) of [0, 1] images (and their object masks) to ``target``.
 
     ``notes`` receives one line per conversion done. Images already at the target come back unchanged.
@@ -72,8 +77,12 @@ def conform(x: torch.Tensor, masks: torch.Tensor | None, target: Target, notes: 
     return x, masks
 
 
-def apply_policy(x: ImageLike, masks: torch.Tensor | None, policy: Policy, notes: list[str] | None = None,
-                 ) -> tuple[ImageLike, torch.Tensor | None]:
+def apply_policy(
+    x: ImageLike,
+    masks: torch.Tensor | None,
+    policy: Policy,
+    notes: list[str] | None = None,
+) -> tuple[ImageLike, torch.Tensor | None]:
     """Resize the shorter side, then centre-crop, with torchvision's functions: a PIL image is
     resized by PIL (bilinear), exactly as torchvision's transforms do; a tensor with antialiasing."""
     if policy.resize is None and policy.center_crop is None:

@@ -4,6 +4,7 @@ Memory: the evaluation sample is n x C x H x W float32 at the model's input size
 at 224x224 are 30 MB); the training split, only once a check reads it, ``train_n`` images of the
 same size. Neither grows with the number of files in the dataset.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,7 +44,9 @@ def probe_eval(index: DataIndex, n: int | None, seed: int) -> SampleProbe:
         hint = f"; {len(index.skipped)} skipped, e.g. {first['file']}: {first['reason']}" if first else ""
         raise InvalidInputError(f"dataset '{index.name}' holds no readable images{hint}")
     channels = 3 if any(c == 3 for c, _ in probes.values()) else 1
-    return SampleProbe(np.fromiter(probes, dtype=np.int64, count=len(probes)), channels, [s for _, s in probes.values()])
+    return SampleProbe(
+        np.fromiter(probes, dtype=np.int64, count=len(probes)), channels, [s for _, s in probes.values()]
+    )
 
 
 @dataclass
@@ -72,15 +75,20 @@ class SampledData:
         return self._fingerprint
 
 
-def sample_data(index: DataIndex, probe: SampleProbe, n: int | None, seed: int, target: Target,
-                train_n: int | None) -> SampledData:
+def sample_data(
+    index: DataIndex, probe: SampleProbe, n: int | None, seed: int, target: Target, train_n: int | None
+) -> SampledData:
     """Decode the evaluation sample at ``target`` (replacing unreadable items by a fresh draw) and
     set up the training split, capped at ``train_n`` images and decoded only when a check reads it."""
     notes = list(index.notes)
     planned = len(probe.positions) * target.channels * target.size[0] * target.size[1] * 4
     if planned > LARGE_SAMPLE_BYTES:
-        log.warning("the evaluation sample of %d images takes %.1f GB in memory at %dx%d; --n samples fewer",
-                    len(probe.positions), planned / 1e9, *target.size)
+        log.warning(
+            "the evaluation sample of %d images takes %.1f GB in memory at %dx%d; --n samples fewer",
+            len(probe.positions),
+            planned / 1e9,
+            *target.size,
+        )
     split, positions = decode_sample(index.test, n, seed, target, index.skipped, notes, first=probe.positions)
     train = LazySplit(index.train, train_n, seed, target, index.skipped, notes) if index.train is not None else None
     return SampledData(index, target, split, train, positions, train_n, notes)
