@@ -244,3 +244,20 @@ def test_unreadable_training_file_is_skipped_when_the_split_is_read(folder):
     skipped = data_ref.describe()["skipped"]
     assert skipped["count"] == 1 and skipped["files"][0]["file"] == "train/3/zz-broken.png"
     assert skipped["files"][0]["reason"].startswith("cannot read image")
+
+
+def test_python_api_takes_the_policy(tmp_path, mnist):
+    import robustcnn
+
+    te = torch.arange(10) * 100
+    write_image_folder(tmp_path / "ds", mnist.test.x[te], mnist.test.y[te], [str(i) for i in range(10)])
+    report = robustcnn.audit(
+        "demo:mnist-cnn",
+        str(tmp_path / "ds"),
+        checks=["clean"],
+        out=tmp_path / "r",
+        resize=32,
+        center_crop=28,
+        train_n=3,
+    )
+    assert report.meta["data"]["center_crop"] == [28, 28] and report.meta["data"]["train_n"] == 3
