@@ -144,6 +144,11 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--data", "data_spec", help="Dataset: mnist5k (default), digits, a built-in bias set, an ImageFolder directory or an .npz file.")
 @click.option("--checks", help="Comma-separated checks, family names (e.g. natural-shifts) or 'all' (see `robustcnn list`). Default: the plan's checks; with no plan, only 'clean'.")
 @click.option("--n", type=click.IntRange(min=1), help="Evaluate a seeded, class-stratified sample of this many test images.")
+@click.option("--resize", type=click.IntRange(min=1),
+              help="Resize each image's shorter side to this many pixels (like torchvision's Resize(S)).")
+@click.option("--center-crop", help="Then cut the centre HxW or S (like torchvision's CenterCrop), e.g. 224.")
+@click.option("--train-n", type=click.IntRange(min=1),
+              help="Training images a check may decode, a seeded class-stratified sample (default 5000).")
 @click.option("--seed", type=int, help="Random seed (default 0); the same seed gives the same results.csv.")
 @click.option("--device", help="cpu (default), cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per forward pass (default 256).")
@@ -164,7 +169,8 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @handle_errors
 def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_classes: int | None, channels: int | None,
           input_size: str | None, mean: str | None, std: str | None, trust_model: bool, name: str | None,
-          data_spec: str | None, checks: str | None, n: int | None, seed: int | None, device: str | None,
+          data_spec: str | None, checks: str | None, n: int | None, resize: int | None, center_crop: str | None,
+          train_n: int | None, seed: int | None, device: str | None,
           batch_size: int | None, out: str | None, force: bool, set_options: tuple[str, ...], attacks: str | None,
           target: str | None, ood: str | None, baseline: str | None, resume: bool, no_progress: bool,
           policy: str | None, junit: str | None, warn_only: bool, debug: bool) -> None:
@@ -204,7 +210,8 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
     for check, table in given.items():
         options.setdefault(check, {}).update(table)
     plan = plan.with_overrides(
-        data=data_spec, n=n, seed=seed, device=device, batch_size=batch_size, out=out, baseline=baseline,
+        data=data_spec, n=n, resize=resize, center_crop=_size(center_crop, "--center-crop"), train_n=train_n,
+        seed=seed, device=device, batch_size=batch_size, out=out, baseline=baseline,
         checks=selected, options=options,
     )
     validate_plan(plan)
@@ -287,13 +294,14 @@ def _plain_plan():
     return Plan()
 
 
-def _size(text: str | None) -> tuple[int, int] | None:
+def _size(text: str | None, option: str = "--input-size") -> tuple[int, int] | None:
     if text is None:
         return None
     try:
-        h, w = (int(v) for v in text.lower().split("x"))  # range checked with the plan (exit 4)
+        parts = [int(v) for v in text.lower().split("x")]  # range checked with the plan (exit 4)
+        h, w = parts * 2 if option == "--center-crop" and len(parts) == 1 else parts
     except ValueError as exc:
-        raise UsageError(f"--input-size takes HxW, e.g. 224x224, got '{text}'") from exc
+        raise UsageError(f"{option} takes HxW, e.g. 224x224, got '{text}'") from exc
     return h, w
 
 

@@ -287,7 +287,11 @@ def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
 
 
 def build_architecture(arch: str, num_classes: int, in_channels: int) -> nn.Module:
-    """Build ``torchvision:NAME``, ``demo:NAME`` or ``package.module:factory`` untrained."""
+    """Build ``torchvision:NAME``, ``timm:NAME``, ``demo:NAME`` or ``package.module:factory`` untrained.
+
+    Nothing is downloaded: torchvision and timm models are built without pretrained weights
+    (the user's state_dict supplies them). timm is an optional extra (``robustcnn[timm]``).
+    """
     if ":" not in arch:
         raise UsageError(f"--arch must look like torchvision:resnet18 or package.module:factory, got '{arch}'")
     source, name = arch.split(":", 1)
@@ -301,6 +305,8 @@ def build_architecture(arch: str, num_classes: int, in_channels: int) -> nn.Modu
         if in_channels != 3:
             _adapt_first_conv(net, in_channels)
         return net
+    if source == "timm":
+        return _build_timm(name, num_classes, in_channels)
     if source in ("demo", "zoo"):
         from . import zoo
 
@@ -316,6 +322,16 @@ def build_architecture(arch: str, num_classes: int, in_channels: int) -> nn.Modu
     if not isinstance(net, nn.Module):
         raise InvalidInputError(f"factory '{arch}' returned {type(net).__name__}, not a torch.nn.Module")
     return net
+
+
+def _build_timm(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    try:
+        import timm
+    except ImportError as exc:
+        raise InvalidInputError("--arch timm:NAME needs the timm package: pip install 'robustcnn[timm]'") from exc
+    if not timm.is_model(name):
+        raise InvalidInputError(f"timm has no architecture '{name}' (see timm.list_models())")
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
 
 
 def _adapt_first_conv(net: nn.Module, in_channels: int) -> None:

@@ -26,7 +26,8 @@ import torch
 
 from . import __version__
 from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check
-from .data import DatasetRef, ImageData, Split, stratified_sample
+from .data import DatasetRef, ImageData, Target
+from .data.sample import SampledData, probe_eval, sample_data
 from .errors import EnvironmentProblemError, InvalidInputError, NothingEvaluatedError, UsageError
 from .fragments import CorruptFragmentError, FragmentStore, content_key
 from .models import AuditedModel, ModelRef
@@ -54,31 +55,32 @@ class Prepared:
 
     model: AuditedModel
     data: AuditData
-    image_data: ImageData
+    image_data: SampledData
     eval_index: np.ndarray
 
 
 def prepare(model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int, device: str) -> Prepared:
-    """Load the data and model, adapt images to the model, validate, and draw the evaluation sample."""
+    """Index the data, draw the evaluation sample, load the model, decode only the sampled images
+    at the model's input, and validate. The training split is decoded when a check first reads it."""
     _check_device(device)
-    raw = data_ref.load()
-    if n is not None and n > len(raw.test):
-        total = len(raw.test)
+    index = data_ref.index()
+    if n is not None and n > len(index.test):
+        total = len(index.test)
         log.warning("--n %d is more than the %d test images of %s; evaluating all %d", n, total, data_ref.spec, total)
-    channels = raw.test.shape[0]
+    probe = probe_eval(index, n, seed)
     model = model_ref.load(
-        num_classes=raw.num_classes, in_channels=channels, input_size=model_ref.input_size, device=device
+        num_classes=index.num_classes, in_channels=probe.channels, input_size=model_ref.input_size, device=device
     )
     if model.input_size is None:
-        model.input_size = tuple(raw.test.shape[1:])  # type: ignore[assignment]
-    data = raw.adapted(model.in_channels, model.input_size)
-    _check_labels(data, model)
-    model.validate(data.test.x[:2])
-    model.choose_layout(data.test.x[:64])
-    index = stratified_sample(data.test.y, n, seed) if n else np.arange(len(data.test))
-    classes = list(data.classes) + [str(k) for k in range(data.num_classes, model.num_classes)]
-    audit_data = AuditData(data.name, classes, data.test.subset(index), data.train)
-    return Prepared(model, audit_data, data, index)
+        model.input_size = probe.input_size(data_ref.policy)  # type: ignore[assignment]
+    target = Target(model.in_channels, tuple(model.input_size), data_ref.policy)  # type: ignore[arg-type]
+    data = sample_data(index, probe, n, seed, target, data_ref.train_n)
+    _check_labels(index, model)
+    model.validate(data.eval.x[:2])
+    model.choose_layout(data.eval.x[:16])
+    classes = list(index.classes) + [str(k) for k in range(index.num_classes, model.num_classes)]
+    audit_data = AuditData(index.name, classes, data.eval, data.train)  # type: ignore[arg-type]
+    return Prepared(model, audit_data, data, data.positions)
 
 
 def _check_device(device: str) -> None:
@@ -202,7 +204,7 @@ def _audit_into(
     for name in plan.options:
         if name not in plan.checks:
             log.warning("options given for check '%s', which is not selected", name)
-    data_ref = DatasetRef(plan.data)
+    data_ref = DatasetRef(plan.data, plan.policy, plan.train_n)
     prepared = prepare(model_ref, data_ref, plan.n, plan.seed, plan.device)
     baseline = Report.load(plan.baseline).table if plan.baseline else None
     for check in checks:
