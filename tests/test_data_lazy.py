@@ -151,6 +151,7 @@ def test_bad_files_are_counted_skips_listed_in_meta(tmp_path, mnist):
         "audit",
         "--model",
         str(model),
+        "--trust-model",
         "--data",
         str(tmp_path / "bad"),
         "--checks",

@@ -160,7 +160,7 @@ def test_cli_runs_nothing_without_trust(malicious, tmp_path, kind, suffix):
                                        "--checks", "clean", "--n", "10", "--out", str(tmp_path / "r"), "--no-progress"])
     assert result.exit_code == 4, result.output
     assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "can run code" in lines[0] and "--trust-model" in lines[0]
     assert not sentinel.exists()
     assert not (tmp_path / "r" / "meta.json").exists()
