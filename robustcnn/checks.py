@@ -270,15 +270,17 @@ def _skip_plugin(name: str, reason: str) -> None:
 
 def expand_selection(tokens: list[str]) -> list[str]:
     """Check names from a selection: names, ``all``, or family names (``natural-shifts`` or
-    ``"natural shifts"``), in registry order for ``all`` and families, without duplicates."""
+    ``"natural shifts"``); ``all`` and families add, in registry order, the checks not chosen yet."""
     registry = load_registry()
     ordered = sorted(registry, key=lambda name: (registry[name].order, name))
     families = {registry[n].family.replace(" ", "-"): [m for m in ordered if registry[m].family == registry[n].family] for n in ordered}
     chosen: list[str] = []
     for token in tokens:
         key = token.strip().replace(" ", "-")
-        names = ordered if key == "all" else families.get(key, [token.strip()])
-        chosen += [n for n in names if n not in chosen]
+        if key == "all" or key in families:
+            chosen += [n for n in (ordered if key == "all" else families[key]) if n not in chosen]
+        else:
+            chosen.append(token.strip())  # a name listed twice stays twice, for the plan check to refuse
     return chosen
 
 

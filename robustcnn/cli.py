@@ -216,8 +216,9 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
     )
     validate_plan(plan)
     _refuse_options_for_unselected(given, plan.checks)
-    source = "--checks" if checks is not None else (plan.source or "the default; --checks all runs every check")
-    click.echo(f"checks: {', '.join(plan.checks)} ({source})")
+    if checks is None:
+        source = f"from {plan.source}" if plan.source else "the default; --checks all runs every check"
+        click.echo(f"checks: {', '.join(plan.checks)} ({source})")
     gates = _plan_gates(plan, policy)
     if junit and not gates:
         raise UsageError("--junit needs gates: give --policy FILE or [[gate]] tables in the plan")
