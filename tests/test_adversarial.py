@@ -191,3 +191,25 @@ def test_end_to_end_through_the_audit_api(tmp_path):
     label, value = head.label, head.value
     median = table[table["metric"] == "min_perturbation_median"]["value"].iloc[0]
     assert label.startswith("median smallest L-inf perturbation") and value == median and 0 < value < 0.3
+
+
+def test_headline_ranks_a_weak_the_demo_and_an_adversarially_trained_model(demo_model, small, mnist):
+    from reference_models import reference_model
+
+    from misleading_models import wrap
+
+    options = {**QUICK, "norms": ["linf"], "eps_linf": [0.0, 0.3]}
+    models = {"weak": wrap(reference_model("weak", mnist.train.x, mnist.train.y), sample=small.eval.x[:2]), "demo": demo_model,
+              "adversarial": wrap(reference_model("adversarial", mnist.train.x, mnist.train.y), sample=small.eval.x[:2])}
+    heads, fixed = {}, {}
+    for name, model in models.items():
+        check = AdversarialCheck.from_options(options)
+        table = pd.DataFrame(check.run(model, small, CheckContext(seed=0)).rows).assign(model=name, check="adversarial")
+        heads[name] = check.headline(table)
+        fixed[name] = table[(table["metric"] == "robust_accuracy") & (table["eps"] == 0.3)]["value"].iloc[0]
+    # robust accuracy at L-inf 0.3 cannot tell them apart; the median smallest perturbation orders them,
+    # each point outside its neighbours' confidence intervals
+    assert max(fixed.values()) - min(fixed.values()) <= 0.05
+    weak, demo, adversarial = heads["weak"], heads["demo"], heads["adversarial"]
+    assert weak.ci_high < demo.value < adversarial.ci_low
+    assert weak.value < demo.ci_low and demo.ci_high < adversarial.value
