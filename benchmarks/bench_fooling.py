@@ -109,12 +109,13 @@ def per_class_cost(trace: Trace, target: float) -> pd.DataFrame:
 def calibration(net, data, gen: torch.Generator) -> dict:
     """How confident the model is on its test images and on 1,000 uniform-noise images."""
     with torch.no_grad():
-        test = net(data.test.x).softmax(1).max(1).values
+        test = net(data.test.x).softmax(1).max(1).values  # noise below: two draws of 1,000 from ``gen``
         noise = net(torch.rand(1000, *SHAPE, generator=gen)).softmax(1).max(1).values
     return {"test accuracy": float((net(data.test.x).argmax(1) == data.test.y).float().mean()),
             "test mean top prob": round(float(test.mean()), 4), "test share >= 99.99%": round(float((test >= 0.9999).float().mean()), 3),
             "noise mean top prob": round(float(noise.mean()), 4), "noise share >= 99.99%": round(float((noise >= 0.9999).float().mean()), 3),
-            "noise max top prob": round(float(noise.max()), 6)}
+            "noise max top prob": round(float(noise.max()), 6),
+            "noise argmax per class": torch.bincount(net(torch.rand(1000, *SHAPE, generator=gen)).argmax(1), minlength=10).tolist()}
 
 
 def caffe_lenet_run(data, seed: int, extended: int) -> list[dict]:
