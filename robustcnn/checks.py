@@ -275,12 +275,14 @@ def expand_selection(tokens: list[str]) -> list[str]:
     ordered = sorted(registry, key=lambda name: (registry[name].order, name))
     families = {registry[n].family.replace(" ", "-"): [m for m in ordered if registry[m].family == registry[n].family] for n in ordered}
     chosen: list[str] = []
+    named: set[str] = set()
     for token in tokens:
         key = token.strip().replace(" ", "-")
         if key == "all" or key in families:
             chosen += [n for n in (ordered if key == "all" else families[key]) if n not in chosen]
-        else:
-            chosen.append(token.strip())  # a name listed twice stays twice, for the plan check to refuse
+        elif key not in chosen or key in named:  # a name given twice stays twice, for the plan check to refuse
+            chosen.append(key)
+            named.add(key)
     return chosen
 
 
