@@ -24,7 +24,6 @@ from pathlib import Path
 
 import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
 import torch
-
 from robustcnn.attacks.perturbation import evaluate
 from robustcnn.data import DatasetRef
 from robustcnn.models import AuditedModel, ModelRef
@@ -89,9 +88,9 @@ def main() -> None:
     for name in args.models:
         model = AuditedModel(ZOO[name](demo.net), 10, 1, (28, 28), name=name).to(args.device)
         model.validate(x[:2])
-        auto, t_auto = timed(lambda: ours(model, x, y, args.eps, "auto"))
-        off, t_off = timed(lambda: ours(model, x, y, args.eps, "off"))
-        aa, t_aa = timed(lambda: autoattack(model, x, y, args.eps))
+        auto, t_auto = timed(lambda m=model: ours(m, x, y, args.eps, "auto"))
+        off, t_off = timed(lambda m=model: ours(m, x, y, args.eps, "off"))
+        aa, t_aa = timed(lambda m=model: autoattack(m, x, y, args.eps))
         mine = {e: auto.robust_accuracy("linf")[e] for e in args.eps}
         m = auto.masking
         print(f"\n== {name}: masking response: bpda={m.bpda}, ops={list(m.ops)}, zero margin gradient {m.zero_gradient:.0%}, "

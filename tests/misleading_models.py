@@ -3,9 +3,8 @@ the adversarial check: each is as fragile as the demo CNN it wraps, but hides it
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 import torch.nn.functional as F
+from torch import nn
 
 from robustcnn.attacks.shifts.jpeg import jpeg_roundtrip
 from robustcnn.models import AuditedModel

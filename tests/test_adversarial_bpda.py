@@ -4,10 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from misleading_models import ColdSoftmax, JpegInput, MedianFilter, QuantisedInput, wrap
 from torch import nn
 
-from misleading_models import ColdSoftmax, JpegInput, MedianFilter, QuantisedInput, wrap
-from robustcnn.attacks.perturbation import WARNING_PREFIX, AdversarialCheck, AttackSettings, evaluate, margin
+from robustcnn.attacks.perturbation import (
+    WARNING_PREFIX,
+    AdversarialCheck,
+    AttackSettings,
+    evaluate,
+    margin,
+)
 from robustcnn.attacks.perturbation.apgd import loss_and_grad
 from robustcnn.attacks.perturbation.bpda import SurrogateView, nondifferentiable_ops
 from robustcnn.attacks.perturbation.cascade import CountedView
@@ -15,7 +21,8 @@ from robustcnn.checks import CheckContext
 from robustcnn.errors import InvalidInputError
 
 FAST = AttackSettings(fmn_steps=10, apgd_steps=10, apgd_targets=2, apgd_target_steps=5, apgd_dlr_steps=10, square_queries=100)
-QUICK = dict(fmn_steps=10, ddn_steps=10, apgd_steps=5, apgd_targets=1, apgd_target_steps=5, apgd_dlr_steps=5, square_queries=50, unbounded_images=4)
+QUICK = {"fmn_steps": 10, "ddn_steps": 10, "apgd_steps": 5, "apgd_targets": 1, "apgd_target_steps": 5, "apgd_dlr_steps": 5,
+         "square_queries": 50, "unbounded_images": 4}
 ZOO = {
     "quantised": (lambda net: QuantisedInput(net, 8), ["round"]),
     "rounded-8bit": (lambda net: QuantisedInput(net, 255), ["round"]),
@@ -99,10 +106,10 @@ def test_declared_modules_bridge_preprocessing_outside_torch(demo_model, batch):
 
 
 def test_masking_sends_square_to_every_robust_input(demo_model, batch):
-    grid, kwargs = {"linf": [0.0, 0.02, 0.3]}, dict(attacks=["apgd-ce", "square"], survivor_attacks=["square"], settings=FAST)
+    grid, kwargs = {"linf": [0.0, 0.02, 0.3]}, {"attacks": ["apgd-ce", "square"], "survivor_attacks": ["square"], "settings": FAST}
     off = evaluate(demo_model, *batch, norms=["linf"], eps=grid, bpda="off", **kwargs)
     on = evaluate(demo_model, *batch, norms=["linf"], eps=grid, bpda="on", **kwargs)
-    square = {r: [c for c in res.norms["linf"].costs if c.attack == "square"][0].images for r, res in (("off", off), ("on", on))}
+    square = {r: next(c for c in res.norms["linf"].costs if c.attack == "square").images for r, res in (("off", off), ("on", on))}
     assert on.masking.square_everywhere and not off.masking.square_everywhere
     assert square["off"] <= 2 < square["on"]  # off: only inputs surviving 0.3; on: every input still robust at 0.02
 

@@ -22,8 +22,8 @@ that flattens the logarithm of a cold softmax.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -201,4 +201,4 @@ def respond(model: nn.Module, view: CountedView, x: torch.Tensor, y: torch.Tenso
     return MaskingResponse(ops, zero, flagged, flagged)
 
 
-__all__ = ["BPDA_MODES", "MaskingResponse", "Surrogates", "SurrogateView", "find_modules", "nondifferentiable_ops", "respond"]
+__all__ = ["BPDA_MODES", "MaskingResponse", "SurrogateView", "Surrogates", "find_modules", "nondifferentiable_ops", "respond"]

@@ -2,7 +2,7 @@
 robust flags per epsilon, for L-inf and L2, from the attack cascade."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import torch
@@ -23,7 +23,7 @@ class PerturbationResult:
     clean_logits: torch.Tensor
     norms: dict[str, NormResult]
     probabilities: bool
-    masking: MaskingResponse = MaskingResponse()
+    masking: MaskingResponse = field(default_factory=MaskingResponse)
 
     @property
     def correct(self) -> torch.Tensor:
