@@ -133,3 +133,20 @@ def test_the_check_flags_every_model_of_the_zoo(demo_model, mnist_audit, name):
 def test_bpda_option_is_validated():
     with pytest.raises(InvalidInputError, match="bpda must be one of"):
         AdversarialCheck.from_options({"bpda": "sometimes"})
+
+
+class RoundedWeights(nn.Module):
+    """A quantisation-aware layer: rounds its weights, never its input; no masking to respond to."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net, self.scale = net, nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) * torch.round(self.scale * 4) / 4
+
+
+def test_rounding_parameters_is_no_masking(demo_model, batch):
+    model = wrap(RoundedWeights(demo_model.net), sample=batch[0][:2])
+    assert nondifferentiable_ops(model, batch[0][:2]) == []
+    assert all(p.requires_grad for p in model.parameters())

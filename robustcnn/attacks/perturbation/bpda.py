@@ -161,9 +161,17 @@ class SurrogateView(CountedView):
 
 
 def nondifferentiable_ops(model: nn.Module, x: torch.Tensor) -> list[str]:
-    """Names of the intercepted non-differentiable operations the model applies on its input's path."""
-    with Surrogates(replace=False) as mode, torch.enable_grad():
-        model(x.detach().requires_grad_(True))
+    """Names of the intercepted non-differentiable operations the model applies on its input's path
+    (parameters are frozen meanwhile, so rounding of weights, as in quantisation-aware nets, does not count)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        with Surrogates(replace=False) as mode, torch.enable_grad():
+            model(x.detach().requires_grad_(True))
+    finally:
+        for p in params:
+            p.requires_grad_(True)
     return sorted(mode.seen)
 
 
