@@ -103,6 +103,8 @@ def test_declared_modules_bridge_preprocessing_outside_torch(demo_model, batch):
     assert res.masking.bpda and res.robust_accuracy("linf")[0.3] <= 0.1
     with pytest.raises(InvalidInputError, match="no submodule"):
         evaluate(model, x, y, norms=["linf"], eps=[0.0, 0.3], attacks=["apgd-ce"], settings=FAST, bpda_modules=["missing"])
+    with pytest.raises(InvalidInputError, match="no submodule"):
+        AdversarialCheck.from_options({"bpda_modules": ["missing"]}).preflight(model, None)
 
 
 def test_masking_sends_square_to_every_robust_input(demo_model, batch):
@@ -130,9 +132,11 @@ def test_the_check_flags_every_model_of_the_zoo(demo_model, mnist_audit, name):
         assert any(", ".join(ZOO[name][1]) in w for w in ctx.warnings)
 
 
-def test_bpda_option_is_validated():
-    with pytest.raises(InvalidInputError, match="bpda must be one of"):
-        AdversarialCheck.from_options({"bpda": "sometimes"})
+@pytest.mark.parametrize("options,fragment", [({"bpda": "sometimes"}, "bpda must be one of"),
+                                              ({"bpda": "off", "bpda_modules": ["prep"]}, "contradicts")])
+def test_bpda_options_are_validated(options, fragment):
+    with pytest.raises(InvalidInputError, match=fragment):
+        AdversarialCheck.from_options(options)
 
 
 class RoundedWeights(nn.Module):

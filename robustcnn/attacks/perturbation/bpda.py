@@ -191,12 +191,18 @@ class MaskingResponse:
     square_everywhere: bool = False
 
 
+def check_bpda(mode: str, modules: Sequence[str]) -> None:
+    """The ``bpda`` mode is known, and declared modules do not contradict ``"off"``."""
+    if mode not in BPDA_MODES:
+        raise InvalidInputError(f"checks.adversarial: bpda must be one of {', '.join(BPDA_MODES)}, got {mode!r}")
+    if mode == "off" and len(modules):
+        raise InvalidInputError(f"checks.adversarial: bpda = 'off' contradicts bpda_modules {list(modules)}; drop one of them")
+
+
 def respond(model: nn.Module, view: CountedView, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, mode: str,
             declared: bool, threshold: float, batch_size: int) -> MaskingResponse:
     """Turn BPDA and the full gradient-free stage on when ``mode`` is "on", modules are declared,
     non-differentiable operations are seen, or the margin gradient is zero on more than ``threshold``."""
-    if mode not in BPDA_MODES:
-        raise InvalidInputError(f"bpda must be one of {', '.join(BPDA_MODES)}, got {mode!r}")
     if mode == "off" or not len(x):
         return MaskingResponse()
     ops = tuple(nondifferentiable_ops(model, x[:2]))

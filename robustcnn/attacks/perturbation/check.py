@@ -14,7 +14,7 @@ from ...data import Split
 from ...errors import InvalidInputError
 from ...models import AuditedModel
 from ...reports.schema import rate, value
-from .bpda import BPDA_MODES
+from .bpda import check_bpda, find_modules
 from .cascade import TOL, CountedView
 from .diagnostics import masking_warnings, probe
 from .epsilons import check_eps, check_norm, default_headline, max_radius
@@ -71,8 +71,7 @@ class AdversarialConfig:
             if int(getattr(self, name)) < 0:
                 raise InvalidInputError(f"checks.adversarial: {name} must be >= 0, got {getattr(self, name)}")
         check_survivors(self.survivor_attacks)
-        if self.bpda not in BPDA_MODES:
-            raise InvalidInputError(f"checks.adversarial: bpda must be one of {', '.join(BPDA_MODES)}, got {self.bpda!r}")
+        check_bpda(self.bpda, self.bpda_modules)
         if not 0 < self.square_p_init <= 1 or not 0 <= self.masking_threshold < 1:
             raise InvalidInputError("checks.adversarial: square_p_init must be in (0, 1] and masking_threshold in [0, 1)")
         if self.headline_eps is not None:
@@ -118,6 +117,9 @@ class AdversarialCheck(SampleCheck):
     version = "2"
     order = 20
     Config = AdversarialConfig
+
+    def preflight(self, model: AuditedModel, data: AuditData) -> None:
+        find_modules(model, self.config.bpda_modules)
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg: AdversarialConfig = self.config

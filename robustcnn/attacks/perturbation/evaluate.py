@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ...errors import InvalidInputError
-from .bpda import MaskingResponse, SurrogateView, find_modules, respond
+from .bpda import MaskingResponse, SurrogateView, check_bpda, find_modules, respond
 from .cascade import CountedView, NormResult, Cascade
 from .epsilons import check_eps, check_norm, default_eps
 from .library import ATTACKS, DEFAULT_ATTACKS, DEFAULT_SURVIVOR_ATTACKS, AttackSettings
@@ -117,6 +117,7 @@ def evaluate(
     if len(x) and (x.min() < 0 or x.max() > 1 or not torch.isfinite(x).all()):
         raise InvalidInputError("images must be finite pixels in [0, 1]; the model wrapper does any normalisation")
     survivors = check_survivors(survivor_attacks)
+    check_bpda(bpda, bpda_modules)
     modules = find_modules(model, bpda_modules)
     norms = list(dict.fromkeys(norms))
     for norm in norms:
