@@ -60,7 +60,7 @@ def masking_warnings(zero_ce: float, zero_margin: float, unbounded: float, black
     out = []
     if ops:
         out.append(f"{WARNING_PREFIX}: the model applies non-differentiable operations to its input ({', '.join(ops)}); "
-                   "gradient attacks ran through BPDA surrogates (straight-through, median as mean) and Square attacked "
+                   "gradient attacks ran through BPDA surrogates (straight-through, median plus mean) and Square attacked "
                    "every image still robust")
     if zero_ce > threshold:
         out.append(f"{WARNING_PREFIX}: the cross-entropy input gradient is exactly zero for {zero_ce:.0%} of inputs "
