@@ -137,10 +137,11 @@ def _submodule(root: nn.Module, name: str) -> nn.Module | None:
 
 def _identity_backward(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
     x = inputs[0] if inputs else None
-    if not isinstance(x, torch.Tensor) or not isinstance(output, torch.Tensor) or x.shape != output.shape:
-        raise InvalidInputError(f"checks.adversarial: bpda module {type(module).__name__} must map a tensor to one of the "
-                                f"same shape to be treated as the identity, got {getattr(x, 'shape', None)} -> {getattr(output, 'shape', None)}")
-    return _through(output.to(x.dtype), x)
+    same = isinstance(x, torch.Tensor) and isinstance(output, torch.Tensor) and x.shape == output.shape and x.dtype == output.dtype
+    if not same:
+        raise InvalidInputError(f"checks.adversarial: bpda module {type(module).__name__} must map a tensor to one of the same shape "
+                                f"and dtype to be treated as the identity, got {getattr(x, 'shape', None)} -> {getattr(output, 'shape', None)}")
+    return _through(output, x)
 
 
 class SurrogateView(CountedView):
