@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from misleading_models import ColdSoftmax, JpegInput, MedianFilter, QuantisedInput, wrap
+from misleading_models import (
+    ColdSoftmax,
+    FirstClasses,
+    JpegInput,
+    MedianFilter,
+    QuantisedInput,
+    wrap,
+)
 from torch import nn
 
 from robustcnn.attacks.perturbation import (
@@ -105,6 +112,9 @@ def test_declared_modules_bridge_preprocessing_outside_torch(demo_model, batch):
         evaluate(model, x, y, norms=["linf"], eps=[0.0, 0.3], attacks=["apgd-ce"], settings=FAST, bpda_modules=["missing"])
     with pytest.raises(InvalidInputError, match="no submodule"):
         AdversarialCheck.from_options({"bpda_modules": ["missing"]}).preflight(model, None)
+    classifier = wrap(FirstClasses(demo_model.net, 10), sample=x[:2])
+    with pytest.raises(InvalidInputError, match="same shape"):
+        evaluate(classifier, x, y, norms=["linf"], eps=[0.0, 0.3], attacks=["apgd-ce"], settings=FAST, bpda_modules=["net"])
 
 
 def test_masking_sends_square_to_every_robust_input(demo_model, batch):
