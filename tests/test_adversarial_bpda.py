@@ -4,15 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from misleading_models import (
-    ColdSoftmax,
-    FirstClasses,
-    JpegInput,
-    MedianFilter,
-    QuantisedInput,
-    wrap,
-)
 from torch import nn
+
+from misleading_models import ColdSoftmax, FirstClasses, JpegInput, MedianFilter, QuantisedInput, wrap
 
 from robustcnn.attacks.perturbation import (
     WARNING_PREFIX,
