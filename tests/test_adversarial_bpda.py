@@ -7,14 +7,7 @@ import torch
 from torch import nn
 
 from misleading_models import ColdSoftmax, FirstClasses, JpegInput, MedianFilter, QuantisedInput, wrap
-
-from robustcnn.attacks.perturbation import (
-    WARNING_PREFIX,
-    AdversarialCheck,
-    AttackSettings,
-    evaluate,
-    margin,
-)
+from robustcnn.attacks.perturbation import WARNING_PREFIX, AdversarialCheck, AttackSettings, evaluate, margin
 from robustcnn.attacks.perturbation.apgd import loss_and_grad
 from robustcnn.attacks.perturbation.bpda import SurrogateView, nondifferentiable_ops
 from robustcnn.attacks.perturbation.cascade import CountedView
