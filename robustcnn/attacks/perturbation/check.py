@@ -14,6 +14,7 @@ from ...data import Split
 from ...errors import InvalidInputError
 from ...models import AuditedModel
 from ...reports.schema import rate, value
+from .bpda import check_bpda, find_modules
 from .cascade import TOL, CountedView
 from .diagnostics import masking_warnings, probe
 from .epsilons import check_eps, check_norm, default_headline, max_radius
@@ -48,6 +49,8 @@ class AdversarialConfig:
     cw_steps: int = AttackSettings.cw_steps
     cw_binary_steps: int = AttackSettings.cw_binary_steps
     deepfool_steps: int = AttackSettings.deepfool_steps
+    bpda: str = "auto"
+    bpda_modules: list[str] = field(default_factory=list)
     unbounded_images: int = 32
     masking_threshold: float = 0.02
     examples_per_class: int = 2
@@ -69,6 +72,7 @@ class AdversarialConfig:
             if int(getattr(self, name)) < 0:
                 raise InvalidInputError(f"checks.adversarial: {name} must be >= 0, got {getattr(self, name)}")
         check_survivors(self.survivor_attacks)
+        check_bpda(self.bpda, self.bpda_modules)
         if not 0 < self.square_p_init <= 1 or not 0 <= self.masking_threshold < 1:
             raise InvalidInputError("checks.adversarial: square_p_init must be in (0, 1] and masking_threshold in [0, 1)")
         if self.headline_eps is not None:
@@ -115,6 +119,9 @@ class AdversarialCheck(SampleCheck):
     order = 20
     Config = AdversarialConfig
 
+    def preflight(self, model: AuditedModel, data: AuditData) -> None:
+        find_modules(model, self.config.bpda_modules)
+
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg: AdversarialConfig = self.config
         grids, (h_norm, h_eps) = cfg.grids(batch.shape)
@@ -122,7 +129,8 @@ class AdversarialCheck(SampleCheck):
             raise InvalidInputError("checks.adversarial needs a model with at least 2 classes")
         seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator(self.name)))
         x = batch.x.to(ctx.device)
-        result = evaluate(model, x, batch.y, cfg.norms, grids, cfg.attacks, cfg.settings(), seed, ctx.batch_size, cfg.survivor_attacks)
+        result = evaluate(model, x, batch.y, cfg.norms, grids, cfg.attacks, cfg.settings(), seed, ctx.batch_size, cfg.survivor_attacks,
+                          cfg.bpda, cfg.bpda_modules, cfg.masking_threshold)
         view = CountedView(model, result.probabilities)
         masking = probe(view, x, result.labels.to(x.device), result.correct, ctx.batch_size, cfg.unbounded_images)
         probs = result.clean_logits.softmax(1)
@@ -146,6 +154,9 @@ class AdversarialCheck(SampleCheck):
         samples["unbounded_robust"] = masking.unbounded_robust.numpy()
         samples["nondeterminism"] = masking.nondeterminism.numpy()
         samples["probabilities"] = result.probabilities
+        samples["bpda"] = result.masking.bpda
+        samples["bpda_ops"] = ",".join(result.masking.ops)
+        samples["square_everywhere"] = result.masking.square_everywhere
         head = result.norms[h_norm]
         chosen = np.flatnonzero((result.correct & (head.min_norm <= h_eps + TOL)).numpy())[: cfg.max_examples]
         samples["example"] = np.isin(np.arange(len(samples)), chosen)
@@ -221,8 +232,24 @@ class AdversarialCheck(SampleCheck):
         drift = 0.0 if math.isnan(drift) else drift
         rows.append(value("masking_probability_outputs", float(probabilities), len(samples)))
         rows.append(value("masking_nondeterminism", drift, len(correct)))
-        warnings = masking_warnings(shares["zero_grad_ce"], shares["zero_grad_margin"], shares["unbounded_robust"], blackbox, probabilities, drift, cfg.masking_threshold)
+        rows += self._response_rows(samples, correct)
+        ops = tuple(sorted({op for cell in samples.get("bpda_ops", pd.Series(dtype=str)).dropna() for op in str(cell).split(",") if op}))
+        warnings = masking_warnings(shares["zero_grad_ce"], shares["zero_grad_margin"], shares["unbounded_robust"], blackbox, probabilities, drift,
+                                    cfg.masking_threshold, ops)
         return rows, warnings
+
+    def _response_rows(self, samples: pd.DataFrame, correct: pd.DataFrame) -> list[dict]:
+        """How the cascade answered masking: shares of images attacked through BPDA and by Square on
+        every robust image, and per norm the share whose smallest adversarial a BPDA gradient attack found."""
+        if "bpda" not in samples.columns:
+            return []
+        rows = [rate("masking_bpda", int(samples["bpda"].astype(bool).sum()), len(samples)),
+                rate("masking_square_everywhere", int(samples["square_everywhere"].astype(bool).sum()), len(samples))]
+        for norm in self.config.norms:
+            whitebox = [a for a in dict.fromkeys(self.config.attacks) if ATTACKS[a].whitebox and norm in ATTACKS[a].norms]
+            hits = int((correct["bpda"].astype(bool) & correct[f"by_{norm}"].isin(whitebox)).sum())
+            rows.append(rate("found_by_bpda", hits, len(correct), norm=norm, attack="+".join(whitebox)))
+        return rows
 
     def _examples_figure(self, samples: pd.DataFrame, adversarial: torch.Tensor | None, data: AuditData, headline: tuple[str, float]) -> bytes | None:
         per_class = self.config.examples_per_class

@@ -2,13 +2,14 @@
 robust flags per epsilon, for L-inf and L2, from the attack cascade."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from ...errors import InvalidInputError
+from .bpda import MaskingResponse, SurrogateView, check_bpda, find_modules, respond
 from .cascade import CountedView, NormResult, Cascade
 from .epsilons import check_eps, check_norm, default_eps
 from .library import ATTACKS, DEFAULT_ATTACKS, DEFAULT_SURVIVOR_ATTACKS, AttackSettings
@@ -22,6 +23,7 @@ class PerturbationResult:
     clean_logits: torch.Tensor
     norms: dict[str, NormResult]
     probabilities: bool
+    masking: MaskingResponse = field(default_factory=MaskingResponse)
 
     @property
     def correct(self) -> torch.Tensor:
@@ -92,6 +94,9 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 256,
     survivor_attacks: Sequence[str] = DEFAULT_SURVIVOR_ATTACKS,
+    bpda: str = "auto",
+    bpda_modules: Sequence[str] = (),
+    masking_threshold: float = 0.02,
 ) -> PerturbationResult:
     """Attack ``x`` ([0, 1] NCHW) with the cascade and return per-input minimal norms and robust flags.
 
@@ -99,12 +104,21 @@ def evaluate(
     Without labels ``y`` the model's own clean predictions are attacked, so the curve then
     measures how stable its decisions are rather than robust accuracy. ``survivor_attacks``
     only start on inputs still unbroken at the largest epsilon.
+
+    Gradient masking (Athalye, Carlini & Wagner 2018): with ``bpda="auto"``, when the model applies
+    non-differentiable operations to its input or its margin gradient is zero on more than
+    ``masking_threshold`` of the correctly classified inputs, gradient attacks run through BPDA
+    surrogates (see ``bpda.py``) and the gradient-free survivor attacks (Square) start on every input
+    still robust, as AutoAttack runs them. ``"on"`` always does so, ``"off"`` never; ``bpda_modules``
+    names preprocessing submodules to treat as the identity in the backward pass (and implies "on").
     """
     if x.dim() != 4:
         raise InvalidInputError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
     if len(x) and (x.min() < 0 or x.max() > 1 or not torch.isfinite(x).all()):
         raise InvalidInputError("images must be finite pixels in [0, 1]; the model wrapper does any normalisation")
     survivors = check_survivors(survivor_attacks)
+    check_bpda(bpda, bpda_modules)
+    modules = find_modules(model, bpda_modules)
     norms = list(dict.fromkeys(norms))
     for norm in norms:
         check_norm(norm)
@@ -129,11 +143,17 @@ def evaluate(
     if labels.shape != (len(x),) or labels.min() < 0 or labels.max() >= clean_logits.shape[1]:
         raise InvalidInputError(f"labels must be {len(x)} class indices in [0, {clean_logits.shape[1] - 1}]")
     settings = settings or AttackSettings()
+    correct = clean_logits.argmax(1) == labels
+    masking = respond(model, view, x, labels, correct, bpda, bool(modules), masking_threshold, batch_size)
+    if masking.bpda:
+        view = SurrogateView(model, probabilities, modules)
+    if masking.square_everywhere:
+        survivors = frozenset(a for a in survivors if ATTACKS[a].whitebox)
     results = {
         norm: Cascade(view, x, labels, clean_logits, norm, grids[norm], settings, _norm_seed(seed, norm), batch_size, survivors).run(names)
         for norm in norms
     }
-    return PerturbationResult(labels.cpu(), clean_logits.cpu(), results, probabilities)
+    return PerturbationResult(labels.cpu(), clean_logits.cpu(), results, probabilities, masking)
 
 
 def _norm_seed(seed: int, norm: str) -> int:
