@@ -1,6 +1,6 @@
 """Real-scale data: an audit of a folder of photos against the figures of the real-scale issue.
 
-Run: ``.venv/bin/python benchmarks/bench_scale.py [--files 3000] [--tiny 50000] [--workers 2]``
+Run: ``.venv/bin/python benchmarks/bench_scale.py [--files 3000] [--tiny 50000] [--workers 2] [--device cuda]``
 
 Generated under ``/tmp/robustcnn-bench-scale`` (kept between runs): an ImageFolder of 3,000
 500x375 JPEGs in 10 classes (smooth random scenes, about 40-60 kB each), a folder of 50,000
@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path("/tmp/robustcnn-bench-scale")
+DEVICE = "cpu"  # --device
 PHOTO_ARCHS = [
     "torchvision:resnet50",
     "torchvision:mobilenet_v3_large",
@@ -127,7 +128,7 @@ def measured(argv: list[str]) -> tuple[float, float, int, str]:
 def audit(
     photos: Path, model: Path, out: Path, extra: list[str], arch: str = "torchvision:resnet18"
 ) -> tuple[float, float, int, str]:
-    cli = [str(Path(sys.executable).parent / "robustcnn")]
+    cli = [sys.executable, "-m", "robustcnn"]
     return measured(
         [
             *cli,
@@ -147,6 +148,8 @@ def audit(
             "--out",
             str(out),
             "--no-progress",
+            "--device",
+            DEVICE,
             *extra,
         ]
     )
@@ -207,7 +210,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--decode", type=int, default=600, help="images decoded in the throughput comparison")
     parser.add_argument("--skip-models", action="store_true", help="leave out the other photo-size architectures")
+    parser.add_argument("--device", default="cpu", help="device of the audits (cpu, cuda)")
     args = parser.parse_args()
+    global DEVICE
+    DEVICE = args.device
     ROOT.mkdir(parents=True, exist_ok=True)
     t = time.perf_counter()
     photos, tiny, model = make_photos(args.files, args.workers), make_tiny(args.tiny), make_model()
