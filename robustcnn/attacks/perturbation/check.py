@@ -110,7 +110,7 @@ class AdversarialCheck(SampleCheck):
         "Moosavi-Dezfooli et al. 2016 (DeepFool); Rony et al. 2019 (DDN); Pintor et al. 2021 (FMN); "
         "Croce & Hein 2020 (APGD, AutoAttack); Andriushchenko et al. 2020 (Square); Athalye et al. 2018 (obfuscated gradients)"
     )
-    version = "1"
+    version = "2"
     order = 20
     Config = AdversarialConfig
 
@@ -119,11 +119,14 @@ class AdversarialCheck(SampleCheck):
         grids, (h_norm, h_eps) = cfg.grids(batch.shape)
         if model.num_classes < 2:
             raise InvalidInputError("checks.adversarial needs a model with at least 2 classes")
-        seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator(self.name)))
+        streams = ctx.streams(batch.ids, self.name)
         x = batch.x.to(ctx.device)
-        result = evaluate(model, x, batch.y, cfg.norms, grids, cfg.attacks, cfg.settings(), seed, ctx.batch_size, cfg.survivor_attacks)
+        result = evaluate(model, x, batch.y, cfg.norms, grids, cfg.attacks, cfg.settings(), ctx.seed, ctx.batch_size, cfg.survivor_attacks, streams.keys)
         view = CountedView(model, result.probabilities)
-        masking = probe(view, x, result.labels.to(x.device), result.correct, ctx.batch_size, cfg.unbounded_images)
+        # about unbounded_images of the whole evaluation sample, each picked by its own stream
+        share = cfg.unbounded_images / max(ctx.eval_size or len(batch), 1)
+        unbounded = streams.fork("unbounded").uniform(()) < share
+        masking = probe(view, x, result.labels.to(x.device), result.correct, ctx.batch_size, unbounded)
         probs = result.clean_logits.softmax(1)
         samples = pd.DataFrame({
             "sample": batch.ids,

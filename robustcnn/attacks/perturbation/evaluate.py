@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ...errors import InvalidInputError
+from ...seeding import SampleStreams, sample_keys
 from .cascade import CountedView, NormResult, Cascade
 from .epsilons import check_eps, check_norm, default_eps
 from .library import ATTACKS, DEFAULT_ATTACKS, DEFAULT_SURVIVOR_ATTACKS, AttackSettings
@@ -92,13 +93,17 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 256,
     survivor_attacks: Sequence[str] = DEFAULT_SURVIVOR_ATTACKS,
+    keys: torch.Tensor | None = None,
 ) -> PerturbationResult:
     """Attack ``x`` ([0, 1] NCHW) with the cascade and return per-input minimal norms and robust flags.
 
     ``model`` returns logits (probabilities are detected and turned into log-probabilities).
     Without labels ``y`` the model's own clean predictions are attacked, so the curve then
     measures how stable its decisions are rather than robust accuracy. ``survivor_attacks``
-    only start on inputs still unbroken at the largest epsilon.
+    only start on inputs still unbroken at the largest epsilon. Random draws come from one
+    stream per input, keyed by ``keys`` ((N,) int64, e.g. ``seeding.sample_keys`` of sample ids)
+    or else by ``seed`` and the input's position, so an input's result does not depend on the
+    batch size or the other inputs.
     """
     if x.dim() != 4:
         raise InvalidInputError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
@@ -129,15 +134,16 @@ def evaluate(
     if labels.shape != (len(x),) or labels.min() < 0 or labels.max() >= clean_logits.shape[1]:
         raise InvalidInputError(f"labels must be {len(x)} class indices in [0, {clean_logits.shape[1] - 1}]")
     settings = settings or AttackSettings()
+    if keys is None:
+        keys = sample_keys(seed, [str(i) for i in range(len(x))], "evaluate")
+    if keys.shape != (len(x),):
+        raise InvalidInputError(f"keys must be one int64 per image, got shape {tuple(keys.shape)}")
+    streams = SampleStreams(keys)
     results = {
-        norm: Cascade(view, x, labels, clean_logits, norm, grids[norm], settings, _norm_seed(seed, norm), batch_size, survivors).run(names)
+        norm: Cascade(view, x, labels, clean_logits, norm, grids[norm], settings, streams.fork(norm), batch_size, survivors).run(names)
         for norm in norms
     }
     return PerturbationResult(labels.cpu(), clean_logits.cpu(), results, probabilities)
-
-
-def _norm_seed(seed: int, norm: str) -> int:
-    return seed * 2 + (0 if norm == "linf" else 1)
 
 
 def _device(model: nn.Module, x: torch.Tensor) -> torch.device:
