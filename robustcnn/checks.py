@@ -74,8 +74,9 @@ class CheckContext:
 
     def generator(self, *salt: object, device: str | None = None) -> torch.Generator:
         """A torch generator seeded from the run seed and ``salt`` (e.g. the check name), for draws
-        that belong to the whole run; per-image draws take ``streams``."""
-        digest = hashlib.sha256(repr((self.seed,) + salt).encode()).digest()
+        that belong to the whole run; per-image draws take ``streams``. (The 0 is where a shard
+        number once went; keeping it keeps the draws, and so the results, of earlier versions.)"""
+        digest = hashlib.sha256(repr((self.seed, 0) + salt).encode()).digest()
         gen = torch.Generator(device=device or "cpu")
         gen.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
         return gen
