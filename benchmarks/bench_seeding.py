@@ -12,13 +12,12 @@ import sys
 import time
 from pathlib import Path
 
-import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from robustcnn.attacks.shifts.corruptions import CORRUPTIONS, corrupt  # noqa: E402
-from robustcnn.seeding import SampleStreams  # noqa: E402
+import robustcnn  # noqa: F401, I001  (first: it sets passive OpenMP waiting before torch starts)
+import torch
+from robustcnn.attacks.shifts.corruptions import CORRUPTIONS, corrupt
+from robustcnn.seeding import SampleStreams
 
 
 def fastest(fn, rounds: int = 5) -> float:
@@ -51,8 +50,8 @@ def main() -> None:
         ta, tb = fastest(a), fastest(b)
         print(f"{name:<20} {ta:>10.2f} {tb:>10.2f} {tb / ta:>7.2f}")
     for name in CORRUPTIONS:
-        ta = fastest(lambda: corrupt(x, name, 3, torch.Generator().manual_seed(0)))
-        tb = fastest(lambda: corrupt(x, name, 3, SampleStreams.for_ids(0, ids, name)))
+        ta = fastest(lambda name=name: corrupt(x, name, 3, torch.Generator().manual_seed(0)))
+        tb = fastest(lambda name=name: corrupt(x, name, 3, SampleStreams.for_ids(0, ids, name)))
         total[0] += ta
         total[1] += tb
         print(f"{name:<20} {ta:>10.2f} {tb:>10.2f} {tb / ta:>7.2f}")
