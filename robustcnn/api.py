@@ -31,12 +31,18 @@ def audit(
     plan: str | Path | None = None,
     resume: bool = False,
     progress: bool = False,
+    force: bool = False,
+    resize: int | None = None,
+    center_crop: int | tuple[int, int] | None = None,
+    train_n: int | None = None,
 ) -> Report:
     """Audit one model and write its report directory; returns the loaded ``Report``.
 
     ``model`` is a path, a ``demo:`` name, a ``ModelRef`` or an in-memory ``nn.Module``
     taking [0, 1] pixels (after ``mean``/``std``). Arguments left as None take the plan's
     values (``plan`` file, else the defaults: mnist5k, seed 0, cpu, batch size 256).
+    ``out`` must be new, empty or an earlier report unless ``force`` (see ``reports.writer``).
+    ``resize``/``center_crop`` (torchvision's eval transforms) and ``train_n`` are as on the CLI.
     """
     base = load_plan(plan) if plan is not None else Plan()
     if isinstance(model, ModelRef):
@@ -53,6 +59,9 @@ def audit(
         checks=list(checks) if checks is not None else None,
         options={**base.options, **(options or {})},
         n=n,
+        resize=resize,
+        center_crop=(center_crop, center_crop) if isinstance(center_crop, int) else center_crop,
+        train_n=train_n,
         seed=seed,
         device=device,
         batch_size=batch_size,
@@ -60,7 +69,7 @@ def audit(
         baseline=str(baseline) if baseline is not None else None,
     )
     validate_plan(resolved)
-    return audit_model(resolved, ref, default_out(ref, resolved), resume=resume, progress=progress)
+    return audit_model(resolved, ref, default_out(ref, resolved), resume=resume, progress=progress, force=force)
 
 
 def load_report(path: str | Path) -> Report:

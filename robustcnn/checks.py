@@ -90,6 +90,49 @@ class CheckContext:
         self.warnings.append(message)
 
 
+@dataclass(frozen=True)
+class Headline:
+    """A check's one number for scorecards, comparisons and default verdicts.
+
+    ``better`` is the safer direction, ``"higher"`` (accuracy, minimal perturbation) or
+    ``"lower"`` (flip rates, inputs accepted); ``kind`` is ``"rate"`` for a share in [0, 1]
+    and ``"value"`` for any other number. ``where`` holds the long-table columns that select
+    the row the number comes from (``metric`` and its parameters), so a gate can point at it.
+    """
+
+    label: str
+    value: float
+    better: str
+    kind: str = "rate"
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    n: int | None = None
+    where: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: pd.Series, label: str, better: str, kind: str = "rate") -> "Headline":
+        """The headline read off one long-table row (its parameters become ``where``)."""
+        n = row.get("n")
+        params = {k: v for k, v in row.items() if k not in _NOT_PARAMETERS and not _missing(v)}
+        return cls(
+            label, float(row["value"]), better, kind,
+            _float_or_nan(row.get("ci_low")), _float_or_nan(row.get("ci_high")),
+            None if _missing(n) else int(n),
+            {"metric": row["metric"], **params},
+        )
+
+
+_NOT_PARAMETERS = {"model", "check", "metric", "value", "n", "ci_low", "ci_high", "headline"}
+
+
+def _missing(v: Any) -> bool:
+    return v is None or (not isinstance(v, (list, tuple, dict)) and bool(pd.isna(v)))
+
+
+def _float_or_nan(v: Any) -> float:
+    return math.nan if _missing(v) else float(v)
+
+
 @dataclass
 class NoConfig:
     """A check without options."""
@@ -142,8 +185,8 @@ class Check:
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         raise NotImplementedError
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
-        """The one number of this check for a scorecard: (label, value), or None."""
+    def headline(self, table: pd.DataFrame) -> Headline | None:
+        """The one number of this check for a scorecard, or None when the table has none."""
         return None
 
 
@@ -179,10 +222,14 @@ def register(cls: type[Check]) -> type[Check]:
 
 
 CHECK_PACKAGES = ["robustcnn.audits", "robustcnn.attacks"]
+PLUGIN_GROUP = "robustcnn.checks"
+PLUGINS: dict[str, str] = {}  # name -> "module:Class" of each registered plugin check
+PLUGIN_ERRORS: dict[str, str] = {}  # name -> why the plugin was skipped
 
 
 def load_registry() -> dict[str, type[Check]]:
-    """Import every module of the check packages (each registers its checks) and return the registry."""
+    """Import every module of the check packages (each registers its checks), then the checks other
+    packages declare in the ``robustcnn.checks`` entry-point group, and return the registry."""
     import importlib
     import pkgutil
 
@@ -190,7 +237,61 @@ def load_registry() -> dict[str, type[Check]]:
         package = importlib.import_module(package_name)
         for module in pkgutil.iter_modules(package.__path__, package_name + "."):
             importlib.import_module(module.name)
+    _load_plugins()
     return REGISTRY
+
+
+def _load_plugins() -> None:
+    """Register third-party checks (entry point ``name = "package.module:CheckClass"``).
+
+    Plugins are guests: one that fails to import, is not a ``Check``, or reuses a built-in
+    name is skipped with a warning (kept in ``PLUGIN_ERRORS``), and never stops an audit.
+    """
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group=PLUGIN_GROUP):
+        if entry.name in PLUGIN_ERRORS or entry.name in PLUGINS:
+            continue
+        if entry.name in REGISTRY:
+            _skip_plugin(entry.name, f"{entry.value} reuses the name of a built-in check")
+            continue
+        try:
+            cls = entry.load()
+        except Exception as exc:  # a broken plugin must not break the tool
+            _skip_plugin(entry.name, f"{entry.value} failed to import: {type(exc).__name__}: {exc}")
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Check)):
+            _skip_plugin(entry.name, f"{entry.value} is not a robustcnn.checks.Check subclass")
+        elif cls.name != entry.name:
+            _skip_plugin(entry.name, f"{entry.value} is named '{cls.name}', not '{entry.name}'")
+        else:
+            REGISTRY[cls.name] = cls
+            PLUGINS[cls.name] = entry.value
+
+
+def _skip_plugin(name: str, reason: str) -> None:
+    import logging
+
+    PLUGIN_ERRORS[name] = reason
+    logging.getLogger("robustcnn").warning("plugin check '%s' skipped: %s", name, reason)
+
+
+def expand_selection(tokens: list[str]) -> list[str]:
+    """Check names from a selection: names, ``all``, or family names (``natural-shifts`` or
+    ``"natural shifts"``); ``all`` and families add, in registry order, the checks not chosen yet."""
+    registry = load_registry()
+    ordered = sorted(registry, key=lambda name: (registry[name].order, name))
+    families = {registry[n].family.replace(" ", "-"): [m for m in ordered if registry[m].family == registry[n].family] for n in ordered}
+    chosen: list[str] = []
+    named: set[str] = set()
+    for token in tokens:
+        key = token.strip().replace(" ", "-")
+        if key == "all" or key in families:
+            chosen += [n for n in (ordered if key == "all" else families[key]) if n not in chosen]
+        elif key not in chosen or key in named:  # a name given twice stays twice, for the plan check to refuse
+            chosen.append(key)
+            named.add(key)
+    return chosen
 
 
 def get_check(name: str) -> type[Check]:
@@ -204,6 +305,3 @@ def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_s
     """Apply ``fn`` to ``x`` in batches and concatenate the results."""
     return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else x
 
-
-def finite_or_nan(v: float) -> float:
-    return v if math.isfinite(v) else math.nan

@@ -1,19 +1,21 @@
 """Command line: ``robustcnn audit | list | train | report show`` (and gates, see reports.gates).
 
-Errors print one line and exit with the code of DESIGN.md (2 usage, 3 internal, 4 invalid
-input, 5 nothing evaluated); ``--debug`` shows the traceback instead.
+Errors print one line and exit with their code (1 gate failed, 2 usage, 3 internal bug only,
+4 invalid input, config or environment, 5 nothing evaluated); ``--debug`` adds the traceback
+and keeps the code.
 """
 from __future__ import annotations
 
 import functools
 import logging
 import sys
+import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 import click
 
-from .errors import InvalidInputError, RobustCNNError, UsageError
+from .errors import InvalidInputError, RobustCNNError, UsageError, environment_error
 
 log = logging.getLogger("robustcnn")
 
@@ -25,7 +27,7 @@ def _configure_logging(debug: bool) -> None:
 
 
 def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn errors into one line on stderr and the right exit code, unless ``--debug``."""
+    """Turn errors into one line on stderr and the right exit code; ``--debug`` adds the traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -33,31 +35,69 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         _configure_logging(debug)
         try:
             return fn(*args, **kwargs)
-        except RobustCNNError as exc:
-            if debug:
-                raise
-            click.echo(f"robustcnn: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("robustcnn: interrupted; completed work is kept, rerun with --resume", err=True)
             sys.exit(130)
-        except click.exceptions.Exit:
+        except (click.exceptions.Exit, click.ClickException):
             raise
-        except click.ClickException:
-            raise
-        except Exception as exc:  # an internal error: one line, traceback with --debug
+        except Exception as exc:  # noqa: BLE001  every error ends as one line and an exit code
+            code, message = _classify(exc)
             if debug:
-                raise
-            click.echo(f"robustcnn: internal error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (rerun with --debug for the traceback)", err=True)
-            sys.exit(3)
+                traceback.print_exc()
+            click.echo(message, err=True)
+            sys.exit(code)
 
     return wrapper
+
+
+def _classify(exc: Exception) -> tuple[int, str]:
+    """The exit code and one-line message of an error: 3 (internal) only for what is no user or
+    environment fault."""
+    if isinstance(exc, OSError):
+        mapped = environment_error(exc)
+        exc = mapped if mapped is not None else exc
+    elif isinstance(exc, MemoryError) or _is_torch_out_of_memory(exc):
+        exc = InvalidInputError("out of memory; lower --batch-size or --n, or run on a machine with more memory")
+    if isinstance(exc, RobustCNNError):
+        return exc.exit_code, f"robustcnn: error: {_one_line(str(exc))}"
+    detail = f"{type(exc).__name__}: {_one_line(str(exc))}"
+    return 3, f"robustcnn: internal error: {detail} (a bug: rerun with --debug and report it)"
+
+
+def _is_torch_out_of_memory(exc: Exception) -> bool:
+    """torch reports a failed allocation as a RuntimeError (``torch.OutOfMemoryError`` on GPUs)."""
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text.lower() or "can't allocate memory" in text)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 debug_option = click.option("--debug", is_flag=True, help="Show full tracebacks and debug logging.")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _OneLineGroup(click.Group):
+    """Usage errors as one line (``robustcnn: error: ...``, exit 2) instead of click's usage block."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except getattr(click.exceptions, "NoArgsIsHelpError", ()) as exc:  # bare `robustcnn`: the help
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"robustcnn: error: {_one_line(exc.format_message())} (see --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("robustcnn: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="robustcnn")
 def main() -> None:
     """Adversarial-robustness and bias audits for trained CNNs."""
@@ -92,22 +132,29 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 
 @main.command()
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--model", "model_spec", help="Model file (TorchScript, .pt2, state_dict, pickled module) or demo:NAME. Default: demo:mnist-cnn.")
+@click.option("--model", "model_spec", help="Model file (safetensors or torch.save state_dict with --arch; .pt2, TorchScript or pickle with --trust-model) or demo:NAME. Default: demo:mnist-cnn.")
 @click.option("--arch", help="Architecture for a state_dict: torchvision:NAME, demo:NAME or package.module:factory.")
 @click.option("--num-classes", type=click.IntRange(min=2), help="Number of classes the model outputs (default: the dataset's).")
 @click.option("--channels", type=click.IntRange(min=1), help="Input channels the model takes (default: the dataset's).")
 @click.option("--input-size", help="Input size HxW the model takes, e.g. 224x224 (default: the dataset's).")
 @click.option("--mean", help="Per-channel normalisation mean applied inside the wrapper, e.g. 0.485,0.456,0.406.")
 @click.option("--std", help="Per-channel normalisation std applied inside the wrapper, e.g. 0.229,0.224,0.225.")
-@click.option("--trust-model", is_flag=True, help="Allow loading a fully pickled nn.Module (runs code from the file).")
+@click.option("--trust-model", is_flag=True, help="Allow files that can run code when loaded: .pt2, TorchScript, pickled modules, pickles torch's weights-only loader refuses.")
 @click.option("--name", help="Model name used in tables and the default output folder.")
 @click.option("--data", "data_spec", help="Dataset: mnist5k (default), digits, a built-in bias set, an ImageFolder directory or an .npz file.")
-@click.option("--checks", help="Comma-separated checks to run (see `robustcnn list`).")
+@click.option("--checks", help="Comma-separated checks, family names (e.g. natural-shifts) or 'all' (see `robustcnn list`). Default: the plan's checks; with no plan, only 'clean'.")
 @click.option("--n", type=click.IntRange(min=1), help="Evaluate a seeded, class-stratified sample of this many test images.")
+@click.option("--resize", type=click.IntRange(min=1),
+              help="Resize each image's shorter side to this many pixels (like torchvision's Resize(S)).")
+@click.option("--center-crop", help="Then cut the centre HxW or S (like torchvision's CenterCrop), e.g. 224.")
+@click.option("--train-n", type=click.IntRange(min=1),
+              help="Training images a check may decode, a seeded class-stratified sample (default 5000).")
 @click.option("--seed", type=int, help="Random seed (default 0); the same seed gives the same results.csv.")
 @click.option("--device", help="cpu (default), cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per forward pass (default 256).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default reports/<model name>/).")
+@click.option("--force", is_flag=True,
+              help="Write into a non-empty --out that is not a robustcnn report (its files are left untouched).")
 @click.option("--set", "set_options", multiple=True, help="Check option CHECK.KEY=VALUE (TOML value), repeatable.")
 @click.option("--attacks", help="Named attacks for the adversarial check, comma-separated (e.g. fgsm,pgd).")
 @click.option("--target", help="Target class (name or index) for the patch check.")
@@ -122,8 +169,9 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @handle_errors
 def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_classes: int | None, channels: int | None,
           input_size: str | None, mean: str | None, std: str | None, trust_model: bool, name: str | None,
-          data_spec: str | None, checks: str | None, n: int | None, seed: int | None, device: str | None,
-          batch_size: int | None, out: str | None, set_options: tuple[str, ...], attacks: str | None,
+          data_spec: str | None, checks: str | None, n: int | None, resize: int | None, center_crop: str | None,
+          train_n: int | None, seed: int | None, device: str | None,
+          batch_size: int | None, out: str | None, force: bool, set_options: tuple[str, ...], attacks: str | None,
           target: str | None, ood: str | None, baseline: str | None, resume: bool, no_progress: bool,
           policy: str | None, junit: str | None, warn_only: bool, debug: bool) -> None:
     """Audit a model. With no arguments: the demo model on MNIST with audits/demo.toml.
@@ -136,36 +184,47 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
 
     plan_path = plan_file or (_demo_plan() if model_spec is None and data_spec is None else None)
     plan = load_plan(plan_path) if plan_path else _plain_plan()
-    if model_spec is not None or arch or num_classes or channels or input_size or mean or std or trust_model or name:
+    given = (model_spec, arch, num_classes, channels, input_size, mean, std, name)
+    if trust_model or any(v is not None for v in given):
         base = plan.models[0] if model_spec is None and len(plan.models) == 1 else ModelRef()
         plan.models = [ModelRef(
             spec=model_spec or base.spec, arch=arch or base.arch, num_classes=num_classes or base.num_classes,
-            in_channels=channels or base.in_channels, input_size=_size(input_size) or base.input_size,
-            mean=_floats(mean, "--mean") or base.mean, std=_floats(std, "--std") or base.std,
+            in_channels=channels or base.in_channels,
+            input_size=_size(input_size) if input_size is not None else base.input_size,
+            mean=_floats(mean, "--mean") if mean is not None else base.mean,
+            std=_floats(std, "--std") if std is not None else base.std,
             trust=trust_model or base.trust, name=name or base.name,
         )]
-    selected = [c.strip() for c in checks.split(",") if c.strip()] if checks is not None else None
+    from .checks import expand_selection
+
+    selected = expand_selection([c for c in checks.split(",") if c.strip()]) if checks is not None else None
     # --checks narrows the plan: the plan's own options for the checks it leaves out are no mistake to warn about
     options = {k: dict(v) for k, v in plan.options.items() if selected is None or k in selected or k not in plan.checks}
-    for check, table in _parse_set(set_options).items():
-        options.setdefault(check, {}).update(table)
+    given: dict[str, dict[str, Any]] = _parse_set(set_options)
     if attacks:
-        options.setdefault("adversarial", {})["attacks"] = [a.strip() for a in attacks.split(",") if a.strip()]
+        given.setdefault("adversarial", {})["attacks"] = [a.strip() for a in attacks.split(",") if a.strip()]
     if target is not None:
-        options.setdefault("patch", {})["target"] = target
+        given.setdefault("patch", {})["target"] = target
     if ood is not None:
-        options.setdefault("confidence", {})["ood"] = ood
+        given.setdefault("confidence", {})["ood"] = ood
+    for check, table in given.items():
+        options.setdefault(check, {}).update(table)
     plan = plan.with_overrides(
-        data=data_spec, n=n, seed=seed, device=device, batch_size=batch_size, out=out, baseline=baseline,
+        data=data_spec, n=n, resize=resize, center_crop=_size(center_crop, "--center-crop"), train_n=train_n,
+        seed=seed, device=device, batch_size=batch_size, out=out, baseline=baseline,
         checks=selected, options=options,
     )
     validate_plan(plan)
+    _refuse_options_for_unselected(given, plan.checks)
+    if checks is None:
+        source = f"from {plan.source}" if plan.source else "the default; --checks all runs every check"
+        click.echo(f"checks: {', '.join(plan.checks)} ({source})")
     gates = _plan_gates(plan, policy)
     if junit and not gates:
         raise UsageError("--junit needs gates: give --policy FILE or [[gate]] tables in the plan")
     progress = not no_progress and sys.stderr.isatty()
     verdicts = {}
-    for report in run_plan(plan, resume=resume, progress=progress):
+    for report in run_plan(plan, resume=resume, progress=progress, force=force):
         click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
         _print_headlines(report)
         if gates:
@@ -178,6 +237,16 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
             write_junit(verdicts, junit)
             click.echo(f"wrote {junit}")
         sys.exit(exit_code([r for rs in verdicts.values() for r in rs]))
+
+
+def _refuse_options_for_unselected(given: dict[str, dict[str, Any]], checks: list[str]) -> None:
+    """Options set on the command line for a check that will not run are a mistake, never ignored."""
+    for check, table in given.items():
+        if check not in checks:
+            raise InvalidInputError(
+                f"option {check}.{next(iter(table))} was given, but check '{check}' is not selected "
+                f"(selected: {', '.join(checks)}); add it to --checks or drop the option"
+            )
 
 
 def _plan_gates(plan, policy: str | None) -> list:
@@ -226,19 +295,20 @@ def _plain_plan():
     return Plan()
 
 
-def _size(text: str | None) -> tuple[int, int] | None:
+def _size(text: str | None, option: str = "--input-size") -> tuple[int, int] | None:
     if text is None:
         return None
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
+        parts = [int(v) for v in text.lower().split("x")]  # range checked with the plan (exit 4)
+        h, w = parts * 2 if option == "--center-crop" and len(parts) == 1 else parts
     except ValueError as exc:
-        raise UsageError(f"--input-size takes HxW, e.g. 224x224, got '{text}'") from exc
+        raise UsageError(f"{option} takes HxW, e.g. 224x224, got '{text}'") from exc
     return h, w
 
 
 def _print_headlines(report) -> None:
-    for check, (label, value) in report.headlines().items():
-        click.echo(f"  {check:<18} {label}: {value:.4g}")
+    for check, headline in report.headlines().items():
+        click.echo(f"  {check:<18} {headline.label}: {headline.value:.4g}")
 
 
 @main.command("list")
@@ -252,8 +322,13 @@ def list_command(debug: bool) -> None:
     from .data.builtin import load_builtin  # noqa: F401  (registers every built-in set)
     from .data import bias_sets  # noqa: F401
 
+    registry = load_registry()
     sections = {
-        "checks": [(name, cls.title) for name, cls in sorted(load_registry().items(), key=lambda kv: (kv[1].order, kv[0]))],
+        "checks": [(name, cls.title) for name, cls in sorted(registry.items(), key=lambda kv: (kv[1].order, kv[0]))],
+        "check families (for --checks; 'all' selects every check)": [
+            (family.replace(" ", "-"), ", ".join(n for n, c in sorted(registry.items()) if c.family == family))
+            for family in sorted({c.family for c in registry.values()})
+        ],
         "datasets": [(name, builtin.description) for name, builtin in sorted(BUILTINS.items())],
         "demo models": [(f"demo:{recipe.name}", recipe.description) for recipe in zoo.list_demos()],
     }
@@ -277,16 +352,29 @@ def list_command(debug: bool) -> None:
 @handle_errors
 def train(data_spec: str, arch: str, epochs: int, batch_size: int, lr: float, shift: int, seed: int, out: str, debug: bool) -> None:
     """Train a demo architecture on your own data (saves a state_dict to audit with --arch demo:ARCH)."""
+    import io
+
     import torch
 
     from . import zoo
     from .data import DatasetRef
+    from .plan import SEED_MAX
+    from .reports.writer import atomic_write, refuse_kernel_file_system
 
+    if not 0 <= seed <= SEED_MAX:
+        raise InvalidInputError(f"seed must be an integer from 0 to {SEED_MAX}, got {seed}; choose one in that range")
+    target = Path(out)
+    refuse_kernel_file_system(target)
+    if not target.absolute().parent.is_dir():
+        folder = target.absolute().parent
+        raise InvalidInputError(f"--out {out}: folder {folder} does not exist; create it or choose another --out")
     data = DatasetRef(data_spec).load()
     if data.train is None or len(data.train) == 0:
         raise InvalidInputError(f"dataset '{data_spec}' has no training split; use ROOT/train/<class>/ and ROOT/test/<class>/")
     blob = zoo.train_model(arch, data, epochs, batch_size, lr, shift, seed, log=lambda m: log.info(m))
-    torch.save(blob["state_dict"], out)
+    buffer = io.BytesIO()  # saved through Python's file writes, so a full or read-only disk is a one-line exit 4
+    torch.save(blob["state_dict"], buffer)
+    atomic_write(target, lambda p: p.write_bytes(buffer.getvalue()))
     info = blob["info"]
     click.echo(f"wrote {out}: test accuracy {info['test_accuracy']:.4f} ({info['train_seconds']:.1f} s)")
     click.echo(f"audit it with: robustcnn audit --model {out} --arch demo:{arch} --data {data_spec}")
@@ -352,7 +440,14 @@ def report_compare(directories: tuple[str, ...], out: str, debug: bool) -> None:
     from .reports.report import Report, expand_report_paths
     from .reports.scorecard import format_value
 
-    reports = [Report.load(p) for p in expand_report_paths(directories)]
+    reports = []
+    for path in expand_report_paths(directories):
+        try:
+            reports.append(Report.load(path))
+        except InvalidInputError as exc:
+            click.echo(f"robustcnn: skipped {path}: {exc}", err=True)
+    if not reports:
+        raise InvalidInputError(f"no complete robustcnn report among {' '.join(directories)}")
     click.echo(compare_headlines(reports).map(format_value).to_string(index=False))
     table = compare_tables(reports)
     write_comparison(table, out)

@@ -5,11 +5,13 @@ flags; flags override the file. Unknown keys are errors, so typos never pass sil
 """
 from __future__ import annotations
 
+import math
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .data import DEFAULT_TRAIN_N, Policy
 from .errors import InvalidInputError
 from .models import ModelRef
 
@@ -19,10 +21,11 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MODEL_KEYS = {"spec", "arch", "num_classes", "in_channels", "input_size", "mean", "std", "trust_model", "name"}
-DATA_KEYS = {"spec", "n"}
+DATA_KEYS = {"spec", "n", "resize", "center_crop", "train_n"}
 RUN_KEYS = {"seed", "device", "batch_size", "checks", "out", "baseline", "shard_size"}
 TOP_KEYS = {"model", "data", "run", "checks", "gate", "description"}
 DEFAULT_CHECKS = ["clean"]
+SEED_MAX = 2**32 - 1  # scikit-learn's random_state and numpy's RandomState take 0 .. 2**32 - 1
 
 
 @dataclass
@@ -32,6 +35,9 @@ class Plan:
     models: list[ModelRef] = field(default_factory=lambda: [ModelRef()])
     data: str = "mnist5k"
     n: int | None = None
+    resize: int | None = None
+    center_crop: tuple[int, int] | None = None
+    train_n: int | None = DEFAULT_TRAIN_N
     seed: int = 0
     device: str = "cpu"
     batch_size: int = 256
@@ -49,6 +55,9 @@ class Plan:
             "models": [m.describe() for m in self.models],
             "data": self.data,
             "n": self.n,
+            "resize": self.resize,
+            "center_crop": list(self.center_crop) if self.center_crop else None,
+            "train_n": self.train_n,
             "seed": self.seed,
             "device": self.device,
             "batch_size": self.batch_size,
@@ -57,6 +66,11 @@ class Plan:
             "baseline": self.baseline,
             "gates": self.gates,
         }
+
+    @property
+    def policy(self) -> Policy:
+        """How images reach the model's input: resize the shorter side, then centre-crop."""
+        return Policy(self.resize, self.center_crop)
 
     def with_overrides(self, **overrides: Any) -> "Plan":
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
@@ -90,20 +104,25 @@ def plan_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Plan:
     options = raw.get("checks", {})
     if not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values()):
         raise InvalidInputError(f"{source}: [checks.<name>] tables must hold each check's options")
-    checks = run.get("checks", list(DEFAULT_CHECKS))
+    checks = _typed(run, "checks", list, source, "[run]", "a list of check names", list(DEFAULT_CHECKS))
+    if not all(isinstance(c, str) for c in checks):
+        raise InvalidInputError(f"{source}: [run] checks must be a list of check names, got {checks!r}")
     plan = Plan(
         models=models,
-        data=str(data.get("spec", "mnist5k")),
-        n=data.get("n"),
-        seed=int(run.get("seed", 0)),
-        device=str(run.get("device", "cpu")),
-        batch_size=int(run.get("batch_size", 256)),
+        data=_typed(data, "spec", str, source, "[data]", "a dataset name or path", "mnist5k"),
+        n=_typed(data, "n", int, source, "[data]", "a positive integer"),
+        resize=_typed(data, "resize", int, source, "[data]", "a positive integer"),
+        center_crop=_crop(data.get("center_crop"), source),
+        train_n=_typed(data, "train_n", int, source, "[data]", "a positive integer", DEFAULT_TRAIN_N),
+        seed=_typed(run, "seed", int, source, "[run]", f"an integer from 0 to {SEED_MAX}", 0),
+        device=_typed(run, "device", str, source, "[run]", "cpu, cuda or cuda:N", "cpu"),
+        batch_size=_typed(run, "batch_size", int, source, "[run]", "a positive integer", 256),
         checks=list(checks),
         options={k: dict(v) for k, v in options.items()},
-        out=run.get("out"),
-        baseline=run.get("baseline"),
-        shard_size=run.get("shard_size"),
-        gates=list(raw.get("gate", [])),
+        out=_typed(run, "out", str, source, "[run]", "a folder path"),
+        baseline=_typed(run, "baseline", str, source, "[run]", "a report folder path"),
+        shard_size=_typed(run, "shard_size", int, source, "[run]", "a positive integer"),
+        gates=raw.get("gate", []),
         source=source,
     )
     validate_plan(plan)
@@ -122,12 +141,84 @@ def validate_plan(plan: Plan) -> None:
         get_check(name)
     if len(set(plan.checks)) != len(plan.checks):
         raise InvalidInputError("a check is listed twice in the plan")
-    if plan.n is not None and (not isinstance(plan.n, int) or plan.n < 1):
+    if plan.n is not None and (not _is_int(plan.n) or plan.n < 1):
         raise InvalidInputError(f"n must be a positive integer, got {plan.n!r}")
-    if plan.batch_size < 1:
-        raise InvalidInputError(f"batch_size must be positive, got {plan.batch_size}")
-    if plan.shard_size is not None and plan.shard_size < 1:
-        raise InvalidInputError(f"shard_size must be positive, got {plan.shard_size}")
+    if not _is_int(plan.seed) or not 0 <= plan.seed <= SEED_MAX:
+        raise InvalidInputError(
+            f"seed must be an integer from 0 to {SEED_MAX}, got {plan.seed!r}; choose a seed in that range"
+        )
+    if not _is_int(plan.batch_size) or plan.batch_size < 1:
+        raise InvalidInputError(f"batch_size must be a positive integer, got {plan.batch_size!r}")
+    if plan.shard_size is not None and (not _is_int(plan.shard_size) or plan.shard_size < 1):
+        raise InvalidInputError(f"shard_size must be a positive integer, got {plan.shard_size!r}")
+    for key in ("resize", "train_n"):
+        value = getattr(plan, key)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise InvalidInputError(f"{key} must be a positive integer, got {value!r}")
+    crop = plan.center_crop
+    if crop is not None and (len(crop) != 2 or not all(_is_int(v) and v >= 1 for v in crop)):
+        raise InvalidInputError(f"center_crop must be two positive integers HxW, e.g. 224x224, got {list(crop)!r}")
+    for ref in plan.models:
+        validate_model_ref(ref)
+
+
+def validate_model_ref(ref: ModelRef) -> None:
+    """The wrapper's values (--num-classes, --channels, --input-size, --mean, --std, --name), exit 4 when wrong."""
+    if ref.num_classes is not None and (not _is_int(ref.num_classes) or ref.num_classes < 2):
+        raise InvalidInputError(f"num_classes must be an integer of at least 2, got {ref.num_classes!r}")
+    if ref.in_channels is not None and (not _is_int(ref.in_channels) or ref.in_channels < 1):
+        raise InvalidInputError(f"in_channels must be a positive integer, got {ref.in_channels!r}")
+    if ref.input_size is not None:
+        size = tuple(ref.input_size)
+        if len(size) != 2 or not all(_is_int(v) and v >= 1 for v in size):
+            shown = "x".join(map(str, size)) if size and all(_is_int(v) for v in size) else repr(list(size))
+            raise InvalidInputError(f"input size must be two positive integers HxW, e.g. 224x224, got {shown}")
+    for key, values in (("mean", ref.mean), ("std", ref.std)):
+        if values is None:
+            continue
+        numbers = tuple(values)
+        if not numbers or not all(_is_number(v) and math.isfinite(v) for v in numbers):
+            raise InvalidInputError(
+                f"{key} must be finite numbers, one per channel (or one for all), got {list(numbers)!r}"
+            )
+        if key == "std" and any(v <= 0 for v in numbers):
+            raise InvalidInputError(f"std values must be positive, got {list(numbers)!r}")
+    if ref.name is not None and (not isinstance(ref.name, str) or not _is_folder_name(ref.name)):
+        raise InvalidInputError(f"model name {ref.name!r} must be a plain folder name (no '/', not '.' or '..')")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_folder_name(name: str) -> bool:
+    return bool(name.strip()) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+def _typed(
+    table: dict[str, Any], key: str, kind: type, source: str, where: str, expected: str, default: Any = None
+) -> Any:
+    """``table[key]`` if it has the type ``kind`` (an int is not a bool), else a one-line error."""
+    if key not in table:
+        return default
+    value = table[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise InvalidInputError(f"{source}: {where} {key} must be {expected}, got {value!r}")
+    return value
+
+
+def _crop(value: Any, source: str) -> tuple[int, int] | None:
+    """``center_crop = 224`` or ``[224, 224]`` as (H, W)."""
+    if value is None:
+        return None
+    values = [value, value] if isinstance(value, int) else value
+    if not isinstance(values, list) or len(values) != 2 or not all(_is_int(v) for v in values):
+        raise InvalidInputError(f"{source}: center_crop must be an integer or [H, W], got {value!r}")
+    return (values[0], values[1])
 
 
 def _reject_unknown(table: Any, known: set[str], source: str, where: str) -> None:
@@ -142,15 +233,18 @@ def _model_ref(table: dict[str, Any], source: str) -> ModelRef:
     _reject_unknown(table, MODEL_KEYS, source, "[model]")
     if "spec" not in table:
         raise InvalidInputError(f"{source}: [model] needs spec = \"path/to/model.pt\" or \"demo:mnist-cnn\"")
-    size = table.get("input_size")
+    where = "[model]"
+    size = _typed(table, "input_size", list, source, where, "[height, width]")
+    mean = _typed(table, "mean", list, source, where, "a list of numbers, one per channel")
+    std = _typed(table, "std", list, source, where, "a list of numbers, one per channel")
     return ModelRef(
-        spec=str(table["spec"]),
-        arch=table.get("arch"),
-        num_classes=table.get("num_classes"),
-        in_channels=table.get("in_channels"),
-        input_size=tuple(size) if size else None,
-        mean=tuple(table["mean"]) if "mean" in table else None,
-        std=tuple(table["std"]) if "std" in table else None,
-        trust=bool(table.get("trust_model", False)),
-        name=table.get("name"),
+        spec=_typed(table, "spec", str, source, where, "a model path or demo:NAME"),
+        arch=_typed(table, "arch", str, source, where, "torchvision:NAME, demo:NAME or package.module:factory"),
+        num_classes=_typed(table, "num_classes", int, source, where, "an integer of at least 2"),
+        in_channels=_typed(table, "in_channels", int, source, where, "a positive integer"),
+        input_size=tuple(size) if size is not None else None,
+        mean=tuple(mean) if mean is not None else None,
+        std=tuple(std) if std is not None else None,
+        trust=_typed(table, "trust_model", bool, source, where, "true or false", False),
+        name=_typed(table, "name", str, source, where, "a plain folder name"),
     )

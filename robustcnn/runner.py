@@ -3,14 +3,16 @@
 Each task is one check on one shard of the evaluation images (or the whole check when it is
 not per-sample). ``run_task`` is a pure function of the task and the loaded inputs, so an
 executor other than the in-process one can run tasks elsewhere later. Completed fragments are
-cached under ``<out>/.fragments`` by a content key (model and data fingerprints, check version
-and config, seed, shard, robustcnn version), which is what ``--resume`` reuses.
+cached by a content key (model and data fingerprints, check version and config, seed, shard,
+robustcnn version) in the run's staging folder beside ``<out>`` (see ``reports.writer``), and
+kept in ``<out>/.fragments`` once the report is complete; that is what ``--resume`` reuses.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import platform
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -24,9 +26,10 @@ import torch
 
 from . import __version__
 from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check
-from .data import DatasetRef, ImageData, Split, stratified_sample
-from .errors import InvalidInputError, NothingEvaluatedError, UsageError
-from .fragments import FragmentStore, content_key
+from .data import DatasetRef, ImageData, Target
+from .data.sample import SampledData, probe_eval, sample_data
+from .errors import EnvironmentProblemError, InvalidInputError, NothingEvaluatedError, UsageError
+from .fragments import CorruptFragmentError, FragmentStore, content_key
 from .models import AuditedModel, ModelRef
 from .plan import Plan
 from .reports import writer
@@ -52,43 +55,51 @@ class Prepared:
 
     model: AuditedModel
     data: AuditData
-    image_data: ImageData
+    image_data: SampledData
     eval_index: np.ndarray
 
 
 def prepare(model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int, device: str) -> Prepared:
-    """Load the data and model, adapt images to the model, validate, and draw the evaluation sample."""
+    """Index the data, draw the evaluation sample, load the model, decode only the sampled images
+    at the model's input, and validate. The training split is decoded when a check first reads it."""
     _check_device(device)
-    raw = data_ref.load()
-    channels = raw.test.shape[0]
-    model = model_ref.load(num_classes=raw.num_classes, in_channels=channels, input_size=None, device=device)
+    index = data_ref.index()
+    if n is not None and n > len(index.test):
+        total = len(index.test)
+        log.warning("--n %d is more than the %d test images of %s; evaluating all %d", n, total, data_ref.spec, total)
+    probe = probe_eval(index, n, seed)
+    model = model_ref.load(
+        num_classes=index.num_classes, in_channels=probe.channels, input_size=model_ref.input_size, device=device
+    )
     if model.input_size is None:
-        model.input_size = tuple(raw.test.shape[1:])  # type: ignore[assignment]
-    data = raw.adapted(model.in_channels, model.input_size)
-    _check_labels(data, model)
-    model.validate(data.test.x[:2])
-    model.choose_layout(data.test.x[:64])
-    index = stratified_sample(data.test.y, n, seed) if n else np.arange(len(data.test))
-    classes = list(data.classes) + [str(k) for k in range(data.num_classes, model.num_classes)]
-    audit_data = AuditData(data.name, classes, data.test.subset(index), data.train)
-    return Prepared(model, audit_data, data, index)
+        model.input_size = probe.input_size(data_ref.policy)  # type: ignore[assignment]
+    target = Target(model.in_channels, tuple(model.input_size), data_ref.policy)  # type: ignore[arg-type]
+    data = sample_data(index, probe, n, seed, target, data_ref.train_n)
+    _check_labels(index, model)
+    model.validate(data.eval.x[:2])
+    model.choose_layout(data.eval.x[:16])
+    classes = list(index.classes) + [str(k) for k in range(index.num_classes, model.num_classes)]
+    audit_data = AuditData(index.name, classes, data.eval, data.train)  # type: ignore[arg-type]
+    return Prepared(model, audit_data, data, data.positions)
 
 
 def _check_device(device: str) -> None:
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise UsageError(f"unknown device '{device}'; use cpu, cuda or cuda:N")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device} was asked for but torch sees no CUDA GPU; use --device cpu")
-    try:
-        torch.device(device)
-    except RuntimeError as exc:
-        raise UsageError(f"unknown device '{device}'; use cpu, cuda or cuda:N") from exc
+    if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise UsageError(f"--device {device}: torch sees {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
 
 
 def _check_labels(data: ImageData, model: AuditedModel) -> None:
     for split in (data.test, data.train):
         if split is None or len(split) == 0:
             continue
-        top = int(split.y.max())
-        if top >= model.num_classes or int(split.y.min()) < 0:
+        low, top = int(split.y.min()), int(split.y.max())
+        if low < 0:
+            raise InvalidInputError(f"dataset labels include {low}; labels must be class indices 0, 1, ...: fix them")
+        if top >= model.num_classes:
             raise InvalidInputError(
                 f"dataset labels reach {top} but the model has {model.num_classes} classes; "
                 "use a dataset with matching classes or pass --num-classes"
@@ -150,34 +161,57 @@ class LocalExecutor:
 
     def run(self, task: Task, compute: Callable[[], tuple[CheckOutput, dict[str, Any]]]) -> tuple[CheckOutput, dict[str, Any], bool]:
         if self.resume and self.store.has(task.key):
-            output, cost = self.store.load(task.key)
-            self.progress(1)
-            return output, cost, True
+            try:
+                output, cost = self.store.load(task.key)
+            except CorruptFragmentError as exc:
+                where = f"{task.check}, shard {task.shard}" if task.shard is not None else task.check
+                log.warning("fragment %s (%s) is damaged (%s); recomputing it", self.store.path(task.key), where, exc)
+                self.store.discard(task.key)
+            else:
+                self.progress(1)
+                return output, cost, True
         output, cost = compute()
         self.store.save(task.key, output, cost)
         self.progress(1)
         return output, cost, False
 
 
-def audit_model(plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False, progress: bool = False) -> Report:
-    """Audit one model according to ``plan`` and write its report directory."""
+def audit_model(
+    plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False, progress: bool = False, force: bool = False
+) -> Report:
+    """Audit one model according to ``plan`` and write its report directory (see ``reports.writer``:
+    the work happens in a staging folder, swapped into ``out`` at the end; ``force`` allows a
+    non-empty ``out`` that is not a report)."""
+    staging = writer.begin(out, resume, force)
+    try:
+        return _audit_into(plan, model_ref, out, staging, resume, progress)
+    except EnvironmentProblemError as exc:
+        staging.abandon()
+        if staging.fragments.is_dir():
+            raise EnvironmentProblemError(f"{exc}; finished work is kept in {staging.path} for --resume") from exc
+        raise
+    except BaseException:
+        staging.abandon()
+        raise
+
+
+def _audit_into(
+    plan: Plan, model_ref: ModelRef, out: Path, staging: writer.Staging, resume: bool, progress: bool
+) -> Report:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     checks = sorted((get_check(name).from_options(plan.options.get(name)) for name in plan.checks), key=lambda c: (c.order, plan.checks.index(c.name)))
     for name in plan.options:
         if name not in plan.checks:
             log.warning("options given for check '%s', which is not selected", name)
-    data_ref = DatasetRef(plan.data)
+    data_ref = DatasetRef(plan.data, plan.policy, plan.train_n)
     prepared = prepare(model_ref, data_ref, plan.n, plan.seed, plan.device)
     baseline = Report.load(plan.baseline).table if plan.baseline else None
     for check in checks:
         if check.needs_train and prepared.data.train is None:
             raise InvalidInputError(f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)")
         check.preflight(prepared.model, prepared.data)
-    writer.begin(out)
-    store = FragmentStore(out / ".fragments")
-    if not resume:
-        store.clear()
+    store = FragmentStore(staging.fragments)
     base_key = (__version__, model_ref.fingerprint(), prepared.image_data.fingerprint(), plan.seed, plan.device)
     tasks = build_tasks(checks, prepared, base_key, plan.shard_size)
     total = sum(len(t) for t in tasks.values()) + sum(isinstance(c, SampleCheck) for c in checks)
@@ -214,7 +248,7 @@ def audit_model(plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False
         raise NothingEvaluatedError("no check produced a result; nothing was evaluated")
     samples = _combine_samples(sample_frames)
     meta = _meta(plan, model_ref, data_ref, prepared, check_meta, started_at, time.perf_counter() - t0)
-    return writer.write_report(out, table, samples, meta, figures)
+    return writer.write_report(out, table, samples, meta, figures, staging)
 
 
 def _run_check(
@@ -311,9 +345,9 @@ def default_out(model_ref: ModelRef, plan: Plan) -> Path:
     return Path("reports") / model_ref.display_name()
 
 
-def run_plan(plan: Plan, resume: bool = False, progress: bool = False) -> list[Report]:
+def run_plan(plan: Plan, resume: bool = False, progress: bool = False, force: bool = False) -> list[Report]:
     """Audit every model of the plan; one report directory per model."""
     names = [m.display_name() for m in plan.models]
     if len(set(names)) != len(names):
         raise InvalidInputError("two models of the plan share a name; give each a distinct name")
-    return [audit_model(plan, ref, default_out(ref, plan), resume, progress) for ref in plan.models]
+    return [audit_model(plan, ref, default_out(ref, plan), resume, progress, force) for ref in plan.models]

@@ -79,8 +79,15 @@ def test_check_rows_figures_artifacts_and_headline(quick_run, small):
     examples = out.artifacts["adversarial/examples"]
     assert examples.shape[1:] == (1, 28, 28) and len(examples) == int(out.samples["example"].sum()) > 0
     table = rows.assign(model="demo", check="adversarial")
-    label, value = check.headline(table)
-    assert label == "robust accuracy (linf 0.3)" and value == linf["value"].iloc[-1]
+    label, value = (h := check.headline(table)).label, h.value
+    assert label == "median smallest L-inf perturbation that flips a correct prediction" and h.kind == "value"
+    assert h.where == {"metric": "min_perturbation_median", "norm": "linf"} and h.better == "higher"
+    median = rows[(rows["metric"] == "min_perturbation_median") & (rows["norm"] == "linf")].iloc[0]
+    assert (value, h.ci_low, h.ci_high) == (median["value"], median["ci_low"], median["ci_high"])
+    # the median is the radius at which robust accuracy falls to half the clean accuracy
+    clean = out.samples["correct"].mean()
+    mins = out.samples["min_linf"].to_numpy(float)
+    assert (mins > value + 1e-6).mean() <= clean / 2 < (mins > value - 1e-6).mean()
     assert {"min_linf", "min_l2", "robust_linf@0.1", "by_l2"} <= set(out.samples.columns)
 
 
@@ -182,5 +189,29 @@ def test_end_to_end_through_the_audit_api(tmp_path):
     assert len(curve) == 3 and math.isclose(curve[curve["eps"] == 0.3]["value"].iloc[0], 0.0, abs_tol=0.1)
     assert "robust_linf@0.3" in report.samples.columns
     assert report.meta["checks"]["adversarial"]["info"]["costs"]
-    label, value = AdversarialCheck().headline(report.table[report.table["check"] == "adversarial"])
-    assert label == "robust accuracy (linf 0.3)" and value == curve[curve["eps"] == 0.3]["value"].iloc[0]
+    head = AdversarialCheck().headline(report.table[report.table["check"] == "adversarial"])
+    label, value = head.label, head.value
+    median = table[table["metric"] == "min_perturbation_median"]["value"].iloc[0]
+    assert label.startswith("median smallest L-inf perturbation") and value == median and 0 < value < 0.3
+
+
+def test_headline_ranks_a_weak_the_demo_and_an_adversarially_trained_model(demo_model, small, mnist):
+    from reference_models import reference_model
+
+    from misleading_models import wrap
+
+    options = {**QUICK, "norms": ["linf"], "eps_linf": [0.0, 0.3]}
+    models = {"weak": wrap(reference_model("weak", mnist.train.x, mnist.train.y), sample=small.eval.x[:2]), "demo": demo_model,
+              "adversarial": wrap(reference_model("adversarial", mnist.train.x, mnist.train.y), sample=small.eval.x[:2])}
+    heads, fixed = {}, {}
+    for name, model in models.items():
+        check = AdversarialCheck.from_options(options)
+        table = pd.DataFrame(check.run(model, small, CheckContext(seed=0)).rows).assign(model=name, check="adversarial")
+        heads[name] = check.headline(table)
+        fixed[name] = table[(table["metric"] == "robust_accuracy") & (table["eps"] == 0.3)]["value"].iloc[0]
+    # robust accuracy at L-inf 0.3 cannot tell them apart; the median smallest perturbation orders them,
+    # each point outside its neighbours' confidence intervals
+    assert max(fixed.values()) - min(fixed.values()) <= 0.05
+    weak, demo, adversarial = heads["weak"], heads["demo"], heads["adversarial"]
+    assert weak.ci_high < demo.value < adversarial.ci_low
+    assert weak.value < demo.ci_low and demo.ci_high < adversarial.value

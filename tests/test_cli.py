@@ -35,13 +35,13 @@ def test_labels_outside_model_classes(tmp_path):
     path = save_torchscript(small_net(num_classes=3), tmp_path / "m.pt")
     x = torch.rand(6, 1, 28, 28).numpy()
     write_npz(tmp_path / "d.npz", x, __import__("numpy").array([0, 1, 2, 3, 4, 5]))
-    code, out = run("audit", "--model", str(path), "--num-classes", "3", "--data", str(tmp_path / "d.npz"), "--checks", "clean", "--out", str(tmp_path / "r"))
+    code, out = run("audit", "--model", str(path), "--trust-model", "--num-classes", "3", "--data", str(tmp_path / "d.npz"), "--checks", "clean", "--out", str(tmp_path / "r"))
     assert_clean_error(code, out, 4, "labels reach 5 but the model has 3 classes")
 
 
 def test_channel_mismatch(tmp_path):
     path = save_torchscript(small_net(in_channels=3), tmp_path / "m.pt")
-    code, out = run("audit", "--model", str(path), "--checks", "clean", "--out", str(tmp_path / "r"))
+    code, out = run("audit", "--model", str(path), "--trust-model", "--checks", "clean", "--out", str(tmp_path / "r"))
     assert_clean_error(code, out, 4, "failed on input of shape (2, 1, 28, 28)")
 
 
@@ -77,13 +77,11 @@ def test_cuda_without_gpu_is_a_usage_error(tmp_path):
     assert_clean_error(code, out, 2, "no CUDA GPU")
 
 
-def test_narrowing_the_demo_plan_warns_only_about_options_given_on_the_command_line(tmp_path):
+def test_narrowing_the_demo_plan_keeps_quiet_about_the_plans_own_options(tmp_path):
     code, out = run("audit", "--checks", "clean", "--n", "20", "--out", str(tmp_path / "a"), "--no-progress")
     assert code == 0, out
     assert "wrote" in out and "not selected" not in out
-    code, out = run("audit", "--checks", "clean", "--n", "20", "--target", "3", "--out", str(tmp_path / "b"), "--no-progress")
-    assert code == 0, out
-    assert "options given for check 'patch', which is not selected" in out
+    assert "checks: clean" not in out
 
 
 def test_list_and_report_show(tmp_path):
@@ -132,3 +130,25 @@ def test_plan_with_several_models_writes_one_report_each(tmp_path):
     assert code == 0, out
     assert (tmp_path / "out" / "first" / "meta.json").exists()
     assert (tmp_path / "out" / "second" / "meta.json").exists()
+
+
+def test_check_selection_by_all_and_family():
+    from robustcnn.checks import expand_selection, load_registry
+
+    assert expand_selection(["all"]) == sorted(load_registry(), key=lambda n: (load_registry()[n].order, n))
+    assert expand_selection(["clean", "natural-shifts"]) == ["clean", "noise", "corruptions", "spatial"]
+    assert expand_selection(["fooling images", "fooling-gradient"]) == ["fooling-gradient", "fooling-evolution"]
+
+
+def test_options_for_a_check_that_does_not_run_are_refused(tmp_path):
+    code, out = run("audit", "--data", "digits", "--checks", "clean", "--set", "adversarial.bogus=1",
+                    "--out", str(tmp_path / "r"))
+    assert code == 4 and "check 'adversarial' is not selected (selected: clean)" in out
+    assert not (tmp_path / "r").exists()
+    code, out = run("audit", "--data", "digits", "--checks", "clean", "--target", "3", "--out", str(tmp_path / "r"))
+    assert code == 4 and "option patch.target was given" in out
+
+
+def test_the_audit_says_which_checks_run(tmp_path):
+    code, out = run("audit", "--data", "digits", "--n", "10", "--out", str(tmp_path / "r"), "--no-progress")
+    assert code == 0 and "checks: clean (the default; --checks all runs every check)" in out

@@ -66,7 +66,7 @@ def test_full_run_on_demo_cnn(demo_model, mnist_audit, ctx):
     assert all(png.startswith(b"\x89PNG") for png in out.figures.values())
     assert set(out.samples["set"]) == sets | {"clean"}
     table = tidy(out.rows, "m", "confidence")
-    label, v = ConfidenceCheck().headline(table)
+    label, v = (h := ConfidenceCheck().headline(table)).label, h.value
     assert v == worst["value"] and "95%" in label
 
 

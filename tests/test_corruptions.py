@@ -358,6 +358,7 @@ def test_bad_input(call, message):
         call(torch.rand(1, 3, 8, 8))
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_matches_cpu_for_deterministic_and_runs_random():
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))

@@ -42,7 +42,9 @@ def test_rows_match_direct_computation(demo_model, small_audit, result):
         assert per[name] == pytest.approx(acc[acc.corruption == name].value.mean())
     mean = table[(table.metric == "mean_corruption_accuracy") & (table.variant == "benchmark")]
     assert float(mean.value.iloc[0]) == pytest.approx((per["contrast"] + per["gaussian_noise"]) / 2)
-    assert check.headline(table) == ("mean corruption accuracy", float(mean.value.iloc[0]))
+    head = check.headline(table)
+    assert (head.label, head.value, head.better) == ("mean corruption accuracy", float(mean.value.iloc[0]), "higher")
+    assert head.where["metric"] == "mean_corruption_accuracy" and head.n == int(mean.n.iloc[0])
     # severity 5 contrast hurts this model
     assert float(row.value.iloc[0]) < float(clean.value.iloc[0])
     assert set(out.figures) == {"examples", "accuracy"}
@@ -123,8 +125,8 @@ def test_end_to_end_with_baseline_report(tmp_path):
     first = robustcnn.audit(checks=["corruptions", "spatial"], options=options, n=30, out=tmp_path / "a", seed=0)
     table = first.check_table("corruptions")
     assert len(table[table.metric == "accuracy"]) == 6
-    assert first.headlines()["corruptions"][0] == "mean corruption accuracy"
-    assert first.headlines()["spatial"][0] == "worst-of-grid accuracy"
+    assert first.headlines()["corruptions"].label == "mean corruption accuracy"
+    assert first.headlines()["spatial"].label == "worst-of-grid accuracy"
     assert set(first.figures["corruptions"]) >= {"examples", "accuracy"}
     second = robustcnn.audit(checks=["corruptions"], options=options, n=30, out=tmp_path / "b", seed=0, baseline=tmp_path / "a")
     mce = second.check_table("corruptions")

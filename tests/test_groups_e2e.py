@@ -23,7 +23,7 @@ def test_audit_catches_the_colour_shortcut(tmp_path):
     flips = table[(table["metric"] == "counterfactual_flip_rate") & table["group"].isna()]
     assert flips["n"].iloc[0] == 200 and flips["value"].iloc[0] > 0.5
     headlines = report.headlines()
-    assert headlines["groups"][0] == "worst-group accuracy gap" and headlines["groups"][1] >= gap
+    assert headlines["groups"].label == "worst-group accuracy gap" and headlines["groups"].value >= gap
     samples = report.samples
     assert set(samples["check"]) >= {"groups", "label-issues"}
     assert (samples[samples["check"] == "groups"]["sample"].str.startswith("colored-mnist-")).all()

@@ -51,7 +51,7 @@ def test_rows_match_a_direct_computation(run, demo_model, mnist_audit):
 
 def test_headline_pools_both_noise_kinds(run):
     _, table = run
-    label, share = NoiseCheck().headline(table)
+    label, share = (h := NoiseCheck().headline(table)).label, h.value
     above = table[(table.metric == "share_above") & (table.threshold == 0.99)]["value"]
     assert "0.99" in label and share == pytest.approx(above.mean())
 

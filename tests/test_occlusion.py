@@ -106,7 +106,7 @@ def test_headline_without_masks_is_the_flip_rate(demo_model, stroke_audit):
     split.masks = None
     check = OcclusionCheck.from_options({"examples": 0, "window": 7, "stride": 7})
     out = check.run(demo_model, stroke_audit.with_eval(split), CheckContext())
-    label, v = check.headline(tidy(out.rows, "demo", "occlusion"))
+    label, v = (h := check.headline(tidy(out.rows, "demo", "occlusion"))).label, h.value
     assert "flipped" in label and 0 <= v <= 1
     assert "outside_share" not in out.samples and "occlusion-examples" not in out.figures
 

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 import robustcnn
 from robustcnn.cli import main
 from robustcnn.data import stratified_sample
+from robustcnn.reports.writer import staging_path
 
 from helpers import save_torchscript, small_net, write_image_folder
 
@@ -31,8 +32,8 @@ def user_files(tmp_path_factory, mnist):
 
 def test_torchscript_on_image_folder_cli_and_python_agree(user_files, tmp_path):
     model, data = user_files
-    report = robustcnn.audit(str(model), str(data), checks=["clean"], out=tmp_path / "py")
-    result = CliRunner().invoke(main, ["audit", "--model", str(model), "--data", str(data), "--checks", "clean", "--out", str(tmp_path / "cli"), "--no-progress"])
+    report = robustcnn.audit(str(model), str(data), checks=["clean"], out=tmp_path / "py", trust_model=True)
+    result = CliRunner().invoke(main, ["audit", "--model", str(model), "--trust-model", "--data", str(data), "--checks", "clean", "--out", str(tmp_path / "cli"), "--no-progress"])
     assert result.exit_code == 0, result.output
     py = (tmp_path / "py" / "results.csv").read_text()
     assert py == (tmp_path / "cli" / "results.csv").read_text()
@@ -66,7 +67,7 @@ def test_resume_after_sigkill_gives_the_same_table(tmp_path):
     subprocess.run(cmd + [str(plan), "--out", str(fresh)], check=True, env=env, cwd=ROOT, capture_output=True)
     killed = tmp_path / "killed"
     proc = subprocess.Popen(cmd + [str(plan), "--out", str(killed)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    frags = killed / ".fragments"
+    frags = staging_path(killed) / ".fragments"  # completed work waits beside the report until it is complete
     deadline = time.time() + 120
     while time.time() < deadline and (not frags.exists() or len([p for p in frags.iterdir() if not p.name.startswith(".")]) < 5):
         time.sleep(0.01)

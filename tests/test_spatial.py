@@ -52,7 +52,8 @@ def test_grid_search_equals_exhaustive(demo_model, small_audit, result):
     acc = table[table.metric == "accuracy"].set_index("transform").value
     assert acc["grid"] == pytest.approx(float(ok.float().mean()))
     assert acc["grid"] <= min(acc["rotation"], acc["translation"], acc["random-4"]) <= acc["none"]
-    assert check.headline(table) == ("worst-of-grid accuracy", acc["grid"])
+    head = check.headline(table)
+    assert (head.label, head.value, head.better) == ("worst-of-grid accuracy", acc["grid"], "higher")
     # the recorded breaking transform does break the image
     broken = s[s.clean_correct & ~s.grid_correct]
     assert len(broken)

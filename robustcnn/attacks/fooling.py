@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
-from ..checks import AuditData, Check, CheckContext, CheckOutput, register
+from ..checks import AuditData, Check, CheckContext, CheckOutput, Headline, register
 from ..errors import InvalidInputError
 from ..models import AuditedModel
 from ..reports.plots import image_grid
@@ -348,7 +348,7 @@ class FoolingGradientCheck(Check):
             out.artifacts[f"{self.name}/images"] = images["fooling"]
         return out
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         part = table[table["variant"] == "fooling"] if "variant" in table else table
         got = fooled_share(part)
-        return (f"classes fooled at {fooled_label(got[0])} (gradient)", got[1]) if got else None
+        return Headline(f"classes fooled at {fooled_label(got[0])} (gradient)", got[1], "lower") if got else None

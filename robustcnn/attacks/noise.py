@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..checks import AuditData, Check, CheckContext, CheckOutput, batched, register
+from ..checks import AuditData, Check, CheckContext, CheckOutput, Headline, batched, register
 from ..errors import InvalidInputError
 from ..models import AuditedModel
 from ..reports.plots import figure_png
 from ..reports.schema import rate, value
+from ..stats import wilson_interval
 from .fooling import check_outputs, image_shape, log_probabilities, positive, warn_if_probabilities
 
 KINDS = ("gaussian", "uniform")
@@ -93,14 +94,17 @@ class NoiseCheck(Check):
         rows += [rate("share_above", int((top > t).sum()), n, ood=kind, threshold=t) for t in self.config.thresholds]
         return rows
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         part = table[table["metric"] == "share_above"]
         if part.empty:
             return None
         thr = float(pd.to_numeric(part["threshold"]).max())
         part = part[pd.to_numeric(part["threshold"]) == thr]
-        share = float((part["value"] * part["n"]).sum() / part["n"].sum())
-        return (f"noise images predicted above {thr:g}", share)
+        n = int(part["n"].sum())
+        hits = float((part["value"] * part["n"]).sum())
+        low, high = wilson_interval(hits, n)
+        return Headline(f"noise images predicted above {thr:g}", hits / n, "lower", "rate", low, high, n,
+                        {"metric": "share_above", "threshold": thr})
 
 
 def _histogram(counts: dict[str, np.ndarray], classes: list[str]) -> bytes:

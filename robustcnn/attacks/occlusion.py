@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from captum.attr import Occlusion
 
-from ..checks import AuditData, CheckContext, CheckOutput, SampleCheck, register
+from ..checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ..data import Split
 from ..errors import InvalidInputError
 from ..models import AuditedModel
@@ -163,13 +163,15 @@ class OcclusionCheck(SampleCheck):
                 out.figures["occlusion-examples"] = examples_figure(images, maps, samples, data.classes, self.config.examples)
         return out
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         overall = table[table["class"].isna()] if "class" in table else table
         share = overall[overall["metric"] == "sensitivity_outside_object"]
         if len(share):
-            return ("sensitivity outside the object", float(share["value"].iloc[0]))
+            return Headline.from_row(share.iloc[0], "sensitivity outside the object", "lower")
         flips = overall[overall["metric"] == "flipped_by_one_occluder"]
-        return ("correct predictions flipped by one occluder", float(flips["value"].iloc[0])) if len(flips) else None
+        if not len(flips):
+            return None
+        return Headline.from_row(flips.iloc[0], "correct predictions flipped by one occluder", "lower")
 
 
 def _mean_ci(v: pd.Series) -> tuple[float, tuple[float, float], int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import torch
 
-from ..checks import AuditData, CheckContext, CheckOutput, SampleCheck, register
+from ..checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ..data import Split
 from ..models import AuditedModel
 from ..reports.schema import rate, value
@@ -48,6 +48,6 @@ class CleanCheck(SampleCheck):
                     rows.append(value("confusion_count", int(count), None, **{"class": data.classes[int(true_k)], "pred": data.classes[int(pred_k)]}))
         return CheckOutput(rows=rows)
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         row = table[table["metric"] == "accuracy"]
-        return ("clean accuracy", float(row["value"].iloc[0])) if len(row) else None
+        return Headline.from_row(row.iloc[0], "clean accuracy", "higher") if len(row) else None

@@ -23,7 +23,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from ..checks import AuditData, Check, CheckContext, CheckOutput, register
+from ..checks import AuditData, Check, CheckContext, CheckOutput, Headline, register
 from ..data import Split, stratified_sample
 from ..errors import InvalidInputError
 from ..models import AuditedModel
@@ -289,14 +289,15 @@ class DatasetBiasCheck(Check):
             titles = [t for i in shown for t in (f"eval {data.eval.ids[i]}"[-18:], f"train d={dist[i]:.3f}")]
             out.figures["near_duplicates"] = image_grid(pairs, titles, ncols=10, suptitle="evaluation image and its nearest training image")
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         v = table[table["metric"] == "cramers_v"]
         if len(v):
             split = "train" if (v["split"] == "train").any() else "eval"
-            return ("max Cramer's V (attribute vs label)", float(v[v["split"] == split]["value"].max()))
+            part = v[v["split"] == split]
+            return Headline.from_row(part.loc[part["value"].idxmax()], "max Cramer's V (attribute vs label)", "lower", "value")
         lift = table[(table["metric"] == "probe_lift") & (table["variant"] != "tiny-image")]
         if len(lift):
-            return ("shortcut probe lift", float(lift["value"].max()))
+            return Headline.from_row(lift.loc[lift["value"].idxmax()], "shortcut probe lift", "lower", "value")
         return None
 
 

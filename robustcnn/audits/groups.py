@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from fairlearn.metrics import MetricFrame
 
-from ..checks import AuditData, Check, CheckContext, CheckOutput, register
+from ..checks import AuditData, Check, CheckContext, CheckOutput, Headline, register
 from ..data import Split
 from ..data.base import adapt_split
 from ..errors import InvalidInputError
@@ -418,10 +418,10 @@ class GroupsCheck(Check):
         split = Split(images, torch.zeros(len(images), dtype=torch.long), [str(i) for i in range(len(images))])
         return adapt_split(split, c, (h, w), [], "counterfactual").x
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         gaps = table[table["metric"] == "accuracy_gap"]
         if len(gaps):
-            return ("worst-group accuracy gap", float(gaps["value"].max()))
+            return Headline.from_row(gaps.loc[gaps["value"].idxmax()], "worst-group accuracy gap", "lower")
         return None
 
 

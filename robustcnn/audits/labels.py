@@ -23,7 +23,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 from torch import nn
 
-from ..checks import AuditData, Check, CheckContext, CheckOutput, register
+from ..checks import AuditData, Check, CheckContext, CheckOutput, Headline, register
 from ..data import Split, stratified_sample
 from ..errors import InvalidInputError
 from ..models import AuditedModel
@@ -334,6 +334,6 @@ class LabelIssuesCheck(Check):
             "suggested_confidence": P[idx, best_other] if len(idx) else np.zeros(0),
         })
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         row = table[table["metric"] == "estimated_noise_rate"]
-        return ("estimated label noise rate", float(row["value"].iloc[0])) if len(row) else None
+        return Headline.from_row(row.iloc[0], "estimated label noise rate", "lower") if len(row) else None

@@ -5,11 +5,14 @@ import glob
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import pandas as pd
 
 from ..errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ..checks import Headline
 
 REPORT_FILES = ("results.parquet", "results.csv", "samples.parquet", "meta.json", "summary.md", "report.html")
 
@@ -58,8 +61,8 @@ class Report:
         """The rows of one check, with the columns that are empty for it dropped."""
         return self.table[self.table["check"] == check].dropna(axis=1, how="all").reset_index(drop=True)
 
-    def headlines(self) -> dict[str, tuple[str, float]]:
-        """``{check: (label, value)}``: each check's headline number, from the check class."""
+    def headlines(self) -> dict[str, Headline]:
+        """``{check: Headline}``: each check's headline number, from the check class."""
         from ..checks import load_registry
 
         registry = load_registry()
@@ -73,7 +76,7 @@ class Report:
 
     def summary(self) -> pd.DataFrame:
         """A wide one-row view of this model: one column per check headline."""
-        values = {label: value for label, value in self.headlines().values()}
+        values = {h.label: h.value for h in self.headlines().values()}
         return pd.DataFrame([values], index=pd.Index([self.model], name="model"))
 
     @staticmethod

@@ -94,7 +94,7 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
             except Exception as exc:  # a report must still render when one headline is buggy
                 head, note = None, f"headline failed: {type(exc).__name__}: {exc}"
             if head is not None:
-                label, val = head[0], float(head[1])
+                label, val = head.label, head.value
             elif not note:
                 note = "the check gives no headline"
         lines.append({

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from ...checks import AuditData, Check, CheckContext, CheckOutput, batched, register
+from ...checks import AuditData, Check, CheckContext, CheckOutput, Headline, batched, register
 from ...errors import InvalidInputError
 from ...models import AuditedModel
 from ...reports.plots import image_grid
@@ -105,6 +105,6 @@ class FoolingEvolutionCheck(Check):
         out.artifacts[f"{self.name}/images"] = torch.cat(champions)
         return out
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         got = fooled_share(table)
-        return (f"classes fooled at {fooled_label(got[0])} (evolution)", got[1]) if got else None
+        return Headline(f"classes fooled at {fooled_label(got[0])} (evolution)", got[1], "lower") if got else None

@@ -8,6 +8,7 @@ Use alone::
     result.robust("linf")     # (N, 3) robust flags per epsilon
 """
 from .apgd import apgd
+from .bpda import MaskingResponse
 from .cascade import TOL, AttackCost, NormResult
 from .check import AdversarialCheck, AdversarialConfig
 from .diagnostics import WARNING_PREFIX
@@ -19,6 +20,6 @@ from .square import square_attack
 
 __all__ = [
     "ATTACKS", "DEFAULT_ATTACKS", "TOL", "WARNING_PREFIX", "AdversarialCheck", "AdversarialConfig", "AttackCost",
-    "AttackSettings", "NormResult", "PerturbationResult", "apgd", "default_eps", "default_headline", "dlr", "evaluate",
+    "AttackSettings", "MaskingResponse", "NormResult", "PerturbationResult", "apgd", "default_eps", "default_headline", "dlr", "evaluate",
     "margin", "square_attack",
 ]

@@ -56,9 +56,14 @@ def probe(view: CountedView, x: torch.Tensor, y: torch.Tensor, correct: torch.Te
 
 
 def masking_warnings(zero_ce: float, zero_margin: float, unbounded: float, blackbox: dict[str, float],
-                     probabilities: bool, drift: float, threshold: float) -> list[str]:
-    """One line per symptom that crosses ``threshold`` (shares of correctly classified inputs)."""
+                     probabilities: bool, drift: float, threshold: float, ops: tuple[str, ...] = ()) -> list[str]:
+    """One line per symptom that crosses ``threshold`` (shares of correctly classified inputs);
+    ``ops``: non-differentiable operations seen on the model's input path."""
     out = []
+    if ops:
+        out.append(f"{WARNING_PREFIX}: the model applies non-differentiable operations to its input ({', '.join(ops)}); "
+                   "gradient attacks ran through BPDA surrogates (straight-through, median plus mean) and Square attacked "
+                   "every image still robust")
     if zero_ce > threshold:
         out.append(f"{WARNING_PREFIX}: the cross-entropy input gradient is exactly zero for {zero_ce:.0%} of inputs "
                    "(saturated softmax); CE-based attacks (FGSM, PGD, APGD-CE) under-report, trust the DLR and Square results")

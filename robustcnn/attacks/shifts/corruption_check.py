@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...checks import AuditData, CheckContext, CheckOutput, SampleCheck, register
+from ...checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ...data import Split
 from ...errors import InvalidInputError
 from ...models import AuditedModel
@@ -195,10 +195,10 @@ class CorruptionsCheck(SampleCheck):
         fig.colorbar(im, ax=ax, label="accuracy")
         return figure_png(fig)
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         rows = table[table["metric"] == "mean_corruption_accuracy"]
         for variant in ("benchmark", "all"):
             pick = rows[rows["variant"] == variant] if "variant" in rows else rows
             if len(pick):
-                return ("mean corruption accuracy", float(pick["value"].iloc[0]))
+                return Headline.from_row(pick.iloc[0], "mean corruption accuracy", "higher")
         return None

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ...checks import AuditData, CheckContext, CheckOutput, SampleCheck, register
+from ...checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ...data import Split
 from ...errors import InvalidInputError
 from ...models import AuditedModel
@@ -311,12 +311,12 @@ class SpatialCheck(SampleCheck):
             titles.append(f"-> {data.classes[int(r['break_pred'])]}\n{a:+.0f}deg ({dx:+.1f},{dy:+.1f})")
         return image_grid(images, titles, ncols=min(8, len(images)), suptitle="Worst-of-grid transforms that break correct predictions")
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         if "transform" in table:
             row = table[(table["metric"] == "accuracy") & (table["transform"] == "grid")]
             if len(row):
-                return ("worst-of-grid accuracy", float(row["value"].iloc[0]))
+                return Headline.from_row(row.iloc[0], "worst-of-grid accuracy", "higher")
         row = table[table["metric"] == "top1_change"]
         if "class" in table:
             row = row[row["class"].isna()]
-        return ("P(top-1 change) per 1-px shift", float(row["value"].iloc[0])) if len(row) else None
+        return Headline.from_row(row.iloc[0], "P(top-1 change) per 1-px shift", "lower") if len(row) else None

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...checks import AuditData, Check, CheckContext, CheckOutput, register
+from ...checks import AuditData, Check, CheckContext, CheckOutput, Headline, register
 from ...errors import InvalidInputError
 from ...models import AuditedModel
 from ...reports.schema import rate, value
@@ -194,11 +194,12 @@ class ConfidenceCheck(Check):
                 {s.name: s.images for s in sets}, per_set, primary, threshold)
         return figs
 
-    def headline(self, table: pd.DataFrame) -> tuple[str, float] | None:
+    def headline(self, table: pd.DataFrame) -> Headline | None:
         row = table[table["metric"] == "worst_accepted_share"]
         if not len(row):
             return None
-        return (f"bad inputs accepted at {row['tpr'].iloc[0]:.0%} clean TPR (worst set: {row['ood'].iloc[0]})", float(row["value"].iloc[0]))
+        label = f"bad inputs accepted at {row['tpr'].iloc[0]:.0%} clean TPR (worst set: {row['ood'].iloc[0]})"
+        return Headline.from_row(row.iloc[0], label, "lower")
 
 
 def _samples(data: AuditData, names, clean, correct, sets: list[OODSet], set_scores) -> pd.DataFrame:
