@@ -11,7 +11,7 @@ import dataclasses
 import hashlib
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import pandas as pd
 import torch
@@ -19,6 +19,7 @@ import torch
 from .data import Split
 from .errors import InvalidInputError
 from .models import AuditedModel
+from .seeding import SampleStreams
 
 
 @dataclass
@@ -68,15 +69,22 @@ class CheckContext:
     progress: bool = False
     artifacts: dict[str, torch.Tensor] = field(default_factory=dict)
     baseline: pd.DataFrame | None = None
-    shard: int = 0
     warnings: list[str] = field(default_factory=list)
+    eval_size: int = 0  # evaluation images in the whole run, of which a shard is part (0: not sharded)
 
     def generator(self, *salt: object, device: str | None = None) -> torch.Generator:
-        """A torch generator seeded from the run seed, the shard and ``salt`` (e.g. the check name)."""
-        digest = hashlib.sha256(repr((self.seed, self.shard) + salt).encode()).digest()
+        """A torch generator seeded from the run seed and ``salt`` (e.g. the check name), for draws
+        that belong to the whole run; per-image draws take ``streams``. (The 0 is where a shard
+        number once went; keeping it keeps the draws, and so the results, of earlier versions.)"""
+        digest = hashlib.sha256(repr((self.seed, 0) + salt).encode()).digest()
         gen = torch.Generator(device=device or "cpu")
         gen.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
         return gen
+
+    def streams(self, ids: Sequence[str], *salt: object, device: str | None = None) -> SampleStreams:
+        """One random stream per image, keyed by (run seed, ``salt``, sample id): an image's draws
+        do not depend on the shard or batch it is measured in."""
+        return SampleStreams.for_ids(self.seed, ids, *salt, device=device or "cpu")
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)

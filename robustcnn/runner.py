@@ -255,16 +255,16 @@ def _run_check(
     check: Check, tasks: list[Task], prepared: Prepared, plan: Plan, executor: LocalExecutor,
     artifacts: dict[str, torch.Tensor], baseline: pd.DataFrame | None,
 ) -> tuple[CheckOutput, dict[str, float], int]:
-    def context(shard: int) -> CheckContext:
-        return CheckContext(plan.device, plan.seed, plan.batch_size, False, dict(artifacts), baseline, shard)
+    def context() -> CheckContext:
+        return CheckContext(plan.device, plan.seed, plan.batch_size, False, dict(artifacts), baseline, eval_size=len(prepared.data.eval))
 
     if not isinstance(check, SampleCheck):
         task = tasks[0]
-        output, cost, reused = executor.run(task, lambda: run_task(task, check, prepared, context(0)))
+        output, cost, reused = executor.run(task, lambda: run_task(task, check, prepared, context()))
         return output, cost, int(reused)
     parts, costs, reused = [], [], 0
     for task in tasks:
-        output, cost, was_cached = executor.run(task, lambda task=task: run_task(task, check, prepared, context(task.shard or 0)))
+        output, cost, was_cached = executor.run(task, lambda task=task: run_task(task, check, prepared, context()))
         parts.append(output)
         costs.append(cost)
         reused += was_cached
@@ -273,7 +273,7 @@ def _run_check(
     summary_task = Task(check.name, None, None, content_key("summary", *(t.key for t in tasks)))
 
     def summarize() -> tuple[CheckOutput, dict[str, Any]]:
-        ctx = context(0)
+        ctx = context()
         before = prepared.model.counter.snapshot()
         started = time.perf_counter()
         out = check.summarize(samples, shard_artifacts, prepared.data, ctx)

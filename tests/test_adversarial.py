@@ -101,7 +101,7 @@ def test_same_seed_gives_identical_samples(demo_model, small, quick_run):
 
 def test_shards_merge_into_one_summary(demo_model, small):
     check = AdversarialCheck.from_options({**QUICK, "norms": ["linf"], "eps_linf": [0.0, 0.1]})
-    parts = [check.measure(demo_model, small.eval.subset(list(idx)), CheckContext(shard=s)) for s, idx in enumerate((range(0, 20), range(20, 40)))]
+    parts = [check.measure(demo_model, small.eval.subset(list(idx)), CheckContext(eval_size=40)) for idx in (range(0, 20), range(20, 40))]
     samples = pd.concat([p.samples for p in parts], ignore_index=True)
     artifacts = {k: torch.cat([p.artifacts[k] for p in parts]) for k in parts[0].artifacts}
     out = check.summarize(samples, artifacts, small, CheckContext())
@@ -110,6 +110,8 @@ def test_shards_merge_into_one_summary(demo_model, small):
     fmn = [c for c in out.info["costs"] if c["attack"] == "fmn"][0]
     assert fmn["images"] == sum(int(p.artifacts["adversarial/costs"][0, 0]) for p in parts)
     assert "examples" in out.figures
+    whole = check.measure(demo_model, small.eval.subset(list(range(40))), CheckContext()).samples
+    pd.testing.assert_frame_equal(whole, samples)
 
 
 @pytest.mark.parametrize("make", [SaturatedSoftmax, QuantisedInput], ids=["saturated-softmax", "quantised-input"])

@@ -11,10 +11,11 @@ not monotone in epsilon, attack every epsilon an input survives.
 costly last stand) only start on inputs that survive the largest epsilon, then descend the
 same way: the budget goes where robustness is claimed.
 Every success is re-checked here: misclassified, inside the box and inside the ball.
+Random draws come from per-input streams (``SampleStreams``), forked per norm, attack and
+descent level, so an input's attacks do not depend on the other inputs of its batch.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ...seeding import SampleStreams
 from .geometry import lp_norm
 from .library import ATTACKS, AttackSettings
 
@@ -92,10 +94,6 @@ class NormResult:
         return {e: float(r) for e, r in zip(self.eps, rob)}
 
 
-def _seed(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") & ((1 << 62) - 1)
-
-
 def _target(min_norm: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The largest positive epsilon each input still survives, and whether there is one."""
     below = grid[None, :] < (min_norm[:, None] - TOL)
@@ -108,9 +106,10 @@ class Cascade:
     """Runs the attacks for one norm on a batch of inputs and keeps the per-input minima."""
 
     def __init__(self, view: CountedView, x: torch.Tensor, y: torch.Tensor, clean_logits: torch.Tensor, norm: str,
-                 eps: tuple[float, ...], settings: AttackSettings, seed: int, batch_size: int, survivors: frozenset[str] = frozenset()) -> None:
+                 eps: tuple[float, ...], settings: AttackSettings, streams: SampleStreams, batch_size: int,
+                 survivors: frozenset[str] = frozenset()) -> None:
         self.view, self.x, self.y, self.norm, self.eps = view, x, y, norm, eps
-        self.settings, self.seed, self.batch_size, self.survivors = settings, seed, batch_size, survivors
+        self.settings, self.streams, self.batch_size, self.survivors = settings, streams.to(x.device), batch_size, survivors
         correct = clean_logits.argmax(1).to(y.device) == y
         self.min_norm = torch.where(correct, torch.full_like(y, math.inf, dtype=x.dtype), torch.zeros_like(y, dtype=x.dtype))
         self.found_by = ["" if c else "clean" for c in correct.tolist()]
@@ -133,8 +132,9 @@ class Cascade:
             floor = self.grid[0] if len(self.grid) else torch.tensor(0.0)
             todo = torch.nonzero(self.min_norm > floor + TOL).flatten()
             attacked = len(todo)
-            for i, part in enumerate(todo.split(self.batch_size)):
-                adv = attack.run(self.view, self.x[part], self.y[part], self.norm, self.settings, _seed(self.seed, name, self.norm, i), self.adv_logits.shape[1])
+            streams = self.streams.fork(name)
+            for part in todo.split(self.batch_size):
+                adv = attack.run(self.view, self.x[part], self.y[part], self.norm, self.settings, streams.subset(part), self.adv_logits.shape[1])
                 self._accept(name, part, adv, None)
         else:
             attacked = self._descend(name)
@@ -154,9 +154,9 @@ class Cascade:
         while active.any():
             todo = torch.nonzero(active).flatten()
             broken = torch.zeros_like(active)
-            for i, part in enumerate(todo.split(self.batch_size)):
-                gen = torch.Generator(device=self.x.device.type).manual_seed(_seed(self.seed, name, self.norm, level, i))
-                adv = attack.run(self.view, self.x[part], self.y[part], eps[part], self.norm, self.settings, _seed(self.seed, name, level, i), gen)
+            streams = self.streams.fork(name, level)
+            for part in todo.split(self.batch_size):
+                adv = attack.run(self.view, self.x[part], self.y[part], eps[part], self.norm, self.settings, streams.subset(part))
                 broken[part] = self._accept(name, part, adv, eps[part])
             eps, has = _target(self.min_norm, self.grid)
             active = broken & has
@@ -169,10 +169,10 @@ class Cascade:
         for level, value in enumerate(self.grid.flip(0)):
             todo = torch.nonzero(self.min_norm > value + TOL).flatten()
             attacked = max(attacked, len(todo))
-            for i, part in enumerate(todo.split(self.batch_size)):
-                gen = torch.Generator(device=self.x.device.type).manual_seed(_seed(self.seed, name, self.norm, level, i))
+            streams = self.streams.fork(name, level)
+            for part in todo.split(self.batch_size):
                 eps = value.expand(len(part))
-                adv = attack.run(self.view, self.x[part], self.y[part], eps, self.norm, self.settings, _seed(self.seed, name, level, i), gen)
+                adv = attack.run(self.view, self.x[part], self.y[part], eps, self.norm, self.settings, streams.subset(part))
                 self._accept(name, part, adv, eps)
         return attacked
 

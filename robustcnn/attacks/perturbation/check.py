@@ -127,12 +127,15 @@ class AdversarialCheck(SampleCheck):
         grids, (h_norm, h_eps) = cfg.grids(batch.shape)
         if model.num_classes < 2:
             raise InvalidInputError("checks.adversarial needs a model with at least 2 classes")
-        seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator(self.name)))
+        streams = ctx.streams(batch.ids, self.name)
         x = batch.x.to(ctx.device)
-        result = evaluate(model, x, batch.y, cfg.norms, grids, cfg.attacks, cfg.settings(), seed, ctx.batch_size, cfg.survivor_attacks,
-                          cfg.bpda, cfg.bpda_modules, cfg.masking_threshold)
+        result = evaluate(model, x, batch.y, cfg.norms, grids, cfg.attacks, cfg.settings(), ctx.seed, ctx.batch_size, cfg.survivor_attacks,
+                          cfg.bpda, cfg.bpda_modules, cfg.masking_threshold, streams.keys)
         view = CountedView(model, result.probabilities)
-        masking = probe(view, x, result.labels.to(x.device), result.correct, ctx.batch_size, cfg.unbounded_images)
+        # about unbounded_images of the whole evaluation sample, each picked by its own stream
+        share = cfg.unbounded_images / max(ctx.eval_size or len(batch), 1)
+        unbounded = streams.fork("unbounded").uniform(()) < share
+        masking = probe(view, x, result.labels.to(x.device), result.correct, ctx.batch_size, unbounded)
         probs = result.clean_logits.softmax(1)
         samples = pd.DataFrame({
             "sample": batch.ids,

@@ -30,12 +30,14 @@ class MaskingProbe:
     nondeterminism: torch.Tensor
 
 
-def probe(view: CountedView, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, batch_size: int, unbounded_images: int, unbounded_steps: int = 10) -> MaskingProbe:
-    """Run the per-input diagnostics on correctly classified inputs (others get nan)."""
+def probe(view: CountedView, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, batch_size: int, unbounded: torch.Tensor,
+          unbounded_steps: int = 10) -> MaskingProbe:
+    """Run the per-input diagnostics on correctly classified inputs (others get nan); the unbounded-budget
+    attack only on those flagged in ``unbounded`` ((N,) booleans)."""
     n = len(x)
     zero_ce = torch.full((n,), math.nan)
     zero_margin = torch.full((n,), math.nan)
-    unbounded = torch.full((n,), math.nan)
+    flagged, unbounded = unbounded.to(x.device), torch.full((n,), math.nan)
     drift = torch.full((n,), math.nan)
     todo = torch.nonzero(correct.to(x.device)).flatten()
     for part in todo.split(batch_size):
@@ -46,7 +48,7 @@ def probe(view: CountedView, x: torch.Tensor, y: torch.Tensor, correct: torch.Te
         zero_ce[part.cpu()] = (g_ce.flatten(1).abs().amax(1) == 0).float().cpu()
         zero_margin[part.cpu()] = (g_margin.flatten(1).abs().amax(1) == 0).float().cpu()
         drift[part.cpu()] = (again - logits).abs().amax(1).float().cpu()
-    tested = todo[:unbounded_images]
+    tested = todo[flagged[todo]]
     if len(tested):
         run = apgd(view, x[tested], y[tested], 1.0, "linf", "ce", unbounded_steps, random_start=False)
         unbounded[tested.cpu()] = (~run.success).float().cpu()

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ...errors import InvalidInputError
+from ...seeding import SampleStreams, sample_keys
 from .bpda import MaskingResponse, SurrogateView, check_bpda, find_modules, respond
 from .cascade import CountedView, NormResult, Cascade
 from .epsilons import check_eps, check_norm, default_eps
@@ -97,13 +98,17 @@ def evaluate(
     bpda: str = "auto",
     bpda_modules: Sequence[str] = (),
     masking_threshold: float = 0.02,
+    keys: torch.Tensor | None = None,
 ) -> PerturbationResult:
     """Attack ``x`` ([0, 1] NCHW) with the cascade and return per-input minimal norms and robust flags.
 
     ``model`` returns logits (probabilities are detected and turned into log-probabilities).
     Without labels ``y`` the model's own clean predictions are attacked, so the curve then
     measures how stable its decisions are rather than robust accuracy. ``survivor_attacks``
-    only start on inputs still unbroken at the largest epsilon.
+    only start on inputs still unbroken at the largest epsilon. Random draws come from one
+    stream per input, keyed by ``keys`` ((N,) int64, e.g. ``seeding.sample_keys`` of sample ids)
+    or else by ``seed`` and the input's position, so an input's result does not depend on the
+    batch size or the other inputs.
 
     Gradient masking (Athalye, Carlini & Wagner 2018): with ``bpda="auto"``, when the model applies
     non-differentiable operations to its input or its margin gradient is zero on more than
@@ -143,6 +148,11 @@ def evaluate(
     if labels.shape != (len(x),) or labels.min() < 0 or labels.max() >= clean_logits.shape[1]:
         raise InvalidInputError(f"labels must be {len(x)} class indices in [0, {clean_logits.shape[1] - 1}]")
     settings = settings or AttackSettings()
+    if keys is None:
+        keys = sample_keys(seed, [str(i) for i in range(len(x))], "evaluate")
+    if keys.shape != (len(x),):
+        raise InvalidInputError(f"keys must be one int64 per image, got shape {tuple(keys.shape)}")
+    streams = SampleStreams(keys)
     correct = clean_logits.argmax(1) == labels
     masking = respond(model, view, x, labels, correct, bpda, bool(modules), masking_threshold, batch_size)
     if masking.bpda:
@@ -150,14 +160,10 @@ def evaluate(
     if masking.square_everywhere:
         survivors = frozenset(a for a in survivors if ATTACKS[a].whitebox)
     results = {
-        norm: Cascade(view, x, labels, clean_logits, norm, grids[norm], settings, _norm_seed(seed, norm), batch_size, survivors).run(names)
+        norm: Cascade(view, x, labels, clean_logits, norm, grids[norm], settings, streams.fork(norm), batch_size, survivors).run(names)
         for norm in norms
     }
     return PerturbationResult(labels.cpu(), clean_logits.cpu(), results, probabilities, masking)
-
-
-def _norm_seed(seed: int, norm: str) -> int:
-    return seed * 2 + (0 if norm == "linf" else 1)
 
 
 def _device(model: nn.Module, x: torch.Tensor) -> torch.device:

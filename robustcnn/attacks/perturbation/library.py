@@ -9,17 +9,27 @@ Two kinds: *minimal* attacks return one adversarial per input, as close as they 
 (FGSM, PGD, APGD, Square). ``every_eps`` attacks (FGSM, PGD) are run at every epsilon an
 input still survives, since a one-step or fixed-step attack is not monotone in epsilon; the
 others descend from the largest. Every returned point is re-checked by the cascade.
+
+Each attack gets per-input random streams (``SampleStreams``). Ours (APGD, Square) and PGD's
+random start draw from them, so those results do not depend on the batch. Foolbox's other
+attacks draw nothing random, except DDN, which replaces an exactly zero gradient by a Gaussian
+draw from torch's global generator; that generator is seeded from the batch's inputs, so only
+an input whose cross-entropy gradient vanishes (a logit margin beyond about 100) can depend on
+which inputs share its batch.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
+import eagerpy as ep
 import foolbox as fb
 import torch
 from torch import nn
 
+from ...seeding import SampleStreams
 from .apgd import apgd
+from .geometry import random_in_ball
 from .square import square_attack
 
 
@@ -65,36 +75,48 @@ def _fmodel(model: nn.Module, x: torch.Tensor) -> fb.PyTorchModel:
     return fb.PyTorchModel(model, bounds=(0.0, 1.0), device=x.device)
 
 
-def _seeded(seed: int, x: torch.Tensor, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """Run a foolbox attack with torch's global generator seeded, leaving the caller's state intact."""
+def _seeded(streams: SampleStreams, x: torch.Tensor, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """Run a foolbox attack with torch's global generator seeded from the batch, leaving the caller's state intact."""
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+        torch.manual_seed(streams.batch_seed())
         return fn()
 
 
+def _start_from(attack: fb.attacks.base.FixedEpsilonAttack, streams: SampleStreams, norm: str) -> None:
+    """Make a foolbox gradient attack draw its random start from per-input streams (uniform in the
+    L-inf box; for L2 a random direction at radius eps, where foolbox draws uniformly in the ball)."""
+    def start(x0: ep.Tensor, epsilon: float) -> ep.Tensor:
+        eps = torch.full((len(x0.raw),), epsilon, dtype=x0.raw.dtype, device=x0.raw.device)
+        return ep.astensor(random_in_ball(x0.raw, eps, norm, streams))
+
+    if getattr(attack, "random_start", False):
+        attack.get_random_start = start
+
+
 def _foolbox_fixed(linf: Callable[[AttackSettings], fb.attacks.base.FixedEpsilonAttack], l2: Callable[[AttackSettings], fb.attacks.base.FixedEpsilonAttack]) -> Callable[..., torch.Tensor]:
-    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, seed: int, gen: torch.Generator) -> torch.Tensor:
-        attack = (linf if norm == "linf" else l2)(settings)
+    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, streams: SampleStreams) -> torch.Tensor:
         out = x.clone()
         for value in torch.unique(eps):
             part = eps == value
+            attack = (linf if norm == "linf" else l2)(settings)
+            _start_from(attack, streams.subset(part), norm)
             crit = fb.criteria.Misclassification(y[part])
-            out[part] = _seeded(seed, x, lambda: attack.run(_fmodel(model, x), x[part], crit, epsilon=float(value)))
+            out[part] = _seeded(streams.subset(part), x, lambda: attack.run(_fmodel(model, x), x[part], crit, epsilon=float(value)))
         return out
 
     return run
 
 
 def _apgd(loss: str) -> Callable[..., torch.Tensor]:
-    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, seed: int, gen: torch.Generator) -> torch.Tensor:
+    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, streams: SampleStreams) -> torch.Tensor:
         steps = settings.apgd_dlr_steps if loss == "dlr" else settings.apgd_steps
-        return apgd(model, x, y, eps, norm, loss, steps, gen).adversarial
+        return apgd(model, x, y, eps, norm, loss, steps, streams).adversarial
 
     return run
 
 
-def _apgd_targeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, seed: int, gen: torch.Generator) -> torch.Tensor:
+def _apgd_targeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, streams: SampleStreams) -> torch.Tensor:
     """APGD-T as in AutoAttack: targeted DLR towards each of the ``apgd_targets`` runner-up
     classes in turn (by clean logit), each on the inputs the previous targets left unbroken."""
     with torch.no_grad():
@@ -104,19 +126,20 @@ def _apgd_targeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torc
         todo = torch.nonzero(~done).flatten()
         if not len(todo):
             break
+        gen = streams.fork("target", rank).subset(todo)
         run = apgd(model, x[todo], y[todo], eps[todo], norm, "dlr-t", settings.apgd_target_steps, gen, target=ranked[todo, rank])
         out[todo], done[todo] = run.adversarial, run.success
     return out
 
 
-def _square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, seed: int, gen: torch.Generator) -> torch.Tensor:
-    return square_attack(model, x, y, eps, norm, settings.square_queries, settings.square_p_init, gen).adversarial
+def _square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, streams: SampleStreams) -> torch.Tensor:
+    return square_attack(model, x, y, eps, norm, settings.square_queries, settings.square_p_init, streams).adversarial
 
 
 def _minimal(make: Callable[[AttackSettings, str, int], fb.attacks.base.MinimizationAttack]) -> Callable[..., torch.Tensor]:
-    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, settings: AttackSettings, seed: int, num_classes: int) -> torch.Tensor:
+    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, settings: AttackSettings, streams: SampleStreams, num_classes: int) -> torch.Tensor:
         attack = make(settings, norm, num_classes)
-        return _seeded(seed, x, lambda: attack.run(_fmodel(model, x), x, fb.criteria.Misclassification(y)))
+        return _seeded(streams, x, lambda: attack.run(_fmodel(model, x), x, fb.criteria.Misclassification(y)))
 
     return run
 

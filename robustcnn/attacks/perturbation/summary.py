@@ -81,6 +81,5 @@ def cost_rows(costs: list[dict]) -> list[dict]:
             value("attack_improved", c["improved"], **params),
             value("attack_forward_images", c["forward"], **params),
             value("attack_backward_images", c["backward"], **params),
-            value("attack_seconds", c["seconds"], **params),
         ]
     return rows

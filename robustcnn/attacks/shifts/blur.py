@@ -16,7 +16,7 @@ from scipy import sparse
 from ._ops import (
     apply_axes, clipped_zoom_matrix, correlate, gather_pixels, gaussian_filter, quantize_floor,
 )
-from ._random import integers, uniform
+from ._random import Source, integers, uniform
 
 
 def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
@@ -39,12 +39,12 @@ def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
     return k[half - r : half + r + 1, half - r : half + r + 1]
 
 
-def defocus_blur(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def defocus_blur(x: torch.Tensor, c: tuple[float, float], scale: float, gen: Source) -> torch.Tensor:
     """Correlate with ``disk(radius, alias_blur)`` (OpenCV filter2D, reflect-101 border)."""
     return correlate(x, disk_kernel(c[0] * scale, c[1] * scale), "reflect101")
 
 
-def gaussian_blur(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, c: float, scale: float, gen: Source) -> torch.Tensor:
     """``skimage.filters.gaussian(sigma=c)`` (truncate 4, nearest border)."""
     return gaussian_filter(x, c * scale)
 
@@ -82,7 +82,7 @@ def glass_index(offsets: torch.Tensor, h: int, w: int, delta: int) -> torch.Tens
     return idx.view(n, h * w)
 
 
-def glass_blur(x: torch.Tensor, c: tuple[float, int, int], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def glass_blur(x: torch.Tensor, c: tuple[float, int, int], scale: float, gen: Source) -> torch.Tensor:
     """Blur, quantise to uint8 (truncating, as the reference), shuffle pixels locally, blur again."""
     sigma, delta, iterations = c[0] * scale, max(1, round(c[1] * scale)), c[2]
     n, _, h, w = x.shape
@@ -196,7 +196,7 @@ def _row_shift_matrices(dx: torch.Tensor, row_shift: torch.Tensor, tap_weight: t
     return mats
 
 
-def motion_blur(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def motion_blur(x: torch.Tensor, c: tuple[float, float], scale: float, gen: Source) -> torch.Tensor:
     """Motion blur at an angle drawn uniformly from [-45, 45] degrees per image."""
     angle = uniform((x.shape[0],), gen, x, -45.0, 45.0)
     return motion_blur_at(x, max(1, round(c[0] * scale)), max(c[1] * scale, 1e-3), angle)
@@ -215,7 +215,7 @@ def _zoom_sum(h: int, w: int, factors: tuple[float, ...]) -> torch.Tensor:
         )
 
 
-def zoom_blur(x: torch.Tensor, factors: np.ndarray, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def zoom_blur(x: torch.Tensor, factors: np.ndarray, scale: float, gen: Source) -> torch.Tensor:
     """Average of the image and its centre zooms (the reference ``clipped_zoom``, linear interpolation)."""
     n, c, h, w = x.shape
     zoom = _zoom_sum(h, w, tuple(float(z) for z in factors)).to(device=x.device, dtype=x.dtype)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._random import Source
+
 
 LUMINANCE = np.array([
     16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
@@ -122,7 +124,7 @@ def _pad_to(v: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return F.pad(v, (0, pw, 0, ph), mode="replicate") if ph or pw else v
 
 
-def jpeg_compression(x: torch.Tensor, c: int, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def jpeg_compression(x: torch.Tensor, c: int, scale: float, gen: Source) -> torch.Tensor:
     """JPEG at quality ``c``."""
     return jpeg_roundtrip(x, c)
 

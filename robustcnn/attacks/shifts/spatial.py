@@ -54,7 +54,9 @@ def worst_of(model: AuditedModel, x: torch.Tensor, y: torch.Tensor, params: torc
     Rounds evaluate the next k transforms of every image still unbroken (k grows as images
     break, so a round is about ``round_size`` images); the model sees ``ctx.batch_size`` at a
     time. Returns broken (n,), index of the first breaking transform (n,; -1 if none),
-    transforms evaluated per image (n,), and the prediction under the breaking transform (n,).
+    transforms searched per image (n,: up to and including the first breaking one, all T if
+    none; the rounds may evaluate a few more, which depends on the batch), and the prediction
+    under the breaking transform (n,).
     """
     n, t = params.shape[:2]
     broken = torch.zeros(n, dtype=torch.bool)
@@ -75,9 +77,9 @@ def worst_of(model: AuditedModel, x: torch.Tensor, y: torch.Tensor, params: torc
             preds.append(model.logits(images, ctx.batch_size).argmax(dim=1))
         pred = torch.cat(preds).view(len(idx), k)
         wrong = pred != y[idx, None]
-        evals[idx] += k
         hit = wrong.any(dim=1)
         at = wrong.float().argmax(dim=1)
+        evals[idx] += torch.where(hit, at + 1, k)
         newly = idx[hit]
         broken[newly] = True
         first[newly] = pos + at[hit]
@@ -103,7 +105,7 @@ class SpatialCheck(SampleCheck):
         "Azulay & Weiss, Why do deep convolutional networks generalize so poorly to small image transformations? "
         "JMLR 2019; Engstrom, Tran, Tsipras, Schmidt & Madry, Exploring the landscape of spatial robustness, ICML 2019."
     )
-    version = "1"
+    version = "2"
     order = 62
 
     @dataclass
@@ -179,7 +181,7 @@ class SpatialCheck(SampleCheck):
             rec["jag_abs_change"] = (curves[:, 1:] - curves[:, :-1]).abs().sum(dim=1).numpy()
             artifacts[CURVES] = curves
         if cfg.grid:
-            rec.update(self._grid(model, x, y, clean, ctx, h, w))
+            rec.update(self._grid(model, x, y, clean, ctx, h, w, batch.ids))
         return CheckOutput(samples=pd.DataFrame(rec), artifacts=artifacts)
 
     def _jaggedness(self, model: AuditedModel, x: torch.Tensor, logits: torch.Tensor, ctx: CheckContext, s: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,7 +198,8 @@ class SpatialCheck(SampleCheck):
         top = torch.stack(tops, dim=1)
         return torch.stack(curves, dim=1), (top[:, 1:] != top[:, :-1]).sum(dim=1)
 
-    def _grid(self, model: AuditedModel, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor, ctx: CheckContext, h: int, w: int) -> dict[str, np.ndarray]:
+    def _grid(self, model: AuditedModel, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor, ctx: CheckContext, h: int, w: int,
+              ids: list[str]) -> dict[str, np.ndarray]:
         cfg = self.config
         n = len(x)
         grids = self.grids(h, w)
@@ -225,9 +228,8 @@ class SpatialCheck(SampleCheck):
         out["break_angle"], out["break_dx"], out["break_dy"] = (found[:, i].numpy() for i in range(3))
         out["break_pred"] = found_pred.numpy()
         if cfg.random_trials:
-            gen = ctx.generator(self.name, "random")
             t_max = self.translation_range(h, w)
-            u = torch.rand(n, cfg.random_trials, 3, generator=gen) * 2 - 1
+            u = ctx.streams(ids, self.name, "random").uniform((cfg.random_trials, 3), -1.0, 1.0)
             params = u * torch.tensor([cfg.max_angle, t_max, t_max])
             broken, _, spent, _ = worst_of(model, x, y, params, clean, ctx, cfg.round_size)
             out["random_correct"] = (clean & ~broken).numpy()
