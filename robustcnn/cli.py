@@ -352,7 +352,12 @@ def report_compare(directories: tuple[str, ...], out: str, debug: bool) -> None:
     from .reports.report import Report, expand_report_paths
     from .reports.scorecard import format_value
 
-    reports = [Report.load(p) for p in expand_report_paths(directories)]
+    reports = []
+    for path in expand_report_paths(directories):
+        if not (path / "meta.json").is_file() and not (path.is_dir() and (path / ".fragments").is_dir()):
+            click.echo(f"skipped {path}: not a robustcnn report directory", err=True)
+            continue
+        reports.append(Report.load(path))
     click.echo(compare_headlines(reports).map(format_value).to_string(index=False))
     table = compare_tables(reports)
     write_comparison(table, out)

@@ -73,3 +73,13 @@ def test_cli_compare_with_a_glob(reports, tmp_path):
     assert "Δ shortcut" in pd.read_csv(out).columns
     missing = CliRunner().invoke(main, ["report", "compare", str(tmp_path / "nope")])
     assert missing.exit_code == 4
+
+
+def test_cli_compare_skips_entries_that_are_not_reports(reports, tmp_path):
+    root = Path(reports[0].path).parent
+    (root / "README.md").write_text("reports land here\n")
+    out = tmp_path / "comparison.csv"
+    result = CliRunner().invoke(main, ["report", "compare", str(root / "*"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "skipped" in result.output and "README.md" in result.output
+    assert {"plain", "shortcut"} <= set(pd.read_csv(out).columns)

@@ -169,8 +169,19 @@ def _facts(report: Any) -> list[tuple[str, str]]:
     facts += [(k, str(v)) for k, v in versions.items()]
     if meta.get("started"):
         facts.append(("started", str(meta["started"])))
-    if isinstance(meta.get("seconds"), (int, float)):
-        facts.append(("time", f"{meta['seconds']:.1f} s"))
+    facts += _time_facts(meta)
+    return facts
+
+
+def _time_facts(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """The compute time of all checks (``work_seconds``, which counts tasks reused by ``--resume``
+    at their original cost) and the wall time of the run that wrote the report (``seconds``)."""
+    wall, work = meta.get("seconds"), meta.get("work_seconds")
+    if not isinstance(work, (int, float)):
+        return [("time", f"{wall:.1f} s")] if isinstance(wall, (int, float)) else []
+    facts = [("work", f"{work:.1f} s")]
+    if isinstance(wall, (int, float)):
+        facts.append(("this run", f"{wall:.1f} s"))
     return facts
 
 
