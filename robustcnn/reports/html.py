@@ -150,7 +150,7 @@ def _section(report: Any, name: str, figures: dict[str, Any]) -> dict[str, Any]:
 
 def _status_class(status: str) -> str:
     if status in ("ok", "complete"):
-        return "ok"
+        return "other"  # a check that ran is not a good result: colour comes from the verdict
     return status if status in ("pass", "warn", "fail", "error", "skipped") else "other"
 
 
@@ -214,6 +214,7 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
             "anchor": anchor(row["check"]),
             "value": format_value(row["value"]),
             "status_class": _status_class(str(row["status"])),
+            "verdict_class": row["verdict"] or "other",
         } for row in card.to_dict("records")],
         has_notes=bool((card["note"] != "").any()),
         sections=[_section(report, n, all_figures.get(n) or {}) for n in names],
