@@ -33,9 +33,10 @@ def test_shipped_policy_bounds_the_core_headlines():
 
 
 def test_scorecard_and_page_colour_rows_by_verdict(tmp_path):
+    from test_html_helpers import write_synthetic
+
     from robustcnn.reports.html import render_html
     from robustcnn.reports.scorecard import scorecard
-    from test_html_helpers import write_synthetic
 
     report = write_synthetic(tmp_path / "r", accuracy=0.9)
     card = scorecard(report).set_index("check")

@@ -7,10 +7,11 @@ report has is fine here: the policy only judges the headlines it knows.
 from __future__ import annotations
 
 import math
-import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from ..errors import InvalidInputError
 
