@@ -334,6 +334,7 @@ def _meta(plan: Plan, model_ref: ModelRef, data_ref: DatasetRef, prepared: Prepa
         "checks": checks,
         "started": started_at.isoformat(timespec="seconds"),
         "seconds": seconds,
+        "work_seconds": sum(float(c.get("seconds") or 0.0) for c in checks.values()),
     }
 
 

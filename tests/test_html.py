@@ -152,3 +152,11 @@ def test_append_step_summary(tmp_path):
     append_step_summary("first", env={"GITHUB_STEP_SUMMARY": str(target)})
     append_step_summary("second\n", env={"GITHUB_STEP_SUMMARY": str(target)})
     assert target.read_text() == "first\nsecond\n"
+
+
+def test_header_time_counts_resumed_work_and_this_run():
+    from robustcnn.reports.html import _time_facts
+
+    assert _time_facts({"seconds": 41.0, "work_seconds": 270.0}) == [("work", "270.0 s"), ("this run", "41.0 s")]
+    assert _time_facts({"seconds": 3.0}) == [("time", "3.0 s")]
+    assert _time_facts({}) == []
