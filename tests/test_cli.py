@@ -77,13 +77,12 @@ def test_cuda_without_gpu_is_a_usage_error(tmp_path):
     assert_clean_error(code, out, 2, "no CUDA GPU")
 
 
-def test_narrowing_the_demo_plan_warns_only_about_options_given_on_the_command_line(tmp_path):
+def test_narrowing_the_demo_plan_refuses_only_options_given_on_the_command_line(tmp_path):
     code, out = run("audit", "--checks", "clean", "--n", "20", "--out", str(tmp_path / "a"), "--no-progress")
     assert code == 0, out
     assert "wrote" in out and "not selected" not in out
     code, out = run("audit", "--checks", "clean", "--n", "20", "--target", "3", "--out", str(tmp_path / "b"), "--no-progress")
-    assert code == 0, out
-    assert "options given for check 'patch', which is not selected" in out
+    assert_clean_error(code, out, 4, "--target sets an option of check 'patch', which is not selected")
 
 
 def test_list_and_report_show(tmp_path):
