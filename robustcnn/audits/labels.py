@@ -175,7 +175,7 @@ def _identity_head_features(model: AuditedModel, x: torch.Tensor, batch_size: in
         if isinstance(bias, torch.Tensor):
             owner.bias = nn.Parameter(torch.zeros(width, dtype=bias.dtype, device=bias.device), requires_grad=False)
         features = model.logits(x, batch_size)
-    except Exception:  # a graph that fixed the head's shape: no features, the caller falls back to logits
+    except RuntimeError:  # a graph that fixed the head's shape: no features, the caller falls back to logits
         return None
     finally:
         owner.weight = weight
