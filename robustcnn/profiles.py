@@ -3,7 +3,7 @@
 A profile is a named bundle of checks, per-check option overrides and an evaluation sample
 size ``n``; ``quick``, ``standard`` and ``thorough`` run every check, with budgets (attack
 steps, images, generations) that grow from one to the next. docs/profiles.md lists them.
-Options from a plan file, ``--set`` and ``--n`` override a profile's.
+Options from a plan file and ``--set`` override a profile's budgets, ``--n`` its ``n``.
 """
 from __future__ import annotations
 
