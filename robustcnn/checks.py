@@ -276,24 +276,6 @@ def _skip_plugin(name: str, reason: str) -> None:
     logging.getLogger("robustcnn").warning("plugin check '%s' skipped: %s", name, reason)
 
 
-def expand_selection(tokens: list[str]) -> list[str]:
-    """Check names from a selection: names, ``all``, or family names (``natural-shifts`` or
-    ``"natural shifts"``); ``all`` and families add, in registry order, the checks not chosen yet."""
-    registry = load_registry()
-    ordered = sorted(registry, key=lambda name: (registry[name].order, name))
-    families = {registry[n].family.replace(" ", "-"): [m for m in ordered if registry[m].family == registry[n].family] for n in ordered}
-    chosen: list[str] = []
-    named: set[str] = set()
-    for token in tokens:
-        key = token.strip().replace(" ", "-")
-        if key == "all" or key in families:
-            chosen += [n for n in (ordered if key == "all" else families[key]) if n not in chosen]
-        elif key not in chosen or key in named:  # a name given twice stays twice, for the plan check to refuse
-            chosen.append(key)
-            named.add(key)
-    return chosen
-
-
 def get_check(name: str) -> type[Check]:
     registry = load_registry()
     if name not in registry:

@@ -142,7 +142,8 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--trust-model", is_flag=True, help="Allow files that can run code when loaded: .pt2, TorchScript, pickled modules, pickles torch's weights-only loader refuses.")
 @click.option("--name", help="Model name used in tables and the default output folder.")
 @click.option("--data", "data_spec", help="Dataset: mnist5k (default), digits, a built-in bias set, an ImageFolder directory or an .npz file.")
-@click.option("--checks", help="Comma-separated checks, family names (e.g. natural-shifts) or 'all' (see `robustcnn list`). Default: the plan's checks; with no plan, only 'clean'.")
+@click.option("--checks", help="Comma-separated checks, families, `all`, or a profile: quick, standard, thorough "
+              "(budgets in docs/profiles.md; see `robustcnn list`). Default: the plan's checks, or clean alone without a plan.")
 @click.option("--n", type=click.IntRange(min=1), help="Evaluate a seeded, class-stratified sample of this many test images.")
 @click.option("--resize", type=click.IntRange(min=1),
               help="Resize each image's shorter side to this many pixels (like torchvision's Resize(S)).")
@@ -180,6 +181,7 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
     code is then 1 if a gate failed."""
     from .models import ModelRef
     from .plan import load_plan, validate_plan
+    from .profiles import resolve_checks
     from .runner import run_plan
 
     plan_path = plan_file or (_demo_plan() if model_spec is None and data_spec is None else None)
@@ -195,12 +197,14 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
             std=_floats(std, "--std") if std is not None else base.std,
             trust=trust_model or base.trust, name=name or base.name,
         )]
-    from .checks import expand_selection
-
-    selected = expand_selection([c for c in checks.split(",") if c.strip()]) if checks is not None else None
+    selection = resolve_checks(checks) if checks is not None else None
+    selected = selection.checks if selection else None
     # --checks narrows the plan: the plan's own options for the checks it leaves out are no mistake to warn about
     options = {k: dict(v) for k, v in plan.options.items() if selected is None or k in selected or k not in plan.checks}
-    given: dict[str, dict[str, Any]] = _parse_set(set_options)
+    for check, table in (selection.options if selection else {}).items():
+        options[check] = {**table, **options.get(check, {})}
+    for check, table in _parse_set(set_options).items():
+        options.setdefault(check, {}).update(table)
     if attacks:
         given.setdefault("adversarial", {})["attacks"] = [a.strip() for a in attacks.split(",") if a.strip()]
     if target is not None:
@@ -210,21 +214,20 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
     for check, table in given.items():
         options.setdefault(check, {}).update(table)
     plan = plan.with_overrides(
-        data=data_spec, n=n, resize=resize, center_crop=_size(center_crop, "--center-crop"), train_n=train_n,
-        seed=seed, device=device, batch_size=batch_size, out=out, baseline=baseline,
-        checks=selected, options=options,
+        data=data_spec, n=n or (selection.n if selection else None), resize=resize,
+        center_crop=_size(center_crop, "--center-crop"), train_n=train_n, seed=seed, device=device,
+        batch_size=batch_size, out=out, baseline=baseline, checks=selected, options=options,
+        optional=selection.optional if selection else None,
     )
     validate_plan(plan)
-    _refuse_options_for_unselected(given, plan.checks)
-    if checks is None:
-        source = f"from {plan.source}" if plan.source else "the default; --checks all runs every check"
-        click.echo(f"checks: {', '.join(plan.checks)} ({source})")
+    _reject_unselected(plan.checks, set_options, attacks, target, ood)
+    _announce_checks(plan, selection, plan_path)
     gates = _plan_gates(plan, policy)
     if junit and not gates:
         raise UsageError("--junit needs gates: give --policy FILE or [[gate]] tables in the plan")
     progress = not no_progress and sys.stderr.isatty()
     verdicts = {}
-    for report in run_plan(plan, resume=resume, progress=progress, force=force):
+    for report in run_plan(plan, resume=resume, progress=progress, force=force, lines=not no_progress and not progress):
         click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
         _print_headlines(report)
         if gates:
@@ -239,14 +242,30 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
         sys.exit(exit_code([r for rs in verdicts.values() for r in rs]))
 
 
-def _refuse_options_for_unselected(given: dict[str, dict[str, Any]], checks: list[str]) -> None:
-    """Options set on the command line for a check that will not run are a mistake, never ignored."""
-    for check, table in given.items():
+def _reject_unselected(checks: list[str], set_options: tuple[str, ...], attacks: str | None, target: str | None,
+                       ood: str | None) -> None:
+    """Options given on the command line for a check that will not run are a mistake, not a no-op."""
+    given = {item.partition("=")[0].partition(".")[0]: f"--set {item}" for item in set_options}
+    for flag, check, value in (("--attacks", "adversarial", attacks), ("--target", "patch", target), ("--ood", "confidence", ood)):
+        if value is not None:
+            given.setdefault(check, flag)
+    for check, flag in given.items():
         if check not in checks:
-            raise InvalidInputError(
-                f"option {check}.{next(iter(table))} was given, but check '{check}' is not selected "
-                f"(selected: {', '.join(checks)}); add it to --checks or drop the option"
-            )
+            raise InvalidInputError(f"{flag} sets an option of check '{check}', which is not selected; add it to --checks")
+
+
+def _announce_checks(plan, selection, plan_path: str | None) -> None:
+    """Say which checks run and where that choice came from, so no default is silent (checks
+    named one by one on the command line need no announcement)."""
+    if selection is not None and not selection.optional and not selection.profile:
+        return
+    if selection is not None:
+        origin = f"profile {selection.profile}, n={plan.n}" if selection.profile else "--checks"
+    elif plan_path:
+        origin = f"from {plan_path}; --checks all|quick|standard|thorough|NAME,... selects others"
+    else:
+        origin = "the default; --checks all|quick|standard|thorough|NAME,... selects more"
+    click.echo(f"running checks: {', '.join(plan.checks)} ({origin})")
 
 
 def _plan_gates(plan, policy: str | None) -> list:

@@ -48,6 +48,7 @@ class Plan:
     shard_size: int | None = None
     gates: list[dict[str, Any]] = field(default_factory=list)
     source: str | None = None
+    optional: list[str] = field(default_factory=list)  # checks skipped with a note when the data cannot feed them
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -106,6 +106,21 @@ def _check_labels(data: ImageData, model: AuditedModel) -> None:
             )
 
 
+def _preflight(check: Check, prepared: Prepared, plan: Plan) -> bool:
+    """Whether ``check`` can run on this model and data; a check the plan selected by name raises
+    ``InvalidInputError`` when it cannot, one that came from ``all``, a family or a profile is skipped."""
+    try:
+        if check.needs_train and prepared.data.train is None:
+            raise InvalidInputError(f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)")
+        check.preflight(prepared.model, prepared.data)
+    except InvalidInputError as exc:
+        if check.name not in plan.optional:
+            raise
+        log.info("skipping %s: %s", check.name, exc)
+        return False
+    return True
+
+
 def build_tasks(checks: list[Check], prepared: Prepared, base_key: tuple, shard_size: int | None) -> dict[str, list[Task]]:
     """Tasks per check, in run order; per-sample checks are split into shards.
 
@@ -151,6 +166,20 @@ def run_task(task: Task, check: Check, prepared: Prepared, ctx: CheckContext) ->
     return output, cost
 
 
+class TaskLines:
+    """One stderr line per finished task (``[3/13] adversarial: task done, 41 s elapsed``)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.done, self.check = total, enabled, 0, ""
+        self.started = time.perf_counter()
+
+    def update(self, k: int) -> None:
+        self.done += k
+        if self.enabled:
+            elapsed = time.perf_counter() - self.started
+            print(f"robustcnn: [{self.done}/{self.total}] {self.check}: task done, {elapsed:.0f} s elapsed", file=sys.stderr, flush=True)
+
+
 class LocalExecutor:
     """Runs tasks one after another in this process, reusing cached fragments."""
 
@@ -177,14 +206,16 @@ class LocalExecutor:
 
 
 def audit_model(
-    plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False, progress: bool = False, force: bool = False
+    plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False, progress: bool = False, force: bool = False,
+    lines: bool = False,
 ) -> Report:
     """Audit one model according to ``plan`` and write its report directory (see ``reports.writer``:
     the work happens in a staging folder, swapped into ``out`` at the end; ``force`` allows a
-    non-empty ``out`` that is not a report)."""
+    non-empty ``out`` that is not a report). ``progress`` shows a bar; ``lines`` prints a line per
+    finished task to stderr instead (for logs, where a bar is noise)."""
     staging = writer.begin(out, resume, force)
     try:
-        return _audit_into(plan, model_ref, out, staging, resume, progress)
+        return _audit_into(plan, model_ref, out, staging, resume, progress, lines)
     except EnvironmentProblemError as exc:
         staging.abandon()
         if staging.fragments.is_dir():
@@ -196,7 +227,7 @@ def audit_model(
 
 
 def _audit_into(
-    plan: Plan, model_ref: ModelRef, out: Path, staging: writer.Staging, resume: bool, progress: bool
+    plan: Plan, model_ref: ModelRef, out: Path, staging: writer.Staging, resume: bool, progress: bool, lines: bool
 ) -> Report:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -207,10 +238,7 @@ def _audit_into(
     data_ref = DatasetRef(plan.data, plan.policy, plan.train_n)
     prepared = prepare(model_ref, data_ref, plan.n, plan.seed, plan.device)
     baseline = Report.load(plan.baseline).table if plan.baseline else None
-    for check in checks:
-        if check.needs_train and prepared.data.train is None:
-            raise InvalidInputError(f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)")
-        check.preflight(prepared.model, prepared.data)
+    checks = [c for c in checks if _preflight(c, prepared, plan)]
     store = FragmentStore(staging.fragments)
     base_key = (__version__, model_ref.fingerprint(), prepared.image_data.fingerprint(), plan.seed, plan.device)
     tasks = build_tasks(checks, prepared, base_key, plan.shard_size)
@@ -218,11 +246,13 @@ def _audit_into(
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=model_ref.display_name(), disable=not progress, unit="task", leave=False)
-    executor = LocalExecutor(store, resume, bar.update)
+    task_lines = TaskLines(total, enabled=lines)
+    executor = LocalExecutor(store, resume, lambda k: (bar.update(k), task_lines.update(k)))
     shared_artifacts: dict[str, torch.Tensor] = {}
     frames, sample_frames, figures, check_meta = [], [], {}, {}
     for check in checks:
         bar.set_postfix_str(check.name)
+        task_lines.check = check.name
         output, cost, reused = _run_check(check, tasks[check.name], prepared, plan, executor, shared_artifacts, baseline)
         shared_artifacts.update(output.artifacts)
         frames.append(tidy(output.rows, prepared.model.name, check.name))
@@ -346,9 +376,11 @@ def default_out(model_ref: ModelRef, plan: Plan) -> Path:
     return Path("reports") / model_ref.display_name()
 
 
-def run_plan(plan: Plan, resume: bool = False, progress: bool = False, force: bool = False) -> list[Report]:
+def run_plan(
+    plan: Plan, resume: bool = False, progress: bool = False, force: bool = False, lines: bool = False
+) -> list[Report]:
     """Audit every model of the plan; one report directory per model."""
     names = [m.display_name() for m in plan.models]
     if len(set(names)) != len(names):
         raise InvalidInputError("two models of the plan share a name; give each a distinct name")
-    return [audit_model(plan, ref, default_out(ref, plan), resume, progress, force) for ref in plan.models]
+    return [audit_model(plan, ref, default_out(ref, plan), resume, progress, force, lines) for ref in plan.models]

@@ -200,7 +200,8 @@ class DatasetBiasCheck(Check):
             for attribute in attributes:
                 out.rows += self._attribute_rows(attribute, split, split_name, data.classes, gen, out)
                 if split_name == reference_split:
-                    v = next(r["value"] for r in reversed(out.rows) if r["metric"] == "cramers_v")
+                    # a split without the attribute (metadata for the test images only) has no association row
+                    v = next((r["value"] for r in reversed(out.rows) if r["metric"] == "cramers_v"), math.nan)
                     if v >= cfg.flag_cramers_v:
                         flagged.add(attribute.name)
             if cfg.probe:
@@ -214,8 +215,9 @@ class DatasetBiasCheck(Check):
             )
         if cfg.duplicates and "train" in splits:
             self._duplicates(data, out)
-        if attributes:
-            out.figures["attribute_association"] = _contingency_figure(data, attributes, reference_split)
+        figure = _contingency_figure(data, attributes, reference_split) if attributes else None
+        if figure is not None:
+            out.figures["attribute_association"] = figure
         return out
 
     def preflight(self, model: AuditedModel | None, data: AuditData) -> None:
@@ -301,12 +303,15 @@ class DatasetBiasCheck(Check):
         return None
 
 
-def _contingency_figure(data: AuditData, attributes: list[Attribute], split_name: str) -> bytes:
+def _contingency_figure(data: AuditData, attributes: list[Attribute], split_name: str) -> bytes | None:
+    """Label x attribute counts on the split, or None when the split carries none of the attributes."""
     import matplotlib.pyplot as plt
 
     split = data.train if split_name == "train" else data.eval
     assert split is not None
     usable = [a for a in attributes if a.name in split.attrs.columns]
+    if not usable:
+        return None
     fig, axes = plt.subplots(1, len(usable), figsize=(4.2 * len(usable), 3.6), squeeze=False)
     for ax, attribute in zip(axes[0], usable):
         table = pd.crosstab(attribute.groups(split.attrs[attribute.name]).to_numpy(), split.y.numpy())

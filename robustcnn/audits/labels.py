@@ -136,12 +136,20 @@ def find_label_issues(P: np.ndarray, s: np.ndarray, method: str = "prune_by_nois
 
 def penultimate_features(model: AuditedModel, x: torch.Tensor, batch_size: int) -> np.ndarray | None:
     """Inputs of the network's final linear layer (the one producing the class scores), or None
-    when there is no such layer to hook (TorchScript, exported programs, other heads)."""
+    when the network has none. An eager ``nn.Linear`` is read with a forward hook; in TorchScript
+    and ``torch.export`` modules, where hooks do not run, the last 2-D weight with one row per class
+    is swapped for an identity for the duration of one pass, so the network returns that layer's inputs."""
     linears = [m for m in model.net.modules() if isinstance(m, nn.Linear)]
-    if not linears or linears[-1].out_features != model.num_classes:
-        return None
+    if linears:
+        if linears[-1].out_features != model.num_classes:
+            return None
+        return _hooked_features(model, linears[-1], x, batch_size)
+    return _identity_head_features(model, x, batch_size)
+
+
+def _hooked_features(model: AuditedModel, layer: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray | None:
     captured: list[torch.Tensor] = []
-    handle = linears[-1].register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].detach().flatten(1).float().cpu()))
+    handle = layer.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].detach().flatten(1).float().cpu()))
     try:
         model.logits(x, batch_size)
     finally:
@@ -151,11 +159,41 @@ def penultimate_features(model: AuditedModel, x: torch.Tensor, batch_size: int) 
     return torch.cat(captured).double().numpy()
 
 
+def _identity_head_features(model: AuditedModel, x: torch.Tensor, batch_size: int) -> np.ndarray | None:
+    heads = [(name, p) for name, p in model.net.named_parameters() if name.endswith("weight") and p.dim() == 2]
+    if not heads or heads[-1][1].shape[0] != model.num_classes:
+        return None
+    prefix = heads[-1][0].rpartition(".")[0]
+    owner = model.net
+    for part in prefix.split(".") if prefix else []:  # get_submodule is not supported on ScriptModules
+        owner = getattr(owner, part)
+    weight = owner.weight
+    bias = getattr(owner, "bias", None)
+    width = weight.shape[1]
+    try:
+        owner.weight = nn.Parameter(torch.eye(width, dtype=weight.dtype, device=weight.device), requires_grad=False)
+        if isinstance(bias, torch.Tensor):
+            owner.bias = nn.Parameter(torch.zeros(width, dtype=bias.dtype, device=bias.device), requires_grad=False)
+        features = model.logits(x, batch_size)
+    except RuntimeError:  # a graph that fixed the head's shape: no features, the caller falls back to logits
+        return None
+    finally:
+        owner.weight = weight
+        if isinstance(bias, torch.Tensor):
+            owner.bias = bias
+    if features.dim() != 2 or features.shape != (len(x), width) or model.outputs_probabilities:
+        return None
+    return features.double().numpy()
+
+
 def cross_validated_probabilities(features: np.ndarray, s: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Out-of-fold probabilities of a standardised multinomial logistic regression (PCA first when wide)."""
     steps = [StandardScaler()]
-    if features.shape[1] > MAX_FEATURES:
-        steps.append(PCA(MAX_FEATURES, random_state=seed))
+    # a training fold holds at least n - n / folds - classes images (stratified folds round per class)
+    smallest_fold = len(features) - len(features) // folds - len(np.unique(s)) - 1
+    components = min(MAX_FEATURES, features.shape[1], max(smallest_fold, 1))
+    if features.shape[1] > components:
+        steps.append(PCA(components, random_state=seed))
     model = make_pipeline(*steps, LogisticRegression(C=REGULARIZATION, max_iter=1000))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     with threadpool_limits(limits=1):  # small problems: threaded BLAS only adds contention
