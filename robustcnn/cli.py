@@ -203,8 +203,7 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
     options = {k: dict(v) for k, v in plan.options.items() if selected is None or k in selected or k not in plan.checks}
     for check, table in (selection.options if selection else {}).items():
         options[check] = {**table, **options.get(check, {})}
-    for check, table in _parse_set(set_options).items():
-        options.setdefault(check, {}).update(table)
+    given: dict[str, dict[str, Any]] = _parse_set(set_options)
     if attacks:
         given.setdefault("adversarial", {})["attacks"] = [a.strip() for a in attacks.split(",") if a.strip()]
     if target is not None:
