@@ -69,7 +69,7 @@ def test_broken_plugin_is_skipped_with_a_warning(tmp_path):
         "[robustcnn.checks]\nbroken = no_such_module:Check\nclean = robustcnn.audits.clean:CleanCheck\n"
     )
     listed = cli(tmp_path / "site", "list", cwd=tmp_path)
-    checks_section = listed.stdout.split("datasets:")[0].splitlines()[1:]
+    checks_section = listed.stdout.split("check families")[0].splitlines()[1:]
     assert listed.returncode == 0 and len(checks_section) == 13
     assert not any(line.split()[0] == "broken" for line in checks_section)
     assert "plugin check 'broken' skipped: no_such_module:Check failed to import" in listed.stderr
