@@ -150,13 +150,18 @@ def penultimate_features(model: AuditedModel, x: torch.Tensor, batch_size: int) 
 def _hooked_features(model: AuditedModel, layer: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray | None:
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].detach().flatten(1).float().cpu()))
+    parts = []
     try:
-        model.logits(x, batch_size)
+        for start in range(0, len(x), batch_size):
+            chunk = x[start : start + batch_size]
+            captured.clear()
+            model.logits(chunk, batch_size)
+            if len(captured) != 1 or len(captured[0]) < len(chunk):
+                return None
+            parts.append(captured[0][: len(chunk)])  # the wrapper may pad a small batch (models.MIN_BATCH)
     finally:
         handle.remove()
-    if not captured or sum(len(c) for c in captured) != len(x):
-        return None
-    return torch.cat(captured).double().numpy()
+    return torch.cat(parts).double().numpy() if parts else None
 
 
 def _identity_head_features(model: AuditedModel, x: torch.Tensor, batch_size: int) -> np.ndarray | None:

@@ -109,11 +109,18 @@ class Surrogates(TorchFunctionMode):
         return type(out)((out.values + _zero_with_grad(x.mean(dim, keepdim=keepdim)), out.indices))
 
     def log_probabilities(self, out: torch.Tensor) -> torch.Tensor | None:
-        """``log_softmax`` of the softmax input if ``out`` is the recorded softmax's output."""
-        if self.softmax is None or self.softmax[0] is not out:
+        """``log_softmax`` of the softmax input if ``out`` is the recorded softmax's output, or its
+        leading rows (the model wrapper returns the first rows of a padded small batch)."""
+        if self.softmax is None:
             return None
-        _, source, dim = self.softmax
-        return F.log_softmax(source.to(out.dtype), dim=dim)
+        recorded, source, dim = self.softmax
+        leading_rows = (
+            out is recorded
+            or (out.data_ptr() == recorded.data_ptr() and out.shape[1:] == recorded.shape[1:] and len(out) <= len(recorded))
+        )
+        if not leading_rows:
+            return None
+        return F.log_softmax(source.to(out.dtype), dim=dim)[: len(out)]
 
 
 def find_modules(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
