@@ -366,8 +366,15 @@ def test_cuda_matches_cpu_for_deterministic_and_runs_random():
         gen = torch.Generator(device="cuda").manual_seed(0)
         out = corrupt(x.cuda(), name, 3, gen)
         assert out.is_cuda and out.shape == x.shape
-        if name in REFERENCES:
-            torch.testing.assert_close(out.cpu(), corrupt(x, name, 3), atol=2e-3, rtol=0)
+        if name not in REFERENCES:
+            continue
+        diff = (out.cpu() - corrupt(x, name, 3)).abs()
+        if name == "jpeg_compression":
+            # a DCT coefficient whose rounding flips between devices moves its 8x8 block by a few grey levels
+            # (measured on an H200: 1.5% of pixels, at most 3/255)
+            assert float(diff.max()) <= 4 / 255 and float((diff > 1 / 255).float().mean()) < 0.05, name
+        else:
+            assert float(diff.max()) <= 2e-3, (name, float(diff.max()))
 
 
 def _plasma_reference(rng: np.random.Generator, mapsize: int, wibbledecay: float) -> np.ndarray:
