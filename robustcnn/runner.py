@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .batch_backoff import run_with_backoff
 from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check
 from .data import DatasetRef, ImageData, Target
 from .data.sample import SampledData, probe_eval, sample_data
@@ -150,16 +151,25 @@ def _ids_hash(ids: list[str], idx: np.ndarray | None) -> str:
 
 
 def run_task(task: Task, check: Check, prepared: Prepared, ctx: CheckContext) -> tuple[CheckOutput, dict[str, Any]]:
-    """Run one task and measure its cost (images forward/backward, seconds)."""
+    """Run one task and measure its cost (images forward/backward, seconds). On out-of-memory the
+    task runs again with half the batch (``batch_backoff``); the batch size that fitted is recorded
+    as a warning, and the numbers do not depend on it (random streams are per sample)."""
     model, data = prepared.model, prepared.data
-    torch.manual_seed(ctx.seed)
     before = model.counter.snapshot()
     started = time.perf_counter()
-    if task.indices is not None:
-        assert isinstance(check, SampleCheck)
-        output = check.measure(model, data.eval.subset(task.indices), ctx)
-    else:
-        output = check.run(model, data, ctx)
+    asked = ctx.batch_size
+
+    def attempt(batch_size: int) -> CheckOutput:
+        torch.manual_seed(ctx.seed)
+        ctx.batch_size = batch_size
+        if task.indices is not None:
+            assert isinstance(check, SampleCheck)
+            return check.measure(model, data.eval.subset(task.indices), ctx)
+        return check.run(model, data, ctx)
+
+    output, fitted = run_with_backoff(attempt, asked, ctx.device)
+    if fitted != asked:
+        ctx.warn(f"out of {ctx.device} memory at batch size {asked}; this task ran at batch size {fitted}")
     output.warnings = list(dict.fromkeys(output.warnings + ctx.warnings))
     after = model.counter.snapshot()
     cost = {"seconds": time.perf_counter() - started, "forward": after[0] - before[0], "backward": after[1] - before[1]}
