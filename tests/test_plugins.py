@@ -4,6 +4,7 @@ gate; a broken plugin is skipped with a warning and never stops the tool."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,10 @@ PLUGIN = REPO / "tests" / "fixtures" / "example-plugin"
 def site(tmp_path_factory) -> Path:
     """A folder holding the installed example plugin (its package and its entry-point metadata)."""
     target = tmp_path_factory.mktemp("site")
+    source = tmp_path_factory.mktemp("plugin") / "example-plugin"
+    shutil.copytree(PLUGIN, source)  # the build writes beside the sources: keep it out of the repository
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(PLUGIN)],
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(source)],
         check=True, capture_output=True, cwd=tmp_path_factory.mktemp("build"),
     )
     return target
