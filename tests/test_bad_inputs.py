@@ -137,7 +137,10 @@ def test_labels_outside_the_classes_name_the_label(tmp_path):
     x = np.zeros((4, 28, 28), dtype=np.uint8)
     np.savez(tmp_path / "neg.npz", x=x, y=np.array([0, 1, -1, 42]))
     result = cli("--data", str(tmp_path / "neg.npz"), "--n", "4", "--out", str(tmp_path / "a"))
-    assert_one_line(result, 4, "labels")  # the .npz loader's own check (robustcnn/data) comes first
+    assert_one_line(result, 4, "labels must be class indices 0, 1, ...; found -1")
+    np.savez(tmp_path / "named.npz", x=x, y=np.array([0, 1, 2, 42]), classes=np.array(["a", "b", "c"]))
+    assert_one_line(cli("--data", str(tmp_path / "named.npz"), "--n", "4", "--out", str(tmp_path / "c")), 4,
+                    "label 42 has no class name; 'classes' lists 3 (labels 0..2)")
     np.savez(tmp_path / "many.npz", x=x, y=np.array([0, 1, 2, 42]), classes=np.array([str(i) for i in range(50)]))
     assert_one_line(cli("--data", str(tmp_path / "many.npz"), "--n", "4", "--out", str(tmp_path / "b")), 4,
                     "dataset labels reach 42 but the model has 10 classes")

@@ -93,8 +93,12 @@ def index_npz(path: Path) -> DataIndex:
         classes = [str(c) for c in arrays["classes"]]
     else:
         classes = [str(i) for i in range(int(labels.max()) + 1 if len(labels) else 0)]
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
-        raise InvalidInputError(f"{path}: labels must lie in 0..{len(classes) - 1}")
+    if len(labels) and labels.min() < 0:
+        raise InvalidInputError(f"{path}: labels must be class indices 0, 1, ...; found {int(labels.min())}")
+    if len(labels) and labels.max() >= len(classes):
+        raise InvalidInputError(
+            f"{path}: label {int(labels.max())} has no class name; 'classes' lists {len(classes)} (labels 0..{len(classes) - 1})"
+        )
     return DataIndex(path.stem, classes, test, train)
 
 
