@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from robustcnn.batch_backoff import is_out_of_memory, run_with_backoff
-from robustcnn.errors import InvalidInputError
 
 
 def work_that_fits(limit: int, calls: list[int]):
@@ -31,9 +30,11 @@ def test_a_batch_that_fits_runs_once():
     assert calls == [256]
 
 
-def test_out_of_memory_at_one_image_is_an_input_error():
-    with pytest.raises(InvalidInputError, match="even one image at a time"):
-        run_with_backoff(work_that_fits(0, []), 4, "cpu")
+def test_out_of_memory_at_one_image_is_raised_as_it_came():
+    calls: list[int] = []
+    with pytest.raises(torch.OutOfMemoryError):
+        run_with_backoff(work_that_fits(0, calls), 4, "cpu")
+    assert calls == [4, 2, 1]
 
 
 def test_other_errors_are_not_retried():
