@@ -27,7 +27,7 @@ import torch
 from . import __version__
 from .batch_backoff import run_with_backoff
 from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check
-from .data import DatasetRef, ImageData, Target
+from .data import DataIndex, DatasetRef, Target
 from .data.sample import SampledData, probe_eval, sample_data
 from .errors import EnvironmentProblemError, InvalidInputError, NothingEvaluatedError, UsageError
 from .fragments import CorruptFragmentError, FragmentStore, content_key
@@ -93,7 +93,7 @@ def _check_device(device: str) -> None:
         raise UsageError(f"--device {device}: torch sees {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
 
 
-def _check_labels(data: ImageData, model: AuditedModel) -> None:
+def _check_labels(data: DataIndex, model: AuditedModel) -> None:
     for split in (data.test, data.train):
         if split is None or len(split) == 0:
             continue

@@ -1,7 +1,6 @@
 """In-memory image datasets: splits of [0, 1] NCHW float32 images, labels and group attributes."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,7 +65,6 @@ class ImageData:
     test: Split
     train: Split | None = None
     notes: list[str] = field(default_factory=list)
-    _fingerprint: str | None = field(default=None, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -75,20 +73,6 @@ class ImageData:
     @property
     def attributes(self) -> list[str]:
         return list(self.test.attrs.columns)
-
-    def fingerprint(self) -> str:
-        """sha256 over the decoded images, labels and attributes of every split."""
-        if self._fingerprint is None:
-            h = hashlib.sha256(repr(self.classes).encode())
-            for split in (self.train, self.test):
-                if split is None:
-                    h.update(b"none")
-                    continue
-                h.update(split.x.numpy().tobytes())
-                h.update(split.y.numpy().tobytes())
-                h.update(split.attrs.to_csv(index=False).encode())
-            self._fingerprint = h.hexdigest()
-        return self._fingerprint
 
     def adapted(self, channels: int, size: tuple[int, int] | None) -> "ImageData":
         """The same data converted to ``channels`` and resized to ``size`` (H, W) if given."""
