@@ -19,6 +19,7 @@ Targets (issue 3): our robust accuracy <= PGD-40 and <= FMN at every epsilon, wi
 of AutoAttack; whole L-inf curve at most 0.5x (aim 0.35x) the wall time of PGD-40 over the same
 8 epsilons; median minimal L2 on the demo CNN in 1-3; FGSM at 0.25 breaks most images.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,12 +30,12 @@ import time
 from pathlib import Path
 
 import foolbox as fb
-import robustcnn  # noqa: F401,E402  (first: it sets passive OpenMP waiting before torch starts)
-import torch
 import numpy as np
 import pandas as pd
+import torch
 import torch.nn.functional as F
 
+import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
 from robustcnn.attacks.perturbation import AdversarialCheck, evaluate
 from robustcnn.checks import AuditData, CheckContext
 from robustcnn.data import DatasetRef
@@ -53,7 +54,7 @@ def timed(fn):
 def foolbox_pgd(model: AuditedModel, x: torch.Tensor, y: torch.Tensor) -> dict[float, float]:
     torch.manual_seed(0)
     _, _, success = fb.attacks.LinfPGD(steps=40)(fb.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=EPS)
-    return {e: 1 - float(s.float().mean()) for e, s in zip(EPS, success)}
+    return {e: 1 - float(s.float().mean()) for e, s in zip(EPS, success, strict=False)}
 
 
 def foolbox_fmn(model: AuditedModel, x: torch.Tensor, y: torch.Tensor) -> dict[float, float]:
@@ -64,7 +65,9 @@ def foolbox_fmn(model: AuditedModel, x: torch.Tensor, y: torch.Tensor) -> dict[f
     return {e: float((correct & (norm > e + 1e-6)).float().mean()) for e in EPS}
 
 
-def autoattack(model: AuditedModel, x: torch.Tensor, y: torch.Tensor, eps_list: list[float]) -> dict[float, float] | None:
+def autoattack(
+    model: AuditedModel, x: torch.Tensor, y: torch.Tensor, eps_list: list[float]
+) -> dict[float, float] | None:
     try:
         import torchattacks
     except ImportError:
@@ -74,13 +77,17 @@ def autoattack(model: AuditedModel, x: torch.Tensor, y: torch.Tensor, eps_list: 
         if e == 0:
             out[e] = float((model.logits(x).argmax(1) == y).float().mean())
             continue
-        attack = torchattacks.AutoAttack(model, norm="Linf", eps=e, version="standard", n_classes=model.num_classes, seed=0)
+        attack = torchattacks.AutoAttack(
+            model, norm="Linf", eps=e, version="standard", n_classes=model.num_classes, seed=0
+        )
         adv = attack(x, y)
         out[e] = float((model.logits(adv).argmax(1) == y).float().mean())
     return out
 
 
-def ours(model: AuditedModel, x: torch.Tensor, y: torch.Tensor, norm: str = "linf", eps: list[float] = EPS, attacks=None):
+def ours(
+    model: AuditedModel, x: torch.Tensor, y: torch.Tensor, norm: str = "linf", eps: list[float] = EPS, attacks=None
+):
     kwargs = {"attacks": attacks} if attacks else {}
     return evaluate(model, x, y, norms=[norm], eps={norm: eps}, seed=0, batch_size=500, **kwargs)
 
@@ -156,8 +163,10 @@ def compare(title: str, model: AuditedModel, x, y, aa_n: int, aa_eps: list[float
     print(f"inputs whose minimum each attack lowered: {found}")
     if cost:
         print(f"wall time: ours {t_ours:.1f} s, foolbox LinfPGD x8 eps {t_pgd:.1f} s, foolbox FMN {t_fmn:.1f} s")
-        print(f"cost ratio ours / PGD-40 over 8 eps: {t_ours / t_pgd:.2f}x wall time (target <= 0.5x, aim 0.35x), "
-              f"{sum(ours_passes) / sum(pgd_passes):.2f}x model passes (forward+backward images: ours {sum(ours_passes)}, PGD {sum(pgd_passes)})")
+        print(
+            f"cost ratio ours / PGD-40 over 8 eps: {t_ours / t_pgd:.2f}x wall time (target <= 0.5x, aim 0.35x), "
+            f"{sum(ours_passes) / sum(pgd_passes):.2f}x model passes (forward+backward images: ours {sum(ours_passes)}, PGD {sum(pgd_passes)})"
+        )
 
 
 def sanity(model: AuditedModel, x, y) -> None:
@@ -165,11 +174,15 @@ def sanity(model: AuditedModel, x, y) -> None:
     l2 = ours(model, x, y, "l2", [0.0, 1.0, 2.0, 3.0])
     ok = l2.correct
     median = float(l2.min_norm("l2")[ok].median())
-    print(f"median minimal L2 perturbation: {median:.2f} (literature for MNIST CNNs: 1-3; MNIST image norm about 9.4, "
-          f"here {float(x.flatten(1).norm(dim=1).mean()):.1f})")
+    print(
+        f"median minimal L2 perturbation: {median:.2f} (literature for MNIST CNNs: 1-3; MNIST image norm about 9.4, "
+        f"here {float(x.flatten(1).norm(dim=1).mean()):.1f})"
+    )
     _, _, success = fb.attacks.FGSM()(fb.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=0.25)
     named = ours(model, x, y, "linf", [0.0, 0.25], attacks=["fgsm"]).robust_accuracy("linf")[0.25]
-    print(f"FGSM at L-inf 0.25 breaks {float(success.float().mean()):.1%} of images (foolbox), robust accuracy via attacks=['fgsm']: {named:.3f}")
+    print(
+        f"FGSM at L-inf 0.25 breaks {float(success.float().mean()):.1%} of images (foolbox), robust accuracy via attacks=['fgsm']: {named:.3f}"
+    )
 
 
 def three_models(data, n: int) -> None:
@@ -180,24 +193,37 @@ def three_models(data, n: int) -> None:
     per_class = max(1, n // 10)
     idx = np.concatenate([np.flatnonzero(data.test.y.numpy() == k)[:per_class] for k in range(10)])
     audit = AuditData("mnist5k", data.classes, data.test.subset(np.sort(idx)), data.train)
-    models = {"linear (weak)": reference_model("weak", data.train.x, data.train.y),
-              "demo:mnist-cnn": load_demo("mnist-cnn")[0],
-              "CNN-8, FGSM-RS L-inf 0.3": reference_model("adversarial", data.train.x, data.train.y)}
+    models = {
+        "linear (weak)": reference_model("weak", data.train.x, data.train.y),
+        "demo:mnist-cnn": load_demo("mnist-cnn")[0],
+        "CNN-8, FGSM-RS L-inf 0.3": reference_model("adversarial", data.train.x, data.train.y),
+    }
     lines = []
     for name, net in models.items():
         check = AdversarialCheck()
         started = time.perf_counter()
         table = pd.DataFrame(check.run(AuditedModel(net, 10, 1, (28, 28), name=name), audit, CheckContext(seed=0)).rows)
         head = check.headline(table.assign(model=name, check="adversarial"))
-        fixed = table[(table["metric"] == "robust_accuracy") & (table["norm"] == "linf") & (table["eps"] == 0.3)].iloc[0]
-        clean = table[(table["metric"] == "robust_accuracy") & (table["norm"] == "linf") & (table["eps"] == 0.0)].iloc[0]
+        fixed = table[(table["metric"] == "robust_accuracy") & (table["norm"] == "linf") & (table["eps"] == 0.3)].iloc[
+            0
+        ]
+        clean = table[(table["metric"] == "robust_accuracy") & (table["norm"] == "linf") & (table["eps"] == 0.0)].iloc[
+            0
+        ]
         median = table[table["metric"] == "min_perturbation_median"].set_index("norm")
-        lines.append({
-            "model": name, "clean acc": f"{clean['value']:.3f}",
-            "robust acc L-inf 0.3 (95% CI)": f"{fixed['value']:.3f} ({fixed['ci_low']:.3f}-{fixed['ci_high']:.3f})",
-            **{f"median min {norm} (95% CI)": f"{r['value']:.4f} ({r['ci_low']:.4f}-{r['ci_high']:.4f})" for norm, r in median.iterrows()},
-            "headline": f"{head.value:.4f}", "seconds": round(time.perf_counter() - started, 1),
-        })
+        lines.append(
+            {
+                "model": name,
+                "clean acc": f"{clean['value']:.3f}",
+                "robust acc L-inf 0.3 (95% CI)": f"{fixed['value']:.3f} ({fixed['ci_low']:.3f}-{fixed['ci_high']:.3f})",
+                **{
+                    f"median min {norm} (95% CI)": f"{r['value']:.4f} ({r['ci_low']:.4f}-{r['ci_high']:.4f})"
+                    for norm, r in median.iterrows()
+                },
+                "headline": f"{head.value:.4f}",
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
     print(f"adversarial headline on {len(audit.eval)} stratified test images, default cascade (seed 0):")
     print(pd.DataFrame(lines).to_string(index=False))
 
@@ -208,7 +234,9 @@ def main() -> None:
     parser.add_argument("--n-robust", type=int, default=500, help="test images for the adversarially trained model")
     parser.add_argument("--aa-n", type=int, default=100, help="test images for AutoAttack (costly on CPU)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    parser.add_argument("--three-models", type=int, default=0, metavar="N", help="only the headline on three models, N images")
+    parser.add_argument(
+        "--three-models", type=int, default=0, metavar="N", help="only the headline on three models, N images"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -222,7 +250,9 @@ def main() -> None:
     sanity(demo, x, y)
     robust = adversarially_trained(data)
     xr, yr = data.test.x[: args.n_robust], data.test.y[: args.n_robust]
-    compare("adversarially trained MNIST CNN (PGD, L-inf 0.2)", robust, xr, yr, args.aa_n, [0.0, 0.1, 0.2, 0.3], cost=False)
+    compare(
+        "adversarially trained MNIST CNN (PGD, L-inf 0.2)", robust, xr, yr, args.aa_n, [0.0, 0.1, 0.2, 0.3], cost=False
+    )
     print("\nTimings share the machine with other work; ratios are taken in one run.")
 
 

@@ -27,6 +27,7 @@ model that is merely less confident.
 show where each class crosses the thresholds. Timings are wall-clock on a machine shared with
 other jobs: they are inflated by their load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,21 +37,20 @@ from pathlib import Path
 
 os.environ.setdefault("ROBUSTCNN_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "robustcnn"))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import robustcnn  # noqa: F401,E402  (first: it sets passive OpenMP waiting before torch starts)
-import torch  # noqa: E402
+import numpy as np
+import pandas as pd
+import torch
+from caffe_lenet import train_caffe_lenet
 
-from robustcnn.attacks.evolution.cppn import CPPNEncoding  # noqa: E402
-from robustcnn.attacks.evolution.direct import DirectEncoding  # noqa: E402
-from robustcnn.attacks.evolution.map_elites import map_elites  # noqa: E402
-from robustcnn.attacks.fooling import FoolingGradientCheck, Trace, gradient_fooling, log_probabilities  # noqa: E402
-from robustcnn.attacks.noise import NoiseCheck  # noqa: E402
-from robustcnn.checks import AuditData, CheckContext  # noqa: E402
-from robustcnn.data import DatasetRef  # noqa: E402
-from robustcnn.models import ModelRef  # noqa: E402
-
-from caffe_lenet import train_caffe_lenet  # noqa: E402
+import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
+from robustcnn.attacks.evolution.cppn import CPPNEncoding
+from robustcnn.attacks.evolution.direct import DirectEncoding
+from robustcnn.attacks.evolution.map_elites import map_elites
+from robustcnn.attacks.fooling import FoolingGradientCheck, Trace, gradient_fooling, log_probabilities
+from robustcnn.attacks.noise import NoiseCheck
+from robustcnn.checks import AuditData, CheckContext
+from robustcnn.data import DatasetRef
+from robustcnn.models import ModelRef
 
 THRESHOLDS = [0.99, 0.999, 0.9999]
 PAPER_DIRECT = "all 10 at >= 99.99% in < 50 gens; ~5 min / 200 gens on 4 cores"
@@ -74,7 +74,9 @@ def show(df: pd.DataFrame) -> str:
     return out.T.to_string()
 
 
-def evolve(model, encoding: str, seed: int, generations: int, stop_at: float, population: int = 200) -> tuple[Trace, int, int, float]:
+def evolve(
+    model, encoding: str, seed: int, generations: int, stop_at: float, population: int = 200
+) -> tuple[Trace, int, int, float]:
     gen = torch.Generator().manual_seed(seed)
     enc = DirectEncoding(SHAPE, 0.1, 1000, 15.0, gen) if encoding == "direct" else CPPNEncoding(SHAPE, 15.0, gen)
 
@@ -87,14 +89,20 @@ def evolve(model, encoding: str, seed: int, generations: int, stop_at: float, po
     return trace, gens, evals, time.perf_counter() - start
 
 
-def summary_line(name: str, df: pd.DataFrame, budget: int, target: float, paper: str, seconds: float, evals: int) -> dict:
+def summary_line(
+    name: str, df: pd.DataFrame, budget: int, target: float, paper: str, seconds: float, evals: int
+) -> dict:
     col = f"at {target}"
     reached = (df[col] >= 0) & (df[col] < budget)
     return {
-        "method": name, "target": f">= {target:.2%} all classes within {budget}",
-        "classes reaching": f"{int(reached.sum())}/10", "worst class": f"{df['best'].min():.6f}",
-        "max gens/steps": int(df[col].max()) if (df[col] >= 0).all() else "never", "model evals": evals,
-        "seconds": round(seconds, 1), "paper": paper,
+        "method": name,
+        "target": f">= {target:.2%} all classes within {budget}",
+        "classes reaching": f"{int(reached.sum())}/10",
+        "worst class": f"{df['best'].min():.6f}",
+        "max gens/steps": int(df[col].max()) if (df[col] >= 0).all() else "never",
+        "model evals": evals,
+        "seconds": round(seconds, 1),
+        "paper": paper,
     }
 
 
@@ -102,8 +110,14 @@ def per_class_cost(trace: Trace, target: float) -> pd.DataFrame:
     """Generation and model evaluations (whole run, all classes share the population) at which each class first
     reached ``target``; -1 if never."""
     j = THRESHOLDS.index(target)
-    return pd.DataFrame({"best": trace.best.numpy(), "generation": trace.step_at[:, j].numpy(),
-                         "evaluations": trace.evals_at[:, j].numpy()}, index=pd.Index(CLASSES, name="class"))
+    return pd.DataFrame(
+        {
+            "best": trace.best.numpy(),
+            "generation": trace.step_at[:, j].numpy(),
+            "evaluations": trace.evals_at[:, j].numpy(),
+        },
+        index=pd.Index(CLASSES, name="class"),
+    )
 
 
 def calibration(net, data, gen: torch.Generator) -> dict:
@@ -111,11 +125,17 @@ def calibration(net, data, gen: torch.Generator) -> dict:
     with torch.no_grad():
         test = net(data.test.x).softmax(1).max(1).values  # noise below: two draws of 1,000 from ``gen``
         noise = net(torch.rand(1000, *SHAPE, generator=gen)).softmax(1).max(1).values
-    return {"test accuracy": float((net(data.test.x).argmax(1) == data.test.y).float().mean()),
-            "test mean top prob": round(float(test.mean()), 4), "test share >= 99.99%": round(float((test >= 0.9999).float().mean()), 3),
-            "noise mean top prob": round(float(noise.mean()), 4), "noise share >= 99.99%": round(float((noise >= 0.9999).float().mean()), 3),
-            "noise max top prob": round(float(noise.max()), 6),
-            "noise argmax per class": torch.bincount(net(torch.rand(1000, *SHAPE, generator=gen)).argmax(1), minlength=10).tolist()}
+    return {
+        "test accuracy": float((net(data.test.x).argmax(1) == data.test.y).float().mean()),
+        "test mean top prob": round(float(test.mean()), 4),
+        "test share >= 99.99%": round(float((test >= 0.9999).float().mean()), 3),
+        "noise mean top prob": round(float(noise.mean()), 4),
+        "noise share >= 99.99%": round(float((noise >= 0.9999).float().mean()), 3),
+        "noise max top prob": round(float(noise.max()), 6),
+        "noise argmax per class": torch.bincount(
+            net(torch.rand(1000, *SHAPE, generator=gen)).argmax(1), minlength=10
+        ).tolist(),
+    }
 
 
 def caffe_lenet_run(data, seed: int, extended: int) -> list[dict]:
@@ -123,21 +143,42 @@ def caffe_lenet_run(data, seed: int, extended: int) -> list[dict]:
     (if short) an extended run; per class, generation and model evaluations to 99.99%."""
     net, info = train_caffe_lenet()
     print(f"Caffe LeNet, lenet_solver schedule on mnist5k: trained in {info['train_seconds']} s (cached)")
-    models = {"caffe-solver LeNet": net, "demo:mnist-lenet": ModelRef("demo:mnist-lenet").load(10, 1, (28, 28)),
-              "demo:mnist-cnn": ModelRef("demo:mnist-cnn").load(10, 1, (28, 28))}
-    cal = pd.DataFrame({name: calibration(m, data, torch.Generator().manual_seed(seed)) for name, m in models.items()}).T
+    models = {
+        "caffe-solver LeNet": net,
+        "demo:mnist-lenet": ModelRef("demo:mnist-lenet").load(10, 1, (28, 28)),
+        "demo:mnist-cnn": ModelRef("demo:mnist-cnn").load(10, 1, (28, 28)),
+    }
+    cal = pd.DataFrame(
+        {name: calibration(m, data, torch.Generator().manual_seed(seed)) for name, m in models.items()}
+    ).T
     print("calibration: confidence on test images and on uniform noise\n" + cal.to_string() + "\n")
     rows = []
     trace, gens, evals, secs = evolve(net, "direct", seed, 49, 1.0)
     cost = per_class_cost(trace, 0.9999)
-    print(f"direct encoding on the caffe-solver LeNet, seed {seed}: generations 0-49 of 200, {evals} evaluations, {secs:.1f} s")
+    print(
+        f"direct encoding on the caffe-solver LeNet, seed {seed}: generations 0-49 of 200, {evals} evaluations, {secs:.1f} s"
+    )
     print(show_cost(cost) + "\n")
-    rows.append(summary_line(f"direct, caffe-solver LeNet (seed {seed})", per_class(trace), 50, 0.9999, PAPER_DIRECT, secs, evals))
+    rows.append(
+        summary_line(
+            f"direct, caffe-solver LeNet (seed {seed})", per_class(trace), 50, 0.9999, PAPER_DIRECT, secs, evals
+        )
+    )
     if extended and (cost["generation"] < 0).any():
         trace, gens, evals, secs = evolve(net, "direct", seed, extended, 0.99999)
         cost = per_class_cost(trace, 0.9999)
         print(f"extended: stopped after generation {gens}, {evals} evaluations, {secs:.1f} s\n{show_cost(cost)}\n")
-        rows.append(summary_line(f"direct extended, caffe-solver LeNet (seed {seed})", per_class(trace), extended + 1, 0.9999, "-", secs, evals))
+        rows.append(
+            summary_line(
+                f"direct extended, caffe-solver LeNet (seed {seed})",
+                per_class(trace),
+                extended + 1,
+                0.9999,
+                "-",
+                secs,
+                evals,
+            )
+        )
     if (cost["generation"] < 0).any() or (cost["generation"] >= 50).any():
         print(diagnose(net, seed).to_string(index=False) + "\n")
     return rows
@@ -158,15 +199,28 @@ def diagnose(net, seed: int) -> pd.DataFrame:
     """Search or calibration? 50 generations with more children per generation (the search's cost per generation),
     and with the model's logits sharpened (its calibration), each changed alone."""
     lines = []
-    for label, model, population in (("population 200 (ours)", net, 200), ("population 400", net, 400),
-                                     ("population 1000", net, 1000), ("logits x1.5, population 200", LogitScale(net, 1.5), 200),
-                                     ("logits x2, population 200", LogitScale(net, 2.0), 200)):
+    for label, model, population in (
+        ("population 200 (ours)", net, 200),
+        ("population 400", net, 400),
+        ("population 1000", net, 1000),
+        ("logits x1.5, population 200", LogitScale(net, 1.5), 200),
+        ("logits x2, population 200", LogitScale(net, 2.0), 200),
+    ):
         trace, _, evals, secs = evolve(model, "direct", seed, 49, 1.0, population)
         cost = per_class_cost(trace, 0.9999)
-        lines.append({"variant": label, "classes at 99.99% within 50 gens": f"{int((cost['generation'] >= 0).sum())}/10",
-                      "last class at gen": int(cost["generation"].max()) if (cost["generation"] >= 0).all() else "never",
-                      "worst class": f"{trace.best.min():.6f}", "model evals": evals, "seconds": round(secs, 1)})
-    print("search or calibration? 50 generations of direct encoding on the caffe-solver LeNet, one thing changed at a time")
+        lines.append(
+            {
+                "variant": label,
+                "classes at 99.99% within 50 gens": f"{int((cost['generation'] >= 0).sum())}/10",
+                "last class at gen": int(cost["generation"].max()) if (cost["generation"] >= 0).all() else "never",
+                "worst class": f"{trace.best.min():.6f}",
+                "model evals": evals,
+                "seconds": round(secs, 1),
+            }
+        )
+    print(
+        "search or calibration? 50 generations of direct encoding on the caffe-solver LeNet, one thing changed at a time"
+    )
     return pd.DataFrame(lines)
 
 
@@ -176,19 +230,27 @@ def show_cost(cost: pd.DataFrame) -> str:
     for col in ("generation", "evaluations"):
         out[col] = out[col].map(lambda g: "never" if g < 0 else str(int(g)))
     out["paper"] = "< 50 gens"
-    return "reaching 99.99% (evaluations: whole run, the population of 200 is shared by all classes)\n" + out.T.to_string()
+    return (
+        "reaching 99.99% (evaluations: whole run, the population of 200 is shared by all classes)\n" + out.T.to_string()
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--extended", type=int, default=1000, help="direct-evolution generations for the extended run (0: skip)")
+    parser.add_argument(
+        "--extended", type=int, default=1000, help="direct-evolution generations for the extended run (0: skip)"
+    )
     parser.add_argument("--cppn-generations", type=int, default=100)
     parser.add_argument("--caffe-lenet", type=int, default=1, help="1: also LeNet trained with Caffe's lenet_solver")
     parser.add_argument("--only-caffe-lenet", action="store_true", help="run only the caffe-solver LeNet part")
-    parser.add_argument("--paper-models", nargs="+", default=["demo:mnist-cnn", "demo:mnist-lenet"],
-                        help="models for the 50-generation direct-encoding run")
+    parser.add_argument(
+        "--paper-models",
+        nargs="+",
+        default=["demo:mnist-cnn", "demo:mnist-lenet"],
+        help="models for the 50-generation direct-encoding run",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = DatasetRef("mnist5k").load()
@@ -209,21 +271,35 @@ def main() -> None:
             paper_model = ModelRef(name).load(10, 1, (28, 28))
             trace, gens, evals, secs = evolve(paper_model, "direct", seed, 49, 1.0)
             df = per_class(trace)
-            print(f"direct encoding on {name}, seed {seed}: 50 generations (0-49) of 200, {evals} evaluations, {secs:.1f} s\n{show(df)}\n")
+            print(
+                f"direct encoding on {name}, seed {seed}: 50 generations (0-49) of 200, {evals} evaluations, {secs:.1f} s\n{show(df)}\n"
+            )
             rows.append(summary_line(f"direct, {name} (seed {seed})", df, 50, 0.9999, PAPER_DIRECT, secs, evals))
         if args.extended:
             trace, gens, evals, secs = evolve(model, "direct", seed, args.extended, 0.99999)
             df = per_class(trace)
-            print(f"direct encoding on demo:mnist-cnn, seed {seed}, extended: stopped after generation {gens}, {evals} evaluations, {secs:.1f} s\n{show(df)}\n")
-            rows.append(summary_line(f"direct extended, demo:mnist-cnn (seed {seed})", df, args.extended + 1, 0.9999, "-", secs, evals))
+            print(
+                f"direct encoding on demo:mnist-cnn, seed {seed}, extended: stopped after generation {gens}, {evals} evaluations, {secs:.1f} s\n{show(df)}\n"
+            )
+            rows.append(
+                summary_line(
+                    f"direct extended, demo:mnist-cnn (seed {seed})", df, args.extended + 1, 0.9999, "-", secs, evals
+                )
+            )
         trace, gens, evals, secs = evolve(model, "cppn", seed, args.cppn_generations, 0.99999)
         df = per_class(trace)
-        print(f"CPPN encoding, seed {seed}: stopped after generation {gens}, {evals} evaluations, {secs:.1f} s\n{show(df)}\n")
-        rows.append(summary_line(f"CPPN (seed {seed})", df, args.cppn_generations + 1, 0.99, "all 10 at >= 99.99%", secs, evals))
+        print(
+            f"CPPN encoding, seed {seed}: stopped after generation {gens}, {evals} evaluations, {secs:.1f} s\n{show(df)}\n"
+        )
+        rows.append(
+            summary_line(f"CPPN (seed {seed})", df, args.cppn_generations + 1, 0.99, "all 10 at >= 99.99%", secs, evals)
+        )
 
         check = FoolingGradientCheck()
         start = time.perf_counter()
-        trace = gradient_fooling(model, CLASSES, SHAPE, check.variant("fooling"), THRESHOLDS, 0.99999, torch.Generator().manual_seed(seed))
+        trace = gradient_fooling(
+            model, CLASSES, SHAPE, check.variant("fooling"), THRESHOLDS, 0.99999, torch.Generator().manual_seed(seed)
+        )
         secs = time.perf_counter() - start
         df = per_class(trace)
         evals = int(trace.evals_at[:, -1].clamp_min(0).sum())
@@ -241,8 +317,10 @@ def main() -> None:
     print(table.to_string(index=False))
     direct = table[table.method.str.startswith("direct, ")]
     if len(direct):
-        print(f"\ndirect 50-generation wall time vs the paper's ~75 s per 50 generations (5 min / 200 on 4 cores): "
-              f"ratio {np.mean(direct.seconds) / 75:.2f}")
+        print(
+            f"\ndirect 50-generation wall time vs the paper's ~75 s per 50 generations (5 min / 200 on 4 cores): "
+            f"ratio {np.mean(direct.seconds) / 75:.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ Run: ``.venv/bin/python benchmarks/bench_masking.py [--n 200] [--eps 0.1 0.2 0.3
 AutoAttack and the full Square stage cost up to 5,000 queries per image and epsilon on masked
 models: on a shared 2-core CPU use ``--n 50`` or a subset of ``--models``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,14 +23,15 @@ import sys
 import time
 from pathlib import Path
 
-import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
 import torch
+
+import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
 from robustcnn.attacks.perturbation import evaluate
 from robustcnn.data import DatasetRef
 from robustcnn.models import AuditedModel, ModelRef
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from misleading_models import ColdSoftmax, JpegInput, MedianFilter, QuantisedInput, SaturatedSoftmax, SoftmaxOutputs  # noqa: E402
+from misleading_models import ColdSoftmax, JpegInput, MedianFilter, QuantisedInput, SaturatedSoftmax, SoftmaxOutputs
 
 ZOO = {
     "plain": lambda net: net,
@@ -55,7 +57,9 @@ def autoattack(model: AuditedModel, x: torch.Tensor, y: torch.Tensor, eps: list[
 
     out = {}
     for e in eps:
-        attack = torchattacks.AutoAttack(model, norm="Linf", eps=e, version="standard", n_classes=model.num_classes, seed=0)
+        attack = torchattacks.AutoAttack(
+            model, norm="Linf", eps=e, version="standard", n_classes=model.num_classes, seed=0
+        )
         adv = attack(x, y)
         with torch.no_grad():
             out[e] = float((model(adv).argmax(1) == y).float().mean())
@@ -93,8 +97,10 @@ def main() -> None:
         aa, t_aa = timed(lambda m=model: autoattack(m, x, y, args.eps))
         mine = {e: auto.robust_accuracy("linf")[e] for e in args.eps}
         m = auto.masking
-        print(f"\n== {name}: masking response: bpda={m.bpda}, ops={list(m.ops)}, zero margin gradient {m.zero_gradient:.0%}, "
-              f"Square on every robust input={m.square_everywhere}")
+        print(
+            f"\n== {name}: masking response: bpda={m.bpda}, ops={list(m.ops)}, zero margin gradient {m.zero_gradient:.0%}, "
+            f"Square on every robust input={m.square_everywhere}"
+        )
         print(f"  {'robust accuracy at L-inf eps':34s}" + " ".join(f"{e:7.3f}" for e in args.eps))
         print(row("ours (bpda auto)", mine, args.eps))
         print(row("ours (bpda off)", off.robust_accuracy("linf"), args.eps))
@@ -102,7 +108,9 @@ def main() -> None:
         print(row("ours - AutoAttack (target <= 0.005)", {e: mine[e] - aa[e] for e in args.eps}, args.eps))
         found = {c.attack: c.improved for c in auto.norms["linf"].costs if c.improved}
         print(f"  inputs whose minimum each attack lowered: {found}")
-        print(f"  wall time: ours auto {t_auto:.1f} s, ours off {t_off:.1f} s, AutoAttack {t_aa:.1f} s ({len(args.eps)} eps)")
+        print(
+            f"  wall time: ours auto {t_auto:.1f} s, ours off {t_off:.1f} s, AutoAttack {t_aa:.1f} s ({len(args.eps)} eps)"
+        )
         worst = max(worst, *(mine[e] - aa[e] for e in args.eps))
         if name in UNMASKED:
             ratios[name] = t_auto / t_off

@@ -5,6 +5,7 @@ generator for the batch versus one ``SampleStreams`` stream per image, and the r
 
 Each figure is the fastest of 5 rounds; the ratio is streams / generator.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,8 +46,10 @@ def main() -> None:
     total = [0.0, 0.0]
     gen = torch.Generator().manual_seed(0)
     streams = SampleStreams.for_ids(0, ids)
-    for name, a, b in (("uniform", lambda: torch.rand(x.shape, generator=gen), lambda: streams.uniform(shape)),
-                       ("normal", lambda: torch.randn(x.shape, generator=gen), lambda: streams.normal(shape))):
+    for name, a, b in (
+        ("uniform", lambda: torch.rand(x.shape, generator=gen), lambda: streams.uniform(shape)),
+        ("normal", lambda: torch.randn(x.shape, generator=gen), lambda: streams.normal(shape)),
+    ):
         ta, tb = fastest(a), fastest(b)
         print(f"{name:<20} {ta:>10.2f} {tb:>10.2f} {tb / ta:>7.2f}")
     for name in CORRUPTIONS:

@@ -6,6 +6,7 @@ The schedule Nguyen, Yosinski & Clune (2015) fooled: SGD, base lr 0.01, momentum
 scaled to [0, 1] (``scale: 0.00390625``), no augmentation. Here it runs on the shipped MNIST-5k
 training split (4,000 images, so 160 passes over it) instead of the 60,000 of full MNIST.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -21,8 +22,18 @@ from torch import nn
 from robustcnn.data import DatasetRef
 from robustcnn.zoo import LeNet, cache_dir
 
-SOLVER = {"base_lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "gamma": 1e-4, "power": 0.75,
-          "max_iter": 10_000, "batch_size": 64, "bias_lr_mult": 2.0, "seed": 0, "data": "mnist5k"}
+SOLVER = {
+    "base_lr": 0.01,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "gamma": 1e-4,
+    "power": 0.75,
+    "max_iter": 10_000,
+    "batch_size": 64,
+    "bias_lr_mult": 2.0,
+    "seed": 0,
+    "data": "mnist5k",
+}
 
 
 def _xavier(net: nn.Module) -> None:
@@ -49,8 +60,12 @@ def train_caffe_lenet(log=print) -> tuple[nn.Module, dict]:
     _xavier(net)
     weights = [p for n, p in net.named_parameters() if n.endswith("weight")]
     biases = [p for n, p in net.named_parameters() if n.endswith("bias")]
-    opt = torch.optim.SGD([{"params": weights, "lr": s["base_lr"]}, {"params": biases, "lr": s["base_lr"] * s["bias_lr_mult"]}],
-                          lr=s["base_lr"], momentum=s["momentum"], weight_decay=s["weight_decay"])
+    opt = torch.optim.SGD(
+        [{"params": weights, "lr": s["base_lr"]}, {"params": biases, "lr": s["base_lr"] * s["bias_lr_mult"]}],
+        lr=s["base_lr"],
+        momentum=s["momentum"],
+        weight_decay=s["weight_decay"],
+    )
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda it: (1 + s["gamma"] * it) ** -s["power"])
     gen = torch.Generator().manual_seed(s["seed"])
     x, y = data.train.x, data.train.y
@@ -60,7 +75,7 @@ def train_caffe_lenet(log=print) -> tuple[nn.Module, dict]:
     for it in range(s["max_iter"]):
         if at + s["batch_size"] > len(x):  # Caffe's data layer cycles through the (shuffled) database
             order, at = torch.randperm(len(x), generator=gen), 0
-        idx = order[at: at + s["batch_size"]]
+        idx = order[at : at + s["batch_size"]]
         at += s["batch_size"]
         loss = F.cross_entropy(net(x[idx]), y[idx])
         opt.zero_grad()
@@ -71,11 +86,14 @@ def train_caffe_lenet(log=print) -> tuple[nn.Module, dict]:
             log(f"caffe lenet: iteration {it + 1}/{s['max_iter']}, loss {loss.item():.4f}")
     net.eval()
     with torch.no_grad():
-        logits = torch.cat([net(data.test.x[i: i + 500]) for i in range(0, len(data.test), 500)])
+        logits = torch.cat([net(data.test.x[i : i + 500]) for i in range(0, len(data.test), 500)])
     prob = logits.softmax(1)
-    info = {"solver": s, "test_accuracy": float((logits.argmax(1) == data.test.y).float().mean()),
-            "test_mean_top_probability": float(prob.max(1).values.mean()),
-            "train_seconds": round(time.perf_counter() - started, 1)}
+    info = {
+        "solver": s,
+        "test_accuracy": float((logits.argmax(1) == data.test.y).float().mean()),
+        "test_mean_top_probability": float(prob.max(1).values.mean()),
+        "train_seconds": round(time.perf_counter() - started, 1),
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     torch.save({"state_dict": net.state_dict(), "info": info}, tmp)

@@ -1,9 +1,11 @@
 """Python entry points: ``audit()`` runs checks on a model and returns a ``Report``;
 ``load_report()`` reads a report directory back."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from torch import nn
 

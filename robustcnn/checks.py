@@ -5,13 +5,15 @@ A check measures; it never writes files (the runner does). Options come from a p
 image subclass ``SampleCheck``: the runner shards ``measure`` over the evaluation images
 (so runs resume and merge) and calls ``summarize`` once on the merged per-sample table.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import pandas as pd
 import torch
@@ -42,7 +44,7 @@ class AuditData:
     def attributes(self) -> list[str]:
         return list(self.eval.attrs.columns)
 
-    def with_eval(self, split: Split) -> "AuditData":
+    def with_eval(self, split: Split) -> AuditData:
         return AuditData(self.name, self.classes, split, self.train)
 
 
@@ -76,7 +78,7 @@ class CheckContext:
         """A torch generator seeded from the run seed and ``salt`` (e.g. the check name), for draws
         that belong to the whole run; per-image draws take ``streams``. (The 0 is where a shard
         number once went; keeping it keeps the draws, and so the results, of earlier versions.)"""
-        digest = hashlib.sha256(repr((self.seed, 0) + salt).encode()).digest()
+        digest = hashlib.sha256(repr((self.seed, 0, *salt)).encode()).digest()
         gen = torch.Generator(device=device or "cpu")
         gen.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
         return gen
@@ -110,13 +112,17 @@ class Headline:
     where: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, row: pd.Series, label: str, better: str, kind: str = "rate") -> "Headline":
+    def from_row(cls, row: pd.Series, label: str, better: str, kind: str = "rate") -> Headline:
         """The headline read off one long-table row (its parameters become ``where``)."""
         n = row.get("n")
         params = {k: v for k, v in row.items() if k not in _NOT_PARAMETERS and not _missing(v)}
         return cls(
-            label, float(row["value"]), better, kind,
-            _float_or_nan(row.get("ci_low")), _float_or_nan(row.get("ci_high")),
+            label,
+            float(row["value"]),
+            better,
+            kind,
+            _float_or_nan(row.get("ci_low")),
+            _float_or_nan(row.get("ci_high")),
             None if _missing(n) else int(n),
             {"metric": row["metric"], **params},
         )
@@ -156,13 +162,15 @@ class Check:
         self.config = config if config is not None else self.Config()
 
     @classmethod
-    def from_options(cls, options: dict[str, Any] | None) -> "Check":
+    def from_options(cls, options: dict[str, Any] | None) -> Check:
         options = dict(options or {})
         fields = {f.name: f for f in dataclasses.fields(cls.Config)}
         unknown = sorted(set(options) - set(fields))
         if unknown:
             known = ", ".join(sorted(fields)) or "none"
-            raise InvalidInputError(f"check '{cls.name}' has no option {', '.join(map(repr, unknown))}; options: {known}")
+            raise InvalidInputError(
+                f"check '{cls.name}' has no option {', '.join(map(repr, unknown))}; options: {known}"
+            )
         try:
             config = cls.Config(**options)
         except (TypeError, ValueError) as exc:
@@ -199,7 +207,9 @@ class SampleCheck(Check):
         """Per-sample records (``samples``, one row per image, with a ``sample`` id column) and artifacts."""
         raise NotImplementedError
 
-    def summarize(self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext) -> CheckOutput:
+    def summarize(
+        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
+    ) -> CheckOutput:
         raise NotImplementedError
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
@@ -286,4 +296,3 @@ def get_check(name: str) -> type[Check]:
 def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Apply ``fn`` to ``x`` in batches and concatenate the results."""
     return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else x
-

@@ -4,14 +4,16 @@ Errors print one line and exit with their code (1 gate failed, 2 usage, 3 intern
 4 invalid input, config or environment, 5 nothing evaluated); ``--debug`` adds the traceback
 and keeps the code.
 """
+
 from __future__ import annotations
 
 import functools
 import logging
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -21,7 +23,9 @@ log = logging.getLogger("robustcnn")
 
 
 def _configure_logging(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="robustcnn: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format="robustcnn: %(message)s", stream=sys.stderr, force=True
+    )
     for noisy in ("matplotlib", "PIL", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -40,7 +44,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException):
             raise
-        except Exception as exc:  # noqa: BLE001  every error ends as one line and an exit code
+        except Exception as exc:
             code, message = _classify(exc)
             if debug:
                 traceback.print_exc()
@@ -132,49 +136,110 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 
 @main.command()
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--model", "model_spec", help="Model file (safetensors or torch.save state_dict with --arch; .pt2, TorchScript or pickle with --trust-model) or demo:NAME. Default: demo:mnist-cnn.")
+@click.option(
+    "--model",
+    "model_spec",
+    help="Model file (safetensors or torch.save state_dict with --arch; .pt2, TorchScript or pickle with --trust-model) or demo:NAME. Default: demo:mnist-cnn.",
+)
 @click.option("--arch", help="Architecture for a state_dict: torchvision:NAME, demo:NAME or package.module:factory.")
-@click.option("--num-classes", type=click.IntRange(min=2), help="Number of classes the model outputs (default: the dataset's).")
+@click.option(
+    "--num-classes", type=click.IntRange(min=2), help="Number of classes the model outputs (default: the dataset's)."
+)
 @click.option("--channels", type=click.IntRange(min=1), help="Input channels the model takes (default: the dataset's).")
 @click.option("--input-size", help="Input size HxW the model takes, e.g. 224x224 (default: the dataset's).")
 @click.option("--mean", help="Per-channel normalisation mean applied inside the wrapper, e.g. 0.485,0.456,0.406.")
 @click.option("--std", help="Per-channel normalisation std applied inside the wrapper, e.g. 0.229,0.224,0.225.")
-@click.option("--trust-model", is_flag=True, help="Allow files that can run code when loaded: .pt2, TorchScript, pickled modules, pickles torch's weights-only loader refuses.")
+@click.option(
+    "--trust-model",
+    is_flag=True,
+    help="Allow files that can run code when loaded: .pt2, TorchScript, pickled modules, pickles torch's weights-only loader refuses.",
+)
 @click.option("--name", help="Model name used in tables and the default output folder.")
-@click.option("--data", "data_spec", help="Dataset: mnist5k (default), digits, a built-in bias set, an ImageFolder directory or an .npz file.")
-@click.option("--checks", help="Comma-separated checks, families, `all`, or a profile: quick, standard, thorough "
-              "(budgets in docs/profiles.md; see `robustcnn list`). Default: the plan's checks, or clean alone without a plan.")
-@click.option("--n", type=click.IntRange(min=1), help="Evaluate a seeded, class-stratified sample of this many test images.")
-@click.option("--resize", type=click.IntRange(min=1),
-              help="Resize each image's shorter side to this many pixels (like torchvision's Resize(S)).")
+@click.option(
+    "--data",
+    "data_spec",
+    help="Dataset: mnist5k (default), digits, a built-in bias set, an ImageFolder directory or an .npz file.",
+)
+@click.option(
+    "--checks",
+    help="Comma-separated checks, families, `all`, or a profile: quick, standard, thorough "
+    "(budgets in docs/profiles.md; see `robustcnn list`). Default: the plan's checks, or clean alone without a plan.",
+)
+@click.option(
+    "--n", type=click.IntRange(min=1), help="Evaluate a seeded, class-stratified sample of this many test images."
+)
+@click.option(
+    "--resize",
+    type=click.IntRange(min=1),
+    help="Resize each image's shorter side to this many pixels (like torchvision's Resize(S)).",
+)
 @click.option("--center-crop", help="Then cut the centre HxW or S (like torchvision's CenterCrop), e.g. 224.")
-@click.option("--train-n", type=click.IntRange(min=1),
-              help="Training images a check may decode, a seeded class-stratified sample (default 5000).")
+@click.option(
+    "--train-n",
+    type=click.IntRange(min=1),
+    help="Training images a check may decode, a seeded class-stratified sample (default 5000).",
+)
 @click.option("--seed", type=int, help="Random seed (default 0); the same seed gives the same results.csv.")
 @click.option("--device", help="cpu (default), cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per forward pass (default 256).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default reports/<model name>/).")
-@click.option("--force", is_flag=True,
-              help="Write into a non-empty --out that is not a robustcnn report (its files are left untouched).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty --out that is not a robustcnn report (its files are left untouched).",
+)
 @click.option("--set", "set_options", multiple=True, help="Check option CHECK.KEY=VALUE (TOML value), repeatable.")
 @click.option("--attacks", help="Named attacks for the adversarial check, comma-separated (e.g. fgsm,pgd).")
 @click.option("--target", help="Target class (name or index) for the patch check.")
 @click.option("--ood", type=click.Path(), help="Extra out-of-distribution dataset for the confidence check.")
-@click.option("--baseline", type=click.Path(file_okay=False), help="A baseline report directory (relative mCE, gate drops).")
+@click.option(
+    "--baseline", type=click.Path(file_okay=False), help="A baseline report directory (relative mCE, gate drops)."
+)
 @click.option("--resume", is_flag=True, help="Reuse the completed work of an interrupted run of the same audit.")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
-@click.option("--policy", type=click.Path(dir_okay=False), help="Gate policy ([[gate]] tables) to check after the audit, besides the plan's own gates.")
+@click.option(
+    "--policy",
+    type=click.Path(dir_okay=False),
+    help="Gate policy ([[gate]] tables) to check after the audit, besides the plan's own gates.",
+)
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write the gate verdicts as JUnit XML to this file.")
 @click.option("--warn-only", is_flag=True, help="Report failing gates as warnings and exit 0.")
 @debug_option
 @handle_errors
-def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_classes: int | None, channels: int | None,
-          input_size: str | None, mean: str | None, std: str | None, trust_model: bool, name: str | None,
-          data_spec: str | None, checks: str | None, n: int | None, resize: int | None, center_crop: str | None,
-          train_n: int | None, seed: int | None, device: str | None,
-          batch_size: int | None, out: str | None, force: bool, set_options: tuple[str, ...], attacks: str | None,
-          target: str | None, ood: str | None, baseline: str | None, resume: bool, no_progress: bool,
-          policy: str | None, junit: str | None, warn_only: bool, debug: bool) -> None:
+def audit(
+    plan_file: str | None,
+    model_spec: str | None,
+    arch: str | None,
+    num_classes: int | None,
+    channels: int | None,
+    input_size: str | None,
+    mean: str | None,
+    std: str | None,
+    trust_model: bool,
+    name: str | None,
+    data_spec: str | None,
+    checks: str | None,
+    n: int | None,
+    resize: int | None,
+    center_crop: str | None,
+    train_n: int | None,
+    seed: int | None,
+    device: str | None,
+    batch_size: int | None,
+    out: str | None,
+    force: bool,
+    set_options: tuple[str, ...],
+    attacks: str | None,
+    target: str | None,
+    ood: str | None,
+    baseline: str | None,
+    resume: bool,
+    no_progress: bool,
+    policy: str | None,
+    junit: str | None,
+    warn_only: bool,
+    debug: bool,
+) -> None:
     """Audit a model. With no arguments: the demo model on MNIST with audits/demo.toml.
 
     Gates in the plan's [[gate]] tables and in --policy are checked on every report; the exit
@@ -189,14 +254,19 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
     given = (model_spec, arch, num_classes, channels, input_size, mean, std, name)
     if trust_model or any(v is not None for v in given):
         base = plan.models[0] if model_spec is None and len(plan.models) == 1 else ModelRef()
-        plan.models = [ModelRef(
-            spec=model_spec or base.spec, arch=arch or base.arch, num_classes=num_classes or base.num_classes,
-            in_channels=channels or base.in_channels,
-            input_size=_size(input_size) if input_size is not None else base.input_size,
-            mean=_floats(mean, "--mean") if mean is not None else base.mean,
-            std=_floats(std, "--std") if std is not None else base.std,
-            trust=trust_model or base.trust, name=name or base.name,
-        )]
+        plan.models = [
+            ModelRef(
+                spec=model_spec or base.spec,
+                arch=arch or base.arch,
+                num_classes=num_classes or base.num_classes,
+                in_channels=channels or base.in_channels,
+                input_size=_size(input_size) if input_size is not None else base.input_size,
+                mean=_floats(mean, "--mean") if mean is not None else base.mean,
+                std=_floats(std, "--std") if std is not None else base.std,
+                trust=trust_model or base.trust,
+                name=name or base.name,
+            )
+        ]
     selection = resolve_checks(checks) if checks is not None else None
     selected = selection.checks if selection else None
     # --checks narrows the plan: the plan's own options for the checks it leaves out are no mistake to warn about
@@ -213,9 +283,18 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
     for check, table in given.items():
         options.setdefault(check, {}).update(table)
     plan = plan.with_overrides(
-        data=data_spec, n=n or (selection.n if selection else None), resize=resize,
-        center_crop=_size(center_crop, "--center-crop"), train_n=train_n, seed=seed, device=device,
-        batch_size=batch_size, out=out, baseline=baseline, checks=selected, options=options,
+        data=data_spec,
+        n=n or (selection.n if selection else None),
+        resize=resize,
+        center_crop=_size(center_crop, "--center-crop"),
+        train_n=train_n,
+        seed=seed,
+        device=device,
+        batch_size=batch_size,
+        out=out,
+        baseline=baseline,
+        checks=selected,
+        options=options,
         optional=selection.optional if selection else None,
     )
     validate_plan(plan)
@@ -241,16 +320,23 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
         sys.exit(exit_code([r for rs in verdicts.values() for r in rs]))
 
 
-def _reject_unselected(checks: list[str], set_options: tuple[str, ...], attacks: str | None, target: str | None,
-                       ood: str | None) -> None:
+def _reject_unselected(
+    checks: list[str], set_options: tuple[str, ...], attacks: str | None, target: str | None, ood: str | None
+) -> None:
     """Options given on the command line for a check that will not run are a mistake, not a no-op."""
     given = {item.partition("=")[0].partition(".")[0]: f"--set {item}" for item in set_options}
-    for flag, check, value in (("--attacks", "adversarial", attacks), ("--target", "patch", target), ("--ood", "confidence", ood)):
+    for flag, check, value in (
+        ("--attacks", "adversarial", attacks),
+        ("--target", "patch", target),
+        ("--ood", "confidence", ood),
+    ):
         if value is not None:
             given.setdefault(check, flag)
     for check, flag in given.items():
         if check not in checks:
-            raise InvalidInputError(f"{flag} sets an option of check '{check}', which is not selected; add it to --checks")
+            raise InvalidInputError(
+                f"{flag} sets an option of check '{check}', which is not selected; add it to --checks"
+            )
 
 
 def _announce_checks(plan, selection, plan_path: str | None) -> None:
@@ -289,8 +375,12 @@ def _gate_report(report, gates: list, baseline: str | None, warn_only: bool, rew
         click.echo(f"  {r.status.upper():<4}  {r.gate.name}: {r.message}")
     click.echo(f"{report.model}: {summary_line(results)}")
     if rewrite and report.path is not None:
-        atomic_write(report.path / "summary.md", lambda p: p.write_text(render_summary(report, results), encoding="utf-8"))
-        atomic_write(report.path / "report.html", lambda p: p.write_text(render_html(report, results), encoding="utf-8"))
+        atomic_write(
+            report.path / "summary.md", lambda p: p.write_text(render_summary(report, results), encoding="utf-8")
+        )
+        atomic_write(
+            report.path / "report.html", lambda p: p.write_text(render_html(report, results), encoding="utf-8")
+        )
     return results
 
 
@@ -336,9 +426,11 @@ def list_command(debug: bool) -> None:
     """List the checks, built-in datasets and demo models."""
     from . import zoo
     from .checks import load_registry
-    from .data import BUILTINS
+    from .data import (
+        BUILTINS,
+        bias_sets,  # noqa: F401
+    )
     from .data.builtin import load_builtin  # noqa: F401  (registers every built-in set)
-    from .data import bias_sets  # noqa: F401
 
     registry = load_registry()
     sections = {
@@ -358,17 +450,26 @@ def list_command(debug: bool) -> None:
 
 
 @main.command()
-@click.option("--data", "data_spec", required=True, help="Training data: an ImageFolder directory with train/ and test/, an .npz with x_train, or a built-in set.")
+@click.option(
+    "--data",
+    "data_spec",
+    required=True,
+    help="Training data: an ImageFolder directory with train/ and test/, an .npz with x_train, or a built-in set.",
+)
 @click.option("--arch", default="mnist-cnn", show_default=True, help="Demo architecture to train.")
 @click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True, help="Training epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Minibatch size.")
 @click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (Adam, one-cycle).")
-@click.option("--shift", type=click.IntRange(min=0), default=2, show_default=True, help="Random-shift augmentation in pixels.")
+@click.option(
+    "--shift", type=click.IntRange(min=0), default=2, show_default=True, help="Random-shift augmentation in pixels."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to save the state_dict (.pt).")
 @debug_option
 @handle_errors
-def train(data_spec: str, arch: str, epochs: int, batch_size: int, lr: float, shift: int, seed: int, out: str, debug: bool) -> None:
+def train(
+    data_spec: str, arch: str, epochs: int, batch_size: int, lr: float, shift: int, seed: int, out: str, debug: bool
+) -> None:
     """Train a demo architecture on your own data (saves a state_dict to audit with --arch demo:ARCH)."""
     import io
 
@@ -388,7 +489,9 @@ def train(data_spec: str, arch: str, epochs: int, batch_size: int, lr: float, sh
         raise InvalidInputError(f"--out {out}: folder {folder} does not exist; create it or choose another --out")
     data = DatasetRef(data_spec).load()
     if data.train is None or len(data.train) == 0:
-        raise InvalidInputError(f"dataset '{data_spec}' has no training split; use ROOT/train/<class>/ and ROOT/test/<class>/")
+        raise InvalidInputError(
+            f"dataset '{data_spec}' has no training split; use ROOT/train/<class>/ and ROOT/test/<class>/"
+        )
     blob = zoo.train_model(arch, data, epochs, batch_size, lr, shift, seed, log=lambda m: log.info(m))
     buffer = io.BytesIO()  # saved through Python's file writes, so a full or read-only disk is a one-line exit 4
     torch.save(blob["state_dict"], buffer)
@@ -417,14 +520,33 @@ def report_show(directory: str, debug: bool) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--policy", required=True, type=click.Path(dir_okay=False), help="Gate policy: a TOML file with [[gate]] tables (a plan file works too).")
-@click.option("--baseline", type=click.Path(file_okay=False), help="Baseline report directory for max_drop / max_rise gates.")
+@click.option(
+    "--policy",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Gate policy: a TOML file with [[gate]] tables (a plan file works too).",
+)
+@click.option(
+    "--baseline", type=click.Path(file_okay=False), help="Baseline report directory for max_drop / max_rise gates."
+)
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML (one testcase per gate) to this file.")
-@click.option("--markdown", type=click.Path(dir_okay=False), help="Write the verdicts, scorecard and key tables as markdown to this file.")
+@click.option(
+    "--markdown",
+    type=click.Path(dir_okay=False),
+    help="Write the verdicts, scorecard and key tables as markdown to this file.",
+)
 @click.option("--warn-only", is_flag=True, help="Report failing gates as warnings and exit 0.")
 @debug_option
 @handle_errors
-def gate(directory: str, policy: str, baseline: str | None, junit: str | None, markdown: str | None, warn_only: bool, debug: bool) -> None:
+def gate(
+    directory: str,
+    policy: str,
+    baseline: str | None,
+    junit: str | None,
+    markdown: str | None,
+    warn_only: bool,
+    debug: bool,
+) -> None:
     """Check a report against a gate policy. Exit 0: all gates hold; 1: a gate failed;
     4: invalid policy (a gate matching no row is invalid); 5: nothing to evaluate."""
     from .reports.gates import exit_code, load_policy, write_junit
@@ -447,8 +569,13 @@ def gate(directory: str, policy: str, baseline: str | None, junit: str | None, m
 
 @report.command("compare")
 @click.argument("directories", nargs=-1, required=True)
-@click.option("--out", type=click.Path(dir_okay=False), default="comparison.csv", show_default=True,
-              help="Write every row side by side here (.csv, .md, .html or .parquet).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="comparison.csv",
+    show_default=True,
+    help="Write every row side by side here (.csv, .md, .html or .parquet).",
+)
 @debug_option
 @handle_errors
 def report_compare(directories: tuple[str, ...], out: str, debug: bool) -> None:

@@ -27,6 +27,7 @@ what was checked is what is loaded. Detection only picks the loader and the mess
 trust the only loaders reached are safetensors and the weights-only unpickler, whatever the
 detection concluded.
 """
+
 from __future__ import annotations
 
 import io

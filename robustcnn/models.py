@@ -5,14 +5,15 @@ Sources: a state_dict (``torch.save`` or safetensors) plus an architecture
 (``demo:mnist-cnn``) and, only with ``trust=True``, files that can run code when loaded:
 ``torch.export`` archives, TorchScript and full pickles (see ``model_files``).
 """
+
 from __future__ import annotations
 
 import hashlib
 import importlib
 import inspect
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -65,7 +66,7 @@ class AuditedModel(nn.Module):
         self.register_buffer("std", _channel_tensor(std, in_channels, 1.0))
         self.eval()
 
-    def train(self, mode: bool = True) -> "AuditedModel":
+    def train(self, mode: bool = True) -> AuditedModel:
         """Set the mode of the network; torch.export modules are frozen in eval and refuse it."""
         self.training = mode
         try:
@@ -132,7 +133,6 @@ class AuditedModel(nn.Module):
         self.outputs_probabilities = bool(
             (out >= 0).all() and torch.allclose(rows_sum, torch.ones_like(rows_sum), atol=1e-4)
         )
-
 
     def choose_layout(self, sample: torch.Tensor) -> None:
         """On CPU, run the network in channels-last (NHWC) memory when it gives the same logits on
@@ -228,7 +228,9 @@ class ModelRef:
             "fingerprint": self.fingerprint(),
         }
 
-    def load(self, num_classes: int, in_channels: int, input_size: tuple[int, int] | None, device: str = "cpu") -> AuditedModel:
+    def load(
+        self, num_classes: int, in_channels: int, input_size: tuple[int, int] | None, device: str = "cpu"
+    ) -> AuditedModel:
         """Load the network; ``num_classes``/``in_channels`` come from the data unless set here."""
         num_classes = self.num_classes or num_classes
         in_channels = self.in_channels or in_channels
@@ -350,9 +352,15 @@ def _adapt_first_conv(net: nn.Module, in_channels: int) -> None:
         for child_name, child in parent.named_children():
             if isinstance(child, nn.Conv2d):
                 new = nn.Conv2d(
-                    in_channels, child.out_channels, child.kernel_size, child.stride,
-                    child.padding, child.dilation, child.groups if child.groups == 1 else in_channels,
-                    child.bias is not None, child.padding_mode,
+                    in_channels,
+                    child.out_channels,
+                    child.kernel_size,
+                    child.stride,
+                    child.padding,
+                    child.dilation,
+                    child.groups if child.groups == 1 else in_channels,
+                    child.bias is not None,
+                    child.padding_mode,
                 )
                 setattr(parent, child_name, new)
                 return

@@ -5,6 +5,7 @@ size ``n``; ``quick``, ``standard`` and ``thorough`` run every check, with budge
 steps, images, generations) that grow from one to the next. docs/profiles.md lists them.
 Options from a plan file and ``--set`` override a profile's budgets, ``--n`` its ``n``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -23,30 +24,61 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "quick": Profile(
-        "quick", "every check at small budgets, 100 images: a first look in minutes", 100, {
+        "quick",
+        "every check at small budgets, 100 images: a first look in minutes",
+        100,
+        {
             "adversarial": {"norms": ["linf"], "attacks": ["fgsm", "apgd-ce"], "apgd_steps": 20, "unbounded_images": 0},
             "fooling-gradient": {"steps": 50, "prototype_steps": 50},
             "fooling-evolution": {"population": 50, "generations": 20},
             "noise": {"n": 200},
-            "patch": {"train_images": 200, "epochs": 2, "areas": [0.05, 0.15], "shapes": ["square"],
-                      "pilot_classes": 3, "pilot_images": 64, "pilot_epochs": 1, "examples": 4},
+            "patch": {
+                "train_images": 200,
+                "epochs": 2,
+                "areas": [0.05, 0.15],
+                "shapes": ["square"],
+                "pilot_classes": 3,
+                "pilot_images": 64,
+                "pilot_epochs": 1,
+                "examples": 4,
+            },
             "spatial": {"n_angles": 11, "random_trials": 3},
             "corruptions": {"severities": [3, 5]},
             "dataset-bias": {"probe_max_samples": 1000},
             "label-issues": {"max_samples": 1000, "bootstrap": 50},
             "groups": {"bootstrap": 50},
-            "confidence": {"noise_n": 200, "fooling_n": 20, "fooling_steps": 30, "adversarial_n": 50, "corruption_n": 100},
+            "confidence": {
+                "noise_n": 200,
+                "fooling_n": 20,
+                "fooling_steps": 30,
+                "adversarial_n": 50,
+                "corruption_n": 100,
+            },
         },
     ),
     "standard": Profile(
-        "standard", "every check at moderate budgets, 200 images: the usual pre-release audit", 200, {
-            "adversarial": {"norms": ["linf", "l2"], "attacks": ["fmn", "apgd-ce", "apgd-t"], "apgd_steps": 50,
-                            "apgd_targets": 3, "unbounded_images": 16},
+        "standard",
+        "every check at moderate budgets, 200 images: the usual pre-release audit",
+        200,
+        {
+            "adversarial": {
+                "norms": ["linf", "l2"],
+                "attacks": ["fmn", "apgd-ce", "apgd-t"],
+                "apgd_steps": 50,
+                "apgd_targets": 3,
+                "unbounded_images": 16,
+            },
             "fooling-gradient": {"steps": 150, "prototype_steps": 100},
             "fooling-evolution": {"population": 100, "generations": 50},
             "noise": {"n": 500},
-            "patch": {"train_images": 500, "epochs": 4, "areas": [0.05, 0.10, 0.25],
-                      "pilot_classes": 5, "pilot_images": 128, "pilot_epochs": 1},
+            "patch": {
+                "train_images": 500,
+                "epochs": 4,
+                "areas": [0.05, 0.10, 0.25],
+                "pilot_classes": 5,
+                "pilot_images": 128,
+                "pilot_epochs": 1,
+            },
             "spatial": {"n_angles": 21, "random_trials": 5},
             "corruptions": {"severities": [1, 3, 5]},
             "label-issues": {"max_samples": 4000, "bootstrap": 100},

@@ -7,6 +7,7 @@ cached by a content key (model and data fingerprints, check version and config, 
 robustcnn version) in the run's staging folder beside ``<out>`` (see ``reports.writer``), and
 kept in ``<out>/.fragments`` once the report is complete; that is what ``--resume`` reuses.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,10 +16,11 @@ import platform
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -112,7 +114,9 @@ def _preflight(check: Check, prepared: Prepared, plan: Plan) -> bool:
     ``InvalidInputError`` when it cannot, one that came from ``all``, a family or a profile is skipped."""
     try:
         if check.needs_train and prepared.data.train is None:
-            raise InvalidInputError(f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)")
+            raise InvalidInputError(
+                f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)"
+            )
         check.preflight(prepared.model, prepared.data)
     except InvalidInputError as exc:
         if check.name not in plan.optional:
@@ -122,7 +126,9 @@ def _preflight(check: Check, prepared: Prepared, plan: Plan) -> bool:
     return True
 
 
-def build_tasks(checks: list[Check], prepared: Prepared, base_key: tuple, shard_size: int | None) -> dict[str, list[Task]]:
+def build_tasks(
+    checks: list[Check], prepared: Prepared, base_key: tuple, shard_size: int | None
+) -> dict[str, list[Task]]:
     """Tasks per check, in run order; per-sample checks are split into shards.
 
     A check's key includes the keys of the checks before it, since it may consume their artifacts.
@@ -131,7 +137,7 @@ def build_tasks(checks: list[Check], prepared: Prepared, base_key: tuple, shard_
     ids = prepared.data.eval.ids
     upstream: list[str] = []
     for check in checks:
-        check_key = base_key + (check.name, check.version, check.config_dict(), tuple(upstream))
+        check_key = (*base_key, check.name, check.version, check.config_dict(), tuple(upstream))
         if isinstance(check, SampleCheck):
             size = shard_size or check.shard_size
             shards = [np.arange(i, min(i + size, len(ids))) for i in range(0, len(ids), size)]
@@ -187,7 +193,11 @@ class TaskLines:
         self.done += k
         if self.enabled:
             elapsed = time.perf_counter() - self.started
-            print(f"robustcnn: [{self.done}/{self.total}] {self.check}: task done, {elapsed:.0f} s elapsed", file=sys.stderr, flush=True)
+            print(
+                f"robustcnn: [{self.done}/{self.total}] {self.check}: task done, {elapsed:.0f} s elapsed",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 class LocalExecutor:
@@ -198,7 +208,9 @@ class LocalExecutor:
         self.resume = resume
         self.progress = progress
 
-    def run(self, task: Task, compute: Callable[[], tuple[CheckOutput, dict[str, Any]]]) -> tuple[CheckOutput, dict[str, Any], bool]:
+    def run(
+        self, task: Task, compute: Callable[[], tuple[CheckOutput, dict[str, Any]]]
+    ) -> tuple[CheckOutput, dict[str, Any], bool]:
         if self.resume and self.store.has(task.key):
             try:
                 output, cost = self.store.load(task.key)
@@ -216,7 +228,12 @@ class LocalExecutor:
 
 
 def audit_model(
-    plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False, progress: bool = False, force: bool = False,
+    plan: Plan,
+    model_ref: ModelRef,
+    out: Path,
+    resume: bool = False,
+    progress: bool = False,
+    force: bool = False,
     lines: bool = False,
 ) -> Report:
     """Audit one model according to ``plan`` and write its report directory (see ``reports.writer``:
@@ -241,7 +258,10 @@ def _audit_into(
 ) -> Report:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    checks = sorted((get_check(name).from_options(plan.options.get(name)) for name in plan.checks), key=lambda c: (c.order, plan.checks.index(c.name)))
+    checks = sorted(
+        (get_check(name).from_options(plan.options.get(name)) for name in plan.checks),
+        key=lambda c: (c.order, plan.checks.index(c.name)),
+    )
     for name in plan.options:
         if name not in plan.checks:
             log.warning("options given for check '%s', which is not selected", name)
@@ -263,7 +283,9 @@ def _audit_into(
     for check in checks:
         bar.set_postfix_str(check.name)
         task_lines.check = check.name
-        output, cost, reused = _run_check(check, tasks[check.name], prepared, plan, executor, shared_artifacts, baseline)
+        output, cost, reused = _run_check(
+            check, tasks[check.name], prepared, plan, executor, shared_artifacts, baseline
+        )
         shared_artifacts.update(output.artifacts)
         frames.append(tidy(output.rows, prepared.model.name, check.name))
         if output.samples is not None and len(output.samples):
@@ -292,11 +314,18 @@ def _audit_into(
 
 
 def _run_check(
-    check: Check, tasks: list[Task], prepared: Prepared, plan: Plan, executor: LocalExecutor,
-    artifacts: dict[str, torch.Tensor], baseline: pd.DataFrame | None,
+    check: Check,
+    tasks: list[Task],
+    prepared: Prepared,
+    plan: Plan,
+    executor: LocalExecutor,
+    artifacts: dict[str, torch.Tensor],
+    baseline: pd.DataFrame | None,
 ) -> tuple[CheckOutput, dict[str, float], int]:
     def context() -> CheckContext:
-        return CheckContext(plan.device, plan.seed, plan.batch_size, False, dict(artifacts), baseline, eval_size=len(prepared.data.eval))
+        return CheckContext(
+            plan.device, plan.seed, plan.batch_size, False, dict(artifacts), baseline, eval_size=len(prepared.data.eval)
+        )
 
     if not isinstance(check, SampleCheck):
         task = tasks[0]
@@ -308,7 +337,9 @@ def _run_check(
         parts.append(output)
         costs.append(cost)
         reused += was_cached
-    samples = pd.concat([p.samples for p in parts if p.samples is not None], ignore_index=True) if parts else pd.DataFrame()
+    samples = (
+        pd.concat([p.samples for p in parts if p.samples is not None], ignore_index=True) if parts else pd.DataFrame()
+    )
     shard_artifacts = _concat_artifacts(p.artifacts for p in parts)
     summary_task = Task(check.name, None, None, content_key("summary", *(t.key for t in tasks)))
 
@@ -320,7 +351,11 @@ def _run_check(
         after = prepared.model.counter.snapshot()
         out.warnings = list(dict.fromkeys([w for p in parts for w in p.warnings] + out.warnings + ctx.warnings))
         out.artifacts = {**shard_artifacts, **out.artifacts}
-        return out, {"seconds": time.perf_counter() - started, "forward": after[0] - before[0], "backward": after[1] - before[1]}
+        return out, {
+            "seconds": time.perf_counter() - started,
+            "forward": after[0] - before[0],
+            "backward": after[1] - before[1],
+        }
 
     final, cost, was_cached = executor.run(summary_task, summarize)
     final.samples = samples if final.samples is None else final.samples
@@ -345,7 +380,15 @@ def _combine_samples(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return df[first + [c for c in df.columns if c not in first]]
 
 
-def _meta(plan: Plan, model_ref: ModelRef, data_ref: DatasetRef, prepared: Prepared, checks: dict, started_at: datetime, seconds: float) -> dict[str, Any]:
+def _meta(
+    plan: Plan,
+    model_ref: ModelRef,
+    data_ref: DatasetRef,
+    prepared: Prepared,
+    checks: dict,
+    started_at: datetime,
+    seconds: float,
+) -> dict[str, Any]:
     model = prepared.model
     return {
         "schema_version": SCHEMA_VERSION,

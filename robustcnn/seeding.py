@@ -9,6 +9,7 @@ over the batch in plain int64 tensor arithmetic, so it runs on any device and gi
 bits on each. Every draw of a stream advances the counter once for all its samples, so loops
 that drop finished samples (``subset``) keep each remaining sample on its own sequence.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,8 +55,11 @@ def salt_key(*salt: object) -> int:
 
 def sample_keys(seed: int, ids: Sequence[str], *salt: object) -> torch.Tensor:
     """(N,) int64 keys, one per sample id, for the run ``seed`` and ``salt``."""
-    prefix = repr((int(seed),) + salt).encode()
-    keys = [int.from_bytes(hashlib.blake2b(prefix + b"\x00" + str(i).encode(), digest_size=8).digest(), "little") for i in ids]
+    prefix = repr((int(seed), *salt)).encode()
+    keys = [
+        int.from_bytes(hashlib.blake2b(prefix + b"\x00" + str(i).encode(), digest_size=8).digest(), "little")
+        for i in ids
+    ]
     return torch.tensor([_signed(k) for k in keys], dtype=torch.int64)
 
 
@@ -104,7 +108,9 @@ class SampleStreams:
             out[i : i + rows] = mix(bases[i : i + rows, None] + steps[None, :])
         return out.view(len(self), *shape)
 
-    def uniform(self, shape: Sequence[int], low: float = 0.0, high: float = 1.0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def uniform(
+        self, shape: Sequence[int], low: float = 0.0, high: float = 1.0, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """(N, *shape) uniform in [low, high): 24 random bits for float32 and below, 53 for float64."""
         bits = self.bits(shape)
         if dtype == torch.float64:
@@ -113,7 +119,9 @@ class SampleStreams:
             u = _shr(bits, 40).to(torch.float32) * 2.0**-24
         return u.to(dtype).mul_(high - low).add_(low)
 
-    def normal(self, shape: Sequence[int], loc: float = 0.0, scale: float = 1.0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    def normal(
+        self, shape: Sequence[int], loc: float = 0.0, scale: float = 1.0, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """(N, *shape) Gaussian by the Box-Muller transform of two uniforms per value: 24-bit ones
         in float32 (tails cut at 5.8 sigma) for float32 and below, 32-bit ones in float64 otherwise."""
         bits = self.bits(shape)

@@ -5,6 +5,7 @@ layout at width 8, trained with FGSM from a random start at L-inf 0.3 (Wong, Ric
 better than free"; the step is 1.25 eps, as there). Used by a test and ``benchmarks/bench_adversarial.py``
 to show that the adversarial headline ranks models of different robustness.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,10 +39,10 @@ def train(x: torch.Tensor, y: torch.Tensor, recipe: dict) -> nn.Module:
     for _ in range(recipe["epochs"]):
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), 64):
-            xb, yb = x[order[i: i + 64]], y[order[i: i + 64]]
+            xb, yb = x[order[i : i + 64]], y[order[i : i + 64]]
             if eps:
                 start = (xb + (torch.rand(xb.shape, generator=gen) * 2 - 1) * eps).clamp(0, 1).requires_grad_(True)
-                grad, = torch.autograd.grad(F.cross_entropy(net(start), yb), start)
+                (grad,) = torch.autograd.grad(F.cross_entropy(net(start), yb), start)
                 xb = torch.min(torch.max(start + 1.25 * eps * grad.sign(), xb - eps), xb + eps).clamp(0, 1).detach()
             loss = F.cross_entropy(net(xb), yb)
             opt.zero_grad()

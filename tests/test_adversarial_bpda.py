@@ -1,12 +1,13 @@
 """BPDA and the full Square stage against gradient masking: exact forward values, useful surrogate
 gradients, diagnostics that fire on every model of the masking zoo, and points the plain cascade misses."""
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from misleading_models import ColdSoftmax, FirstClasses, JpegInput, MedianFilter, QuantisedInput, wrap
 from torch import nn
 
-from misleading_models import ColdSoftmax, FirstClasses, JpegInput, MedianFilter, QuantisedInput, wrap
 from robustcnn.attacks.perturbation import WARNING_PREFIX, AdversarialCheck, AttackSettings, evaluate, margin
 from robustcnn.attacks.perturbation.apgd import loss_and_grad
 from robustcnn.attacks.perturbation.bpda import SurrogateView, nondifferentiable_ops
@@ -14,9 +15,19 @@ from robustcnn.attacks.perturbation.cascade import CountedView
 from robustcnn.checks import CheckContext
 from robustcnn.errors import InvalidInputError
 
-FAST = AttackSettings(fmn_steps=10, apgd_steps=10, apgd_targets=2, apgd_target_steps=5, apgd_dlr_steps=10, square_queries=100)
-QUICK = {"fmn_steps": 10, "ddn_steps": 10, "apgd_steps": 5, "apgd_targets": 1, "apgd_target_steps": 5, "apgd_dlr_steps": 5,
-         "square_queries": 50, "unbounded_images": 4}
+FAST = AttackSettings(
+    fmn_steps=10, apgd_steps=10, apgd_targets=2, apgd_target_steps=5, apgd_dlr_steps=10, square_queries=100
+)
+QUICK = {
+    "fmn_steps": 10,
+    "ddn_steps": 10,
+    "apgd_steps": 5,
+    "apgd_targets": 1,
+    "apgd_target_steps": 5,
+    "apgd_dlr_steps": 5,
+    "square_queries": 50,
+    "unbounded_images": 4,
+}
 ZOO = {
     "quantised": (lambda net: QuantisedInput(net, 8), ["round"]),
     "rounded-8bit": (lambda net: QuantisedInput(net, 255), ["round"]),
@@ -93,22 +104,34 @@ def test_declared_modules_bridge_preprocessing_outside_torch(demo_model, batch):
     x, y = batch
     assert nondifferentiable_ops(model, x[:2]) == []
     assert (_margin_grad(CountedView(model), x, y) == 0).all()
-    res = evaluate(model, x, y, norms=["linf"], eps=[0.0, 0.3], attacks=["apgd-ce"], settings=FAST, bpda_modules=["prep"])
+    res = evaluate(
+        model, x, y, norms=["linf"], eps=[0.0, 0.3], attacks=["apgd-ce"], settings=FAST, bpda_modules=["prep"]
+    )
     assert res.masking.bpda and res.robust_accuracy("linf")[0.3] <= 0.1
     with pytest.raises(InvalidInputError, match="no submodule"):
-        evaluate(model, x, y, norms=["linf"], eps=[0.0, 0.3], attacks=["apgd-ce"], settings=FAST, bpda_modules=["missing"])
+        evaluate(
+            model, x, y, norms=["linf"], eps=[0.0, 0.3], attacks=["apgd-ce"], settings=FAST, bpda_modules=["missing"]
+        )
     with pytest.raises(InvalidInputError, match="no submodule"):
         AdversarialCheck.from_options({"bpda_modules": ["missing"]}).preflight(model, None)
     classifier = wrap(FirstClasses(demo_model.net, 10), sample=x[:2])
     with pytest.raises(InvalidInputError, match="same shape"):
-        evaluate(classifier, x, y, norms=["linf"], eps=[0.0, 0.3], attacks=["apgd-ce"], settings=FAST, bpda_modules=["net"])
+        evaluate(
+            classifier, x, y, norms=["linf"], eps=[0.0, 0.3], attacks=["apgd-ce"], settings=FAST, bpda_modules=["net"]
+        )
 
 
 def test_masking_sends_square_to_every_robust_input(demo_model, batch):
-    grid, kwargs = {"linf": [0.0, 0.02, 0.3]}, {"attacks": ["apgd-ce", "square"], "survivor_attacks": ["square"], "settings": FAST}
+    grid, kwargs = (
+        {"linf": [0.0, 0.02, 0.3]},
+        {"attacks": ["apgd-ce", "square"], "survivor_attacks": ["square"], "settings": FAST},
+    )
     off = evaluate(demo_model, *batch, norms=["linf"], eps=grid, bpda="off", **kwargs)
     on = evaluate(demo_model, *batch, norms=["linf"], eps=grid, bpda="on", **kwargs)
-    square = {r: next(c for c in res.norms["linf"].costs if c.attack == "square").images for r, res in (("off", off), ("on", on))}
+    square = {
+        r: next(c for c in res.norms["linf"].costs if c.attack == "square").images
+        for r, res in (("off", off), ("on", on))
+    }
     assert on.masking.square_everywhere and not off.masking.square_everywhere
     assert square["off"] <= 2 < square["on"]  # off: only inputs surviving 0.3; on: every input still robust at 0.02
 
@@ -129,8 +152,10 @@ def test_the_check_flags_every_model_of_the_zoo(demo_model, mnist_audit, name):
         assert any(", ".join(ZOO[name][1]) in w for w in ctx.warnings)
 
 
-@pytest.mark.parametrize("options,fragment", [({"bpda": "sometimes"}, "bpda must be one of"),
-                                              ({"bpda": "off", "bpda_modules": ["prep"]}, "contradicts")])
+@pytest.mark.parametrize(
+    "options,fragment",
+    [({"bpda": "sometimes"}, "bpda must be one of"), ({"bpda": "off", "bpda_modules": ["prep"]}, "contradicts")],
+)
 def test_bpda_options_are_validated(options, fragment):
     with pytest.raises(InvalidInputError, match=fragment):
         AdversarialCheck.from_options(options)

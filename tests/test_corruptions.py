@@ -1,5 +1,6 @@
 """corrupt(): fidelity to independent single-image reference computations (PIL, scipy, scikit-image,
 following the ImageNet-C / CIFAR-10-C definitions), noise statistics, shapes, seeding, bad input."""
+
 from __future__ import annotations
 
 import io
@@ -15,8 +16,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from robustcnn.attacks.shifts import CORRUPTIONS, corrupt
-from robustcnn.attacks.shifts.corruptions import IN_RANGE
 from robustcnn.attacks.shifts.blur import glass_index, motion_blur_at
+from robustcnn.attacks.shifts.corruptions import IN_RANGE
 from robustcnn.errors import InvalidInputError
 
 CIFAR = {
@@ -43,6 +44,7 @@ def photos() -> np.ndarray:
 
 
 # --- single-image references, written from the published definitions -------------------------------
+
 
 def ref_brightness(img: np.ndarray, c: float) -> np.ndarray:
     hsv = skimage.color.rgb2hsv(img / 255.0)
@@ -109,8 +111,13 @@ def ref_zoom_blur(img: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 
 REFERENCES = {
-    "brightness": ref_brightness, "saturate": ref_saturate, "contrast": ref_contrast, "pixelate": ref_pixelate,
-    "jpeg_compression": ref_jpeg, "defocus_blur": ref_defocus, "gaussian_blur": ref_gaussian_blur,
+    "brightness": ref_brightness,
+    "saturate": ref_saturate,
+    "contrast": ref_contrast,
+    "pixelate": ref_pixelate,
+    "jpeg_compression": ref_jpeg,
+    "defocus_blur": ref_defocus,
+    "gaussian_blur": ref_gaussian_blur,
     "zoom_blur": ref_zoom_blur,
 }
 
@@ -120,7 +127,7 @@ def test_deterministic_corruptions_match_reference(photos, name):
     x = torch.from_numpy(photos).permute(0, 3, 1, 2).float() / 255
     for severity in range(1, 6):
         ours = corrupt(x, name, severity).permute(0, 2, 3, 1).numpy()
-        for img, out in zip(photos, ours):
+        for img, out in zip(photos, ours, strict=False):
             ref = REFERENCES[name](img, CIFAR[name][severity - 1])
             mad = np.abs(out - ref).mean()
             assert mad <= 2 / 255, f"{name} severity {severity}: mean abs difference {mad * 255:.2f}/255"
@@ -147,6 +154,7 @@ def test_glass_blur_shuffle_matches_reference_loop():
 
 def test_motion_blur_matches_numpy_shift_reference(photos):
     """Motion blur at a given angle equals the NumPy re-implementation of ImageMagick's (imagecorruptions)."""
+
     def shift(image, dx, dy):
         out = np.roll(image, (dy, dx), axis=(0, 1))
         if dx > 0:
@@ -161,7 +169,7 @@ def test_motion_blur_matches_numpy_shift_reference(photos):
 
     def reference(image, radius, sigma, angle):
         width = 2 * radius + 1
-        k = np.exp(-np.arange(width) ** 2 / (2 * sigma**2))
+        k = np.exp(-(np.arange(width) ** 2) / (2 * sigma**2))
         k /= k.sum()
         out = np.zeros_like(image)
         for i in range(width):
@@ -175,7 +183,7 @@ def test_motion_blur_matches_numpy_shift_reference(photos):
     x = torch.from_numpy(photos).permute(0, 3, 1, 2).double() / 255
     angles = torch.tensor([-37.0, 12.5])  # shallow: rows shift
     ours = motion_blur_at(x, 10, 2.5, angles).permute(0, 2, 3, 1).numpy()
-    for img, out, a in zip(photos, ours, angles.tolist()):
+    for img, out, a in zip(photos, ours, angles.tolist(), strict=False):
         np.testing.assert_allclose(out, reference(img / 255.0, 10, 2.5, a), atol=1e-9)
 
 
@@ -183,7 +191,7 @@ def test_steep_motion_blur_matches_numpy_shift_reference(photos):
     """Snow's angles (-135..-45 degrees) run on the transposed images: same result as tap by tap."""
 
     def reference(image, radius, sigma, angle):
-        k = np.exp(-np.arange(2 * radius + 1) ** 2 / (2 * sigma**2))
+        k = np.exp(-(np.arange(2 * radius + 1) ** 2) / (2 * sigma**2))
         k /= k.sum()
         out = np.zeros_like(image)
         h, w = image.shape[:2]
@@ -201,7 +209,7 @@ def test_steep_motion_blur_matches_numpy_shift_reference(photos):
     angles = torch.tensor([-130.0, -60.0])
     assert float(motion_blur_at(x, 10, 4.0, angles).sub(x).abs().mean()) > 0.01
     ours = motion_blur_at(x, 10, 4.0, angles).permute(0, 2, 3, 1).numpy()
-    for img, out, a in zip(photos, ours, angles.tolist()):
+    for img, out, a in zip(photos, ours, angles.tolist(), strict=False):
         np.testing.assert_allclose(out, reference(img / 255.0, 10, 4.0, a), atol=1e-9)
 
 
@@ -214,11 +222,13 @@ def test_affine_warp_and_displacement_match_scipy(photos):
     n, _, h, w = x.shape
     # output (x, y) -> source (x, y): a rotation by 0.2 rad about (3, 4), scaled by 1.1, shifted
     a = 1.1 * np.array([[np.cos(0.2), -np.sin(0.2)], [np.sin(0.2), np.cos(0.2)]])
-    inverse = np.concatenate([a, (np.array([3.0, 4.0]) - a @ np.array([3.0, 4.0]) + np.array([-2.5, 1.5]))[:, None]], axis=1)
+    inverse = np.concatenate(
+        [a, (np.array([3.0, 4.0]) - a @ np.array([3.0, 4.0]) + np.array([-2.5, 1.5]))[:, None]], axis=1
+    )
     ours = warp_affine(x, torch.from_numpy(inverse)[None].expand(n, 2, 3))
     matrix = np.array([[inverse[1, 1], inverse[1, 0]], [inverse[0, 1], inverse[0, 0]]])  # in scipy's (row, col) order
     offset = np.array([inverse[1, 2], inverse[0, 2]])
-    for img, out in zip(photos, ours):
+    for img, out in zip(photos, ours, strict=False):
         for ch in range(3):
             ref = ndi.affine_transform(img[..., ch] / 255.0, matrix, offset, order=1, mode="mirror")
             np.testing.assert_allclose(out[ch].numpy(), ref, atol=1e-6)
@@ -259,7 +269,7 @@ def test_spatter_edge_distance_matches_scipy(shape, density):
 
     edges = torch.rand(64, 1, *shape, generator=torch.Generator().manual_seed(0)) < density
     ours = _distance_to(edges, 20)
-    for mask, out in zip(edges[:, 0].numpy(), ours[:, 0].numpy()):
+    for mask, out in zip(edges[:, 0].numpy(), ours[:, 0].numpy(), strict=False):
         ref = np.minimum(ndi.distance_transform_edt(~mask), 20) if mask.any() else np.full(shape, 20.0)
         np.testing.assert_allclose(out, ref, atol=1e-5)
 
@@ -323,7 +333,12 @@ def test_unclamped_contrast_stays_in_unit_range():
     picks = edges[torch.randint(len(edges), (4096, 3, 4, 4), generator=gen)]
     mostly_one = torch.ones(4096, 3, 4, 4)
     mostly_one[:, :, 0, 0] = edges[torch.randint(len(edges), (4096, 3), generator=gen)]
-    for x in (picks, mostly_one, torch.rand(512, 3, 8, 8, generator=gen), torch.rand(512, 3, 8, 8, generator=gen) ** 16):
+    for x in (
+        picks,
+        mostly_one,
+        torch.rand(512, 3, 8, 8, generator=gen),
+        torch.rand(512, 3, 8, 8, generator=gen) ** 16,
+    ):
         for severity in range(1, 6):
             for preset in ("cifar", "imagenet"):
                 out = corrupt(x, "contrast", severity, preset=preset)
@@ -339,20 +354,23 @@ def test_severity_orders_damage():
         assert gaps[0] < gaps[1] < gaps[2], (name, gaps)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda x: corrupt(x, "rain", 1), "unknown corruption 'rain'"),
-    (lambda x: corrupt(x, "fog", 0), "severity must be an integer from 1 to 5"),
-    (lambda x: corrupt(x, "fog", 6), "severity must be an integer from 1 to 5"),
-    (lambda x: corrupt(x, "fog", 2.0), "severity must be an integer from 1 to 5"),
-    (lambda x: corrupt(x[0], "fog", 1), "shape (N, C, H, W)"),
-    (lambda x: corrupt(x * 255, "fog", 1), "values in [0, 1]"),
-    (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), -1e-30), "fog", 1), "values in [0, 1]"),
-    (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), float("nan")), "fog", 1), "values in [0, 1]"),
-    (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), 1.0000001), "fog", 1), "values in [0, 1]"),
-    (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), float("-inf")), "fog", 1), "values in [0, 1]"),
-    (lambda x: corrupt(x, "fog", 1, preset="tiny"), "unknown corruption preset"),
-    (lambda x: corrupt(torch.rand(1, 2, 8, 8), "frost", 1), "grey or RGB"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda x: corrupt(x, "rain", 1), "unknown corruption 'rain'"),
+        (lambda x: corrupt(x, "fog", 0), "severity must be an integer from 1 to 5"),
+        (lambda x: corrupt(x, "fog", 6), "severity must be an integer from 1 to 5"),
+        (lambda x: corrupt(x, "fog", 2.0), "severity must be an integer from 1 to 5"),
+        (lambda x: corrupt(x[0], "fog", 1), "shape (N, C, H, W)"),
+        (lambda x: corrupt(x * 255, "fog", 1), "values in [0, 1]"),
+        (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), -1e-30), "fog", 1), "values in [0, 1]"),
+        (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), float("nan")), "fog", 1), "values in [0, 1]"),
+        (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), 1.0000001), "fog", 1), "values in [0, 1]"),
+        (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), float("-inf")), "fog", 1), "values in [0, 1]"),
+        (lambda x: corrupt(x, "fog", 1, preset="tiny"), "unknown corruption preset"),
+        (lambda x: corrupt(torch.rand(1, 2, 8, 8), "frost", 1), "grey or RGB"),
+    ],
+)
 def test_bad_input(call, message):
     with pytest.raises(InvalidInputError, match=__import__("re").escape(message)):
         call(torch.rand(1, 3, 8, 8))
@@ -407,6 +425,11 @@ def test_plasma_fractal_statistics_match_reference(wibbledecay):
     ours = diamond_square(400, 32, wibbledecay, torch.Generator().manual_seed(0), torch.device("cpu")).double().numpy()
     ours -= ours.min(axis=(1, 2), keepdims=True)  # the reference's rescaling to [0, 1], which fog folds into its blend
     ours /= ours.max(axis=(1, 2), keepdims=True)
-    for stat in (np.mean, np.std, lambda m: np.abs(np.diff(m, axis=-1)).mean(), lambda m: np.abs(np.diff(m, axis=-2)).mean()):
+    for stat in (
+        np.mean,
+        np.std,
+        lambda m: np.abs(np.diff(m, axis=-1)).mean(),
+        lambda m: np.abs(np.diff(m, axis=-2)).mean(),
+    ):
         a, b = float(stat(ours)), float(stat(ref))
         assert abs(a / b - 1) < 0.05, (a, b)

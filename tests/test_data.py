@@ -1,12 +1,12 @@
 """Dataset loading: built-in sets, ImageFolder with metadata.csv, .npz, and bad input."""
+
 import numpy as np
 import pytest
 import torch
+from helpers import write_image_folder, write_npz
 
 from robustcnn.data import DatasetRef, stratified_sample
 from robustcnn.errors import InvalidInputError
-
-from helpers import write_image_folder, write_npz
 
 
 def test_mnist5k_split_is_fixed_and_stratified(mnist):
@@ -40,7 +40,7 @@ def test_image_folder_with_metadata(tmp_path, mnist):
     data = DatasetRef(str(tmp_path / "ds")).load()
     assert len(data.test) == 30 and data.train is None
     assert data.attributes == ["color"]
-    order = np.argsort([f"{int(l)}/{i:05d}.png" for i, l in enumerate(y)], kind="stable")
+    order = np.argsort([f"{int(label)}/{i:05d}.png" for i, label in enumerate(y)], kind="stable")
     assert torch.allclose(data.test.x, x[torch.from_numpy(order)], atol=1 / 255)
     assert data.test.attrs["color"].tolist() == [colors[i] for i in order]
 
@@ -67,14 +67,20 @@ def test_npz_formats_and_attributes(tmp_path):
     assert torch.allclose(data.test.x[0, :, 0, 0], torch.tensor(x[0, 0, 0] / 255.0, dtype=torch.float32))
 
 
-@pytest.mark.parametrize("setup,match", [
-    (lambda p: p / "absent", "not found"),
-    (lambda p: (p / "empty").mkdir() or p / "empty", "no class folders"),
-    (lambda p: write_npz(p / "f.npz", np.full((2, 1, 4, 4), 2.0, np.float32), np.array([0, 1])), "must lie in \\[0, 1\\]"),
-    (lambda p: write_npz(p / "g.npz", np.zeros((2, 1, 4, 4), np.float32), np.array([0, 1, 1])), "labels"),
-    (lambda p: junk(p / "h.npz"), "cannot read"),
-    (lambda p: "no-such-builtin", "unknown dataset"),
-])
+@pytest.mark.parametrize(
+    "setup,match",
+    [
+        (lambda p: p / "absent", "not found"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no class folders"),
+        (
+            lambda p: write_npz(p / "f.npz", np.full((2, 1, 4, 4), 2.0, np.float32), np.array([0, 1])),
+            "must lie in \\[0, 1\\]",
+        ),
+        (lambda p: write_npz(p / "g.npz", np.zeros((2, 1, 4, 4), np.float32), np.array([0, 1, 1])), "labels"),
+        (lambda p: junk(p / "h.npz"), "cannot read"),
+        (lambda p: "no-such-builtin", "unknown dataset"),
+    ],
+)
 def test_bad_datasets(tmp_path, setup, match):
     with pytest.raises(InvalidInputError, match=match):
         DatasetRef(str(setup(tmp_path))).load()

@@ -3,6 +3,7 @@
 The datasets are tiny .npz files and the model a TorchScript CNN whose head is an ``fc`` layer
 (the layout of torchvision's resnets), so the matrix stays fast at the cheapest options.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,15 +21,30 @@ CHEAP = {
     "fooling-gradient": ["steps=2", "prototype_steps=2"],
     "fooling-evolution": ["population=4", "generations=2"],
     "noise": ["n=4"],
-    "patch": ["train_images=4", "epochs=1", "areas=[0.1]", 'shapes=["square"]', "pilot_classes=2",
-              "pilot_images=4", "pilot_epochs=1", "examples=1"],
+    "patch": [
+        "train_images=4",
+        "epochs=1",
+        "areas=[0.1]",
+        'shapes=["square"]',
+        "pilot_classes=2",
+        "pilot_images=4",
+        "pilot_epochs=1",
+        "examples=1",
+    ],
     "occlusion": ["examples=1"],
     "spatial": ["n_angles=3", "random_trials=1"],
     "corruptions": ["severities=[1]"],
     "label-issues": ["bootstrap=5"],
     "groups": ["bootstrap=5", "min_group_size=1"],
-    "confidence": ["noise_n=4", "fooling_n=2", "fooling_steps=2", "adversarial_n=2", "adversarial_steps=2",
-                   "corruption_n=4", "max_per_set=4"],
+    "confidence": [
+        "noise_n=4",
+        "fooling_n=2",
+        "fooling_steps=2",
+        "adversarial_n=2",
+        "adversarial_steps=2",
+        "corruption_n=4",
+        "max_per_set=4",
+    ],
 }
 
 
@@ -62,7 +78,10 @@ def _npz(path, classes, channels, size, test, train):
 
     def split(counts):
         y = np.concatenate([np.full(k, c) for c, k in enumerate(counts)]).astype(np.int64)
-        x = gen.random((len(y), channels, size, size), dtype=np.float32) * 0.5 + (y[:, None, None, None] / classes) * 0.5
+        x = (
+            gen.random((len(y), channels, size, size), dtype=np.float32) * 0.5
+            + (y[:, None, None, None] / classes) * 0.5
+        )
         return x, y
 
     x, y = split(test)
@@ -94,7 +113,18 @@ def _params():
 @pytest.mark.parametrize("check, dataset", list(_params()))
 def test_check_survives_degenerate_data(check, dataset, cases, tmp_path):
     data, model = cases[dataset]
-    args = ["audit", "--model", str(model), "--data", str(data), "--checks", check, "--out", str(tmp_path / "r"), "--no-progress"]
+    args = [
+        "audit",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--checks",
+        check,
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+    ]
     for option in CHEAP.get(check, []):
         args += ["--set", f"{check}.{option}"]
     result = CliRunner().invoke(main, args)

@@ -1,5 +1,6 @@
 """A seed gives a byte-identical results.csv: twice, for any shard size and batch size, and after
 SIGKILL + --resume, on every per-sample check (clean, adversarial, spatial, corruptions, occlusion)."""
+
 from __future__ import annotations
 
 import os
@@ -105,7 +106,7 @@ def test_resume_after_sigkill_is_byte_identical(reference, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "meta.json").exists(), "the run finished before it could be killed"
-    resumed = subprocess.run(cmd + ["--resume"], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
+    resumed = subprocess.run([*cmd, "--resume"], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert robustcnn.load_report(out).meta["checks"]["adversarial"]["resumed_tasks"] >= 1
     assert (out / "results.csv").read_bytes() == reference

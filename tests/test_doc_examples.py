@@ -16,6 +16,7 @@ CNN under ``reports/mnist-cnn``:
 A doc author skips a block only with a reason, in an HTML comment on the line right before the
 fence: ``<!-- doc-test: skip because ... -->``.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,12 +47,32 @@ SUBSTITUTIONS = {
     "n = 200": "n = 8",
 }
 CHEAP_AUDIT = [
-    "--n", "8",
-    "--set", "adversarial.fmn_steps=3", "--set", "adversarial.ddn_steps=3", "--set", "adversarial.apgd_steps=2",
-    "--set", "adversarial.apgd_targets=1", "--set", "adversarial.apgd_target_steps=2",
-    "--set", "adversarial.apgd_dlr_steps=2", "--set", "adversarial.square_queries=10",
-    "--set", "adversarial.unbounded_images=0", "--set", "corruptions.severities=[3]",
-    "--set", "confidence.noise_n=16", "--set", "confidence.fooling_n=2", "--set", "confidence.fooling_steps=3",
+    "--n",
+    "8",
+    "--set",
+    "adversarial.fmn_steps=3",
+    "--set",
+    "adversarial.ddn_steps=3",
+    "--set",
+    "adversarial.apgd_steps=2",
+    "--set",
+    "adversarial.apgd_targets=1",
+    "--set",
+    "adversarial.apgd_target_steps=2",
+    "--set",
+    "adversarial.apgd_dlr_steps=2",
+    "--set",
+    "adversarial.square_queries=10",
+    "--set",
+    "adversarial.unbounded_images=0",
+    "--set",
+    "corruptions.severities=[3]",
+    "--set",
+    "confidence.noise_n=16",
+    "--set",
+    "confidence.fooling_n=2",
+    "--set",
+    "confidence.fooling_steps=3",
 ]
 POLICY = """
 [[gate]]
@@ -95,11 +116,13 @@ def blocks(path: Path) -> list[Block]:
         i += 1
         body = []
         while i < len(lines) and not lines[i].strip().startswith(fence):
-            body.append(lines[i][len(m.group("indent")):])
+            body.append(lines[i][len(m.group("indent")) :])
             i += 1
         i += 1
         marker = SKIP.search(lines[start - 1]) if start else None
-        found.append(Block(path, start + 1, m.group("lang").lower(), "\n".join(body), marker and marker.group("reason")))
+        found.append(
+            Block(path, start + 1, m.group("lang").lower(), "\n".join(body), marker and marker.group("reason"))
+        )
     return found
 
 
@@ -122,7 +145,7 @@ def cheap_options(args: list[str]) -> list[str]:
     else:
         selected = None if plan_given or not {"--model", "--data"} & set(args) else {"clean"}
     cheap = ["--n", "8"]
-    for flag, value in zip(CHEAP_AUDIT[2::2], CHEAP_AUDIT[3::2]):
+    for flag, value in zip(CHEAP_AUDIT[2::2], CHEAP_AUDIT[3::2], strict=False):
         if selected is None or value.split(".")[0] in selected:
             cheap += [flag, value]
     return cheap
@@ -202,8 +225,15 @@ def _seed(workspace: Path) -> dict:
     def my_render(ids, values):
         return torch.rand(len(ids), 3, 28, 28)
 
-    return {"report": Report.load("reports/mnist-cnn"), "model": model, "x": x, "y": y, "images": x,
-            "torch": torch, "my_render": my_render}
+    return {
+        "report": Report.load("reports/mnist-cnn"),
+        "model": model,
+        "x": x,
+        "y": y,
+        "images": x,
+        "torch": torch,
+        "my_render": my_render,
+    }
 
 
 @pytest.mark.parametrize("block", ALL, ids=[b.id for b in ALL])
@@ -219,7 +249,7 @@ def test_doc_example_runs(block: Block, workspace: Path, monkeypatch):
         _run_shell(block, text)
     elif block.lang == "python":
         namespace = NAMESPACES.setdefault(block.path, _seed(workspace))
-        exec(compile(text, block.id, "exec"), namespace)  # noqa: S102 - the docs' own examples
+        exec(compile(text, block.id, "exec"), namespace)
     else:
         _run_toml(block, text, workspace)
 
@@ -233,7 +263,9 @@ def _run_shell(block: Block, text: str) -> None:
     for args in runs:
         result = CliRunner().invoke(main, args)
         allowed = GATE_EXITS if args[0] == "gate" or "--junit" in args or "--policy" in args else {0}
-        assert result.exit_code in allowed, f"{block.id}: robustcnn {shlex.join(args)} -> exit {result.exit_code}\n{result.output}"
+        assert result.exit_code in allowed, (
+            f"{block.id}: robustcnn {shlex.join(args)} -> exit {result.exit_code}\n{result.output}"
+        )
 
 
 def _run_toml(block: Block, text: str, workspace: Path) -> None:
@@ -249,7 +281,9 @@ def _run_toml(block: Block, text: str, workspace: Path) -> None:
         path.write_text(text, encoding="utf-8")
         checks = ",".join(raw.get("run", {}).get("checks", ["clean"]))
         result = CliRunner().invoke(main, ["audit", str(path), *cheap_options(["audit", "--checks", checks])])
-        assert result.exit_code in GATE_EXITS, f"{block.id}: the plan's audit -> exit {result.exit_code}\n{result.output}"
+        assert result.exit_code in GATE_EXITS, (
+            f"{block.id}: the plan's audit -> exit {result.exit_code}\n{result.output}"
+        )
     elif set(raw) == {"gate"}:
         gates = parse_gates(raw["gate"], block.id)
         relative = any(g.max_drop is not None or g.max_rise is not None for g in gates)
@@ -269,8 +303,10 @@ def test_the_extractor_sees_every_kind_of_block():
 
 def test_skip_marker_and_optional_flags(tmp_path):
     doc = tmp_path / "x.md"
-    doc.write_text("<!-- doc-test: skip needs a GPU -->\n```sh\nrobustcnn list\n```\n```sh\nrobustcnn gate r [--junit g.xml] \\\n"
-                   "  --policy p.toml   # comment\nmake demo\n```\n")
+    doc.write_text(
+        "<!-- doc-test: skip needs a GPU -->\n```sh\nrobustcnn list\n```\n```sh\nrobustcnn gate r [--junit g.xml] \\\n"
+        "  --policy p.toml   # comment\nmake demo\n```\n"
+    )
     first, second = blocks(doc)
     assert first.skip == "needs a GPU" and second.skip is None
     assert commands(second.text) == [["gate", "r", "--junit", "g.xml", "--policy", "p.toml"]]

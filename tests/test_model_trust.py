@@ -1,6 +1,7 @@
 """The trust boundary for model files: without --trust-model nothing in a file runs, whatever its
 format or suffix; safetensors and weights-only state_dicts still load; trusted pickles of any
 protocol load with the flag."""
+
 import contextlib
 import io
 import pickle
@@ -96,8 +97,14 @@ def _malicious(kind: str, sentinel: Path, work: Path) -> bytes:
 
 
 KINDS = [
-    "pickle-protocol-4", "torch-save-zip", "torch-save-legacy", "state-dict-with-reducer",
-    "export-sample-inputs", "torchscript-data-pkl", "torchscript-constants-pkl", "torchscript-setstate",
+    "pickle-protocol-4",
+    "torch-save-zip",
+    "torch-save-legacy",
+    "state-dict-with-reducer",
+    "export-sample-inputs",
+    "torchscript-data-pkl",
+    "torchscript-constants-pkl",
+    "torchscript-setstate",
 ]
 
 
@@ -156,8 +163,23 @@ def test_cli_runs_nothing_without_trust(malicious, tmp_path, kind, suffix):
     data, sentinel = malicious[kind]
     path = tmp_path / f"model{suffix}"
     path.write_bytes(data)
-    result = CliRunner().invoke(main, ["audit", "--model", str(path), "--arch", "helpers:small_net",
-                                       "--checks", "clean", "--n", "10", "--out", str(tmp_path / "r"), "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "audit",
+            "--model",
+            str(path),
+            "--arch",
+            "helpers:small_net",
+            "--checks",
+            "clean",
+            "--n",
+            "10",
+            "--out",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 4, result.output
     assert "Traceback" not in result.output
     lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -184,8 +206,23 @@ def test_safetensors_loads_by_content(tmp_path, suffix):
 def test_safetensors_via_cli(tmp_path):
     save_file(small_net().state_dict(), str(tmp_path / "w.safetensors"))
     model = str(tmp_path / "w.safetensors")
-    result = CliRunner().invoke(main, ["audit", "--model", model, "--arch", "helpers:small_net",
-                                       "--checks", "clean", "--n", "10", "--out", str(tmp_path / "r"), "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "audit",
+            "--model",
+            model,
+            "--arch",
+            "helpers:small_net",
+            "--checks",
+            "clean",
+            "--n",
+            "10",
+            "--out",
+            str(tmp_path / "r"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "r" / "meta.json").exists()
 
@@ -210,7 +247,7 @@ def test_corrupt_safetensors_is_one_clear_error(tmp_path):
 def test_code_carrying_archives_need_trust(tmp_path, fmt):
     net = small_net()
     path = save_exported(net, tmp_path / "m.pt2") if fmt == "export" else save_torchscript(net, tmp_path / "m.pt")
-    with pytest.raises(InvalidInputError, match="can run code.*--trust-model"):
+    with pytest.raises(InvalidInputError, match=r"can run code.*--trust-model"):
         ModelRef(str(path)).load(10, 1, (28, 28))
     model = ModelRef(str(path), trust=True).load(10, 1, (28, 28))
     assert torch.allclose(model.logits(X), expected(net), atol=1e-5)
@@ -221,7 +258,7 @@ def test_export_archive_named_pt_is_still_an_export_archive(tmp_path):
     renamed = tmp_path / "m.pt"
     renamed.write_bytes(path.read_bytes())
     assert detect_kind(renamed.read_bytes()) is FileKind.EXPORT
-    with pytest.raises(InvalidInputError, match="torch.export archive, which can run code"):
+    with pytest.raises(InvalidInputError, match=r"torch\.export archive, which can run code"):
         ModelRef(str(renamed)).load(10, 1, (28, 28))
 
 

@@ -1,6 +1,7 @@
 """Third-party checks through the ``robustcnn.checks`` entry-point group: the example plugin in
 tests/fixtures is pip-installed into a temporary folder and runs through the CLI, the report and a
 gate; a broken plugin is skipped with a warning and never stops the tool."""
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,21 @@ def site(tmp_path_factory) -> Path:
     source = tmp_path_factory.mktemp("plugin") / "example-plugin"
     shutil.copytree(PLUGIN, source)  # the build writes beside the sources: keep it out of the repository
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(source)],
-        check=True, capture_output=True, cwd=tmp_path_factory.mktemp("build"),
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path_factory.mktemp("build"),
     )
     return target
 
@@ -39,8 +53,22 @@ def test_plugin_check_runs_through_cli_report_and_gate(site, tmp_path):
     assert listed.returncode == 0 and "darkening" in listed.stdout
 
     out = tmp_path / "report"
-    run = cli(site, "audit", "--data", "digits", "--n", "30", "--checks", "clean,darkening",
-              "--set", "darkening.factors=[0.5, 0.1]", "--out", str(out), "--no-progress", cwd=tmp_path)
+    run = cli(
+        site,
+        "audit",
+        "--data",
+        "digits",
+        "--n",
+        "30",
+        "--checks",
+        "clean,darkening",
+        "--set",
+        "darkening.factors=[0.5, 0.1]",
+        "--out",
+        str(out),
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     table = pd.read_csv(out / "results.csv")
     rows = table[table["check"] == "darkening"]
@@ -58,8 +86,21 @@ def test_plugin_check_runs_through_cli_report_and_gate(site, tmp_path):
 
 
 def test_plugin_options_are_validated(site, tmp_path):
-    run = cli(site, "audit", "--data", "digits", "--n", "10", "--checks", "darkening",
-              "--set", "darkening.factors=[2.0]", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    run = cli(
+        site,
+        "audit",
+        "--data",
+        "digits",
+        "--n",
+        "10",
+        "--checks",
+        "darkening",
+        "--set",
+        "darkening.factors=[2.0]",
+        "--out",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
     assert run.returncode == 4
     assert "check 'darkening': option 'factors'" in run.stderr and "Traceback" not in run.stderr
 

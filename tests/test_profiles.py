@@ -1,5 +1,6 @@
 """--checks profiles, families and all; the announced selection; --set for an unselected check;
 progress lines when stderr is not a terminal; penultimate features whatever the model format."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -34,7 +35,9 @@ def test_all_and_every_profile_select_every_check_and_only_named_ones_are_requir
     assert mixed.optional == mixed.checks[1:]
 
 
-@pytest.mark.parametrize("text, message", [("quick,thorough", "two profiles"), ("clean,bogus", "unknown check 'bogus'"), (",", "no checks")])
+@pytest.mark.parametrize(
+    "text, message", [("quick,thorough", "two profiles"), ("clean,bogus", "unknown check 'bogus'"), (",", "no checks")]
+)
 def test_bad_check_selections_are_errors(text, message):
     with pytest.raises(InvalidInputError, match=message):
         resolve_checks(text)
@@ -46,20 +49,56 @@ def test_the_default_is_announced_and_set_for_an_unselected_check_is_refused(tmp
     assert "running checks: clean (the default; --checks all|quick|standard|thorough" in out
     # CliRunner's stderr is no terminal: one line per finished task
     assert "robustcnn: [1/2] clean: task done" in out and "robustcnn: [2/2] clean: task done" in out
-    code, out = run("audit", "--model", "demo:mnist-cnn", "--data", "digits", "--n", "10", "--out", str(tmp_path / "q"),
-                    "--no-progress", "--set", "adversarial.bogus=1")
+    code, out = run(
+        "audit",
+        "--model",
+        "demo:mnist-cnn",
+        "--data",
+        "digits",
+        "--n",
+        "10",
+        "--out",
+        str(tmp_path / "q"),
+        "--no-progress",
+        "--set",
+        "adversarial.bogus=1",
+    )
     assert code == 4 and "Traceback" not in out
     assert "--set adversarial.bogus=1 sets an option of check 'adversarial', which is not selected" in out
     assert "task done" not in out
 
 
 def test_a_profile_skips_checks_the_data_cannot_feed(tmp_path):
-    code, out = run("audit", "--model", "demo:mnist-cnn", "--data", "digits", "--checks", "audits", "--n", "20",
-                    "--out", str(tmp_path / "r"), "--no-progress")
+    code, out = run(
+        "audit",
+        "--model",
+        "demo:mnist-cnn",
+        "--data",
+        "digits",
+        "--checks",
+        "audits",
+        "--n",
+        "20",
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+    )
     assert code == 0, out
     assert "skipping groups" in out and "label-issues" in out
-    code, out = run("audit", "--model", "demo:mnist-cnn", "--data", "digits", "--checks", "groups", "--n", "20",
-                    "--out", str(tmp_path / "g"), "--no-progress")
+    code, out = run(
+        "audit",
+        "--model",
+        "demo:mnist-cnn",
+        "--data",
+        "digits",
+        "--checks",
+        "groups",
+        "--n",
+        "20",
+        "--out",
+        str(tmp_path / "g"),
+        "--no-progress",
+    )
     assert code == 4, out
 
 

@@ -1,4 +1,5 @@
 """The advisory default policy judges scorecard headlines by their safer direction."""
+
 from __future__ import annotations
 
 import math
@@ -14,11 +15,19 @@ def head(metric: str, value: float, better: str) -> Headline:
 
 
 def test_higher_is_better():
-    assert [default_verdict(head("accuracy", v, "higher"), POLICY) for v in (0.99, 0.9, 0.5)] == ["pass", "warn", "fail"]
+    assert [default_verdict(head("accuracy", v, "higher"), POLICY) for v in (0.99, 0.9, 0.5)] == [
+        "pass",
+        "warn",
+        "fail",
+    ]
 
 
 def test_lower_is_better():
-    assert [default_verdict(head("worst_accepted_share", v, "lower"), POLICY) for v in (0.1, 0.3, 1.0)] == ["pass", "warn", "fail"]
+    assert [default_verdict(head("worst_accepted_share", v, "lower"), POLICY) for v in (0.1, 0.3, 1.0)] == [
+        "pass",
+        "warn",
+        "fail",
+    ]
 
 
 def test_unknown_metric_or_missing_value_gets_no_verdict():

@@ -16,17 +16,17 @@ from .index import DataIndex, LazySplit
 from .policy import Policy, Target
 
 __all__ = [
-    "DatasetRef",
+    "BUILTINS",
     "DataIndex",
+    "DatasetRef",
     "ImageData",
     "LazySplit",
     "Policy",
     "Split",
     "Target",
-    "BUILTINS",
+    "convert_channels",
     "register_builtin",
     "stratified_sample",
-    "convert_channels",
 ]
 
 DEFAULT_TRAIN_N = 5000
@@ -82,7 +82,7 @@ class DatasetRef:
 
             return load_folder(path)
         name, _, query = self.spec.partition("?")
-        if name in BUILTINS or "/" not in name and not path.exists():
+        if name in BUILTINS or ("/" not in name and not path.exists()):
             options = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
             return load_builtin(name, options)
         raise InvalidInputError(

@@ -1,4 +1,5 @@
 """In-memory image datasets: splits of [0, 1] NCHW float32 images, labels and group attributes."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ class Split:
     def __len__(self) -> int:
         return self.x.shape[0]
 
-    def subset(self, index: np.ndarray | list[int]) -> "Split":
+    def subset(self, index: np.ndarray | list[int]) -> Split:
         idx = np.asarray(index, dtype=np.int64)
         t = torch.from_numpy(idx)
         return Split(
@@ -74,7 +75,7 @@ class ImageData:
     def attributes(self) -> list[str]:
         return list(self.test.attrs.columns)
 
-    def adapted(self, channels: int, size: tuple[int, int] | None) -> "ImageData":
+    def adapted(self, channels: int, size: tuple[int, int] | None) -> ImageData:
         """The same data converted to ``channels`` and resized to ``size`` (H, W) if given."""
         notes = list(self.notes)
         test = adapt_split(self.test, channels, size, notes, "test")
@@ -125,7 +126,7 @@ def stratified_sample(y: torch.Tensor, n: int, seed: int) -> np.ndarray:
     remainder = n - take.sum()
     order = np.argsort(-(quota - take), kind="stable")
     take[order[:remainder]] += 1
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take, strict=False)]
     return np.sort(np.concatenate(chosen))
 
 

@@ -53,12 +53,12 @@ class FileSource:
 
     def identity(self) -> str:
         h = hashlib.sha256()
-        for rel, (size, mtime) in zip(self.rel, self.stats):
+        for rel, (size, mtime) in zip(self.rel, self.stats, strict=False):
             h.update(f"{rel}\0{size}\0{mtime}\n".encode())
         return h.hexdigest()
 
     def probe(self, positions: list[int]) -> dict[int, tuple[int, tuple[int, int]] | BadImage]:
-        return dict(zip(positions, self._map(lambda p: probe_file(self.root / self.rel[p]), positions)))
+        return dict(zip(positions, self._map(lambda p: probe_file(self.root / self.rel[p]), positions), strict=False))
 
     def read(
         self, positions: list[int], target: Target, notes: list[str]
@@ -72,7 +72,7 @@ class FileSource:
             x, _ = conform(image[None], None, stretch_only, notes)
             return x[0].contiguous(), None
 
-        return dict(zip(positions, self._map(one, positions)))
+        return dict(zip(positions, self._map(one, positions), strict=False))
 
     def _map(self, fn: Callable[[int], T], positions: list[int]) -> list[T]:
         if len(positions) <= 1 or self.workers == 1:
@@ -91,7 +91,7 @@ def probe_file(path: Path) -> tuple[int, tuple[int, int]] | BadImage:
             return (1 if img.mode in GRAY_MODES | SIXTEEN_BIT_MODES else 3), (img.height, img.width)
     except BadImage as exc:
         return exc
-    except Exception as exc:  # noqa: BLE001  any decoder failure on a user's file is that file's problem
+    except Exception as exc:
         return _bad(exc)
 
 
@@ -111,7 +111,7 @@ def decode_file(path: Path, policy: Policy = NO_POLICY, notes: list[str] | None 
             arr = np.asarray(img, dtype=np.uint8)
     except BadImage as exc:
         return exc
-    except Exception as exc:  # noqa: BLE001  truncated, corrupt or otherwise undecodable
+    except Exception as exc:
         return _bad(exc)
     t = torch.from_numpy(arr.copy()).float() / 255.0
     return t[None] if t.dim() == 2 else t.permute(2, 0, 1)

@@ -69,7 +69,7 @@ class TensorSource:
 
     def probe(self, positions: list[int]) -> dict[int, tuple[int, tuple[int, int]] | BadImage]:
         c, h, w = self.x.shape[1:]
-        return {p: (c, (h, w)) for p in positions}
+        return dict.fromkeys(positions, (c, (h, w)))
 
     def read(
         self, positions: list[int], target: Target, notes: list[str]

@@ -67,7 +67,7 @@ class NpzSource(TensorSource):
 
     def probe(self, positions: list[int]) -> dict:
         c, h, w = self.shape
-        return {p: (c, (h, w)) for p in positions}
+        return dict.fromkeys(positions, (c, (h, w)))
 
 
 def index_npz(path: Path) -> DataIndex:

@@ -92,7 +92,11 @@ def sample_data(
     split, positions = decode_sample(index.test, n, seed, target, index.skipped, notes, first=probe.positions)
     if index.skipped:
         first = index.skipped[0]
-        log.warning("skipped %d unusable files (listed in meta.json, data.skipped), e.g. %s: %s",
-                    len(index.skipped), first["file"], first["reason"])
+        log.warning(
+            "skipped %d unusable files (listed in meta.json, data.skipped), e.g. %s: %s",
+            len(index.skipped),
+            first["file"],
+            first["reason"],
+        )
     train = LazySplit(index.train, train_n, seed, target, index.skipped, notes) if index.train is not None else None
     return SampledData(index, target, split, train, positions, train_n, notes)

@@ -4,6 +4,7 @@ Placements follow the expectation-over-transformation recipe of Brown et al. (20
 "Adversarial Patch": each image gets its own random position, rotation and size, and the
 patch is pasted with ``affine_grid``/``grid_sample`` so the whole batch is one differentiable op.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,7 +27,7 @@ class Placements:
     def __len__(self) -> int:
         return len(self.side)
 
-    def to(self, device: torch.device | str) -> "Placements":
+    def to(self, device: torch.device | str) -> Placements:
         return Placements(self.side.to(device), self.angle.to(device), self.centre.to(device))
 
 

@@ -7,6 +7,7 @@ the one whose pilot fools the fewest. Candidates are the ``pilot_classes`` prese
 already gives the most (vulnerable) or least (hardest) clean probability on other classes' images:
 every class when there are no more than that.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,7 +33,9 @@ def parse_targets(spec: TargetSpec, classes: list[str]) -> list[int] | None:
         return list(range(len(classes)))
     items = spec if isinstance(spec, list) else [spec]
     if not items:
-        raise InvalidInputError("patch target list is empty; name at least one class, or use 'vulnerable', 'hardest' or 'all'")
+        raise InvalidInputError(
+            "patch target list is empty; name at least one class, or use 'vulnerable', 'hardest' or 'all'"
+        )
     indices = []
     for item in items:
         if isinstance(item, str) and item in classes:
@@ -57,15 +60,21 @@ class PilotResult:
 
 
 def candidate_classes(
-    model: AuditedModel, x: torch.Tensor, y: torch.Tensor, num_classes: int, k: int, batch_size: int, easiest: bool,
+    model: AuditedModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    k: int,
+    batch_size: int,
+    easiest: bool,
 ) -> tuple[list[int], torch.Tensor]:
     """The ``k`` present classes with the highest (``easiest``) or lowest mean clean log-probability on other
     classes' images, and all means. A class is a candidate only if the split has an image of another class."""
     logits = model.logits(x, batch_size)
     logp = logits.clamp_min(1e-12).log() if model.outputs_probabilities else logits.log_softmax(dim=1)
-    means = torch.stack([
-        logp[y != c, c].mean() if (y != c).any() else torch.tensor(float("-inf")) for c in range(num_classes)
-    ])
+    means = torch.stack(
+        [logp[y != c, c].mean() if (y != c).any() else torch.tensor(float("-inf")) for c in range(num_classes)]
+    )
     present = [c for c in range(num_classes) if (y == c).any() and (y != c).any()]
     order = sorted(present, key=lambda c: float(means[c]), reverse=easiest)
     return order[:k], means
@@ -75,13 +84,21 @@ def pilot_split(pool: torch.Tensor, images: int) -> tuple[torch.Tensor, torch.Te
     """At most ``images`` to fit and as many others to evaluate; half each when fewer are available,
     and the single image for both when there is one (then the pilot is scored in-sample)."""
     fit = min(images, max(1, len(pool) // 2))
-    held = pool[fit: fit + images]
+    held = pool[fit : fit + images]
     return pool[:fit], held if len(held) else pool[:fit]
 
 
 def run_pilots(
-    model: AuditedModel, x: torch.Tensor, y: torch.Tensor, num_classes: int, setup: PatchTraining,
-    k: int, images: int, gen: torch.Generator, batch_size: int, easiest: bool,
+    model: AuditedModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    setup: PatchTraining,
+    k: int,
+    images: int,
+    gen: torch.Generator,
+    batch_size: int,
+    easiest: bool,
 ) -> list[PilotResult]:
     """Train a short pilot patch per candidate class on up to ``images`` training images of other classes and
     evaluate it on up to as many others at every configured area."""
@@ -100,7 +117,9 @@ def run_pilots(
         patch = train_patch(model, fit, target, setup, gen)
         areas = torch.tensor(setup.areas).repeat_interleave(len(held))
         pl = sample_placements(areas, setup.shape, h, w, setup.max_rotation, gen)
-        pred, _ = patched_predictions(model, held.repeat(len(setup.areas), 1, 1, 1), patch.patch, patch.mask, pl, target, batch_size)
+        pred, _ = patched_predictions(
+            model, held.repeat(len(setup.areas), 1, 1, 1), patch.patch, patch.mask, pl, target, batch_size
+        )
         results.append(PilotResult(target, int((pred == target).sum()), len(pred), float(means[target])))
     return results
 

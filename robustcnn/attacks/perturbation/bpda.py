@@ -21,6 +21,7 @@ A final ``softmax`` is also recorded, so that a model returning probabilities is
 through ``log_softmax`` of its input: the same log-probabilities without the underflow to 0
 that flattens the logarithm of a cold softmax.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -39,15 +40,33 @@ from .losses import margin
 BPDA_MODES = ("auto", "on", "off")
 
 _STEP = {
-    torch.round: "round", torch.Tensor.round: "round", torch.floor: "floor", torch.Tensor.floor: "floor",
-    torch.ceil: "ceil", torch.Tensor.ceil: "ceil", torch.trunc: "trunc", torch.Tensor.trunc: "trunc",
-    torch.fix: "trunc", torch.Tensor.fix: "trunc", torch.sign: "sign", torch.Tensor.sign: "sign",
+    torch.round: "round",
+    torch.Tensor.round: "round",
+    torch.floor: "floor",
+    torch.Tensor.floor: "floor",
+    torch.ceil: "ceil",
+    torch.Tensor.ceil: "ceil",
+    torch.trunc: "trunc",
+    torch.Tensor.trunc: "trunc",
+    torch.fix: "trunc",
+    torch.Tensor.fix: "trunc",
+    torch.sign: "sign",
+    torch.Tensor.sign: "sign",
 }
 _STEP_INPLACE = {
-    torch.Tensor.round_: "round", torch.Tensor.floor_: "floor", torch.Tensor.ceil_: "ceil",
-    torch.Tensor.trunc_: "trunc", torch.Tensor.fix_: "trunc", torch.Tensor.sign_: "sign",
+    torch.Tensor.round_: "round",
+    torch.Tensor.floor_: "floor",
+    torch.Tensor.ceil_: "ceil",
+    torch.Tensor.trunc_: "trunc",
+    torch.Tensor.fix_: "trunc",
+    torch.Tensor.sign_: "sign",
 }
-_MEDIAN = {torch.median: "median", torch.Tensor.median: "median", torch.nanmedian: "median", torch.Tensor.nanmedian: "median"}
+_MEDIAN = {
+    torch.median: "median",
+    torch.Tensor.median: "median",
+    torch.nanmedian: "median",
+    torch.Tensor.nanmedian: "median",
+}
 _SOFTMAX = {torch.softmax, torch.Tensor.softmax, F.softmax}
 
 
@@ -114,9 +133,8 @@ class Surrogates(TorchFunctionMode):
         if self.softmax is None:
             return None
         recorded, source, dim = self.softmax
-        leading_rows = (
-            out is recorded
-            or (out.data_ptr() == recorded.data_ptr() and out.shape[1:] == recorded.shape[1:] and len(out) <= len(recorded))
+        leading_rows = out is recorded or (
+            out.data_ptr() == recorded.data_ptr() and out.shape[1:] == recorded.shape[1:] and len(out) <= len(recorded)
         )
         if not leading_rows:
             return None
@@ -130,7 +148,9 @@ def find_modules(model: nn.Module, names: Sequence[str]) -> list[nn.Module]:
     for name in names:
         module = next((m for root in roots for m in [_submodule(root, name)] if m is not None), None)
         if module is None:
-            raise InvalidInputError(f"checks.adversarial: bpda_modules names {name!r}, which is no submodule of the model")
+            raise InvalidInputError(
+                f"checks.adversarial: bpda_modules names {name!r}, which is no submodule of the model"
+            )
         found.append(module)
     return found
 
@@ -144,10 +164,17 @@ def _submodule(root: nn.Module, name: str) -> nn.Module | None:
 
 def _identity_backward(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
     x = inputs[0] if inputs else None
-    same = isinstance(x, torch.Tensor) and isinstance(output, torch.Tensor) and x.shape == output.shape and x.dtype == output.dtype
+    same = (
+        isinstance(x, torch.Tensor)
+        and isinstance(output, torch.Tensor)
+        and x.shape == output.shape
+        and x.dtype == output.dtype
+    )
     if not same:
-        raise InvalidInputError(f"checks.adversarial: bpda module {type(module).__name__} must map a tensor to one of the same shape "
-                                f"and dtype to be treated as the identity, got {getattr(x, 'shape', None)} -> {getattr(output, 'shape', None)}")
+        raise InvalidInputError(
+            f"checks.adversarial: bpda module {type(module).__name__} must map a tensor to one of the same shape "
+            f"and dtype to be treated as the identity, got {getattr(x, 'shape', None)} -> {getattr(output, 'shape', None)}"
+        )
     return _through(output, x)
 
 
@@ -211,11 +238,22 @@ def check_bpda(mode: str, modules: Sequence[str]) -> None:
     if mode not in BPDA_MODES:
         raise InvalidInputError(f"checks.adversarial: bpda must be one of {', '.join(BPDA_MODES)}, got {mode!r}")
     if mode == "off" and len(modules):
-        raise InvalidInputError(f"checks.adversarial: bpda = 'off' contradicts bpda_modules {list(modules)}; drop one of them")
+        raise InvalidInputError(
+            f"checks.adversarial: bpda = 'off' contradicts bpda_modules {list(modules)}; drop one of them"
+        )
 
 
-def respond(model: nn.Module, view: CountedView, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, mode: str,
-            declared: bool, threshold: float, batch_size: int) -> MaskingResponse:
+def respond(
+    model: nn.Module,
+    view: CountedView,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    correct: torch.Tensor,
+    mode: str,
+    declared: bool,
+    threshold: float,
+    batch_size: int,
+) -> MaskingResponse:
     """Turn BPDA and the full gradient-free stage on when ``mode`` is "on", modules are declared,
     non-differentiable operations are seen, or the margin gradient is zero on more than ``threshold``."""
     if mode == "off" or not len(x):
@@ -230,4 +268,12 @@ def respond(model: nn.Module, view: CountedView, x: torch.Tensor, y: torch.Tenso
     return MaskingResponse(ops, zero, flagged, flagged)
 
 
-__all__ = ["BPDA_MODES", "MaskingResponse", "SurrogateView", "Surrogates", "find_modules", "nondifferentiable_ops", "respond"]
+__all__ = [
+    "BPDA_MODES",
+    "MaskingResponse",
+    "SurrogateView",
+    "Surrogates",
+    "find_modules",
+    "nondifferentiable_ops",
+    "respond",
+]

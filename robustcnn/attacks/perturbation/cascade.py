@@ -14,6 +14,7 @@ Every success is re-checked here: misclassified, inside the box and inside the b
 Random draws come from per-input streams (``SampleStreams``), forked per norm, attack and
 descent level, so an input's attacks do not depend on the other inputs of its batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -91,7 +92,7 @@ class NormResult:
 
     def robust_accuracy(self) -> dict[float, float]:
         rob = self.robust.float().mean(0) if len(self.min_norm) else torch.full((len(self.eps),), math.nan)
-        return {e: float(r) for e, r in zip(self.eps, rob)}
+        return {e: float(r) for e, r in zip(self.eps, rob, strict=False)}
 
 
 def _target(min_norm: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,13 +106,30 @@ def _target(min_norm: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, t
 class Cascade:
     """Runs the attacks for one norm on a batch of inputs and keeps the per-input minima."""
 
-    def __init__(self, view: CountedView, x: torch.Tensor, y: torch.Tensor, clean_logits: torch.Tensor, norm: str,
-                 eps: tuple[float, ...], settings: AttackSettings, streams: SampleStreams, batch_size: int,
-                 survivors: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        view: CountedView,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        clean_logits: torch.Tensor,
+        norm: str,
+        eps: tuple[float, ...],
+        settings: AttackSettings,
+        streams: SampleStreams,
+        batch_size: int,
+        survivors: frozenset[str] = frozenset(),
+    ) -> None:
         self.view, self.x, self.y, self.norm, self.eps = view, x, y, norm, eps
-        self.settings, self.streams, self.batch_size, self.survivors = settings, streams.to(x.device), batch_size, survivors
+        self.settings, self.streams, self.batch_size, self.survivors = (
+            settings,
+            streams.to(x.device),
+            batch_size,
+            survivors,
+        )
         correct = clean_logits.argmax(1).to(y.device) == y
-        self.min_norm = torch.where(correct, torch.full_like(y, math.inf, dtype=x.dtype), torch.zeros_like(y, dtype=x.dtype))
+        self.min_norm = torch.where(
+            correct, torch.full_like(y, math.inf, dtype=x.dtype), torch.zeros_like(y, dtype=x.dtype)
+        )
         self.found_by = ["" if c else "clean" for c in correct.tolist()]
         self.adversarial = x.clone()
         self.adv_logits = clean_logits.to(x.device).clone()
@@ -122,7 +140,15 @@ class Cascade:
         for name in names:
             if self.norm in ATTACKS[name].norms:
                 self._run_one(name)
-        return NormResult(self.norm, self.eps, self.min_norm.cpu(), self.found_by, self.adversarial.cpu(), self.adv_logits.cpu(), self.costs)
+        return NormResult(
+            self.norm,
+            self.eps,
+            self.min_norm.cpu(),
+            self.found_by,
+            self.adversarial.cpu(),
+            self.adv_logits.cpu(),
+            self.costs,
+        )
 
     def _run_one(self, name: str) -> None:
         attack = ATTACKS[name]
@@ -134,14 +160,29 @@ class Cascade:
             attacked = len(todo)
             streams = self.streams.fork(name)
             for part in todo.split(self.batch_size):
-                adv = attack.run(self.view, self.x[part], self.y[part], self.norm, self.settings, streams.subset(part), self.adv_logits.shape[1])
+                adv = attack.run(
+                    self.view,
+                    self.x[part],
+                    self.y[part],
+                    self.norm,
+                    self.settings,
+                    streams.subset(part),
+                    self.adv_logits.shape[1],
+                )
                 self._accept(name, part, adv, None)
         else:
             attacked = self._descend(name)
-        self.costs.append(AttackCost(
-            name, self.norm, attacked, int((self.min_norm < before).sum()),
-            self.view.forward_images - f0, self.view.backward_images - b0, time.perf_counter() - t0,
-        ))
+        self.costs.append(
+            AttackCost(
+                name,
+                self.norm,
+                attacked,
+                int((self.min_norm < before).sum()),
+                self.view.forward_images - f0,
+                self.view.backward_images - b0,
+                time.perf_counter() - t0,
+            )
+        )
 
     def _descend(self, name: str) -> int:
         attack = ATTACKS[name]
@@ -156,7 +197,9 @@ class Cascade:
             broken = torch.zeros_like(active)
             streams = self.streams.fork(name, level)
             for part in todo.split(self.batch_size):
-                adv = attack.run(self.view, self.x[part], self.y[part], eps[part], self.norm, self.settings, streams.subset(part))
+                adv = attack.run(
+                    self.view, self.x[part], self.y[part], eps[part], self.norm, self.settings, streams.subset(part)
+                )
                 broken[part] = self._accept(name, part, adv, eps[part])
             eps, has = _target(self.min_norm, self.grid)
             active = broken & has
@@ -172,7 +215,9 @@ class Cascade:
             streams = self.streams.fork(name, level)
             for part in todo.split(self.batch_size):
                 eps = value.expand(len(part))
-                adv = attack.run(self.view, self.x[part], self.y[part], eps, self.norm, self.settings, streams.subset(part))
+                adv = attack.run(
+                    self.view, self.x[part], self.y[part], eps, self.norm, self.settings, streams.subset(part)
+                )
                 self._accept(name, part, adv, eps)
         return attacked
 

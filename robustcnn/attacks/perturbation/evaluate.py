@@ -1,9 +1,10 @@
 """The public entry point: given a model and a batch, per-input minimal adversarial norms and
 robust flags per epsilon, for L-inf and L2, from the attack cascade."""
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -11,7 +12,7 @@ from torch import nn
 from ...errors import InvalidInputError
 from ...seeding import SampleStreams, sample_keys
 from .bpda import MaskingResponse, SurrogateView, check_bpda, find_modules, respond
-from .cascade import CountedView, NormResult, Cascade
+from .cascade import Cascade, CountedView, NormResult
 from .epsilons import check_eps, check_norm, default_eps
 from .library import ATTACKS, DEFAULT_ATTACKS, DEFAULT_SURVIVOR_ATTACKS, AttackSettings
 
@@ -63,15 +64,21 @@ def check_survivors(names: Iterable[str]) -> frozenset[str]:
         raise InvalidInputError(f"unknown survivor attack {', '.join(map(repr, unknown))}; known: {', '.join(ATTACKS)}")
     minimal = [a for a in names if ATTACKS[a].minimal]
     if minimal:
-        raise InvalidInputError(f"survivor_attacks {minimal} are minimal-norm attacks, which always run on every input; list only fixed-epsilon attacks")
+        raise InvalidInputError(
+            f"survivor_attacks {minimal} are minimal-norm attacks, which always run on every input; list only fixed-epsilon attacks"
+        )
     return frozenset(names)
 
 
-def resolve_eps(norms: Sequence[str], eps: Mapping[str, Sequence[float]] | Sequence[float] | None, shape: tuple[int, int, int]) -> dict[str, tuple[float, ...]]:
+def resolve_eps(
+    norms: Sequence[str], eps: Mapping[str, Sequence[float]] | Sequence[float] | None, shape: tuple[int, int, int]
+) -> dict[str, tuple[float, ...]]:
     """Epsilon grid per norm: the given lists (a bare list needs exactly one norm) or the defaults for ``shape``."""
     if eps is not None and not isinstance(eps, Mapping):
         if len(norms) != 1:
-            raise InvalidInputError("a bare eps list is ambiguous with several norms; pass {'linf': [...], 'l2': [...]}")
+            raise InvalidInputError(
+                "a bare eps list is ambiguous with several norms; pass {'linf': [...], 'l2': [...]}"
+            )
         eps = {norms[0]: eps}
     given = dict(eps or {})
     for norm in given:
@@ -160,7 +167,9 @@ def evaluate(
     if masking.square_everywhere:
         survivors = frozenset(a for a in survivors if ATTACKS[a].whitebox)
     results = {
-        norm: Cascade(view, x, labels, clean_logits, norm, grids[norm], settings, streams.fork(norm), batch_size, survivors).run(names)
+        norm: Cascade(
+            view, x, labels, clean_logits, norm, grids[norm], settings, streams.fork(norm), batch_size, survivors
+        ).run(names)
         for norm in norms
     }
     return PerturbationResult(labels.cpu(), clean_logits.cpu(), results, probabilities, masking)
@@ -172,4 +181,11 @@ def _device(model: nn.Module, x: torch.Tensor) -> torch.device:
     return x.device
 
 
-__all__ = ["PerturbationResult", "evaluate", "check_attacks", "check_survivors", "resolve_eps", "looks_like_probabilities"]
+__all__ = [
+    "PerturbationResult",
+    "check_attacks",
+    "check_survivors",
+    "evaluate",
+    "looks_like_probabilities",
+    "resolve_eps",
+]

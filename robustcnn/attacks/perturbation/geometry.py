@@ -1,4 +1,5 @@
 """Norm balls in pixel space: norms, projections and the [0, 1] box, batched per sample."""
+
 from __future__ import annotations
 
 import torch
@@ -53,7 +54,11 @@ def random_in_ball(x: torch.Tensor, eps: torch.Tensor, norm: str, gen: torch.Gen
     drawn from per-input streams or from one generator for the batch."""
     per_input = isinstance(gen, SampleStreams)
     if norm == "linf":
-        noise = gen.uniform(x.shape[1:], -1.0, 1.0) if per_input else torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1
+        noise = (
+            gen.uniform(x.shape[1:], -1.0, 1.0)
+            if per_input
+            else torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1
+        )
     else:
         noise = gen.normal(x.shape[1:]) if per_input else torch.randn(x.shape, generator=gen, device=x.device)
         noise = noise / per_sample(lp_norm(noise, "l2").clamp_min(1e-12), noise)

@@ -7,10 +7,11 @@ whose side shrinks on the paper's schedule; a candidate is kept only if it lower
 Every random draw comes from the input's own stream (``SampleStreams``), so an input's search
 does not depend on which other inputs share its batch.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -31,7 +32,9 @@ def square_fraction(p_init: float, it: int, queries: int) -> float:
     return p_init / 2 ** sum(scaled > h for h in _HALVINGS)
 
 
-def _windows(h: int, w: int, side: int, gen: SampleStreams, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _windows(
+    h: int, w: int, side: int, gen: SampleStreams, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random square windows, one per image: a (N, 1, H, W) mask and the in-window row/column offsets."""
     top = gen.integers(0, h - side + 1, ())
     left = gen.integers(0, w - side + 1, ())
@@ -87,7 +90,9 @@ def _l2_init(x: torch.Tensor, eps: torch.Tensor, gen: SampleStreams) -> torch.Te
     return (x + delta).clamp(0, 1)
 
 
-def _linf_candidate(x: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, side: int, gen: SampleStreams) -> torch.Tensor:
+def _linf_candidate(
+    x: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, side: int, gen: SampleStreams
+) -> torch.Tensor:
     _, c, h, w = x.shape
     mask, _, _ = _windows(h, w, side, gen, x.device)
     signs = _signs(gen, (c, 1, 1), x)
@@ -98,7 +103,9 @@ def _linf_candidate(x: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, side
     return (x + delta).clamp(0, 1)
 
 
-def _l2_candidate(x: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, side: int, gen: SampleStreams) -> torch.Tensor:
+def _l2_candidate(
+    x: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, side: int, gen: SampleStreams
+) -> torch.Tensor:
     """Move the perturbation mass of a second window (and any unused budget) into a new bump
     in the first window; the total L2 norm stays at most ``eps``."""
     _, c, h, w = x.shape

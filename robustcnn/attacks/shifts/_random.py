@@ -4,6 +4,7 @@
 or ``SampleStreams`` (one stream per image, so an image's corruption does not depend on the
 other images of its batch). Every draw's first dimension is the image.
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,14 +22,18 @@ def _streams(gen: Source, shape: tuple[int, ...], like: torch.Tensor) -> SampleS
     return gen if gen.device == like.device else gen.to(like.device)
 
 
-def uniform(shape: tuple[int, ...], gen: Source, like: torch.Tensor, low: float = 0.0, high: float = 1.0) -> torch.Tensor:
+def uniform(
+    shape: tuple[int, ...], gen: Source, like: torch.Tensor, low: float = 0.0, high: float = 1.0
+) -> torch.Tensor:
     streams = _streams(gen, shape, like)
     if streams is not None:
         return streams.uniform(shape[1:], low, high, like.dtype)
     return torch.rand(shape, generator=gen, device=like.device, dtype=like.dtype).mul_(high - low).add_(low)
 
 
-def normal(shape: tuple[int, ...], gen: Source, like: torch.Tensor, loc: float = 0.0, scale: float = 1.0) -> torch.Tensor:
+def normal(
+    shape: tuple[int, ...], gen: Source, like: torch.Tensor, loc: float = 0.0, scale: float = 1.0
+) -> torch.Tensor:
     streams = _streams(gen, shape, like)
     if streams is not None:
         return streams.normal(shape[1:], loc, scale, like.dtype)
@@ -48,4 +53,4 @@ def poisson(rates: torch.Tensor, gen: Source) -> torch.Tensor:
     streams = _streams(gen, tuple(rates.shape), rates)
     if streams is None:
         return torch.poisson(rates, generator=gen)
-    return torch.stack([torch.poisson(r, generator=g) for r, g in zip(rates, streams.generators())])
+    return torch.stack([torch.poisson(r, generator=g) for r, g in zip(rates, streams.generators(), strict=False)])
