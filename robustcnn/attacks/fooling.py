@@ -11,11 +11,13 @@ All classes are optimised together in one batch. The helpers at the top are shar
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -26,6 +28,7 @@ from ..errors import InvalidInputError
 from ..models import AuditedModel
 from ..reports.plots import image_grid
 from ..reports.schema import rate, value
+from ..stats import quantile_with_ci
 
 DEFAULT_THRESHOLDS = [0.99, 0.999, 0.9999]
 
@@ -149,7 +152,14 @@ class Trace:
             rows.append(
                 rate("classes_fooled", int((self.step_at[:, j] >= 0).sum()), len(classes), threshold=thr, **params)
             )
+        for j, thr in enumerate(self.thresholds):
+            rows.append(median_cost(self.costs(j), f"median_{unit}_to_confidence", threshold=thr, **params))
         return rows
+
+    def costs(self, j: int) -> np.ndarray:
+        """Per target, the step (or generation) that first reached threshold ``j``; inf if none did."""
+        at = self.step_at[:, j].double().numpy()
+        return np.where(at >= 0, at, np.inf)
 
     def grid_titles(self, classes: list[int], names: list[str]) -> list[str]:
         return [f"{names[k]}\n{_short(float(self.best[i]))}" for i, k in enumerate(classes)]
@@ -163,15 +173,27 @@ def _short(p: float) -> str:
     return f"{p:.3f}"
 
 
-def fooled_share(table: pd.DataFrame) -> tuple[float, float] | None:
-    """(threshold, share of classes whose best confidence over all rows reaches it) at the highest threshold."""
-    best = table[table["metric"] == "best_confidence"]
-    fooled = table[table["metric"] == "classes_fooled"]
-    if best.empty or fooled.empty or "threshold" not in fooled:
+def median_cost(costs: np.ndarray, metric: str, **params: Any) -> dict[str, Any]:
+    """The median over targets of the cost to fool one (steps or generations; inf where the budget ran out
+    first, i.e. right-censored) with its distribution-free 95% interval. The order statistics below the
+    budget are exact under censoring, so the median is too while fewer than half the targets are unreached;
+    otherwise it is inf and ``status`` is ``"censored"``."""
+    point, ci = quantile_with_ci(costs, 0.5)
+    return value(metric, point, len(costs), ci, status="censored" if math.isinf(point) else "reached", **params)
+
+
+def cost_headline(table: pd.DataFrame, metric: str, what: str) -> Headline | None:
+    """The headline of a fooling check: ``metric`` (a median cost) at the highest threshold, higher is safer."""
+    rows = table[table["metric"] == metric]
+    if rows.empty or "threshold" not in rows:
         return None
-    thr = float(pd.to_numeric(fooled["threshold"]).max())
-    per_class = best.groupby("class")["value"].max()
-    return thr, float((per_class >= thr).mean())
+    thr = float(pd.to_numeric(rows["threshold"]).max())
+    row = rows[pd.to_numeric(rows["threshold"]) == thr].iloc[0]
+    label = f"median {what} to fool a class at {fooled_label(thr)}"
+    if math.isinf(float(row["value"])):
+        label += " (censored: most classes unreached within the budget)"
+    head = Headline.from_row(row, label, "higher", "value")
+    return dataclasses.replace(head, where={k: v for k, v in head.where.items() if k != "status"})
 
 
 def fooled_label(thr: float) -> str:
@@ -387,6 +409,9 @@ class FoolingGradientCheck(Check):
         return out
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
+        """Median gradient steps from noise to the highest threshold over the classes (fooling variant).
+
+        The share of classes fooled is 1 for nearly every undefended model, so it cannot rank them; the
+        cost to get there keeps ranking them, and is censored (inf) only for models the budget cannot fool."""
         part = table[table["variant"] == "fooling"] if "variant" in table else table
-        got = fooled_share(part)
-        return Headline(f"classes fooled at {fooled_label(got[0])} (gradient)", got[1], "lower") if got else None
+        return cost_headline(part, "median_steps_to_confidence", "gradient steps")
