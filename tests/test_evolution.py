@@ -156,6 +156,15 @@ def test_headline_row_takes_per_class_the_cheaper_encoding(small_run):
     assert head.better == "higher" and "99.99%" in head.label
 
 
+def test_a_gate_on_the_headline_metric_bounds_the_row_without_encoding(small_run):
+    from robustcnn.reports.gates import parse_gates, select_rows
+
+    _, table, _ = small_run
+    raw = {"check": "fooling-evolution", "metric": "median_generations_to_confidence", "threshold": 0.9999, "min": 50}
+    rows = select_rows(table, parse_gates([raw], "test")[0])
+    assert len(rows) == 1 and rows["encoding"].isna().all()
+
+
 def test_headline_ranks_the_demo_cnn_below_an_adversarially_trained_model(demo_model, mnist_audit, mnist):
     """Within 40 generations CPPN fools most demo-CNN classes at 99.99% and no class of the adversarially
     trained model, whose champions stay far below it: the cost to fool separates them."""
