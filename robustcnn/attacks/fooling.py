@@ -317,7 +317,7 @@ class FoolingGradientCheck(Check):
         "Nguyen, Yosinski & Clune 2015, Deep neural networks are easily fooled (CVPR); Simonyan, Vedaldi & Zisserman "
         "2014, Deep inside convolutional networks; Yosinski et al. 2015, Understanding neural networks through deep visualization."
     )
-    version = "1"
+    version = "2"
     order = 30
 
     @dataclass

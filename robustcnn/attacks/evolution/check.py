@@ -48,7 +48,7 @@ class FoolingEvolutionCheck(Check):
         "Nguyen, Yosinski & Clune 2015, Deep neural networks are easily fooled (CVPR); Mouret & Clune 2015, "
         "Illuminating search spaces by mapping elites; Stanley 2007, Compositional pattern producing networks."
     )
-    version = "1"
+    version = "2"
     order = 31
 
     @dataclass
