@@ -3,6 +3,7 @@
 Meant for pull-request comments and the job summary of GitHub Actions
 (``append_step_summary`` writes to ``$GITHUB_STEP_SUMMARY`` when it is set).
 """
+
 from __future__ import annotations
 
 import html
@@ -12,7 +13,17 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from .scorecard import breakdown_rows, check_names, check_table, drop_empty, fact, format_value, report_label, scorecard
+from .scorecard import (
+    breakdown_rows,
+    check_names,
+    check_table,
+    display_card,
+    drop_empty,
+    fact,
+    format_value,
+    report_label,
+    scorecard,
+)
 
 KEY_ROWS = 12  # rows of a check's table shown in the summary; the rest is in results.csv
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail"}
@@ -53,13 +64,19 @@ def gates_markdown(gate_results: Sequence[Any]) -> str:
     """The gate verdicts as a markdown table, failing gates first."""
     order = {"fail": 0, "warn": 1, "pass": 2}
     rows = sorted(gate_results, key=lambda r: order.get(r.status, 3))
-    df = pd.DataFrame([{
-        "verdict": VERDICT.get(r.status, r.status),
-        "gate": r.gate.name,
-        "measured": format_value(r.value),
-        "bound": r.bound,
-        "message": r.message,
-    } for r in rows], columns=["verdict", "gate", "measured", "bound", "message"])
+    df = pd.DataFrame(
+        [
+            {
+                "verdict": VERDICT.get(r.status, r.status),
+                "gate": r.gate.name,
+                "measured": format_value(r.value),
+                "bound": r.bound,
+                "message": r.message,
+            }
+            for r in rows
+        ],
+        columns=["verdict", "gate", "measured", "bound", "message"],
+    )
     failed = sum(r.status == "fail" for r in gate_results)
     warned = sum(r.status == "warn" for r in gate_results)
     head = f"**Gates:** {len(gate_results)} evaluated, {failed} failed, {warned} warned.\n\n"
@@ -76,8 +93,8 @@ def render_summary(report: Any, gate_results: Sequence[Any] | None = None) -> st
     if gate_results:
         parts.append("## Gates\n\n" + gates_markdown(gate_results))
     card = scorecard(report, gate_results)
-    view = card.drop(columns=["title"]).assign(value=card["value"].map(format_value))
-    view = view.loc[:, [c for c in view.columns if c in ("check", "value") or (view[c].astype(str) != "").any()]]
+    view = display_card(card)
+    view["verdict"] = view["verdict"].map(lambda v: VERDICT.get(v, v))
     parts.append("## Scorecard\n\n" + md_table(view))
     for name in check_names(report):
         table, left_out = key_table(check_table(report, name))

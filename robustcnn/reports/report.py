@@ -1,4 +1,5 @@
 """``Report``: one audited model's tables, metadata and figures, loaded from its directory."""
+
 from __future__ import annotations
 
 import glob
