@@ -40,8 +40,21 @@ def test_unknown_metric_or_missing_value_gets_no_verdict():
 
 def test_shipped_policy_bounds_the_core_headlines():
     policy = load_default_policy()
-    assert {"accuracy", "robust_accuracy", "mean_corruption_accuracy", "worst_accepted_share"} <= set(policy)
-    assert all(set(b) == {"warn", "fail"} for b in policy.values())
+    core = {"accuracy", "robust_accuracy", "mean_corruption_accuracy", "worst_accepted_share"}
+    assert core | {"min_perturbation_median"} <= set(policy)
+    assert all({"warn", "fail"} <= set(b) <= {"warn", "fail", "where"} for b in policy.values())
+
+
+def test_median_perturbation_is_judged_for_linf_only():
+    """An undefended MNIST CNN (median near 0.1) warns, an adversarially trained one (0.3) passes,
+    a fragile one fails; an L2 median, on another scale, gets no verdict."""
+    policy = load_default_policy()
+
+    def median(v: float, norm: str) -> Headline:
+        return Headline("x", v, "higher", "value", where={"metric": "min_perturbation_median", "norm": norm})
+
+    assert [default_verdict(median(v, "linf"), policy) for v in (0.3, 0.1, 0.02)] == ["pass", "warn", "fail"]
+    assert default_verdict(median(1.2, "l2"), policy) == ""
 
 
 def test_scorecard_and_page_colour_rows_by_verdict(tmp_path):

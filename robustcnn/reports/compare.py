@@ -4,7 +4,6 @@
 ``compare_tables`` aligns every row of the long tables on (check, metric, parameters).
 Both add ``Δ <model>`` columns: the change of each model against the first one.
 """
-
 from __future__ import annotations
 
 import math
@@ -109,9 +108,7 @@ def write_comparison(table: pd.DataFrame, path: str | Path) -> Path:
 
 
 def _html(table: pd.DataFrame) -> str:
-    body = (
-        table.style.hide(axis="index").format(format_value, escape="html").format_index(escape="html", axis=1).to_html()
-    )
+    body = table.style.hide(axis="index").format(format_value, escape="html").format_index(escape="html", axis=1).to_html()
     return f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>robustcnn comparison</title></head><body>\n{body}</body></html>\n'
 
 

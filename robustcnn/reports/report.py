@@ -1,5 +1,4 @@
 """``Report``: one audited model's tables, metadata and figures, loaded from its directory."""
-
 from __future__ import annotations
 
 import glob

@@ -3,7 +3,6 @@
 Core columns: ``model, check, metric, value, n, ci_low, ci_high``; every other column is a
 parameter of the row (``norm, eps, class, ...``), empty where it does not apply.
 """
-
 from __future__ import annotations
 
 import math
@@ -16,23 +15,8 @@ from ..stats import wilson_interval
 SCHEMA_VERSION = 1
 CORE_COLUMNS = ["model", "check", "metric", "value", "n", "ci_low", "ci_high"]
 PARAM_COLUMNS = [
-    "norm",
-    "eps",
-    "attack",
-    "class",
-    "target",
-    "area",
-    "shape",
-    "corruption",
-    "severity",
-    "transform",
-    "group_attr",
-    "group",
-    "ood",
-    "score",
-    "encoding",
-    "variant",
-    "split",
+    "norm", "eps", "attack", "class", "target", "area", "shape", "corruption", "severity", "transform",
+    "group_attr", "group", "ood", "score", "encoding", "variant", "split",
 ]
 
 
@@ -43,9 +27,7 @@ def rate(metric: str, successes: float, n: int, **params: Any) -> dict[str, Any]
     return {"metric": metric, "value": value, "n": n, "ci_low": low, "ci_high": high, **params}
 
 
-def value(
-    metric: str, v: float, n: int | None = None, ci: tuple[float, float] | None = None, **params: Any
-) -> dict[str, Any]:
+def value(metric: str, v: float, n: int | None = None, ci: tuple[float, float] | None = None, **params: Any) -> dict[str, Any]:
     """A number that is not a proportion (a norm, a count, a ratio), optionally with an interval."""
     low, high = ci if ci is not None else (math.nan, math.nan)
     return {"metric": metric, "value": float(v), "n": n, "ci_low": low, "ci_high": high, **params}

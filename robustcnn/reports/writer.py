@@ -9,7 +9,6 @@ the files are swapped one by one: an ``INCOMPLETE`` marker goes in first and ``m
 leaves a folder that says it is incomplete. Only the files the earlier ``meta.json`` lists are
 removed; anything else in ``--out`` is left alone.
 """
-
 from __future__ import annotations
 
 import io
@@ -36,14 +35,7 @@ INCOMPLETE = "INCOMPLETE"
 FRAGMENTS = ".fragments"
 # what a report written before meta.json listed its files holds
 LEGACY_FILES = (
-    "results.parquet",
-    "results.csv",
-    "samples.parquet",
-    "summary.md",
-    "report.html",
-    "meta.json",
-    "figures",
-    FRAGMENTS,
+    "results.parquet", "results.csv", "samples.parquet", "summary.md", "report.html", "meta.json", "figures", FRAGMENTS,
 )
 REPORT_NAMES = frozenset(LEGACY_FILES) | {INCOMPLETE, STAGING_MARKER}
 PSEUDO_FILE_SYSTEMS = ("/proc", "/sys", "/dev")
@@ -270,12 +262,8 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def write_report(
-    out: Path,
-    table: pd.DataFrame,
-    samples: pd.DataFrame,
-    meta: dict[str, Any],
-    figures: dict[str, dict[str, bytes]],
-    staging: Staging | None = None,
+    out: Path, table: pd.DataFrame, samples: pd.DataFrame, meta: dict[str, Any],
+    figures: dict[str, dict[str, bytes]], staging: Staging | None = None,
 ) -> Report:
     """Write tables, figures, summary.md and report.html, then meta.json, into the staging
     folder and swap them into ``out``; return the Report."""
