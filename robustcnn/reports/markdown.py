@@ -76,8 +76,7 @@ def render_summary(report: Any, gate_results: Sequence[Any] | None = None) -> st
     if gate_results:
         parts.append("## Gates\n\n" + gates_markdown(gate_results))
     card = scorecard(report, gate_results)
-    view = display_card(card)
-    view["verdict"] = view["verdict"].map(lambda v: VERDICT.get(v, v))
+    view = display_card(card.assign(verdict=card["verdict"].map(lambda v: VERDICT.get(v, v))))
     parts.append("## Scorecard\n\n" + md_table(view))
     for name in check_names(report):
         table, left_out = key_table(check_table(report, name))
