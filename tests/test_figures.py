@@ -18,7 +18,7 @@ from torch import nn
 
 import robustcnn
 from robustcnn.checks import load_registry
-from robustcnn.reports.plots import figure_png, image_grid, plt
+from robustcnn.results.plots import figure_png, image_grid, plt
 
 BLANK_LIMIT = 0.35  # share of a figure's area in empty rows or columns
 BAND_LIMIT_PX = 60  # widest empty band (about half an inch at the 110 dpi of figure_png)

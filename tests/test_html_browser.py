@@ -20,8 +20,8 @@ from test_html_helpers import line_png, write_synthetic
 
 import robustcnn
 from robustcnn.reports.html import render_html
-from robustcnn.reports.schema import combine, rate, tidy
-from robustcnn.reports.writer import write_report
+from robustcnn.results.schema import combine, rate, tidy
+from robustcnn.results.writer import write_report
 
 pytestmark = pytest.mark.browser
 

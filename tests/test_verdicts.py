@@ -77,9 +77,9 @@ def test_scorecard_shows_rates_as_percent_with_ci_and_the_drop_from_clean(tmp_pa
 
     from robustcnn.reports.html import render_html
     from robustcnn.reports.markdown import render_summary
-    from robustcnn.reports.schema import combine, rate, tidy, value
     from robustcnn.reports.scorecard import scorecard, scorecard_text
-    from robustcnn.reports.writer import write_report
+    from robustcnn.results.schema import combine, rate, tidy, value
+    from robustcnn.results.writer import write_report
 
     corrupted = [value("mean_corruption_accuracy", 0.62, 100, variant="all")]
     spatial = [rate("accuracy", 31, 100, transform="grid")]

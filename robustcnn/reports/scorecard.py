@@ -4,25 +4,38 @@ Each check class states its own headline (``Check.headline(table)``); the scorec
 check found in a report for it, in the registry's order, and adds the verdict of the gates
 on that check when a policy ran.
 """
+
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..checks import Check, load_registry
 from ..errors import InvalidInputError
-from .schema import CORE_COLUMNS
+from ..results.schema import CORE_COLUMNS
 from .verdicts import default_verdict
 
 BREAKDOWN_COLUMNS = ("class", "pred")  # a metric broken down by these is detail, not headline
 LONG_METRIC_ROWS = 60  # a metric with more rows than this is detail too
 SCORECARD_COLUMNS = [
-    "family", "check", "title", "headline", "value", "ci_low", "ci_high", "kind", "vs_clean", "verdict", "status", "gate",
+    "family",
+    "check",
+    "title",
+    "headline",
+    "value",
+    "ci_low",
+    "ci_high",
+    "kind",
+    "vs_clean",
+    "verdict",
+    "status",
+    "gate",
     "note",
 ]
 GATE_ORDER = {"pass": 0, "warn": 1, "fail": 2}
@@ -86,7 +99,7 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
     clean accuracy of the same report (e.g. worst-of-grid accuracy minus clean accuracy), NaN
     where the comparison means nothing or clean accuracy is missing.
     """
-    checks_meta = ((report.meta or {}).get("checks") or {})
+    checks_meta = (report.meta or {}).get("checks") or {}
     lines, comparable = [], []
     for name in check_names(report):
         info = checks_meta.get(name) or {}
@@ -106,21 +119,25 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
                 label, val = head.label, head.value
             elif not note:
                 note = "the check gives no headline"
-        lines.append({
-            "family": getattr(instance, "family", "") or "",
-            "check": name,
-            "title": getattr(instance, "title", "") or name,
-            "headline": label,
-            "value": val,
-            "ci_low": getattr(head, "ci_low", math.nan),
-            "ci_high": getattr(head, "ci_high", math.nan),
-            "kind": getattr(head, "kind", ""),
-            "vs_clean": math.nan,
-            "verdict": _gate_verdict(gate_results, name) if gate_results else (default_verdict(head) if head else ""),
-            "status": info.get("status", "ok" if not table.empty else ""),
-            "gate": _gate_verdict(gate_results, name),
-            "note": note or "; ".join(info.get("warnings") or [])[:300],
-        })
+        lines.append(
+            {
+                "family": getattr(instance, "family", "") or "",
+                "check": name,
+                "title": getattr(instance, "title", "") or name,
+                "headline": label,
+                "value": val,
+                "ci_low": getattr(head, "ci_low", math.nan),
+                "ci_high": getattr(head, "ci_high", math.nan),
+                "kind": getattr(head, "kind", ""),
+                "vs_clean": math.nan,
+                "verdict": _gate_verdict(gate_results, name)
+                if gate_results
+                else (default_verdict(head) if head else ""),
+                "status": info.get("status", "ok" if not table.empty else ""),
+                "gate": _gate_verdict(gate_results, name),
+                "note": note or "; ".join(info.get("warnings") or [])[:300],
+            }
+        )
         comparable.append(name != "clean" and _is_accuracy(head))
     clean = next((line["value"] for line in lines if line["check"] == "clean" and line["kind"] == "rate"), math.nan)
     for line, compare in zip(lines, comparable, strict=True):
@@ -133,8 +150,6 @@ def _is_accuracy(head: Any) -> bool:
     """An accuracy under some stress (robust, corrupted, worst-of-grid), comparable to clean accuracy."""
     metric = str((getattr(head, "where", None) or {}).get("metric", ""))
     return head is not None and head.kind == "rate" and head.better == "higher" and metric.endswith("accuracy")
-
-
 
 
 def _gate_verdict(gate_results: Sequence[Any] | None, check: str) -> str:
@@ -191,7 +206,7 @@ def display_card(card: pd.DataFrame) -> pd.DataFrame:
     view = card.copy()
     view["value"] = [
         headline_text(v, lo, hi, k)
-        for v, lo, hi, k in zip(view["value"], view["ci_low"], view["ci_high"], view["kind"])
+        for v, lo, hi, k in zip(view["value"], view["ci_low"], view["ci_high"], view["kind"], strict=True)
     ]
     view.insert(view.columns.get_loc("value") + 1, "vs clean", view["vs_clean"].map(delta_text))
     view = view.drop(columns=["title", "ci_low", "ci_high", "kind", "vs_clean"])

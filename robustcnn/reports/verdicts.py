@@ -4,6 +4,7 @@ A headline (``robustcnn.checks.Headline``) carries its safer direction; the defa
 it per metric with a ``warn`` and a ``fail`` level. Unlike a user's gate policy, a metric that no
 report has is fine here: the policy only judges the headlines it knows.
 """
+
 from __future__ import annotations
 
 import math
