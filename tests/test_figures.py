@@ -14,6 +14,7 @@ import pytest
 import torch
 from figure_lint import LayoutRecorder, blank_fraction, inspect, largest_blank_band
 from sklearn.datasets import load_digits
+from test_html_browser import measure, needs_chromium, with_probe
 from torch import nn
 
 import robustcnn
@@ -103,11 +104,11 @@ def rendered(tmp_path_factory):
             options={c: TINY[c] for c in checks if c in TINY},
         )
     figures = {f"{c}/{name}": path.read_bytes() for c, files in report.figures.items() for name, path in files.items()}
-    return figures, recorder.findings
+    return figures, recorder.findings, report.path / "report.html"
 
 
 def test_every_check_with_figures_rendered_some(rendered):
-    figures, findings = rendered
+    figures, findings, _ = rendered
     checks = {name.split("/")[0] for name in figures}
     expected = {"adversarial", "fooling-gradient", "fooling-evolution", "noise", "patch", "occlusion"}
     expected |= {"spatial", "corruptions", "confidence", "groups", "dataset-bias"}
@@ -116,13 +117,13 @@ def test_every_check_with_figures_rendered_some(rendered):
 
 
 def test_no_text_overlaps_or_leaves_a_figure_and_log_axes_are_labelled(rendered):
-    _, findings = rendered
+    _, findings, _ = rendered
     problems = [f"{f.name}: {p}" for f in findings for p in f.problems]
     assert problems == []
 
 
 def test_no_figure_is_mostly_blank(rendered):
-    figures, _ = rendered
+    figures, _, _ = rendered
     blank = {name: round(blank_fraction(png), 3) for name, png in figures.items()}
     bands = {name: largest_blank_band(png) for name, png in figures.items()}
     assert {k: v for k, v in blank.items() if v > BLANK_LIMIT} == {}
@@ -162,3 +163,13 @@ def test_image_grid_fits_its_titles_and_wraps_a_long_suptitle():
         )
     assert recorder.findings[0].problems == []
     assert largest_blank_band(png) <= BAND_LIMIT_PX
+
+
+@needs_chromium
+def test_the_audit_page_loads_every_figure_and_shows_the_whole_scorecard(rendered, tmp_path):
+    """The page of the tiny audit in headless Chromium: one scorecard row per check, no scrolling
+    box around the scorecard, and every figure decodes."""
+    figures, _, page = rendered
+    found = measure(with_probe(page, tmp_path / "probed.html"), tmp_path, 900)
+    assert found["rows"] == len(load_registry()) and found["clipped"] == []
+    assert found["images"] == len(figures) and found["broken"] == 0
