@@ -184,7 +184,7 @@ def headline_text(value: float, ci_low: float = math.nan, ci_high: float = math.
     interval, any other value to 3 significant digits, e.g. ``0.0997 (0.0884–0.107)``."""
     if value is None or pd.isna(value):
         return ""
-    show = (lambda v: percent(v)) if kind == "rate" else (lambda v: f"{float(v):.3g}")
+    show = percent if kind == "rate" else (lambda v: f"{float(v):.3g}")
     text = show(value) + ("%" if kind == "rate" else "")
     if not (pd.isna(ci_low) or pd.isna(ci_high)):
         text += f" ({show(ci_low)}–{show(ci_high)})"
