@@ -20,6 +20,7 @@ import torch
 
 from .data import Split
 from .errors import InvalidInputError
+from .estimate import CostInputs, Passes
 from .models import AuditedModel
 from .seeding import SampleStreams
 
@@ -195,6 +196,12 @@ class Check:
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
         """The one number of this check for a scorecard, or None when the table has none."""
+        return None
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes | None:
+        """Images this check will push through the model with its options on data like ``inputs``,
+        forward and backward (``robustcnn.estimate``), for the plan printed before a run; None when
+        the check cannot say (the plan then shows '?')."""
         return None
 
 

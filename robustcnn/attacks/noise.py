@@ -17,6 +17,7 @@ import torch
 
 from ..checks import AuditData, Check, CheckContext, CheckOutput, Headline, batched, register
 from ..errors import InvalidInputError
+from ..estimate import CostInputs, Passes
 from ..models import AuditedModel
 from ..reports.plots import figure_png
 from ..reports.schema import rate, value
@@ -92,6 +93,9 @@ class NoiseCheck(Check):
             out.rows += self.rows(kind, top.numpy(), counts[kind], data.classes)
         out.figures[self.name] = _histogram(counts, data.classes)
         return out
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        return Passes(len(self.config.kinds) * self.config.n)
 
     def rows(self, kind: str, top: np.ndarray, counts: np.ndarray, classes: list[str]) -> list[dict]:
         n = len(top)

@@ -21,6 +21,7 @@ from captum.attr import Occlusion
 from ..checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ..data import Split
 from ..errors import InvalidInputError
+from ..estimate import CostInputs, Passes
 from ..models import AuditedModel
 from ..reports.plots import figure_png
 from ..reports.schema import rate, value
@@ -172,6 +173,14 @@ class OcclusionCheck(SampleCheck):
             samples["outside_share"], samples["background_area"] = share.numpy(), background.numpy()
         pooled = F.adaptive_avg_pool2d(sensitivity.cpu(), (min(h, MAP_SIDE), min(w, MAP_SIDE)))
         return CheckOutput(samples=samples, artifacts={"occlusion/maps": pooled})
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """A forward pass, then captum's occlusion twice (probabilities of all images, the decision of the
+        correct ones): each an unoccluded pass plus one per window position."""
+        _, h, w = inputs.shape
+        window, stride = window_and_stride(self.config, h, w)
+        positions = (math.ceil((h - window) / stride) + 1) * (math.ceil((w - window) / stride) + 1)
+        return Passes(inputs.n * (1 + 2 * (1 + positions)), bound=True)
 
     def summarize(
         self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext

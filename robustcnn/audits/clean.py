@@ -7,6 +7,7 @@ import torch
 
 from ..checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ..data import Split
+from ..estimate import CostInputs, Passes
 from ..models import AuditedModel
 from ..reports.schema import rate, value
 
@@ -59,6 +60,9 @@ class CleanCheck(SampleCheck):
                         )
                     )
         return CheckOutput(rows=rows)
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        return Passes(inputs.n)
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
         row = table[table["metric"] == "accuracy"]

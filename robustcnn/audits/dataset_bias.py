@@ -27,6 +27,7 @@ from threadpoolctl import threadpool_limits
 from ..checks import AuditData, Check, CheckContext, CheckOutput, Headline, register
 from ..data import Split, stratified_sample
 from ..errors import InvalidInputError
+from ..estimate import CostInputs, Passes
 from ..models import AuditedModel
 from ..reports.plots import figure_png, image_grid
 from ..reports.schema import rate, value
@@ -199,6 +200,9 @@ class DatasetBiasCheck(Check):
     order = 75
     needs_model = False
     Config = DatasetBiasConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        return Passes(0, note="no model passes; probes and duplicate search are extra")
 
     def run(self, model: AuditedModel | None, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: DatasetBiasConfig = self.config

@@ -21,6 +21,7 @@ from ..checks import AuditData, Check, CheckContext, CheckOutput, Headline, regi
 from ..data import Split
 from ..data.base import adapt_split
 from ..errors import InvalidInputError
+from ..estimate import CostInputs, Passes
 from ..models import AuditedModel
 from ..reports.plots import figure_png, image_grid
 from ..reports.schema import rate, value
@@ -255,6 +256,14 @@ class GroupsCheck(Check):
     version = "1"
     order = 80
     Config = GroupsConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        note = (
+            "counterfactual redraws (built-in bias sets) add a pass per swapped image"
+            if self.config.counterfactual
+            else ""
+        )
+        return Passes(inputs.n, note=note)
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: GroupsConfig = self.config

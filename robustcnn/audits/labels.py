@@ -27,6 +27,7 @@ from torch import nn
 from ..checks import AuditData, Check, CheckContext, CheckOutput, Headline, register
 from ..data import Split, stratified_sample
 from ..errors import InvalidInputError
+from ..estimate import CostInputs, Passes
 from ..models import AuditedModel
 from ..reports.plots import image_grid
 from ..reports.schema import rate, value
@@ -230,6 +231,12 @@ class LabelIssuesCheck(Check):
     version = "1"
     order = 78
     Config = LabelIssuesConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """One forward pass over the audited split (features or probabilities); the cross-validation is extra."""
+        use_train = self.config.split == "train" or (self.config.split == "auto" and inputs.n_train > 0)
+        size = inputs.n_train if use_train else inputs.n
+        return Passes(min(size, self.config.max_samples or size), note="cross-validation is extra")
 
     def preflight(self, model: AuditedModel, data: AuditData) -> None:
         split_name, split = self._split(data)

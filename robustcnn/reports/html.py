@@ -21,7 +21,7 @@ import pandas as pd
 from markupsafe import Markup
 from pandas.io.formats.style import Styler
 
-from .scorecard import breakdown_rows, check_instance, check_names, check_table, drop_empty, fact, format_value, report_label, scorecard
+from .scorecard import breakdown_rows, check_instance, check_names, check_table, drop_empty, fact, format_value, partial_note, report_label, scorecard
 
 MAX_TABLE_ROWS = 1000  # rows of one check rendered in the page; results.csv has all
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -203,6 +203,7 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
     } for r in sorted(gate_results or [], key=lambda r: {"fail": 0, "warn": 1}.get(r.status, 2))]
     run_info = {k: v for k, v in meta.items() if k != "checks"}
     notes = meta.get("notes") or []
+    notes = ([partial_note(report)] if partial_note(report) else []) + (notes if isinstance(notes, list) else [notes])
     return _ENV.get_template("report.html.j2").render(
         label=report_label(report),
         facts=_facts(report),

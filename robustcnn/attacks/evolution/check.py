@@ -9,6 +9,7 @@ import torch
 
 from ...checks import AuditData, Check, CheckContext, CheckOutput, Headline, batched, register
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...models import AuditedModel
 from ...reports.plots import image_grid
 from ...reports.schema import value
@@ -79,6 +80,12 @@ class FoolingEvolutionCheck(Check):
                 raise InvalidInputError(
                     f"[checks.{check}] stop_at must be in (0, 1] (1 = run every generation), got {self.stop_at}"
                 )
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """The initial population and one per generation, per encoding (black-box: no backward);
+        a run stops early once every class reaches ``stop_at``."""
+        c = self.config
+        return Passes(len(c.encodings) * c.population * (c.generations + 1), bound=c.stop_at < 1)
 
     def encoding(self, name: str, shape: tuple[int, int, int], generator: torch.Generator, device: torch.device):
         c = self.config

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from ...checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ...data import Split
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...models import AuditedModel
 from ...reports.plots import figure_png, image_grid
 from ...reports.schema import rate, value
@@ -177,6 +178,15 @@ class SpatialCheck(SampleCheck):
         # most extreme first: an image breaks, and leaves the search, sooner
         severity = rest[:, 0].abs() / max(cfg.max_angle, 1e-9) + rest[:, 1:].abs().sum(dim=1) / max(t_max, 1e-9)
         return {"translation": trans, "rotation": rot, "rest": rest[severity.argsort(descending=True, stable=True)]}
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """Clean pass, 2s diagonal shifts, then per image the grid and random transforms until one breaks it."""
+        cfg = self.config
+        _, h, w = inputs.shape
+        per_image = 1 + (2 * self.shift_range(h, w) if cfg.jaggedness else 0)
+        if cfg.grid:
+            per_image += sum(len(g) for g in self.grids(h, w).values()) + cfg.random_trials
+        return Passes(inputs.n * per_image, bound=bool(cfg.grid))
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg = self.config
