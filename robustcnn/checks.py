@@ -156,6 +156,7 @@ class Check:
     version: ClassVar[str] = "1"
     needs_model: ClassVar[bool] = True
     needs_train: ClassVar[bool] = False
+    reads_train: ClassVar[bool] = False  # reads the training split when there is one (it is decoded ahead)
     order: ClassVar[int] = 50
     Config: ClassVar[type] = NoConfig
 

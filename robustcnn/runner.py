@@ -296,6 +296,8 @@ def _audit_into(
     if progress or lines:
         print(f"robustcnn: plan for {model_ref.display_name()}:", file=sys.stderr)
         print(plan_table(list(estimates.values()), prepared.calibration), file=sys.stderr, flush=True)
+    if prepared.data.train is not None and any(c.reads_train for c in checks):
+        prepared.data.train.prefetch()  # type: ignore[union-attr]  (a LazySplit: decoded while the first checks run)
     total = sum(len(t) for t in tasks.values()) + sum(isinstance(c, SampleCheck) for c in checks)
     eta = Eta({name: e.seconds for name, e in estimates.items()})
     shown = RunProgress(model_ref.display_name(), total, eta, progress, lines, budget)

@@ -199,6 +199,7 @@ class DatasetBiasCheck(Check):
     version = "1"
     order = 75
     needs_model = False
+    reads_train = True
     Config = DatasetBiasConfig
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:

@@ -255,6 +255,7 @@ class GroupsCheck(Check):
     )
     version = "1"
     order = 80
+    reads_train = True
     Config = GroupsConfig
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:

@@ -127,6 +127,7 @@ class PatchCheck(Check):
     )
     version = "3"
     needs_train = True
+    reads_train = True
     order = 40
     Config = PatchConfig
 
