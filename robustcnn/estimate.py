@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -62,10 +63,11 @@ class Calibration:
     device: str
 
     def seconds(self, passes: Passes) -> float:
-        return (passes.forward - passes.backward) * self.forward_s + passes.backward * self.backward_s
+        slow = passes.backward * self.backward_s if passes.backward else 0.0
+        return (passes.forward - passes.backward) * self.forward_s + slow
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(self).items()}
 
 
 @dataclass(frozen=True)
@@ -87,33 +89,48 @@ class CheckEstimate:
         return out
 
 
-def calibrate(model: AuditedModel, x: torch.Tensor, batch_size: int) -> Calibration:
+def calibrate(model: AuditedModel, x: torch.Tensor, batch_size: int, backward: bool = True) -> Calibration:
     """Time the model on a batch of ``x`` (tiled to ``min(batch_size, CALIBRATION_IMAGES)`` images):
-    one warm-up forward, one timed forward, and the faster of two forward+backward passes to the input.
-    The model's pass counter is left as it was."""
+    one warm-up forward and one timed forward, then (with ``backward``) the faster of two
+    forward+backward passes to the input; without it ``backward_s`` is NaN (no check needs it, and
+    the backward pass's activations would raise the run's peak memory). The model's pass counter is
+    left as it was."""
     size = max(1, min(batch_size, CALIBRATION_IMAGES))
-    reps = math.ceil(size / max(len(x), 1))
-    batch = x.repeat(reps, 1, 1, 1)[:size].to(model.device)
+    batch = x.repeat(math.ceil(size / max(len(x), 1)), 1, 1, 1)[:size].to(model.device)
     counted = model.counter.snapshot()
     try:
         with torch.no_grad():
-            model(batch)
-            _sync(model)
-            t0 = time.perf_counter()
-            model(batch)
-            _sync(model)
-            forward = time.perf_counter() - t0
-        backward = math.inf
-        for _ in range(2):
-            t0 = time.perf_counter()
-            xa = batch.clone().requires_grad_(True)
-            (grad,) = torch.autograd.grad(model(xa).float().logsumexp(1).sum(), xa)
-            _sync(model)
-            backward = min(backward, time.perf_counter() - t0)
-            del grad
+            _timed(model, lambda: model(batch))  # warm-up: first-call allocations and kernel choices
+            forward = _timed(model, lambda: model(batch))
+        slow = math.nan
+        if backward:
+            slow = max(min(_timed(model, _input_gradient(model, batch)) for _ in range(2)), forward)
     finally:
         model.counter.forward, model.counter.backward = counted
-    return Calibration(forward / size, max(backward, forward) / size, size, str(model.device))
+    return Calibration(forward / size, slow / size, size, str(model.device))
+
+
+def with_backward(calibration: Calibration, model: AuditedModel, x: torch.Tensor, batch_size: int) -> Calibration:
+    """``calibration`` with its forward+backward time measured, if it has none yet."""
+    if not math.isnan(calibration.backward_s):
+        return calibration
+    measured = calibrate(model, x, batch_size)
+    return Calibration(calibration.forward_s, measured.backward_s, calibration.batch, calibration.device)
+
+
+def _input_gradient(model: AuditedModel, batch: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        xa = batch.clone().requires_grad_(True)
+        torch.autograd.grad(model(xa).float().logsumexp(1).sum(), xa)
+
+    return run
+
+
+def _timed(model: AuditedModel, fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    _sync(model)
+    return time.perf_counter() - started
 
 
 def _sync(model: AuditedModel) -> None:
@@ -151,10 +168,11 @@ def plan_table(rows: list[CheckEstimate], calibration: Calibration | None) -> st
         for line in lines
     ]
     if calibration is not None:
+        slow = calibration.backward_s
+        both = "" if math.isnan(slow) else f", forward+backward {slow * 1e3:.3g} ms"
         text.append(
-            f"calibration on {calibration.device}, {calibration.batch} images: forward {calibration.forward_s * 1e3:.3g} ms, "
-            f"forward+backward {calibration.backward_s * 1e3:.3g} ms per image; model time only, '<=' marks checks "
-            "that stop early where they succeed"
+            f"calibration on {calibration.device}, {calibration.batch} images: forward {calibration.forward_s * 1e3:.3g} ms"
+            f"{both} per image; model time only, '<=' marks checks that stop early where they succeed"
         )
     return "\n".join(text)
 

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from .data import DataIndex, DatasetRef, Target
 from .data.index import BadImage
 from .data.sample import SampledData, probe_eval, sample_data
 from .errors import EnvironmentProblemError, InvalidInputError, NothingEvaluatedError, UsageError
-from .estimate import Calibration, CheckEstimate, CostInputs, Eta, calibrate, estimate, plan_table
+from .estimate import Calibration, CheckEstimate, CostInputs, Eta, calibrate, estimate, plan_table, with_backward
 from .fragments import CorruptFragmentError, FragmentStore, content_key
 from .models import AuditedModel, ModelRef
 from .plan import Plan
@@ -90,21 +90,22 @@ def prepare(
         model.input_size = probe.input_size(data_ref.policy)  # type: ignore[assignment]
     target = Target(model.in_channels, tuple(model.input_size), data_ref.policy)  # type: ignore[arg-type]
     _check_labels(index, model)
-    head = [int(p) for p in probe.positions[:LAYOUT_IMAGES]]
-    first = [r for r in index.test.source.read(head, target, []).values() if not isinstance(r, BadImage)]
+    head, head_notes = [int(p) for p in probe.positions[:LAYOUT_IMAGES]], []
+    read = index.test.source.read(head, target, head_notes)
+    first = [r for r in read.values() if not isinstance(r, BadImage)]
     with ThreadPoolExecutor(max_workers=1) as pool:
-        decoding = pool.submit(sample_data, index, probe, n, seed, target, data_ref.train_n)
+        decoding = pool.submit(sample_data, index, probe, n, seed, target, data_ref.train_n, (read, head_notes))
         calibration = None
         if len(first) == len(head):
             x = torch.stack([image for image, _ in first])
             model.validate(x[:2])
             model.choose_layout(x)
-            calibration = calibrate(model, x, batch_size)
+            calibration = calibrate(model, x, batch_size, backward=False)
         data = decoding.result()
     if len(first) != len(head) or not np.array_equal(data.positions[: len(head)], probe.positions[: len(head)]):
         model.validate(data.eval.x[:2])
         model.choose_layout(data.eval.x[:LAYOUT_IMAGES])
-        calibration = calibrate(model, data.eval.x[:LAYOUT_IMAGES], batch_size)
+        calibration = calibrate(model, data.eval.x[:LAYOUT_IMAGES], batch_size, backward=False)
     classes = list(index.classes) + [str(k) for k in range(index.num_classes, model.num_classes)]
     audit_data = AuditData(index.name, classes, data.eval, data.train)  # type: ignore[arg-type]
     return Prepared(model, audit_data, data, data.positions, calibration)
@@ -388,9 +389,15 @@ def estimate_checks(
     for check in checks:
         shape = (model.in_channels, *model.input_size)  # type: ignore[misc]
         inputs = CostInputs(len(data.eval), shape, model.num_classes, n_train, plan.batch_size, tuple(before))
-        out[check.name] = estimate(check, inputs, len(tasks[check.name]), prepared.calibration)
+        out[check.name] = estimate(check, inputs, len(tasks[check.name]), None)
         before.append(check.name)
-    return out
+    if prepared.calibration is not None and any(e.passes and e.passes.backward for e in out.values()):
+        prepared.calibration = with_backward(prepared.calibration, model, data.eval.x[:LAYOUT_IMAGES], plan.batch_size)
+    return {name: replace(e, seconds=_seconds(e, prepared.calibration)) for name, e in out.items()}
+
+
+def _seconds(line: CheckEstimate, calibration: Calibration | None) -> float | None:
+    return calibration.seconds(line.passes) if line.passes is not None and calibration is not None else None
 
 
 def estimate_model(plan: Plan, model_ref: ModelRef) -> str:

@@ -30,6 +30,10 @@ class BadImage(Exception):
     """An item that cannot be used; the message is the one-line reason."""
 
 
+# items already read (position -> image and mask, or why not) and the notes reading them wrote
+Decoded = tuple[dict[int, "tuple[torch.Tensor, torch.Tensor | None] | BadImage"], list[str]]
+
+
 class ImageSource(Protocol):
     """The images of one split, addressed by position."""
 
@@ -206,14 +210,25 @@ def decode_sample(
     skipped: list[dict],
     notes: list[str],
     first: np.ndarray | None = None,
+    decoded: Decoded | None = None,
 ) -> tuple[Split, np.ndarray]:
     """Decode the sample at ``target``; unreadable items are skipped and replaced by a fresh draw.
 
-    ``first`` is a draw already made (e.g. by ``probe_sample``), reused to avoid drawing twice.
+    ``first`` is a draw already made (e.g. by ``probe_sample``), reused to avoid drawing twice;
+    ``decoded`` holds items of it already read at ``target`` (``read`` of some positions and the
+    notes that reading wrote), which are not read again.
     Returns the split and the positions of its items in the index.
     """
     images: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
     done: list[str] = []
+    if decoded is not None:
+        images = {p: r for p, r in decoded[0].items() if not isinstance(r, BadImage)}
+        done = list(decoded[1])
+        for p, r in decoded[0].items():
+            if isinstance(r, BadImage):
+                split.mark_bad(p, str(r), skipped)
+        if len(images) < len(decoded[0]):
+            first = None
     positions = first
     while True:
         if positions is None:
