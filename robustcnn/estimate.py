@@ -13,14 +13,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 
-from .models import AuditedModel
+from .models import MIN_BATCH, AuditedModel
 
-CALIBRATION_IMAGES = 32  # images per calibration batch (the sample is tiled when smaller)
+CALIBRATION_IMAGES = 32  # images of the larger calibration batch (the sample is tiled when smaller)
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,23 @@ class Passes:
     """Images through the model: ``forward`` in all, ``backward`` of them with an input gradient.
 
     ``bound`` marks an upper bound: the check stops early for images (or classes) where it succeeds,
-    so it usually spends less. ``note`` says what the count leaves out or assumes.
+    so it usually spends less. ``note`` says what the count leaves out or assumes. ``batch`` is the
+    images per model call when the check does not use the run's batch size (one image per class, a
+    population); small calls cost more per image.
     """
 
     forward: int
     backward: int = 0
     bound: bool = False
     note: str = ""
+    batch: int | None = None
 
     def __add__(self, other: Passes) -> Passes:
         note = "; ".join(n for n in (self.note, other.note) if n)
-        return Passes(self.forward + other.forward, self.backward + other.backward, self.bound or other.bound, note)
+        batch = self.batch if self.forward >= other.forward else other.batch  # the larger part's
+        return Passes(
+            self.forward + other.forward, self.backward + other.backward, self.bound or other.bound, note, batch
+        )
 
 
 @dataclass(frozen=True)
@@ -54,20 +60,50 @@ class CostInputs:
 
 
 @dataclass(frozen=True)
-class Calibration:
-    """Seconds per image of a forward pass and of a forward+backward (input gradient) pass."""
+class CallCost:
+    """Seconds of one model call on ``b`` images: ``call + image * b``, ``b`` at least ``MIN_BATCH``
+    (the wrapper pads smaller batches), fitted to two timed batch sizes."""
 
-    forward_s: float
-    backward_s: float
-    batch: int
+    call: float
+    image: float
+
+    @classmethod
+    def fit(cls, small: int, small_s: float, large: int, large_s: float) -> CallCost:
+        if large <= small:
+            return cls(0.0, large_s / large)
+        image = max(large_s - small_s, 0.0) / (large - small)
+        return cls(max(small_s - image * small, 0.0), image)
+
+    def per_image(self, batch: int) -> float:
+        return self.call / max(batch, MIN_BATCH) + self.image
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The cost of a model call, forward and forward+backward (input gradient; None when untimed)."""
+
+    forward: CallCost
+    backward: CallCost | None
+    batch: int  # the larger batch timed
     device: str
 
-    def seconds(self, passes: Passes) -> float:
-        slow = passes.backward * self.backward_s if passes.backward else 0.0
-        return (passes.forward - passes.backward) * self.forward_s + slow
+    def seconds(self, passes: Passes, batch: int) -> float:
+        """Seconds of ``passes`` run ``passes.batch`` (else ``batch``) images a call."""
+        size = passes.batch or batch
+        slow = passes.backward * self.backward.per_image(size) if passes.backward and self.backward else 0.0
+        return (passes.forward - passes.backward) * self.forward.per_image(size) + slow
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in asdict(self).items()}
+        """Seconds per image at ``batch`` (``forward_s``, ``backward_s``) and the fitted per-call costs."""
+        slow = self.backward
+        return {
+            "forward_s": self.forward.per_image(self.batch),
+            "backward_s": slow.per_image(self.batch) if slow else None,
+            "forward": asdict(self.forward),
+            "backward": asdict(slow) if slow else None,
+            "batch": self.batch,
+            "device": self.device,
+        }
 
 
 @dataclass(frozen=True)
@@ -84,38 +120,46 @@ class CheckEstimate:
         out: dict[str, Any] = {"images": self.images, "tasks": self.tasks}
         if self.passes is not None:
             out |= {"forward": self.passes.forward, "backward": self.passes.backward, "bound": self.passes.bound}
+            out |= {"batch": self.passes.batch} if self.passes.batch else {}
             out |= {"note": self.passes.note} if self.passes.note else {}
         out["seconds"] = self.seconds
         return out
 
 
 def calibrate(model: AuditedModel, x: torch.Tensor, batch_size: int, backward: bool = True) -> Calibration:
-    """Time the model on a batch of ``x`` (tiled to ``min(batch_size, CALIBRATION_IMAGES)`` images):
-    one warm-up forward and one timed forward, then (with ``backward``) the faster of two
-    forward+backward passes to the input; without it ``backward_s`` is NaN (no check needs it, and
-    the backward pass's activations would raise the run's peak memory). The model's pass counter is
-    left as it was."""
-    size = max(1, min(batch_size, CALIBRATION_IMAGES))
-    batch = x.repeat(math.ceil(size / max(len(x), 1)), 1, 1, 1)[:size].to(model.device)
+    """Time model calls on ``MIN_BATCH`` and on ``min(batch_size, CALIBRATION_IMAGES)`` images of ``x``
+    (tiled when fewer) after a warm-up, and fit a per-call and a per-image cost (``CallCost``); with
+    ``backward`` also forward+backward passes to the input (else ``backward`` is None: no check needs
+    it, and its activations would raise the run's peak memory). The model's pass counter is left as it was."""
+    large = max(MIN_BATCH, min(batch_size, CALIBRATION_IMAGES))
+    batch = x.repeat(math.ceil(large / max(len(x), 1)), 1, 1, 1)[:large].to(model.device)
+    small = batch[:MIN_BATCH]
     counted = model.counter.snapshot()
     try:
         with torch.no_grad():
             _timed(model, lambda: model(batch))  # warm-up: first-call allocations and kernel choices
-            forward = _timed(model, lambda: model(batch))
-        slow = math.nan
+            forward = CallCost.fit(
+                MIN_BATCH, _timed(model, lambda: model(small)), large, _timed(model, lambda: model(batch))
+            )
+        slow = None
         if backward:
-            slow = max(min(_timed(model, _input_gradient(model, batch)) for _ in range(2)), forward)
+            _timed(model, _input_gradient(model, small))
+            slow = CallCost.fit(
+                MIN_BATCH,
+                _timed(model, _input_gradient(model, small)),
+                large,
+                _timed(model, _input_gradient(model, batch)),
+            )
     finally:
         model.counter.forward, model.counter.backward = counted
-    return Calibration(forward / size, slow / size, size, str(model.device))
+    return Calibration(forward, slow, large, str(model.device))
 
 
 def with_backward(calibration: Calibration, model: AuditedModel, x: torch.Tensor, batch_size: int) -> Calibration:
-    """``calibration`` with its forward+backward time measured, if it has none yet."""
-    if not math.isnan(calibration.backward_s):
+    """``calibration`` with its forward+backward cost measured, if it has none yet."""
+    if calibration.backward is not None:
         return calibration
-    measured = calibrate(model, x, batch_size)
-    return Calibration(calibration.forward_s, measured.backward_s, calibration.batch, calibration.device)
+    return replace(calibration, backward=calibrate(model, x, batch_size).backward)
 
 
 def _input_gradient(model: AuditedModel, batch: torch.Tensor) -> Callable[[], None]:
@@ -139,12 +183,14 @@ def _sync(model: AuditedModel) -> None:
 
 
 def estimate(check: Any, inputs: CostInputs, tasks: int, calibration: Calibration | None) -> CheckEstimate:
-    """The plan line of ``check``; a check without ``estimate_passes`` (or one that fails) gets None."""
+    """The plan line of ``check``; a check without ``estimate_passes`` (or one that fails) gets None.
+    Passes without their own ``batch`` run ``min(batch_size, n)`` images a call."""
     try:
         passes = check.estimate_passes(inputs)
     except Exception:  # an estimate must never stop an audit
         passes = None
-    seconds = calibration.seconds(passes) if passes is not None and calibration is not None else None
+    batch = max(1, min(inputs.batch_size, inputs.n))
+    seconds = calibration.seconds(passes, batch) if passes is not None and calibration is not None else None
     return CheckEstimate(check.name, inputs.n, tasks, passes, seconds)
 
 
@@ -168,11 +214,12 @@ def plan_table(rows: list[CheckEstimate], calibration: Calibration | None) -> st
         for line in lines
     ]
     if calibration is not None:
-        slow = calibration.backward_s
-        both = "" if math.isnan(slow) else f", forward+backward {slow * 1e3:.3g} ms"
+        fast, slow = calibration.forward, calibration.backward
+        both = "" if slow is None else f", forward+backward {slow.per_image(calibration.batch) * 1e3:.3g} ms"
         text.append(
-            f"calibration on {calibration.device}, {calibration.batch} images: forward {calibration.forward_s * 1e3:.3g} ms"
-            f"{both} per image; model time only, '<=' marks checks that stop early where they succeed"
+            f"calibration on {calibration.device}, {calibration.batch} images a call: forward "
+            f"{fast.per_image(calibration.batch) * 1e3:.3g} ms{both} per image; model time only, '<=' marks "
+            "checks that stop early where they succeed"
         )
     return "\n".join(text)
 

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -385,19 +385,19 @@ def estimate_checks(
     """The plan line of every check: its images, tasks, passes and estimated seconds."""
     data, model = prepared.data, prepared.model
     n_train = len(data.train) if data.train is not None else 0
-    out, before = {}, []
-    for check in checks:
-        shape = (model.in_channels, *model.input_size)  # type: ignore[misc]
-        inputs = CostInputs(len(data.eval), shape, model.num_classes, n_train, plan.batch_size, tuple(before))
-        out[check.name] = estimate(check, inputs, len(tasks[check.name]), None)
-        before.append(check.name)
-    if prepared.calibration is not None and any(e.passes and e.passes.backward for e in out.values()):
+    shape = (model.in_channels, *model.input_size)  # type: ignore[misc]
+    inputs = [
+        CostInputs(
+            len(data.eval), shape, model.num_classes, n_train, plan.batch_size, tuple(c.name for c in checks[:i])
+        )
+        for i in range(len(checks))
+    ]
+    passes = [estimate(c, i, len(tasks[c.name]), None).passes for c, i in zip(checks, inputs, strict=True)]
+    if prepared.calibration is not None and any(p and p.backward for p in passes):
         prepared.calibration = with_backward(prepared.calibration, model, data.eval.x[:LAYOUT_IMAGES], plan.batch_size)
-    return {name: replace(e, seconds=_seconds(e, prepared.calibration)) for name, e in out.items()}
-
-
-def _seconds(line: CheckEstimate, calibration: Calibration | None) -> float | None:
-    return calibration.seconds(line.passes) if line.passes is not None and calibration is not None else None
+    return {
+        c.name: estimate(c, i, len(tasks[c.name]), prepared.calibration) for c, i in zip(checks, inputs, strict=True)
+    }
 
 
 def estimate_model(plan: Plan, model_ref: ModelRef) -> str:

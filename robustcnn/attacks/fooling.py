@@ -344,7 +344,9 @@ class FoolingGradientCheck(Check):
         for name in self.config.variants:
             v = self.variant(name)
             looks = 2 if v.jitter else 1
-            total += Passes(k * (v.steps + 1) * looks, k * v.steps, bound=name == "fooling" and self.config.stop_at < 1)
+            total += Passes(
+                k * (v.steps + 1) * looks, k * v.steps, bound=name == "fooling" and self.config.stop_at < 1, batch=k
+            )
         return total
 
     def variant(self, name: str) -> GradientVariant:

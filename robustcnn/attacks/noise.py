@@ -95,7 +95,7 @@ class NoiseCheck(Check):
         return out
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:
-        return Passes(len(self.config.kinds) * self.config.n)
+        return Passes(len(self.config.kinds) * self.config.n, batch=min(self.config.n, inputs.batch_size))
 
     def rows(self, kind: str, top: np.ndarray, counts: np.ndarray, classes: list[str]) -> list[dict]:
         n = len(top)

@@ -180,7 +180,7 @@ class OcclusionCheck(SampleCheck):
         _, h, w = inputs.shape
         window, stride = window_and_stride(self.config, h, w)
         positions = (math.ceil((h - window) / stride) + 1) * (math.ceil((w - window) / stride) + 1)
-        return Passes(inputs.n * (1 + 2 * (1 + positions)), bound=True)
+        return Passes(inputs.n * (1 + 2 * (1 + positions)), bound=True, batch=inputs.batch_size)
 
     def summarize(
         self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext

@@ -237,7 +237,8 @@ class LabelIssuesCheck(Check):
         """One forward pass over the audited split (features or probabilities); the cross-validation is extra."""
         use_train = self.config.split == "train" or (self.config.split == "auto" and inputs.n_train > 0)
         size = inputs.n_train if use_train else inputs.n
-        return Passes(min(size, self.config.max_samples or size), note="cross-validation is extra")
+        m = min(size, self.config.max_samples or size)
+        return Passes(m, note="cross-validation is extra", batch=min(m, inputs.batch_size))
 
     def preflight(self, model: AuditedModel, data: AuditData) -> None:
         split_name, split = self._split(data)

@@ -85,7 +85,8 @@ class FoolingEvolutionCheck(Check):
         """The initial population and one per generation, per encoding (black-box: no backward);
         a run stops early once every class reaches ``stop_at``."""
         c = self.config
-        return Passes(len(c.encodings) * c.population * (c.generations + 1), bound=c.stop_at < 1)
+        forward = len(c.encodings) * c.population * (c.generations + 1)
+        return Passes(forward, bound=c.stop_at < 1, batch=min(c.population, inputs.batch_size))
 
     def encoding(self, name: str, shape: tuple[int, int, int], generator: torch.Generator, device: torch.device):
         c = self.config

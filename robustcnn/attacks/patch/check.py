@@ -151,7 +151,9 @@ class PatchCheck(Check):
             )
         areas = len(cfg.areas)
         train = min(cfg.train_images, others) * cfg.epochs * (areas if cfg.per_area else 1)
-        per_target = Passes(train + areas * (min(512, m // max(k, 1)) + 3 * inputs.n), train)
+        per_target = Passes(train, train, batch=cfg.batch_size) + Passes(
+            areas * (min(512, m // max(k, 1)) + 3 * inputs.n)
+        )
         for _ in range(targets * len(cfg.shapes)):
             total += per_target
         return total

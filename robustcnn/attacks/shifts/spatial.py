@@ -194,7 +194,8 @@ class SpatialCheck(SampleCheck):
         searched = len(grids["translation"]) + len(grids["rotation"]) + cfg.random_trials
         whole = inputs.n * (per_image + searched + len(grids["rest"]))
         per_image += searched + math.ceil(len(grids["rest"]) / 8)
-        return Passes(inputs.n * per_image, note=f"up to {whole:,} forward if no transform breaks an image")
+        note = f"up to {whole:,} forward if no transform breaks an image"
+        return Passes(inputs.n * per_image, note=note, batch=inputs.batch_size)
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg = self.config
