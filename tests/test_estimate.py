@@ -13,7 +13,7 @@ from robustcnn.checks import CHECK_PACKAGES, load_registry
 from robustcnn.cli import main
 from robustcnn.errors import PARTIAL_EXIT
 from robustcnn.estimate import CostInputs, Eta, Passes, format_seconds
-from robustcnn.reports.report import Report
+from robustcnn.results.report import Report
 
 AUDIT = ("audit", "--model", "demo:mnist-cnn", "--data", "digits", "--n", "10", "--seed", "0")
 

@@ -3,16 +3,28 @@
 Meant for pull-request comments and the job summary of GitHub Actions
 (``append_step_summary`` writes to ``$GITHUB_STEP_SUMMARY`` when it is set).
 """
+
 from __future__ import annotations
 
 import html
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
-from .scorecard import breakdown_rows, check_names, check_table, drop_empty, fact, format_value, partial_note, report_label, scorecard
+from .scorecard import (
+    breakdown_rows,
+    check_names,
+    check_table,
+    drop_empty,
+    fact,
+    format_value,
+    partial_note,
+    report_label,
+    scorecard,
+)
 
 KEY_ROWS = 12  # rows of a check's table shown in the summary; the rest is in results.csv
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail"}
@@ -53,13 +65,19 @@ def gates_markdown(gate_results: Sequence[Any]) -> str:
     """The gate verdicts as a markdown table, failing gates first."""
     order = {"fail": 0, "warn": 1, "pass": 2}
     rows = sorted(gate_results, key=lambda r: order.get(r.status, 3))
-    df = pd.DataFrame([{
-        "verdict": VERDICT.get(r.status, r.status),
-        "gate": r.gate.name,
-        "measured": format_value(r.value),
-        "bound": r.bound,
-        "message": r.message,
-    } for r in rows], columns=["verdict", "gate", "measured", "bound", "message"])
+    df = pd.DataFrame(
+        [
+            {
+                "verdict": VERDICT.get(r.status, r.status),
+                "gate": r.gate.name,
+                "measured": format_value(r.value),
+                "bound": r.bound,
+                "message": r.message,
+            }
+            for r in rows
+        ],
+        columns=["verdict", "gate", "measured", "bound", "message"],
+    )
     failed = sum(r.status == "fail" for r in gate_results)
     warned = sum(r.status == "warn" for r in gate_results)
     head = f"**Gates:** {len(gate_results)} evaluated, {failed} failed, {warned} warned.\n\n"
