@@ -3,9 +3,10 @@
 Each check states its passes as a function of its options and the data (``Check.estimate_passes``):
 images pushed forward through the model, and how many of them also went backward to the input
 (as ``models.EvalCounter`` counts them, so the estimate and ``meta.json``'s measured passes compare
-directly). A calibration times one forward and one forward+backward pass on a batch of the sampled
-images on the chosen device; estimated seconds are passes times those per-image times. Work other
-than model passes (decoding, corrupting images, fitting probes) is not in the estimate.
+directly). A calibration times model calls on two batch sizes of the sampled images on the chosen
+device and fits a cost per call and per image (``CallCost``); estimated seconds are the passes at the
+check's images per call times that cost. Work other than model passes (decoding, corrupting images,
+fitting probes) is not in the estimate.
 """
 
 from __future__ import annotations
