@@ -120,3 +120,15 @@ def test_time_left_follows_the_pace_of_the_finished_checks():
     assert 100.0 < eta.remaining() < 200.0
     assert eta.text().endswith("+ ?")  # check c has no estimate
     assert format_seconds(75) == "1 min 15 s" and format_seconds(None) == "?"
+
+
+def test_calibration_charges_small_calls_more_per_image():
+    from robustcnn.estimate import Calibration, CallCost
+
+    cost = CallCost.fit(16, 0.26, 32, 0.42)  # 0.1 s a call plus 0.01 s an image
+    assert cost.call == pytest.approx(0.1) and cost.image == pytest.approx(0.01)
+    assert cost.per_image(4) == cost.per_image(16) > cost.per_image(64)  # the wrapper pads calls to 16 images
+    calibration = Calibration(cost, None, 32, "cpu")
+    assert calibration.seconds(Passes(640), 64) == pytest.approx(640 * (0.1 / 64 + 0.01))
+    assert calibration.seconds(Passes(640, batch=16), 64) > calibration.seconds(Passes(640), 64)
+    assert calibration.to_dict()["backward_s"] is None
