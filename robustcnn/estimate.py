@@ -58,12 +58,20 @@ class CostInputs:
     n_train: int  # training images a check may read (the planned train_n sample; 0 without a training split)
     batch_size: int
     before: tuple[str, ...] = ()  # checks that run earlier in this audit (their artifacts exist)
+    accuracy: float = 1.0  # share of evaluation images classified correctly (from a few; attacks skip the others)
+
+    @property
+    def correct(self) -> int:
+        """Evaluation images expected to be classified correctly."""
+        return round(self.n * self.accuracy)
 
 
 @dataclass(frozen=True)
 class CallCost:
     """Seconds of one model call on ``b`` images: ``call + image * b``, ``b`` at least ``MIN_BATCH``
-    (the wrapper pads smaller batches), fitted to two timed batch sizes."""
+    (the wrapper pads smaller batches), fitted to two timed batch sizes. The per-image cost is kept
+    at least half the per-image time of the larger batch, so timing noise on a busy machine cannot
+    make large batches look free."""
 
     call: float
     image: float
@@ -72,7 +80,7 @@ class CallCost:
     def fit(cls, small: int, small_s: float, large: int, large_s: float) -> CallCost:
         if large <= small:
             return cls(0.0, large_s / large)
-        image = max(large_s - small_s, 0.0) / (large - small)
+        image = max((large_s - small_s) / (large - small), 0.5 * large_s / large)
         return cls(max(small_s - image * small, 0.0), image)
 
     def per_image(self, batch: int) -> float:
@@ -140,16 +148,16 @@ def calibrate(model: AuditedModel, x: torch.Tensor, batch_size: int, backward: b
         with torch.no_grad():
             _timed(model, lambda: model(batch))  # warm-up: first-call allocations and kernel choices
             forward = CallCost.fit(
-                MIN_BATCH, _timed(model, lambda: model(small)), large, _timed(model, lambda: model(batch))
+                MIN_BATCH, _timed(model, lambda: model(small), 3), large, _timed(model, lambda: model(batch), 3)
             )
         slow = None
         if backward:
             _timed(model, _input_gradient(model, small))
             slow = CallCost.fit(
                 MIN_BATCH,
-                _timed(model, _input_gradient(model, small)),
+                _timed(model, _input_gradient(model, small), 2),
                 large,
-                _timed(model, _input_gradient(model, batch)),
+                _timed(model, _input_gradient(model, batch), 2),
             )
     finally:
         model.counter.forward, model.counter.backward = counted
@@ -171,11 +179,15 @@ def _input_gradient(model: AuditedModel, batch: torch.Tensor) -> Callable[[], No
     return run
 
 
-def _timed(model: AuditedModel, fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    _sync(model)
-    return time.perf_counter() - started
+def _timed(model: AuditedModel, fn: Callable[[], object], repeats: int = 1) -> float:
+    """The fastest of ``repeats`` runs of ``fn`` (other load on the machine only slows a run down)."""
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        fn()
+        _sync(model)
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def _sync(model: AuditedModel) -> None:

@@ -30,7 +30,7 @@ import torch
 from . import __version__
 from .batch_backoff import run_with_backoff
 from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check
-from .data import DataIndex, DatasetRef, Target
+from .data import DataIndex, DatasetRef, Split, Target
 from .data.index import BadImage
 from .data.sample import SampledData, probe_eval, sample_data
 from .errors import EnvironmentProblemError, InvalidInputError, NothingEvaluatedError, UsageError
@@ -386,9 +386,16 @@ def estimate_checks(
     data, model = prepared.data, prepared.model
     n_train = len(data.train) if data.train is not None else 0
     shape = (model.in_channels, *model.input_size)  # type: ignore[misc]
+    accuracy = _accuracy_of_a_few(model, data.eval)
     inputs = [
         CostInputs(
-            len(data.eval), shape, model.num_classes, n_train, plan.batch_size, tuple(c.name for c in checks[:i])
+            len(data.eval),
+            shape,
+            model.num_classes,
+            n_train,
+            plan.batch_size,
+            tuple(c.name for c in checks[:i]),
+            accuracy,
         )
         for i in range(len(checks))
     ]
@@ -398,6 +405,19 @@ def estimate_checks(
     return {
         c.name: estimate(c, i, len(tasks[c.name]), prepared.calibration) for c, i in zip(checks, inputs, strict=True)
     }
+
+
+def _accuracy_of_a_few(model: AuditedModel, split: Split, k: int = LAYOUT_IMAGES) -> float:
+    """The share of ``k`` evenly spread evaluation images the model classifies correctly (counter untouched)."""
+    if not len(split):
+        return 1.0
+    idx = torch.from_numpy(np.linspace(0, len(split) - 1, min(k, len(split))).round().astype(np.int64))
+    counted = model.counter.snapshot()
+    try:
+        pred = model.logits(split.x[idx]).argmax(1)
+    finally:
+        model.counter.forward, model.counter.backward = counted
+    return float((pred == split.y[idx]).float().mean())
 
 
 def estimate_model(plan: Plan, model_ref: ModelRef) -> str:

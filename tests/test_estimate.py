@@ -55,11 +55,10 @@ def test_meta_records_the_estimate_next_to_the_measured_passes(tmp_path):
     assert meta["calibration"]["forward_s"] > 0 and meta["calibration"]["backward_s"] is None
     assert meta["estimated_seconds"] > 0
     checks = meta["checks"]
-    for name in ("clean", "noise"):  # no early stop: the estimate is exact
+    # no early stop, and the accuracy the estimate assumes is measured on all 10 images: exact
+    for name in ("clean", "noise", "occlusion"):
         assert checks[name]["estimate"]["forward"] == checks[name]["forward"]
         assert checks[name]["estimate"]["backward"] == checks[name]["backward"] == 0
-    occlusion = checks["occlusion"]
-    assert occlusion["estimate"]["bound"] and occlusion["forward"] <= occlusion["estimate"]["forward"]
 
 
 def test_max_minutes_writes_a_partial_report_and_resume_finishes_it(tmp_path):

@@ -49,12 +49,12 @@ class OcclusionCheck(SampleCheck):
     Config = OcclusionConfig
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:
-        """A forward pass, then captum's occlusion twice (probabilities of all images, the decision of the
-        correct ones): each an unoccluded pass plus one per window position."""
+        """A forward pass, then captum's occlusion of all images (probabilities) and of the correctly
+        classified ones (their decision): each an unoccluded pass plus one per window position."""
         _, h, w = inputs.shape
         window, stride = window_and_stride(self.config, h, w)
         positions = (math.ceil((h - window) / stride) + 1) * (math.ceil((w - window) / stride) + 1)
-        return Passes(inputs.n * (1 + 2 * (1 + positions)), bound=True, batch=inputs.batch_size)
+        return Passes(inputs.n * (2 + positions) + inputs.correct * (1 + positions), batch=inputs.batch_size)
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg: OcclusionConfig = self.config

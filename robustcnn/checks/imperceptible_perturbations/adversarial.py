@@ -148,10 +148,11 @@ class AdversarialCheck(SampleCheck):
         find_modules(model, self.config.bpda_modules)
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:
-        """Per norm, each attack on every image, assuming images are classified correctly and are not
-        robust at the largest epsilon: then the fixed-epsilon attacks run one level below each image's
-        minimal norm, and the survivor attacks (only on images robust at the largest epsilon) do not run."""
-        cfg, n = self.config, inputs.n
+        """Per norm, each attack on every correctly classified image (the others are adversarial as they
+        are), assuming none is robust at the largest epsilon: then the fixed-epsilon attacks run one
+        level below each image's minimal norm, and the survivor attacks (only on images robust at the
+        largest epsilon) do not run."""
+        cfg, n, attacked = self.config, inputs.n, inputs.correct
         s = cfg.settings()
         grids, _ = cfg.grids(inputs.shape)
         k = inputs.num_classes
@@ -168,17 +169,17 @@ class AdversarialCheck(SampleCheck):
         }
         total = Passes(n)
         if cfg.bpda != "off":
-            total += Passes(2 + min(n, inputs.batch_size), 2 + min(n, inputs.batch_size))
+            total += Passes(2 + min(attacked, inputs.batch_size), 2 + min(attacked, inputs.batch_size))
         survivors, skipped = set(cfg.survivor_attacks), []
         for norm, name in cfg.cost_order():
             if name in survivors:
                 skipped.append(f"{name} ({norm})")
                 continue
             levels = len([e for e in grids[norm] if e > 0]) if ATTACKS[name].every_eps else 1
-            passes = grad.get(name, 0) * levels * n
-            total += Passes(passes + n * levels + (n if name == "apgd-t" else 0), passes)
-        unbounded = min(cfg.unbounded_images, n) * 11
-        total += Passes(3 * n + unbounded, 2 * n + unbounded)
+            passes = grad.get(name, 0) * levels * attacked
+            total += Passes(passes + attacked * levels + (attacked if name == "apgd-t" else 0), passes)
+        unbounded = min(cfg.unbounded_images, attacked) * 11
+        total += Passes(3 * attacked + unbounded, 2 * attacked + unbounded)
         note = f"survivor attacks {', '.join(skipped)} run only on images robust at the largest eps" if skipped else ""
         return Passes(total.forward, total.backward, note=note)
 

@@ -111,12 +111,12 @@ class SpatialCheck(SampleCheck):
         per_image = 1 + (2 * self.shift_range(h, w) if cfg.jaggedness else 0)
         if not cfg.grid:
             return Passes(inputs.n * per_image)
-        grids = self.grids(h, w)
+        grids = self.grids(h, w)  # searched on correctly classified images only
         searched = len(grids["translation"]) + len(grids["rotation"]) + cfg.random_trials
-        whole = inputs.n * (per_image + searched + len(grids["rest"]))
-        per_image += searched + math.ceil(len(grids["rest"]) / 8)
+        whole = inputs.n * per_image + inputs.correct * (searched + len(grids["rest"]))
+        typical = inputs.n * per_image + inputs.correct * (searched + math.ceil(len(grids["rest"]) / 8))
         note = f"up to {whole:,} forward if no transform breaks an image"
-        return Passes(inputs.n * per_image, note=note, batch=inputs.batch_size)
+        return Passes(typical, note=note, batch=inputs.batch_size)
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg = self.config
