@@ -18,6 +18,7 @@ from .scorecard import (
     breakdown_rows,
     check_names,
     check_table,
+    display_card,
     drop_empty,
     fact,
     format_value,
@@ -96,8 +97,7 @@ def render_summary(report: Any, gate_results: Sequence[Any] | None = None) -> st
     if gate_results:
         parts.append("## Gates\n\n" + gates_markdown(gate_results))
     card = scorecard(report, gate_results)
-    view = card.drop(columns=["title"]).assign(value=card["value"].map(format_value))
-    view = view.loc[:, [c for c in view.columns if c in ("check", "value") or (view[c].astype(str) != "").any()]]
+    view = display_card(card.assign(verdict=card["verdict"].map(lambda v: VERDICT.get(v, v))))
     parts.append("## Scorecard\n\n" + md_table(view))
     for name in check_names(report):
         table, left_out = key_table(check_table(report, name))
