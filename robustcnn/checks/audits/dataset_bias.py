@@ -26,6 +26,7 @@ from threadpoolctl import threadpool_limits
 
 from ...data import Split, stratified_sample
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...models import AuditedModel
 from ...results.plots import figure_png, image_grid
 from ...results.schema import rate, value
@@ -198,7 +199,11 @@ class DatasetBiasCheck(Check):
     version = "1"
     order = 75
     needs_model = False
+    reads_train = True
     Config = DatasetBiasConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        return Passes(0, note="no model passes; probes and duplicate search are extra")
 
     def run(self, model: AuditedModel | None, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: DatasetBiasConfig = self.config

@@ -20,6 +20,7 @@ from fairlearn.metrics import MetricFrame
 from ...data import Split
 from ...data.base import adapt_split
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...models import AuditedModel
 from ...results.plots import figure_png, image_grid
 from ...results.schema import rate, value
@@ -254,7 +255,16 @@ class GroupsCheck(Check):
     )
     version = "1"
     order = 80
+    reads_train = True
     Config = GroupsConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        note = (
+            "counterfactual redraws (built-in bias sets) add a pass per swapped image"
+            if self.config.counterfactual
+            else ""
+        )
+        return Passes(inputs.n, note=note)
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: GroupsConfig = self.config

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.fooling.cppn import CPPNEncoding, CPPNRates
 from ...methods.fooling.direct import DirectEncoding
 from ...methods.fooling.gradient import (
@@ -80,6 +81,13 @@ class FoolingEvolutionCheck(Check):
                 raise InvalidInputError(
                     f"[checks.{check}] stop_at must be in (0, 1] (1 = run every generation), got {self.stop_at}"
                 )
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """The initial population and one per generation, per encoding (black-box: no backward);
+        a run stops early once every class reaches ``stop_at``."""
+        c = self.config
+        forward = len(c.encodings) * c.population * (c.generations + 1)
+        return Passes(forward, bound=c.stop_at < 1, batch=min(c.population, inputs.batch_size))
 
     def encoding(self, name: str, shape: tuple[int, int, int], generator: torch.Generator, device: torch.device):
         c = self.config

@@ -15,6 +15,7 @@ import torch
 
 from ...checks import AuditData, Check, CheckContext, CheckOutput, Headline, register
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.fooling.gradient import (
     DEFAULT_THRESHOLDS,
     GradientVariant,
@@ -86,6 +87,19 @@ class FoolingGradientCheck(Check):
                 raise InvalidInputError(
                     f"[checks.{check}] stop_at must be in (0, 1] (1 = run every step), got {self.stop_at}"
                 )
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """Per class and variant, a gradient pass per step plus the final look (and, with jitter, a pass on
+        the unjittered image each step); the fooling variant stops once a class reaches ``stop_at``."""
+        k = len(self.config.classes) or inputs.num_classes
+        total = Passes(0)
+        for name in self.config.variants:
+            v = self.variant(name)
+            looks = 2 if v.jitter else 1
+            total += Passes(
+                k * (v.steps + 1) * looks, k * v.steps, bound=name == "fooling" and self.config.stop_at < 1, batch=k
+            )
+        return total
 
     def variant(self, name: str) -> GradientVariant:
         c = self.config
