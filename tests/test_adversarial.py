@@ -177,7 +177,7 @@ def test_two_class_model_uses_the_margin_fallback_without_crashing(demo_model, m
         ({"eps_linf": [0.1, 2.0]}, r"option 'eps_linf' .* in \[0, 1\] .*got \[0.1, 2.0\]"),
         ({"norms": ["l3"]}, "option 'norms' must be a non-empty list of names from 'linf', 'l2', got \\['l3'\\]"),
         ({"attacks": ["fmn", "hopskip"]}, "option 'attacks' must be a non-empty list of names from 'fmn'"),
-        ({"norms": ["l2"], "attacks": ["fmn"]}, "option 'attacks' must include an attack for each of the norms"),
+        ({"norms": ["l2"], "attacks": ["fmn"]}, "option 'attacks' must include an attack for each norm in"),
         ({"apgd_steps": 0}, "option 'apgd_steps' must be an integer >= 1"),
         ({"headline_eps": 1.5}, "option 'headline_eps' must be at most 1 when the first norm is linf"),
         ({"norms": []}, "option 'norms' must be a non-empty list"),

@@ -51,7 +51,7 @@ class OcclusionConfig:
     rules = (
         Rule(
             "stride",
-            "must not exceed window {window}, which would leave pixels never occluded",
+            "must not exceed {window}, which would leave pixels never occluded",
             lambda c: not (c.window and c.stride and c.stride > c.window),
         ),
     )

@@ -99,7 +99,7 @@ class AdversarialConfig:
     max_examples: int = option(500, "cap per shard on the adversarial/examples artifact", range=">= 0", unit="images")
 
     rules = (
-        Rule("attacks", "must include an attack for each of the norms {norms}", _attack_per_norm),
+        Rule("attacks", "must include an attack for each norm in {norms}", _attack_per_norm),
         Rule(
             "survivor_attacks",
             "must list fixed-epsilon attacks only (minimal-norm attacks run on every input)",
