@@ -159,9 +159,7 @@ class Check:
     Config: ClassVar[type] = NoConfig
 
     def __init__(self, config: Any | None = None) -> None:
-        if config is not None:
-            validate_options(self.name, config)
-        self.config = config if config is not None else self.Config()
+        self.config = validate_options(self.name, config) if config is not None else self.Config()
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> Check:

@@ -4,14 +4,15 @@ A check's ``Config`` is a dataclass whose fields are declared with ``option()`` 
 annotation; range or choices, unit and help in the field's metadata) and, for settings shared
 with other code, ``group()`` (a dataclass of options whose fields are the check's options under
 their own names). Cross-field constraints are named ``Rule`` functions listed in the Config's
-``rules``. ``read_options`` turns a plan's ``[checks.<name>]`` table into a Config and
-``validate_options`` checks one; both raise one line of the form
-``check 'adversarial': option 'eps_linf' must be ...``. ``option_rows`` is what
+``rules``. ``read_options`` turns a plan's ``[checks.<name>]`` table into a Config, through
+``validate_options``, the one place values are coerced and checked; a problem is one line of the
+form ``check 'adversarial': option 'eps_linf' must be ...``. ``option_rows`` is what
 ``robustcnn list --options`` prints and docs/checks/*.md's option tables are generated from.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import math
@@ -121,7 +122,7 @@ def option(
     nonempty: bool = False,
     distinct: bool = False,
 ) -> Any:
-    """A dataclass field for one option; a list default is copied for each instance."""
+    """A dataclass field for one option; a list, dict or set default is copied for each instance."""
     spec = OptionSpec(
         help,
         Range.parse(range) if range is not None else None,
@@ -130,8 +131,8 @@ def option(
         nonempty,
         distinct,
     )
-    if isinstance(default, list):
-        return dataclasses.field(default_factory=lambda: list(default), metadata={_SPEC: spec})
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: copy.copy(default), metadata={_SPEC: spec})
     return dataclasses.field(default=default, metadata={_SPEC: spec})
 
 
@@ -172,39 +173,37 @@ def _hints(config_type: type) -> dict[str, Any]:
 
 
 def read_options(check: str, config_type: type, table: dict[str, Any] | None) -> Any:
-    """The Config of a plan's ``[checks.<check>]`` table: names known, values coerced to their
-    declared types (``--set`` strings included) and checked, then the rules."""
+    """The Config of a plan's ``[checks.<check>]`` table: unknown names refused, then every value
+    validated (``validate_options``)."""
     table = dict(table or {})
-    options = {o.name: o for o in options_of(config_type)}
-    unknown = sorted(set(table) - set(options))
+    known = sorted(o.name for o in options_of(config_type))
+    unknown = sorted(set(table) - set(known))
     if unknown:
-        raise InvalidInputError(_unknown_message(check, unknown, sorted(options)))
-    values = {name: _conformed(check, options[name], value) for name, value in table.items()}
-    config = _build(config_type, values)
-    _check_rules(check, config)
-    return config
+        raise InvalidInputError(_unknown_message(check, unknown, known))
+    return validate_options(check, _build(config_type, table))
 
 
-def validate_options(check: str, config: Any) -> None:
-    """Check every option of a Config built in code, and its rules, as ``read_options`` would."""
-    for o in options_of(type(config)):
-        _conformed(check, o, _get(config, o))
-    _check_rules(check, config)
+def validate_options(check: str, config: Any) -> Any:
+    """``config`` with every option coerced to its declared type (a ``--set`` string becomes the
+    number it spells) and checked against its range or choices, then the rules; the first problem
+    raises one line, ``check '<check>': option '<name>' must be ...``."""
+    values = {o.name: _conformed(check, o, _get(config, o)) for o in options_of(type(config))}
+    checked = _build(type(config), values)
+    for rule in rules_of(type(config)):
+        if not rule.holds(checked):
+            raise InvalidInputError(rule.message(check, checked))
+    return checked
 
 
 def options_dict(config: Any) -> dict[str, Any]:
     """The options of a Config as a flat table, the inverse of ``read_options``."""
-    return {o.name: _plain(_get(config, o)) for o in options_of(type(config))}
+    return {o.name: copy.deepcopy(_get(config, o)) for o in options_of(type(config))}
 
 
 def _get(config: Any, o: Option) -> Any:
     for step in o.path:
         config = getattr(config, step)
     return getattr(config, o.name)
-
-
-def _plain(value: Any) -> Any:
-    return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
 def _build(config_type: type, values: dict[str, Any]) -> Any:
@@ -217,12 +216,6 @@ def _build(config_type: type, values: dict[str, Any]) -> Any:
         elif f.name in values:
             kwargs[f.name] = values[f.name]
     return config_type(**kwargs)
-
-
-def _check_rules(check: str, config: Any) -> None:
-    for rule in rules_of(type(config)):
-        if not rule.holds(config):
-            raise InvalidInputError(rule.message(check, config))
 
 
 def rules_of(config_type: type) -> tuple[Rule, ...]:
@@ -245,6 +238,8 @@ class _Mismatch(ValueError):
 
 
 def _conformed(check: str, o: Option, value: Any) -> Any:
+    if value is None and o.default is None:
+        return None  # unset: the check chooses (also where the annotation forgot "| None")
     try:
         return _conform(value, o.type, o.spec)
     except _Mismatch:
@@ -303,8 +298,8 @@ def _conform_scalar(value: Any, tp: Any, spec: OptionSpec) -> Any:
         converted = _to_int(value)
     elif tp is float:
         converted = _to_float(value)
-    elif isinstance(tp, type) and isinstance(value, tp) and not isinstance(value, bool):
-        converted = value
+    elif _instance(value, typing.get_origin(tp) or tp):
+        converted = value  # another declared type (dict, tuple[int, int], a class): taken as it is
     else:
         raise _Mismatch
     if _is_number(converted) and spec.range is not None:
@@ -313,6 +308,10 @@ def _conform_scalar(value: Any, tp: Any, spec: OptionSpec) -> Any:
     elif spec.choices is not None and converted not in spec.choices:
         raise _Mismatch
     return converted
+
+
+def _instance(value: Any, tp: Any) -> bool:
+    return isinstance(tp, type) and isinstance(value, tp) and not isinstance(value, bool)
 
 
 def _to_bool(value: Any) -> bool:

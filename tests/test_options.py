@@ -164,3 +164,17 @@ def test_overrides_are_parsed_and_merged_option_by_option():
     assert plan == {"noise": {"n": 100, "std": 0.1}}  # inputs are not changed
     with pytest.raises(UsageError, match=r"--set takes CHECK\.KEY=VALUE"):
         parse_set(["noise=5"])
+
+
+def test_a_config_built_in_code_is_returned_coerced_and_other_declared_types_pass_through():
+    @dataclass
+    class Loose:  # a plugin's Config without option(): the annotations alone are checked
+        size: tuple[int, int] = (2, 2)
+        table: dict = None  # type: ignore[assignment]
+        steps: int = 3
+
+    check = NoiseCheck(NoiseCheck.Config(n="5", thresholds=(0.5,)))
+    assert check.config.n == 5 and check.config.thresholds == [0.5]
+    assert validate_options("loose", Loose(table={"a": 1})) == Loose(table={"a": 1})
+    with pytest.raises(InvalidInputError, match="option 'steps' must be an integer, got 'x'"):
+        read_options("loose", Loose, {"steps": "x"})
