@@ -9,12 +9,13 @@ from dataclasses import dataclass
 import pytest
 from click.testing import CliRunner
 
-from robustcnn.attacks.noise import NoiseCheck
-from robustcnn.attacks.perturbation import AdversarialCheck, AttackSettings
 from robustcnn.checks import PLUGINS, load_registry
+from robustcnn.checks.imperceptible_perturbations.adversarial import AdversarialCheck
+from robustcnn.checks.natural_shifts.noise import NoiseCheck
 from robustcnn.cli import main
 from robustcnn.docs_gen import BLOCK, DOCS, render
 from robustcnn.errors import InvalidInputError, UsageError
+from robustcnn.methods.perturbation import AttackSettings
 from robustcnn.options import Range, Rule, group, option, options_of, read_options, validate_options
 from robustcnn.plan import merge_options, parse_set
 

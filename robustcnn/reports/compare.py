@@ -15,7 +15,7 @@ import pandas as pd
 from ..checks import load_registry
 from ..errors import InvalidInputError, UsageError
 from .markdown import md_table
-from .schema import CORE_COLUMNS
+from ..results.schema import CORE_COLUMNS
 from .scorecard import format_value, report_label, scorecard
 
 KEY_COLUMNS = ["check", "metric"]

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError, NothingEvaluatedError, UsageError
-from .schema import CORE_COLUMNS
+from ..results.schema import CORE_COLUMNS
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..checks import Check, load_registry
 from ..errors import InvalidInputError
-from .schema import CORE_COLUMNS
+from ..results.schema import CORE_COLUMNS
 from .verdicts import default_verdict
 
 BREAKDOWN_COLUMNS = ("class", "pred")  # a metric broken down by these is detail, not headline
