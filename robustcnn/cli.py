@@ -394,8 +394,10 @@ def _size(text: str | None, option: str = "--input-size") -> tuple[int, int] | N
 
 
 def _print_headlines(report) -> None:
-    for check, headline in report.headlines().items():
-        click.echo(f"  {check:<18} {headline.label}: {headline.value:.4g}")
+    from .reports.scorecard import headline_text
+
+    for check, h in report.headlines().items():
+        click.echo(f"  {check:<18} {h.label}: {headline_text(h.value, h.ci_low, h.ci_high, h.kind)}")
 
 
 @main.command("list")

@@ -6,6 +6,8 @@ the optimisers live in ``robustcnn.methods.fooling.gradient``.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from dataclasses import dataclass
 
 import pandas as pd
@@ -17,7 +19,6 @@ from ...methods.fooling.gradient import (
     GradientVariant,
     check_outputs,
     fooled_label,
-    fooled_share,
     gradient_fooling,
     image_shape,
     resolve_classes,
@@ -44,7 +45,7 @@ class FoolingGradientCheck(Check):
         "Nguyen, Yosinski & Clune 2015, Deep neural networks are easily fooled (CVPR); Simonyan, Vedaldi & Zisserman "
         "2014, Deep inside convolutional networks; Yosinski et al. 2015, Understanding neural networks through deep visualization."
     )
-    version = "1"
+    version = "2"
     order = 30
 
     @dataclass
@@ -127,6 +128,23 @@ class FoolingGradientCheck(Check):
         return out
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
+        """Median gradient steps from noise to the highest threshold over the classes (fooling variant).
+
+        The share of classes fooled is 1 for nearly every undefended model, so it cannot rank them; the
+        cost to get there keeps ranking them, and is censored (inf) only for models the budget cannot fool."""
         part = table[table["variant"] == "fooling"] if "variant" in table else table
-        got = fooled_share(part)
-        return Headline(f"classes fooled at {fooled_label(got[0])} (gradient)", got[1], "lower") if got else None
+        return cost_headline(part, "median_steps_to_confidence", "gradient steps")
+
+
+def cost_headline(table: pd.DataFrame, metric: str, what: str) -> Headline | None:
+    """The headline of a fooling check: ``metric`` (a median cost) at the highest threshold, higher is safer."""
+    rows = table[table["metric"] == metric]
+    if rows.empty or "threshold" not in rows:
+        return None
+    thr = float(pd.to_numeric(rows["threshold"]).max())
+    row = rows[pd.to_numeric(rows["threshold"]) == thr].iloc[0]
+    label = f"median {what} to fool a class at {fooled_label(thr)}"
+    if math.isinf(float(row["value"])):
+        label += " (censored: most classes unreached within the budget)"
+    head = Headline.from_row(row, label, "higher", "value")
+    return dataclasses.replace(head, where={k: v for k, v in head.where.items() if k != "status"})
