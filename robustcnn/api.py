@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from .models import ModelRef
-from .plan import Plan, load_plan, validate_plan
+from .plan import Plan, load_plan, merge_options, parse_set, validate_plan
 from .results.report import Report
 from .runner import audit_model, default_out
 
@@ -38,6 +38,7 @@ def audit(
     center_crop: int | tuple[int, int] | None = None,
     train_n: int | None = None,
     max_minutes: float | None = None,
+    overrides: Sequence[str] = (),
 ) -> Report:
     """Audit one model and write its report directory; returns the loaded ``Report``.
 
@@ -48,6 +49,8 @@ def audit(
     ``resize``/``center_crop`` (torchvision's eval transforms) and ``train_n`` are as on the CLI.
     ``max_minutes`` stops at the first task boundary after that long with a partial report
     (``report.meta["status"] == "partial"``; ``resume=True`` finishes it).
+    ``options`` (``{check: {option: value}}``) and then ``overrides`` (``"CHECK.KEY=VALUE"`` strings,
+    as the CLI's ``--set``) are merged option by option into the plan's ``[checks.<name>]`` tables.
     """
     base = load_plan(plan) if plan is not None else Plan()
     if isinstance(model, ModelRef):
@@ -62,7 +65,7 @@ def audit(
         models=[ref],
         data=data,
         checks=list(checks) if checks is not None else None,
-        options={**base.options, **(options or {})},
+        options=merge_options(base.options, options, parse_set(overrides)),
         n=n,
         resize=resize,
         center_crop=(center_crop, center_crop) if isinstance(center_crop, int) else center_crop,

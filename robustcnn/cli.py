@@ -116,24 +116,6 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
         raise UsageError(f"{option} takes comma-separated numbers, e.g. 0.485,0.456,0.406") from exc
 
 
-def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """``--set check.key=value`` (value parsed as TOML, else a string) into option tables."""
-    from .plan import tomllib
-
-    options: dict[str, dict[str, Any]] = {}
-    for item in items:
-        target, sep, raw = item.partition("=")
-        check, dot, key = target.partition(".")
-        if not sep or not dot or not check or not key:
-            raise UsageError(f"--set takes CHECK.KEY=VALUE, e.g. --set adversarial.norms='[\"linf\"]', got '{item}'")
-        try:
-            parsed = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            parsed = raw
-        options.setdefault(check, {})[key] = parsed
-    return options
-
-
 @main.command()
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
 @click.option(
@@ -258,7 +240,7 @@ def audit(
     Gates in the plan's [[gate]] tables and in --policy are checked on every report; the exit
     code is then 1 if a gate failed."""
     from .models import ModelRef
-    from .plan import load_plan, validate_plan
+    from .plan import load_plan, merge_options, parse_set, validate_plan
     from .profiles import resolve_checks
     from .runner import run_plan
 
@@ -283,18 +265,15 @@ def audit(
     selection = resolve_checks(checks) if checks is not None else None
     selected = selection.checks if selection else None
     # --checks narrows the plan: the plan's own options for the checks it leaves out are no mistake to warn about
-    options = {k: dict(v) for k, v in plan.options.items() if selected is None or k in selected or k not in plan.checks}
-    for check, table in (selection.options if selection else {}).items():
-        options[check] = {**table, **options.get(check, {})}
-    given: dict[str, dict[str, Any]] = _parse_set(set_options)
+    kept = {k: v for k, v in plan.options.items() if selected is None or k in selected or k not in plan.checks}
+    flags: dict[str, dict[str, Any]] = {}
     if attacks:
-        given.setdefault("adversarial", {})["attacks"] = [a.strip() for a in attacks.split(",") if a.strip()]
+        flags["adversarial"] = {"attacks": [a.strip() for a in attacks.split(",") if a.strip()]}
     if target is not None:
-        given.setdefault("patch", {})["target"] = target
+        flags["patch"] = {"target": target}
     if ood is not None:
-        given.setdefault("confidence", {})["ood"] = ood
-    for check, table in given.items():
-        options.setdefault(check, {}).update(table)
+        flags["confidence"] = {"ood": ood}
+    options = merge_options(selection.options if selection else None, kept, parse_set(set_options), flags)
     plan = plan.with_overrides(
         data=data_spec,
         n=n or (selection.n if selection else None),
@@ -456,10 +435,19 @@ def _print_headlines(report) -> None:
 
 
 @main.command("list")
+@click.option(
+    "--options",
+    "options_of",
+    metavar="CHECK",
+    help="Print the options of CHECK (or of every check with `all`): type, default, range or choices, unit, meaning.",
+)
 @debug_option
 @handle_errors
-def list_command(debug: bool) -> None:
+def list_command(options_of: str | None, debug: bool) -> None:
     """List the checks, built-in datasets and demo models."""
+    if options_of is not None:
+        _print_options(options_of)
+        return
     from .checks import load_registry
     from .data import (
         BUILTINS,
@@ -483,6 +471,30 @@ def list_command(debug: bool) -> None:
         click.echo(f"{title}:")
         for name, text in entries:
             click.echo(f"  {name:<{width}}{text}")
+
+
+def _print_options(name: str) -> None:
+    """The option table of one check, or of every check for ``all``, as aligned text."""
+    from .checks import get_check, load_registry
+    from .options import COLUMNS, option_rows, rules_of
+
+    registry = load_registry()
+    checks = sorted(registry.values(), key=lambda c: (c.order, c.name)) if name == "all" else [get_check(name)]
+    for i, check in enumerate(checks):
+        rows = option_rows(check.Config)
+        click.echo(
+            ("\n" if i else "") + f"options of {check.name} ([checks.{check.name}], --set {check.name}.OPTION=VALUE):"
+        )
+        if not rows:
+            click.echo("  (none)")
+            continue
+        table = [dict(zip(COLUMNS, COLUMNS, strict=True)), *rows]
+        widths = {c: min(max(len(r[c]) for r in table), 28) for c in COLUMNS[:-1]}
+        for row in table:
+            cells = [f"{row[c]:<{widths[c]}}" for c in COLUMNS[:-1]]
+            click.echo(("  " + "  ".join(cells) + "  " + row[COLUMNS[-1]]).rstrip())
+        for rule in rules_of(check.Config):
+            click.echo(f"  also checked: {rule.describe().replace('`', '')}")
 
 
 @main.command()

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .data import DEFAULT_TRAIN_N, Policy
-from .errors import InvalidInputError
+from .errors import InvalidInputError, UsageError
 from .models import ModelRef
 
 if sys.version_info >= (3, 11):
@@ -78,6 +79,32 @@ class Plan:
 
     def with_overrides(self, **overrides: Any) -> Plan:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def parse_set(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``CHECK.KEY=VALUE`` overrides (the CLI's ``--set``, the API's ``overrides``) as option tables;
+    VALUE is read as TOML, else taken as a string (the check's options then coerce and check it)."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, raw = item.partition("=")
+        check, dot, key = target.partition(".")
+        if not sep or not dot or not check or not key:
+            raise UsageError(f"--set takes CHECK.KEY=VALUE, e.g. --set adversarial.norms='[\"linf\"]', got '{item}'")
+        try:
+            parsed = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = raw
+        options.setdefault(check, {})[key] = parsed
+    return options
+
+
+def merge_options(*tables: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Option tables merged option by option, a later table winning (defaults < plan < overrides)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for table in tables:
+        for check, values in (table or {}).items():
+            merged.setdefault(check, {}).update(values)
+    return merged
 
 
 def load_plan(path: str | Path) -> Plan:

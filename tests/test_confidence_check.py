@@ -194,14 +194,14 @@ def test_empty_user_ood_dataset_is_a_clear_error(demo_model, mnist_audit, ctx, t
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"scores": ["softmax"]}, "unknown or empty scores"),
-        ({"scores": []}, "unknown or empty scores"),
-        ({"primary_score": "energy", "scores": ["msp"]}, "primary_score"),
-        ({"sets": ["imagenet"]}, "unknown sets"),
-        ({"sets": []}, "no OOD sets"),
-        ({"tpr": 1.0}, "tpr"),
-        ({"noise_n": 0}, "noise_n"),
-        ({"adversarial_eps": 8}, "adversarial_eps"),
+        ({"scores": ["softmax"]}, "option 'scores' must be a non-empty list of names from 'msp'"),
+        ({"scores": []}, "option 'scores' must be a non-empty list"),
+        ({"primary_score": "energy", "scores": ["msp"]}, r"option 'primary_score' must be one of scores \['msp'\]"),
+        ({"sets": ["imagenet"]}, "option 'sets' must be a list of names from"),
+        ({"sets": []}, "option 'sets' must name an OOD set when no 'ood' dataset is given"),
+        ({"tpr": 1.0}, r"option 'tpr' must be a number in \[0.5, 1\)"),
+        ({"noise_n": 0}, "option 'noise_n' must be an integer >= 1"),
+        ({"adversarial_eps": 8}, r"option 'adversarial_eps' must be a number in \(0, 1\]"),
         ({"bins": 10}, "has no option"),
     ],
 )

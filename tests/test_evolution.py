@@ -208,11 +208,11 @@ def test_cppn_renders_at_any_size_and_channels():
 @pytest.mark.parametrize(
     "options, fragment",
     [
-        ({"population": 0}, "population must be positive"),
-        ({"generations": 0}, "generations must be positive"),
+        ({"population": 0}, "option 'population' must be an integer >= 1"),
+        ({"generations": 0}, "option 'generations' must be an integer >= 1"),
         ({"classes": [10]}, "out of range"),
-        ({"encodings": ["genetic"]}, "encodings"),
-        ({"mutation_rate": 0}, "mutation_rate"),
+        ({"encodings": ["genetic"]}, "option 'encodings' must be a non-empty list of names from"),
+        ({"mutation_rate": 0}, r"option 'mutation_rate' must be a number in \(0, 1\]"),
     ],
 )
 def test_bad_input_raises_one_clear_line(options, fragment, demo_model, mnist_audit):

@@ -10,7 +10,7 @@ attributes into groups (missing values, numeric binning, identifiers, single gro
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -22,6 +22,7 @@ from ...data.base import adapt_split
 from ...errors import InvalidInputError
 from ...estimate import CostInputs, Passes
 from ...models import AuditedModel
+from ...options import option
 from ...results.plots import figure_png, image_grid
 from ...results.schema import rate, value
 from .. import AuditData, Check, CheckContext, CheckOutput, Headline, register
@@ -116,28 +117,26 @@ def select_attributes(
 
 @dataclass
 class GroupsConfig:
-    attributes: list[str] = field(default_factory=list)
-    max_groups: int = 20
-    bins: int = 4
-    min_group_size: int = 10
-    bias_amplification: bool = True
-    bootstrap: int = 200
-    counterfactual: bool = True
-    counterfactual_values: int = 0
+    """Options of ``[checks.groups]``."""
 
-    def validate(self) -> None:
-        if not isinstance(self.attributes, list) or not all(isinstance(a, str) for a in self.attributes):
-            raise InvalidInputError('groups: attributes must be a list of attribute names, e.g. attributes = ["color"]')
-        if self.max_groups < 2:
-            raise InvalidInputError(f"groups: max_groups must be at least 2, got {self.max_groups}")
-        if self.bins < 2:
-            raise InvalidInputError(f"groups: bins must be at least 2, got {self.bins}")
-        if self.min_group_size < 1:
-            raise InvalidInputError(f"groups: min_group_size must be at least 1, got {self.min_group_size}")
-        if self.bootstrap < 0 or self.counterfactual_values < 0:
-            raise InvalidInputError(
-                "groups: bootstrap and counterfactual_values must be >= 0 (0 = no bootstrap / every other value)"
-            )
+    attributes: list[str] = option([], "attributes to analyse; [] = all")
+    max_groups: int = option(
+        20, "more distinct values than this: bin (numeric) or refuse (other)", range=">= 2", unit="groups"
+    )
+    bins: int = option(4, "quantile groups for a binned numeric attribute", range=">= 2", unit="groups")
+    min_group_size: int = option(
+        10, "smallest group that counts for worst-group, gaps, DP and EO", range=">= 1", unit="images"
+    )
+    bias_amplification: bool = option(
+        True, "compute the bias-amplification rows (needs a training split with the attribute)"
+    )
+    bootstrap: int = option(
+        200, "bootstrap resamples for the bias-amplification intervals (0 = none)", range=">= 0", unit="resamples"
+    )
+    counterfactual: bool = option(True, "run counterfactual swaps where the dataset supports them")
+    counterfactual_values: int = option(
+        0, "swaps per image: 0 = every other value, k = k values drawn per image (seeded)", range=">= 0"
+    )
 
 
 def group_counts(y: np.ndarray, pred: np.ndarray, groups: pd.Series, classes: list[int]) -> pd.DataFrame:

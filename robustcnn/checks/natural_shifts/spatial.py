@@ -12,10 +12,10 @@ import torch
 
 from ...checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ...data import Split
-from ...errors import InvalidInputError
 from ...estimate import CostInputs, Passes
 from ...methods.shifts.spatial import diagonal_shift, rotate_translate, worst_of
 from ...models import AuditedModel
+from ...options import Rule, option
 from ...results.plots import figure_png, image_grid
 from ...results.schema import rate, value
 
@@ -43,33 +43,28 @@ class SpatialCheck(SampleCheck):
 
     @dataclass
     class Config:
-        jaggedness: bool = True
-        max_shift: int | None = None
-        grid: bool = True
-        max_angle: float = 30.0
-        n_angles: int = 31
-        max_translation: float | None = None
-        n_translations: int = 5
-        random_trials: int = 10
-        round_size: int = 4096
-        examples: int = 8
+        jaggedness: bool = option(True, "run the jaggedness measurement")
+        max_shift: int | None = option(
+            None, "largest diagonal shift; auto: 1/8 of the image side", range=">= 1", unit="pixels"
+        )
+        grid: bool = option(True, "run the spatial attack")
+        max_angle: float = option(30.0, "largest rotation", range="[0, 180]", unit="degrees")
+        n_angles: int = option(31, "rotations in the grid (1 = none)", range=">= 1")
+        max_translation: float | None = option(
+            None, "largest translation; auto: 3 px per 32", range=">= 0", unit="pixels"
+        )
+        n_translations: int = option(5, "translations per axis (1 = none)", range=">= 1")
+        random_trials: int = option(10, "transforms of the worst-of-random attack (0: off)", range=">= 0")
+        round_size: int = option(4096, "images x transforms per early-stop round", range=">= 1")
+        examples: int = option(8, "images in the figures", range=">= 0", unit="images")
 
-        def validate(self) -> None:
-            if not (self.jaggedness or self.grid):
-                raise InvalidInputError("spatial: both jaggedness and grid are off; enable at least one")
-            for key in ("n_angles", "n_translations"):
-                if int(getattr(self, key)) < 1:
-                    raise InvalidInputError(
-                        f"spatial: {key} must be at least 1 (got {getattr(self, key)}); use 1 for none"
-                    )
-            if self.random_trials < 0 or self.round_size < 1 or self.examples < 0:
-                raise InvalidInputError("spatial: random_trials and examples must be >= 0 and round_size >= 1")
-            if not 0 <= self.max_angle <= 180:
-                raise InvalidInputError(f"spatial: max_angle must be between 0 and 180 degrees (got {self.max_angle})")
-            if self.max_translation is not None and self.max_translation < 0:
-                raise InvalidInputError(f"spatial: max_translation must be >= 0 pixels (got {self.max_translation})")
-            if self.max_shift is not None and self.max_shift < 1:
-                raise InvalidInputError(f"spatial: max_shift must be at least 1 pixel (got {self.max_shift})")
+        rules = (
+            Rule(
+                "grid",
+                "must be true when jaggedness is false (enable at least one)",
+                lambda c: bool(c.jaggedness or c.grid),
+            ),
+        )
 
     def shift_range(self, h: int, w: int) -> int:
         """Largest diagonal shift for jaggedness: ``max_shift`` or 1/8 of the smaller side (4 px at 32)."""

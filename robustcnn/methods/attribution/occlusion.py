@@ -22,6 +22,7 @@ from matplotlib.colors import SymLogNorm
 
 from ...errors import InvalidInputError
 from ...models import AuditedModel
+from ...options import Rule, option
 from ...results.plots import figure_png, fit_text
 
 MAP_SIDE = 64  # maps kept for figures are average-pooled to at most this many pixels a side
@@ -32,25 +33,28 @@ HEAT_CMAP = "RdBu_r"
 class OcclusionConfig:
     """Options of ``[checks.occlusion]``; 0 picks the window (about a seventh of the image side) and stride (half the window)."""
 
-    window: int = 0
-    stride: int = 0
-    baseline: float | str = 0.5
-    examples: int = 8
+    window: int = option(
+        0,
+        "occluder side; 0 = about a seventh of the shorter image side (4 px on 28x28, 32 px on 224x224)",
+        range=">= 0",
+        unit="pixels",
+    )
+    stride: int = option(0, "step; 0 = half the window; must not exceed the window", range=">= 0", unit="pixels")
+    baseline: float | str = option(
+        0.5,
+        'occluder pixel value, or "mean" for each image\'s per-channel mean colour',
+        range="[0, 1]",
+        choices=("mean",),
+    )
+    examples: int = option(8, "images in the per-image figure (one per class first)", range=">= 0", unit="images")
 
-    def validate(self) -> None:
-        for name in ("window", "stride", "examples"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise InvalidInputError(
-                    f"occlusion {name} must be a non-negative integer (0 = automatic for window/stride), got {v!r}"
-                )
-        if self.window and self.stride and self.stride > self.window:
-            raise InvalidInputError(
-                f"occlusion stride {self.stride} exceeds window {self.window}, which leaves pixels never occluded; use stride <= window"
-            )
-        b = self.baseline
-        if not (b == "mean" or (isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b <= 1)):
-            raise InvalidInputError(f"occlusion baseline must be a pixel value in [0, 1] or 'mean', got {b!r}")
+    rules = (
+        Rule(
+            "stride",
+            "must not exceed {window}, which would leave pixels never occluded",
+            lambda c: not (c.window and c.stride and c.stride > c.window),
+        ),
+    )
 
 
 def window_and_stride(cfg: OcclusionConfig, height: int, width: int) -> tuple[int, int]:

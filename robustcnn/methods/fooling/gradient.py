@@ -83,18 +83,6 @@ def image_shape(model: AuditedModel, data: AuditData) -> tuple[int, int, int]:
     return (model.in_channels or c, h, w)
 
 
-def check_thresholds(thresholds: Sequence[float], check: str) -> None:
-    if not thresholds or any(not 0.0 < t < 1.0 for t in thresholds):
-        raise InvalidInputError(
-            f"[checks.{check}] thresholds must be a non-empty list of confidences in (0, 1), got {list(thresholds)}"
-        )
-
-
-def positive(name: str, v: int | float, check: str) -> None:
-    if v <= 0:
-        raise InvalidInputError(f"[checks.{check}] {name} must be positive, got {v}")
-
-
 @dataclass
 class Trace:
     """Per-target progress of a search: best confidence, its image and when each threshold was first met."""
