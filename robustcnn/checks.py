@@ -18,6 +18,8 @@ from typing import Any, ClassVar
 import pandas as pd
 import torch
 
+from .artifacts import ArtifactKey, Artifacts
+from .check_order import ordered, registry_order
 from .data import Split
 from .errors import InvalidInputError
 from .models import AuditedModel
@@ -51,25 +53,27 @@ class AuditData:
 @dataclass
 class CheckOutput:
     """What a check returns: tidy rows, optional per-sample records, figures (PNG bytes) and
-    artifacts (tensors later checks may reuse, e.g. adversarial examples for ``confidence``)."""
+    artifacts (by typed key: what its ``summarize`` or later checks reuse, e.g. adversarial examples
+    for ``confidence``)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     samples: pd.DataFrame | None = None
     figures: dict[str, bytes] = field(default_factory=dict)
-    artifacts: dict[str, torch.Tensor] = field(default_factory=dict)
+    artifacts: Artifacts = field(default_factory=Artifacts)
     warnings: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class CheckContext:
-    """Run settings shared by checks: device, seed, batch size, and outputs of earlier checks."""
+    """Run settings shared by checks: device, seed, batch size, and the artifacts of earlier checks that
+    this check ``needs`` or ``uses``."""
 
     device: str = "cpu"
     seed: int = 0
     batch_size: int = 256
     progress: bool = False
-    artifacts: dict[str, torch.Tensor] = field(default_factory=dict)
+    artifacts: Artifacts = field(default_factory=Artifacts)
     baseline: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
     eval_size: int = 0  # evaluation images in the whole run, of which a shard is part (0: not sharded)
@@ -145,7 +149,12 @@ class NoConfig:
 
 
 class Check:
-    """Base class of all checks; subclasses set ``name`` and implement ``run``."""
+    """Base class of all checks; subclasses set ``name`` and implement ``run``.
+
+    ``provides`` lists the artifacts the check hands on to later checks; ``needs`` those it cannot
+    run without (the check that provides them must run too), ``uses`` those it reads when their
+    provider ran. The runner orders checks by these declarations (``check_order``).
+    """
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
@@ -155,7 +164,9 @@ class Check:
     version: ClassVar[str] = "1"
     needs_model: ClassVar[bool] = True
     needs_train: ClassVar[bool] = False
-    order: ClassVar[int] = 50
+    needs: ClassVar[tuple[ArtifactKey[Any], ...]] = ()
+    uses: ClassVar[tuple[ArtifactKey[Any], ...]] = ()
+    provides: ClassVar[tuple[ArtifactKey[Any], ...]] = ()
     Config: ClassVar[type] = NoConfig
 
     def __init__(self, config: Any | None = None) -> None:
@@ -207,9 +218,8 @@ class SampleCheck(Check):
         """Per-sample records (``samples``, one row per image, with a ``sample`` id column) and artifacts."""
         raise NotImplementedError
 
-    def summarize(
-        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
-    ) -> CheckOutput:
+    def summarize(self, samples: pd.DataFrame, artifacts: Artifacts, data: AuditData, ctx: CheckContext) -> CheckOutput:
+        """Rows from the merged records; ``artifacts`` holds the shards' artifacts, concatenated."""
         raise NotImplementedError
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
@@ -248,7 +258,19 @@ def load_registry() -> dict[str, type[Check]]:
         for module in pkgutil.iter_modules(package.__path__, package_name + "."):
             importlib.import_module(module.name)
     _load_plugins()
+    in_order = registry_order(list(REGISTRY.values()))
+    REGISTRY.clear()
+    REGISTRY.update((cls.name, cls) for cls in in_order)
     return REGISTRY
+
+
+def run_order(checks: list[Check]) -> list[Check]:
+    """The selected ``checks`` in the order they run: the registry's, which puts the provider of an
+    artifact before the checks that need or use it. A needed artifact whose provider is not among
+    ``checks`` is refused (``InvalidInputError``)."""
+    registry = load_registry()
+    rank = {name: i for i, name in enumerate(registry)}
+    return ordered(sorted(checks, key=lambda c: rank[c.name]), known=registry.values())
 
 
 def _load_plugins() -> None:
@@ -274,9 +296,21 @@ def _load_plugins() -> None:
             _skip_plugin(entry.name, f"{entry.value} is not a robustcnn.checks.Check subclass")
         elif cls.name != entry.name:
             _skip_plugin(entry.name, f"{entry.value} is named '{cls.name}', not '{entry.name}'")
+        elif problem := _contract_problem(cls):
+            _skip_plugin(entry.name, f"{entry.value}: {problem}")
         else:
             REGISTRY[cls.name] = cls
             PLUGINS[cls.name] = entry.value
+
+
+def _contract_problem(cls: type[Check]) -> str | None:
+    """Why ``cls`` cannot join the registry's order (bad declarations, a second provider of an
+    artifact, a needed artifact no check provides, a cycle), or None."""
+    try:
+        registry_order([*REGISTRY.values(), cls])
+    except InvalidInputError as exc:
+        return str(exc)
+    return None
 
 
 def _skip_plugin(name: str, reason: str) -> None:

@@ -434,7 +434,7 @@ def list_command(debug: bool) -> None:
 
     registry = load_registry()
     sections = {
-        "checks": [(name, cls.title) for name, cls in sorted(registry.items(), key=lambda kv: (kv[1].order, kv[0]))],
+        "checks": [(name, cls.title) for name, cls in registry.items()],
         "check families (for --checks; 'all' selects every check)": [
             (family.replace(" ", "-"), ", ".join(n for n, c in sorted(registry.items()) if c.family == family))
             for family in sorted({c.family for c in registry.values()})

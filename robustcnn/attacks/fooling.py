@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
+from ..artifacts import FOOLING_GRADIENT_IMAGES
 from ..checks import AuditData, Check, CheckContext, CheckOutput, Headline, register
 from ..errors import InvalidInputError
 from ..models import AuditedModel
@@ -296,7 +297,7 @@ class FoolingGradientCheck(Check):
         "2014, Deep inside convolutional networks; Yosinski et al. 2015, Understanding neural networks through deep visualization."
     )
     version = "1"
-    order = 30
+    provides = (FOOLING_GRADIENT_IMAGES,)
 
     @dataclass
     class Config:
@@ -383,7 +384,7 @@ class FoolingGradientCheck(Check):
                 suptitle="top: unregularised fooling images; bottom: regularised class prototypes",
             )
         if "fooling" in images:
-            out.artifacts[f"{self.name}/images"] = images["fooling"]
+            out.artifacts.put(FOOLING_GRADIENT_IMAGES, images["fooling"])
         return out
 
     def headline(self, table: pd.DataFrame) -> Headline | None:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from captum.attr import Occlusion
 
+from ..artifacts import ArtifactKey, Artifacts
 from ..checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ..data import Split
 from ..errors import InvalidInputError
@@ -26,6 +27,7 @@ from ..reports.plots import figure_png
 from ..reports.schema import rate, value
 
 MAP_SIDE = 64  # maps kept for figures are average-pooled to at most this many pixels a side
+MAPS = ArtifactKey("occlusion/maps", torch.Tensor, "per shard: each image's pooled occlusion map, for the figures")
 
 
 @dataclass
@@ -136,7 +138,6 @@ class OcclusionCheck(SampleCheck):
     )
     reference = "Zeiler & Fergus (2014), Visualizing and Understanding Convolutional Networks, ECCV; captum Occlusion."
     version = "1"
-    order = 45
     Config = OcclusionConfig
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
@@ -171,11 +172,9 @@ class OcclusionCheck(SampleCheck):
             share, background = outside_share(sensitivity.cpu(), batch.masks)
             samples["outside_share"], samples["background_area"] = share.numpy(), background.numpy()
         pooled = F.adaptive_avg_pool2d(sensitivity.cpu(), (min(h, MAP_SIDE), min(w, MAP_SIDE)))
-        return CheckOutput(samples=samples, artifacts={"occlusion/maps": pooled})
+        return CheckOutput(samples=samples, artifacts=Artifacts({MAPS: pooled}))
 
-    def summarize(
-        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
-    ) -> CheckOutput:
+    def summarize(self, samples: pd.DataFrame, artifacts: Artifacts, data: AuditData, ctx: CheckContext) -> CheckOutput:
         h, w = data.eval.x.shape[-2:]
         window, stride = window_and_stride(self.config, h, w)
         params = {"window": window, "stride": stride, "baseline": str(self.config.baseline)}
@@ -184,7 +183,7 @@ class OcclusionCheck(SampleCheck):
             part = samples[samples["label"] == k]
             if len(part):
                 rows += _rows(part, {**params, "class": cls})
-        maps = artifacts.get("occlusion/maps")
+        maps = artifacts.get(MAPS)
         out = CheckOutput(rows=rows, info={"window": window, "stride": stride, "baseline": self.config.baseline})
         if maps is not None and len(maps):
             index = {sid: i for i, sid in enumerate(data.eval.ids)}

@@ -253,7 +253,6 @@ class GroupsCheck(Check):
         "ICML); Hardt et al. 2016 (equalized odds); Sagawa et al. 2020 (worst-group accuracy); fairlearn MetricFrame."
     )
     version = "1"
-    order = 80
     Config = GroupsConfig
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:

@@ -228,7 +228,6 @@ class LabelIssuesCheck(Check):
     )
     reference = "Northcutt, Jiang & Chuang 2021, Confident Learning: Estimating Uncertainty in Dataset Labels (JAIR)."
     version = "1"
-    order = 78
     Config = LabelIssuesConfig
 
     def preflight(self, model: AuditedModel, data: AuditData) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
+from ...artifacts import FOOLING_EVOLUTION_IMAGES
 from ...checks import AuditData, Check, CheckContext, CheckOutput, Headline, batched, register
 from ...errors import InvalidInputError
 from ...models import AuditedModel
@@ -48,7 +49,7 @@ class FoolingEvolutionCheck(Check):
         "Illuminating search spaces by mapping elites; Stanley 2007, Compositional pattern producing networks."
     )
     version = "1"
-    order = 31
+    provides = (FOOLING_EVOLUTION_IMAGES,)
 
     @dataclass
     class Config:
@@ -125,7 +126,7 @@ class FoolingEvolutionCheck(Check):
                 trace.grid_titles(classes, data.classes),
                 suptitle=f"{name} encoding: champion per class after {generations} generations of {c.population} (seed {ctx.seed})",
             )
-        out.artifacts[f"{self.name}/images"] = torch.cat(champions)
+        out.artifacts.put(FOOLING_EVOLUTION_IMAGES, torch.cat(champions))
         return out
 
     def headline(self, table: pd.DataFrame) -> Headline | None:

@@ -126,7 +126,6 @@ class PatchCheck(Check):
     )
     version = "3"
     needs_train = True
-    order = 40
     Config = PatchConfig
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:

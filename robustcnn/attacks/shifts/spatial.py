@@ -11,6 +11,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ...artifacts import ArtifactKey, Artifacts
 from ...checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ...data import Split
 from ...errors import InvalidInputError
@@ -18,7 +19,7 @@ from ...models import AuditedModel
 from ...reports.plots import figure_png, image_grid
 from ...reports.schema import rate, value
 
-CURVES = "spatial/jaggedness-curves"
+CURVES = ArtifactKey("spatial/jaggedness-curves", torch.Tensor, "per-image accuracy curves for the summary figure")
 
 
 def rotate_translate(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
@@ -117,7 +118,6 @@ class SpatialCheck(SampleCheck):
         "JMLR 2019; Engstrom, Tran, Tsipras, Schmidt & Madry, Exploring the landscape of spatial robustness, ICML 2019."
     )
     version = "2"
-    order = 62
 
     @dataclass
     class Config:
@@ -183,7 +183,7 @@ class SpatialCheck(SampleCheck):
         n, _, h, w = batch.x.shape
         x, y = batch.x, batch.y
         rec: dict[str, object] = {"sample": batch.ids, "label": y.numpy()}
-        artifacts: dict[str, torch.Tensor] = {}
+        artifacts = Artifacts()
         logits = model.logits(x, ctx.batch_size)
         clean = logits.argmax(dim=1) == y
         rec["clean_correct"] = clean.numpy()
@@ -192,7 +192,7 @@ class SpatialCheck(SampleCheck):
             rec["jag_pairs"] = np.full(n, curves.shape[1] - 1)
             rec["jag_changes"] = changes.numpy()
             rec["jag_abs_change"] = (curves[:, 1:] - curves[:, :-1]).abs().sum(dim=1).numpy()
-            artifacts[CURVES] = curves
+            artifacts.put(CURVES, curves)
         if cfg.grid:
             rec.update(self._grid(model, x, y, clean, ctx, h, w, batch.ids))
         return CheckOutput(samples=pd.DataFrame(rec), artifacts=artifacts)
@@ -261,9 +261,7 @@ class SpatialCheck(SampleCheck):
             out["random_evals"] = spent.numpy()
         return out
 
-    def summarize(
-        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
-    ) -> CheckOutput:
+    def summarize(self, samples: pd.DataFrame, artifacts: Artifacts, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg = self.config
         n = len(samples)
         h, w = data.eval.x.shape[-2:]

@@ -17,7 +17,7 @@ from . import figures
 from .calibration import misclassification_auroc, reliability, risk_coverage
 from .metrics import detection, threshold_at_tpr
 from .odtest import od_test
-from .ood_sets import SET_NAMES, OODSet, build_sets
+from .ood_sets import ARTIFACTS, SET_NAMES, OODSet, build_sets
 from .scores import SCORES, confidence_scores, display_values, usable_scores
 
 COVERAGES = (0.5, 0.8, 0.9, 0.95)
@@ -102,7 +102,7 @@ class ConfidenceCheck(Check):
         "(OD-test); Guo et al. 2017 (ECE); Geifman & El-Yaniv 2017 (risk-coverage)."
     )
     version = "1"
-    order = 90
+    uses = tuple(ARTIFACTS.values())
     Config = ConfidenceConfig
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
