@@ -2,7 +2,7 @@
 
 A check declares the keys it ``provides``, the ones it ``needs`` (it cannot run without them)
 and the ones it ``uses`` (read when their provider ran, replaced by something of its own when
-not); ``check_order`` derives the run order from these declarations. Values pass in an
+not); ``checks.order`` derives the run order from these declarations. Values pass in an
 ``Artifacts`` container: ``put`` refuses a value of the wrong type, ``get`` returns it typed.
 Within one check, the same container carries what ``measure`` leaves for ``summarize``.
 

@@ -10,10 +10,10 @@ import torch
 from misleading_models import FirstClasses, QuantisedInput, SaturatedSoftmax, SoftmaxOutputs, wrap
 
 from robustcnn.artifacts import ADVERSARIAL_EXAMPLES, Artifacts
-from robustcnn.attacks.perturbation import WARNING_PREFIX, AdversarialCheck, AttackSettings, evaluate
-from robustcnn.attacks.perturbation.check import COSTS
 from robustcnn.checks import AuditData, CheckContext
+from robustcnn.checks.imperceptible_perturbations.adversarial import COSTS, AdversarialCheck
 from robustcnn.errors import InvalidInputError
+from robustcnn.methods.perturbation import WARNING_PREFIX, AttackSettings, evaluate
 
 QUICK = {
     "fmn_steps": 20,

@@ -9,10 +9,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from robustcnn import checks as registry_module
 from robustcnn.artifacts import ADVERSARIAL_EXAMPLES, ArtifactKey, Artifacts
-from robustcnn.check_order import CATALOGUE, ordered, registry_order
 from robustcnn.checks import PLUGINS, Check, CheckOutput, load_registry, run_order
+from robustcnn.checks import registry as registry_module
+from robustcnn.checks.order import CATALOGUE, ordered, registry_order
 from robustcnn.cli import main
 from robustcnn.errors import InvalidInputError
 from robustcnn.runner import build_tasks

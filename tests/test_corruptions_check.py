@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from robustcnn.artifacts import CORRUPTED_IMAGES
-from robustcnn.attacks.shifts import corrupt
-from robustcnn.attacks.shifts.corruption_check import CorruptionsCheck
 from robustcnn.checks import CheckContext, get_check
+from robustcnn.checks.natural_shifts.corruptions import CorruptionsCheck
 from robustcnn.errors import InvalidInputError
-from robustcnn.reports.schema import tidy
+from robustcnn.methods.shifts import corrupt
+from robustcnn.results.schema import tidy
 
 OPTIONS = {"corruptions": ["contrast", "gaussian_noise", "saturate"], "severities": [1, 5]}
 
