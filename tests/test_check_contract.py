@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from helpers import small_net, write_npz
-from robustcnn.reports.report import Report
-from robustcnn.reports.schema import CORE_COLUMNS, PARAM_COLUMNS
 
 from robustcnn import api
 from robustcnn.checks import PLUGINS, SampleCheck, load_registry
 from robustcnn.cli import main
+from robustcnn.results.report import Report
+from robustcnn.results.schema import CORE_COLUMNS, PARAM_COLUMNS
 
 CHECKS = list(load_registry())
 N = 12
