@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 
 from . import __version__
-from .artifacts import Artifacts
+from .artifacts import ArtifactKey, Artifacts
 from .batch_backoff import run_with_backoff
 from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check, run_order
 from .data import DataIndex, DatasetRef, Target
@@ -368,7 +368,7 @@ def _run_check(
 
 
 def _concat_artifacts(parts: Iterable[Artifacts]) -> Artifacts:
-    merged: dict[Any, list[torch.Tensor]] = {}
+    merged: dict[ArtifactKey[Any], list[torch.Tensor]] = {}
     for part in parts:
         for k, v in part.items():
             merged.setdefault(k, []).append(v)
