@@ -458,7 +458,7 @@ def list_command(options_of: str | None, debug: bool) -> None:
 
     registry = load_registry()
     sections = {
-        "checks": [(name, cls.title) for name, cls in sorted(registry.items(), key=lambda kv: (kv[1].order, kv[0]))],
+        "checks": [(name, cls.title) for name, cls in registry.items()],
         "check families (for --checks; 'all' selects every check)": [
             (family.replace(" ", "-"), ", ".join(n for n, c in sorted(registry.items()) if c.family == family))
             for family in sorted({c.family for c in registry.values()})
@@ -479,7 +479,7 @@ def _print_options(name: str) -> None:
     from .options import COLUMNS, option_rows, rules_of
 
     registry = load_registry()
-    checks = sorted(registry.values(), key=lambda c: (c.order, c.name)) if name == "all" else [get_check(name)]
+    checks = list(registry.values()) if name == "all" else [get_check(name)]
     for i, check in enumerate(checks):
         rows = option_rows(check.Config)
         click.echo(

@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .artifacts import Artifacts
 from .checks import CheckOutput
 from .errors import os_errors
 
@@ -61,7 +62,7 @@ class FragmentStore:
                     _to_parquet(output.samples, tmp / "samples.parquet")
                 if output.artifacts:
                     buffer = io.BytesIO()  # torch reports a full disk as a RuntimeError; Python's write names it
-                    torch.save({k: v.detach().cpu() for k, v in output.artifacts.items()}, buffer)
+                    torch.save({k: v.detach().cpu() for k, v in output.artifacts.by_name().items()}, buffer)
                     (tmp / "artifacts.pt").write_bytes(buffer.getvalue())
                 for name, png in output.figures.items():
                     (tmp / "figures" / f"{name}.png").write_bytes(png)
@@ -86,7 +87,8 @@ class FragmentStore:
                 if _sha256(base / name) != digest:
                     raise CorruptFragmentError(f"{name} does not match its checksum")
             samples = pd.read_parquet(base / "samples.parquet") if (base / "samples.parquet").exists() else None
-            artifacts = torch.load(base / "artifacts.pt", weights_only=True) if (base / "artifacts.pt").exists() else {}
+            saved = torch.load(base / "artifacts.pt", weights_only=True) if (base / "artifacts.pt").exists() else {}
+            artifacts = Artifacts.from_names(saved)
             figures = {p.stem: p.read_bytes() for p in sorted((base / "figures").glob("*.png"))}
             rows = json.loads((base / "rows.json").read_text())
             out = CheckOutput(

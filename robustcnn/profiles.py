@@ -101,7 +101,7 @@ def families() -> dict[str, list[str]]:
 
     registry = load_registry()
     out: dict[str, list[str]] = {}
-    for name, cls in sorted(registry.items(), key=lambda kv: (kv[1].order, kv[0])):
+    for name, cls in registry.items():
         out.setdefault(family_slug(cls.family), []).append(name)
     return out
 

@@ -28,8 +28,9 @@ import pandas as pd
 import torch
 
 from . import __version__
+from .artifacts import ArtifactKey, Artifacts
 from .batch_backoff import run_with_backoff
-from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check
+from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check, run_order
 from .data import DataIndex, DatasetRef, Split, Target
 from .data.index import BadImage
 from .data.sample import SampledData, probe_eval, sample_data
@@ -156,13 +157,14 @@ def build_tasks(
 ) -> dict[str, list[Task]]:
     """Tasks per check, in run order; per-sample checks are split into shards.
 
-    A check's key includes the keys of the checks before it, since it may consume their artifacts.
+    A check's key includes the keys of the checks whose artifacts it needs or uses.
     """
     tasks: dict[str, list[Task]] = {}
     ids = prepared.data.eval.ids
-    upstream: list[str] = []
+    provided: dict[str, str] = {}  # artifact name -> content key of its provider's tasks
     for check in checks:
-        check_key = (*base_key, check.name, check.version, check.config_dict(), tuple(upstream))
+        upstream = tuple(dict.fromkeys(provided[k.name] for k in (*check.needs, *check.uses) if k.name in provided))
+        check_key = (*base_key, check.name, check.version, check.config_dict(), upstream)
         if isinstance(check, SampleCheck):
             size = shard_size or check.shard_size
             shards = [np.arange(i, min(i + size, len(ids))) for i in range(0, len(ids), size)]
@@ -172,7 +174,7 @@ def build_tasks(
             ]
         else:
             tasks[check.name] = [Task(check.name, None, None, content_key(*check_key, "whole", _ids_hash(ids, None)))]
-        upstream.append(content_key(*(t.key for t in tasks[check.name])))
+        provided.update((k.name, content_key(*(t.key for t in tasks[check.name]))) for k in check.provides)
     return tasks
 
 
@@ -304,7 +306,7 @@ def _audit_into(
     shown = RunProgress(model_ref.display_name(), total, eta, progress, lines, budget)
     store = _CountingStore(staging.fragments, shown.computed_task)
     executor = LocalExecutor(store, resume, shown.task_done)
-    shared_artifacts: dict[str, torch.Tensor] = {}
+    shared_artifacts = Artifacts()
     frames, sample_frames, figures, check_meta = [], [], {}, {}
     stopped_after: float | None = None
     for check in checks:
@@ -324,7 +326,7 @@ def _audit_into(
             check_meta[check.name] = {**planned, "status": "not run", "tasks": len(tasks[check.name])}
             continue
         shown.finish_check(check.name, cost["seconds"])
-        shared_artifacts.update(output.artifacts)
+        shared_artifacts.update(output.artifacts.only(check.provides))
         frames.append(tidy(output.rows, prepared.model.name, check.name))
         if output.samples is not None and len(output.samples):
             sample_frames.append(output.samples.assign(model=prepared.model.name, check=check.name))
@@ -367,16 +369,13 @@ def _audit_into(
 
 def _prepare_checks(plan: Plan, model_ref: ModelRef) -> tuple[DatasetRef, Prepared, list[Check]]:
     """The plan's checks in run order, the data and model prepared, and the checks that can run on them."""
-    checks = sorted(
-        (get_check(name).from_options(plan.options.get(name)) for name in plan.checks),
-        key=lambda c: (c.order, plan.checks.index(c.name)),
-    )
+    checks = run_order([get_check(name).from_options(plan.options.get(name)) for name in plan.checks])
     for name in plan.options:
         if name not in plan.checks:
             log.warning("options given for check '%s', which is not selected", name)
     data_ref = DatasetRef(plan.data, plan.policy, plan.train_n)
     prepared = prepare(model_ref, data_ref, plan.n, plan.seed, plan.device, plan.batch_size)
-    return data_ref, prepared, [c for c in checks if _preflight(c, prepared, plan)]
+    return data_ref, prepared, run_order([c for c in checks if _preflight(c, prepared, plan)])
 
 
 def estimate_checks(
@@ -434,12 +433,13 @@ def _run_check(
     prepared: Prepared,
     plan: Plan,
     executor: LocalExecutor,
-    artifacts: dict[str, torch.Tensor],
+    artifacts: Artifacts,
     baseline: pd.DataFrame | None,
 ) -> tuple[CheckOutput, dict[str, float], int]:
     def context() -> CheckContext:
+        consumed = artifacts.only((*check.needs, *check.uses))
         return CheckContext(
-            plan.device, plan.seed, plan.batch_size, False, dict(artifacts), baseline, eval_size=len(prepared.data.eval)
+            plan.device, plan.seed, plan.batch_size, False, consumed, baseline, eval_size=len(prepared.data.eval)
         )
 
     if not isinstance(check, SampleCheck):
@@ -465,7 +465,10 @@ def _run_check(
         out = check.summarize(samples, shard_artifacts, prepared.data, ctx)
         after = prepared.model.counter.snapshot()
         out.warnings = list(dict.fromkeys([w for p in parts for w in p.warnings] + out.warnings + ctx.warnings))
-        out.artifacts = {**shard_artifacts, **out.artifacts}
+        merged = Artifacts()
+        merged.update(shard_artifacts)
+        merged.update(out.artifacts)
+        out.artifacts = merged
         return out, {
             "seconds": time.perf_counter() - started,
             "forward": after[0] - before[0],
@@ -479,12 +482,12 @@ def _run_check(
     return final, total, reused + int(was_cached)
 
 
-def _concat_artifacts(parts: Iterable[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    merged: dict[str, list[torch.Tensor]] = {}
+def _concat_artifacts(parts: Iterable[Artifacts]) -> Artifacts:
+    merged: dict[ArtifactKey[Any], list[torch.Tensor]] = {}
     for part in parts:
         for k, v in part.items():
             merged.setdefault(k, []).append(v)
-    return {k: torch.cat(v) if v[0].dim() > 0 else torch.stack(v) for k, v in merged.items()}
+    return Artifacts({k: torch.cat(v) if v[0].dim() > 0 else torch.stack(v) for k, v in merged.items()})
 
 
 def _combine_samples(frames: list[pd.DataFrame]) -> pd.DataFrame:

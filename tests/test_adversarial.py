@@ -9,8 +9,9 @@ import pytest
 import torch
 from misleading_models import FirstClasses, QuantisedInput, SaturatedSoftmax, SoftmaxOutputs, wrap
 
+from robustcnn.artifacts import ADVERSARIAL_EXAMPLES, Artifacts
 from robustcnn.checks import AuditData, CheckContext
-from robustcnn.checks.imperceptible_perturbations.adversarial import AdversarialCheck
+from robustcnn.checks.imperceptible_perturbations.adversarial import COSTS, AdversarialCheck
 from robustcnn.errors import InvalidInputError
 from robustcnn.methods.perturbation import WARNING_PREFIX, AttackSettings, evaluate
 
@@ -89,7 +90,7 @@ def test_check_rows_figures_artifacts_and_headline(quick_run, small):
     assert {"masking_zero_gradient_ce", "masking_blackbox_gain", "masking_unbounded_robust"} <= set(rows["metric"])
     assert not [w for w in ctx.warnings if w.startswith(WARNING_PREFIX)]
     assert set(out.figures) == {"curve", "examples"} and all(png[:4] == b"\x89PNG" for png in out.figures.values())
-    examples = out.artifacts["adversarial/examples"]
+    examples = out.artifacts[ADVERSARIAL_EXAMPLES]
     assert examples.shape[1:] == (1, 28, 28) and len(examples) == int(out.samples["example"].sum()) > 0
     table = rows.assign(model="demo", check="adversarial")
     label, value = (h := check.headline(table)).label, h.value
@@ -119,12 +120,12 @@ def test_shards_merge_into_one_summary(demo_model, small):
         for idx in (range(20), range(20, 40))
     ]
     samples = pd.concat([p.samples for p in parts], ignore_index=True)
-    artifacts = {k: torch.cat([p.artifacts[k] for p in parts]) for k in parts[0].artifacts}
+    artifacts = Artifacts({k: torch.cat([p.artifacts[k] for p in parts]) for k in parts[0].artifacts})
     out = check.summarize(samples, artifacts, small, CheckContext())
     rows = pd.DataFrame(out.rows)
     assert (rows[rows["metric"] == "robust_accuracy"]["n"] == 40).all()
     fmn = next(c for c in out.info["costs"] if c["attack"] == "fmn")
-    assert fmn["images"] == sum(int(p.artifacts["adversarial/costs"][0, 0]) for p in parts)
+    assert fmn["images"] == sum(int(p.artifacts[COSTS][0, 0]) for p in parts)
     assert "examples" in out.figures
     whole = check.measure(demo_model, small.eval.subset(list(range(40))), CheckContext()).samples
     pd.testing.assert_frame_equal(whole, samples)

@@ -9,10 +9,17 @@ import pytest
 import torch
 from torch import nn
 
-from robustcnn.checks import CheckContext, get_check
+from robustcnn.artifacts import ADVERSARIAL_EXAMPLES, CORRUPTED_IMAGES, FOOLING_EVOLUTION_IMAGES, Artifacts
+from robustcnn.checks import CheckContext, get_check, load_registry
 from robustcnn.checks.audits.confidence import ConfidenceCheck
 from robustcnn.errors import InvalidInputError
-from robustcnn.methods.confidence.ood_sets import build_sets, pgd_examples, shifted_images, simple_corruptions
+from robustcnn.methods.confidence.ood_sets import (
+    ARTIFACTS,
+    build_sets,
+    pgd_examples,
+    shifted_images,
+    simple_corruptions,
+)
 from robustcnn.models import AuditedModel
 from robustcnn.results.schema import tidy
 
@@ -38,9 +45,12 @@ def _one(df, **where) -> pd.Series:
     return df[mask].iloc[0]
 
 
-def test_registered_after_the_other_checks():
+def test_registered_after_the_checks_whose_artifacts_it_uses():
     cls = get_check("confidence")
-    assert cls is ConfidenceCheck and cls.order == 90
+    assert cls is ConfidenceCheck and set(cls.uses) == set(ARTIFACTS.values())
+    providers = [c.name for c in load_registry().values() if set(c.provides) & set(cls.uses)]
+    assert sorted(providers) == ["adversarial", "corruptions", "fooling-evolution", "fooling-gradient"]
+    assert list(load_registry())[-1] == "confidence"
 
 
 def test_full_run_on_demo_cnn(demo_model, mnist_audit, ctx):
@@ -81,7 +91,9 @@ def test_artifacts_of_other_checks_are_used(demo_model, mnist_audit):
     clean_x = mnist_audit.eval.x
     ctx = CheckContext(
         seed=0,
-        artifacts={"adversarial/examples": clean_x.clone(), "fooling-evolution/images": torch.zeros(0, 1, 28, 28)},
+        artifacts=Artifacts(
+            {ADVERSARIAL_EXAMPLES: clean_x.clone(), FOOLING_EVOLUTION_IMAGES: torch.zeros(0, 1, 28, 28)}
+        ),
     )
     cfg = {"sets": ["adversarial", "fooling-evolution"], "generate_missing": False}
     out = ConfidenceCheck.from_options(cfg).run(demo_model, mnist_audit, ctx)
@@ -94,7 +106,7 @@ def test_artifacts_of_other_checks_are_used(demo_model, mnist_audit):
 
 
 def test_artifact_with_other_size_is_resized(demo_model, mnist_audit, ctx):
-    ctx.artifacts["corruptions/severity5"] = torch.rand(12, 3, 32, 32)
+    ctx.artifacts.put(CORRUPTED_IMAGES, torch.rand(12, 3, 32, 32))
     cfg = ConfidenceCheck.from_options({"sets": ["corruptions"]}).config
     sets, notes = build_sets(demo_model, mnist_audit, cfg, ctx)
     assert sets[0].images.shape == (12, 1, 28, 28)

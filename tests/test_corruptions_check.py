@@ -7,8 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from robustcnn.artifacts import CORRUPTED_IMAGES
 from robustcnn.checks import CheckContext, get_check
-from robustcnn.checks.natural_shifts.corruptions import ARTIFACT, CorruptionsCheck
+from robustcnn.checks.natural_shifts.corruptions import CorruptionsCheck
 from robustcnn.errors import InvalidInputError
 from robustcnn.methods.shifts import corrupt
 from robustcnn.results.schema import tidy
@@ -56,7 +57,7 @@ def test_seeded_and_artifact(demo_model, small_audit, result):
     _, out = result
     again = CorruptionsCheck.from_options(OPTIONS).run(demo_model, small_audit, CheckContext(seed=0))
     assert out.samples.equals(again.samples)
-    images = out.artifacts[ARTIFACT]
+    images = out.artifacts[CORRUPTED_IMAGES]
     assert images.shape == small_audit.eval.x.shape
     assert images.min() >= 0 and images.max() <= 1
     # every image carries the severity-5 corruption named in its sample row
@@ -67,7 +68,7 @@ def test_seeded_and_artifact(demo_model, small_audit, result):
     capped = CorruptionsCheck.from_options({**OPTIONS, "artifact_size": 7}).run(
         demo_model, small_audit, CheckContext(seed=0)
     )
-    assert len(capped.artifacts[ARTIFACT]) == 7
+    assert len(capped.artifacts[CORRUPTED_IMAGES]) == 7
 
 
 def test_mce_against_baseline(demo_model, small_audit, result):

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from robustcnn.artifacts import FOOLING_EVOLUTION_IMAGES
 from robustcnn.checks import AuditData, CheckContext
 from robustcnn.checks.fooling_images.fooling_evolution import FoolingEvolutionCheck
 from robustcnn.data import Split
@@ -118,7 +119,7 @@ def test_check_is_black_box_batched_and_reports_its_cost(small_run, demo_model):
     gens = table[table.metric == "generations_run"].set_index("encoding")["value"]
     evals = table[table.metric == "model_evaluations"].set_index("encoding")["value"]
     assert ((gens + 1) * 40 == evals).all()
-    images = out.artifacts["fooling-evolution/images"]
+    images = out.artifacts[FOOLING_EVOLUTION_IMAGES]
     assert images.shape == (6, 1, 28, 28) and out.info["artifact_order"][:3] == ["direct:0", "direct:1", "direct:8"]
     best = table[table.metric == "best_confidence"]
     for i, (enc, cls) in enumerate(x.split(":") for x in out.info["artifact_order"]):
@@ -187,7 +188,7 @@ def test_same_seed_same_champions(demo_model, mnist_audit):
     runs = [
         FoolingEvolutionCheck.from_options(opts).run(demo_model, mnist_audit, CheckContext(seed=s)) for s in (4, 4, 5)
     ]
-    imgs = [r.artifacts["fooling-evolution/images"] for r in runs]
+    imgs = [r.artifacts[FOOLING_EVOLUTION_IMAGES] for r in runs]
     assert torch.equal(imgs[0], imgs[1]) and not torch.equal(imgs[0], imgs[2])
 
 
@@ -202,7 +203,7 @@ def test_cppn_renders_at_any_size_and_channels():
     out = FoolingEvolutionCheck.from_options({"encodings": ["cppn"], "population": 8, "generations": 2}).run(
         model, data, CheckContext()
     )
-    assert out.artifacts["fooling-evolution/images"].shape == (5, 3, 21, 33)
+    assert out.artifacts[FOOLING_EVOLUTION_IMAGES].shape == (5, 3, 21, 33)
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from robustcnn.artifacts import FOOLING_GRADIENT_IMAGES
 from robustcnn.checks import CheckContext
 from robustcnn.checks.fooling_images.fooling_gradient import FoolingGradientCheck
 from robustcnn.errors import InvalidInputError
@@ -25,7 +26,7 @@ def quick_run(demo_model, mnist_audit):
 
 def test_fooling_images_reach_99_99_and_reevaluate_to_the_reported_confidence(quick_run, demo_model):
     out, table, _ = quick_run
-    images = out.artifacts["fooling-gradient/images"]
+    images = out.artifacts[FOOLING_GRADIENT_IMAGES]
     assert images.shape == (3, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
     best = table[(table.metric == "best_confidence") & (table.variant == "fooling")].set_index("class")["value"]
     assert list(best.index) == ["1", "4", "8"]
@@ -66,7 +67,7 @@ def test_prototypes_are_smoother_than_fooling_images(quick_run, demo_model, mnis
         torch.Generator().manual_seed(0),
         centre,
     )
-    assert total_variation(proto.images).mean() < 0.5 * total_variation(out.artifacts["fooling-gradient/images"]).mean()
+    assert total_variation(proto.images).mean() < 0.5 * total_variation(out.artifacts[FOOLING_GRADIENT_IMAGES]).mean()
 
 
 def test_unreached_thresholds_are_nan_and_marked(demo_model, mnist_audit):
@@ -86,7 +87,7 @@ def test_same_seed_same_images_other_seed_other_images(demo_model, mnist_audit):
     a = FoolingGradientCheck.from_options(opts).run(demo_model, mnist_audit, CheckContext(seed=1))
     b = FoolingGradientCheck.from_options(opts).run(demo_model, mnist_audit, CheckContext(seed=1))
     c = FoolingGradientCheck.from_options(opts).run(demo_model, mnist_audit, CheckContext(seed=2))
-    key = "fooling-gradient/images"
+    key = FOOLING_GRADIENT_IMAGES
     assert torch.equal(a.artifacts[key], b.artifacts[key])
     assert not torch.equal(a.artifacts[key], c.artifacts[key])
 

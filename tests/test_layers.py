@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "robustcnn"
 
 # lowest first; a module may import its own layer and the layers below it
 LAYERS = [
-    {"errors", "options", "seeding", "stats", "_runtime", "batch_backoff"},
+    {"errors", "options", "seeding", "stats", "_runtime", "batch_backoff", "artifacts"},
     {"data"},
     {"models"},
     {"results", "estimate"},

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from robustcnn.checks import AuditData, CheckContext
-from robustcnn.checks.attribution.occlusion import OcclusionCheck
+from robustcnn.checks.attribution.occlusion import MAPS, OcclusionCheck
 from robustcnn.data import Split
 from robustcnn.errors import InvalidInputError
 from robustcnn.methods.attribution.occlusion import OcclusionConfig, window_and_stride
@@ -58,7 +58,7 @@ def test_maps_and_flips_match_a_brute_force_occlusion_loop(demo_model, stroke_au
     split = stroke_audit.eval.subset([0, 5, 11])
     check = OcclusionCheck.from_options({"window": 6, "stride": 3, "baseline": 0.5})
     out = check.measure(demo_model, split, CheckContext(batch_size=64))
-    maps = out.artifacts["occlusion/maps"]
+    maps = out.artifacts[MAPS]
     for i in range(len(split)):
         expected, flipped = brute_force(demo_model, split.x[i], int(split.y[i]), 6, 3, 0.5)
         assert torch.allclose(maps[i, 0], expected, atol=1e-5)
@@ -68,7 +68,7 @@ def test_maps_and_flips_match_a_brute_force_occlusion_loop(demo_model, stroke_au
 
 def test_outside_share_is_computed_from_the_map_and_masks(measured, stroke_audit):
     part, out = measured
-    maps = part.artifacts["occlusion/maps"]
+    maps = part.artifacts[MAPS]
     positive = maps.clamp(min=0)
     background = (stroke_audit.eval.masks < 0.5).float()
     expected = (positive * background).sum(dim=(1, 2, 3)) / positive.sum(dim=(1, 2, 3))

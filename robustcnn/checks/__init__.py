@@ -20,6 +20,7 @@ from .registry import (
     get_check,
     load_registry,
     register,
+    run_order,
 )
 
 __all__ = [
@@ -39,4 +40,5 @@ __all__ = [
     "get_check",
     "load_registry",
     "register",
+    "run_order",
 ]

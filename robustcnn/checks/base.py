@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 import pandas as pd
 import torch
 
+from ..artifacts import ArtifactKey, Artifacts
 from ..data import Split
 from ..estimate import CostInputs, Passes
 from ..models import AuditedModel
@@ -51,25 +52,27 @@ class AuditData:
 @dataclass
 class CheckOutput:
     """What a check returns: tidy rows, optional per-sample records, figures (PNG bytes) and
-    artifacts (tensors later checks may reuse, e.g. adversarial examples for ``confidence``)."""
+    artifacts (by typed key: what its ``summarize`` or later checks reuse, e.g. adversarial examples
+    for ``confidence``)."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     samples: pd.DataFrame | None = None
     figures: dict[str, bytes] = field(default_factory=dict)
-    artifacts: dict[str, torch.Tensor] = field(default_factory=dict)
+    artifacts: Artifacts = field(default_factory=Artifacts)
     warnings: list[str] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
 class CheckContext:
-    """Run settings shared by checks: device, seed, batch size, and outputs of earlier checks."""
+    """Run settings shared by checks: device, seed, batch size, and the artifacts of earlier checks that
+    this check ``needs`` or ``uses``."""
 
     device: str = "cpu"
     seed: int = 0
     batch_size: int = 256
     progress: bool = False
-    artifacts: dict[str, torch.Tensor] = field(default_factory=dict)
+    artifacts: Artifacts = field(default_factory=Artifacts)
     baseline: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
     eval_size: int = 0  # evaluation images in the whole run, of which a shard is part (0: not sharded)
@@ -145,7 +148,12 @@ class NoConfig:
 
 
 class Check:
-    """Base class of all checks; subclasses set ``name`` and implement ``run``."""
+    """Base class of all checks; subclasses set ``name`` and implement ``run``.
+
+    ``provides`` lists the artifacts the check hands on to later checks; ``needs`` those it cannot
+    run without (the check that provides them must run too), ``uses`` those it reads when their
+    provider ran. The runner orders checks by these declarations (``checks.order``).
+    """
 
     name: ClassVar[str] = ""
     family: ClassVar[str] = ""
@@ -156,7 +164,9 @@ class Check:
     needs_model: ClassVar[bool] = True
     needs_train: ClassVar[bool] = False
     reads_train: ClassVar[bool] = False  # reads the training split when there is one (it is decoded ahead)
-    order: ClassVar[int] = 50
+    needs: ClassVar[tuple[ArtifactKey[Any], ...]] = ()
+    uses: ClassVar[tuple[ArtifactKey[Any], ...]] = ()
+    provides: ClassVar[tuple[ArtifactKey[Any], ...]] = ()
     Config: ClassVar[type] = NoConfig
 
     def __init__(self, config: Any | None = None) -> None:
@@ -200,9 +210,8 @@ class SampleCheck(Check):
         """Per-sample records (``samples``, one row per image, with a ``sample`` id column) and artifacts."""
         raise NotImplementedError
 
-    def summarize(
-        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
-    ) -> CheckOutput:
+    def summarize(self, samples: pd.DataFrame, artifacts: Artifacts, data: AuditData, ctx: CheckContext) -> CheckOutput:
+        """Rows from the merged records; ``artifacts`` holds the shards' artifacts, concatenated."""
         raise NotImplementedError
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:

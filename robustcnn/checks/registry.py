@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..errors import InvalidInputError
 from .base import Check
+from .order import ordered, registry_order
 
 REGISTRY: dict[str, type[Check]] = {}
 
@@ -34,7 +35,19 @@ def load_registry() -> dict[str, type[Check]]:
         for module in pkgutil.walk_packages(package.__path__, package_name + "."):
             importlib.import_module(module.name)
     _load_plugins()
+    in_order = registry_order(list(REGISTRY.values()))
+    REGISTRY.clear()
+    REGISTRY.update((cls.name, cls) for cls in in_order)
     return REGISTRY
+
+
+def run_order(checks: list[Check]) -> list[Check]:
+    """The selected ``checks`` in the order they run: the registry's, which puts the provider of an
+    artifact before the checks that need or use it. A needed artifact whose provider is not among
+    ``checks`` is refused (``InvalidInputError``)."""
+    registry = load_registry()
+    rank = {name: i for i, name in enumerate(registry)}
+    return ordered(sorted(checks, key=lambda c: rank[c.name]), known=registry.values())
 
 
 def _load_plugins() -> None:
@@ -60,9 +73,21 @@ def _load_plugins() -> None:
             _skip_plugin(entry.name, f"{entry.value} is not a robustcnn.checks.Check subclass")
         elif cls.name != entry.name:
             _skip_plugin(entry.name, f"{entry.value} is named '{cls.name}', not '{entry.name}'")
+        elif problem := _contract_problem(cls):
+            _skip_plugin(entry.name, f"{entry.value}: {problem}")
         else:
             REGISTRY[cls.name] = cls
             PLUGINS[cls.name] = entry.value
+
+
+def _contract_problem(cls: type[Check]) -> str | None:
+    """Why ``cls`` cannot join the registry's order (bad declarations, a second provider of an
+    artifact, a cycle), or None."""
+    try:
+        registry_order([*REGISTRY.values(), cls])
+    except InvalidInputError as exc:
+        return str(exc)
+    return None
 
 
 def _skip_plugin(name: str, reason: str) -> None:

@@ -54,7 +54,8 @@ def compare_headlines(reports: Sequence[Any]) -> pd.DataFrame:
         frames.append(card.set_index("check")["value"].rename(label))
     wide = pd.concat(frames, axis=1, sort=False)
     registry = load_registry()
-    order = sorted(wide.index, key=lambda k: (getattr(registry.get(k), "order", 1000), k))
+    rank = {name: i for i, name in enumerate(registry)}  # the registry's order: providers first, then the catalogue
+    order = sorted(wide.index, key=lambda k: (rank.get(k, len(rank)), k))
     wide = wide.loc[order]
     wide.insert(0, "headline", [info[c][1] for c in order])
     wide.insert(0, "family", [info[c][0] for c in order])

@@ -47,7 +47,8 @@ def check_names(report: Any) -> list[str]:
     names = list((report.meta or {}).get("checks", {}) or {})
     if "check" in report.table.columns:
         names += [c for c in report.table["check"].dropna().unique() if c not in names]
-    return sorted(names, key=lambda n: (getattr(registry.get(n), "order", 1000), n))
+    rank = {name: i for i, name in enumerate(registry)}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), n))
 
 
 def check_instance(name: str, meta: dict[str, Any] | None) -> Check | None:

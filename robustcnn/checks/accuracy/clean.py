@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pandas as pd
-import torch
 
+from ...artifacts import Artifacts
 from ...data import Split
 from ...estimate import CostInputs, Passes
 from ...models import AuditedModel
@@ -22,7 +22,6 @@ class CleanCheck(SampleCheck):
         "Every robustness number elsewhere is relative to this baseline."
     )
     reference = "Standard top-1 accuracy; 95% Wilson intervals."
-    order = 0
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         logits = model.logits(batch.x, ctx.batch_size)
@@ -39,9 +38,7 @@ class CleanCheck(SampleCheck):
         )
         return CheckOutput(samples=samples)
 
-    def summarize(
-        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
-    ) -> CheckOutput:
+    def summarize(self, samples: pd.DataFrame, artifacts: Artifacts, data: AuditData, ctx: CheckContext) -> CheckOutput:
         rows = [rate("accuracy", int(samples["correct"].sum()), len(samples))]
         rows.append(value("mean_confidence", float(samples["confidence"].mean()), len(samples)))
         for k, cls in enumerate(data.classes):

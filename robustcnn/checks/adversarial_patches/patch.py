@@ -100,7 +100,6 @@ class PatchCheck(Check):
     version = "3"
     needs_train = True
     reads_train = True
-    order = 40
     Config = PatchConfig
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ...artifacts import ArtifactKey, Artifacts
 from ...checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ...data import Split
 from ...estimate import CostInputs, Passes
@@ -31,6 +32,8 @@ from ...methods.attribution.occlusion import (
 from ...models import AuditedModel
 from ...results.schema import rate, value
 
+MAPS = ArtifactKey("occlusion/maps", torch.Tensor, "per shard: each image's pooled occlusion map, for the figures")
+
 
 @register
 class OcclusionCheck(SampleCheck):
@@ -45,7 +48,6 @@ class OcclusionCheck(SampleCheck):
     )
     reference = "Zeiler & Fergus (2014), Visualizing and Understanding Convolutional Networks, ECCV; captum Occlusion."
     version = "1"
-    order = 45
     Config = OcclusionConfig
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:
@@ -88,11 +90,9 @@ class OcclusionCheck(SampleCheck):
             share, background = outside_share(sensitivity.cpu(), batch.masks)
             samples["outside_share"], samples["background_area"] = share.numpy(), background.numpy()
         pooled = F.adaptive_avg_pool2d(sensitivity.cpu(), (min(h, MAP_SIDE), min(w, MAP_SIDE)))
-        return CheckOutput(samples=samples, artifacts={"occlusion/maps": pooled})
+        return CheckOutput(samples=samples, artifacts=Artifacts({MAPS: pooled}))
 
-    def summarize(
-        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
-    ) -> CheckOutput:
+    def summarize(self, samples: pd.DataFrame, artifacts: Artifacts, data: AuditData, ctx: CheckContext) -> CheckOutput:
         h, w = data.eval.x.shape[-2:]
         window, stride = window_and_stride(self.config, h, w)
         params = {"window": window, "stride": stride, "baseline": str(self.config.baseline)}
@@ -101,7 +101,7 @@ class OcclusionCheck(SampleCheck):
             part = samples[samples["label"] == k]
             if len(part):
                 rows += _rows(part, {**params, "class": cls})
-        maps = artifacts.get("occlusion/maps")
+        maps = artifacts.get(MAPS)
         out = CheckOutput(rows=rows, info={"window": window, "stride": stride, "baseline": self.config.baseline})
         if maps is not None and len(maps):
             index = {sid: i for i, sid in enumerate(data.eval.ids)}

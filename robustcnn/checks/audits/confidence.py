@@ -14,7 +14,7 @@ from ...methods.confidence import figures
 from ...methods.confidence.calibration import misclassification_auroc, reliability, risk_coverage
 from ...methods.confidence.metrics import detection, threshold_at_tpr
 from ...methods.confidence.odtest import od_test
-from ...methods.confidence.ood_sets import SET_NAMES, OODSet, build_sets
+from ...methods.confidence.ood_sets import ARTIFACTS, SET_NAMES, OODSet, build_sets
 from ...methods.confidence.scores import SCORES, confidence_scores, display_values, usable_scores
 from ...models import AuditedModel
 from ...options import Rule, option
@@ -76,7 +76,7 @@ class ConfidenceCheck(Check):
         "(OD-test); Guo et al. 2017 (ECE); Geifman & El-Yaniv 2017 (risk-coverage)."
     )
     version = "1"
-    order = 90
+    uses = tuple(ARTIFACTS.values())
     Config = ConfidenceConfig
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:

@@ -253,7 +253,6 @@ class GroupsCheck(Check):
         "ICML); Hardt et al. 2016 (equalized odds); Sagawa et al. 2020 (worst-group accuracy); fairlearn MetricFrame."
     )
     version = "1"
-    order = 80
     reads_train = True
     Config = GroupsConfig
 

@@ -214,7 +214,6 @@ class LabelIssuesCheck(Check):
     )
     reference = "Northcutt, Jiang & Chuang 2021, Confident Learning: Estimating Uncertainty in Dataset Labels (JAIR)."
     version = "1"
-    order = 78
     reads_train = True
     Config = LabelIssuesConfig
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...artifacts import FOOLING_EVOLUTION_IMAGES
 from ...estimate import CostInputs, Passes
 from ...methods.fooling.cppn import CPPNEncoding, CPPNRates
 from ...methods.fooling.direct import DirectEncoding
@@ -48,7 +49,7 @@ class FoolingEvolutionCheck(Check):
         "Illuminating search spaces by mapping elites; Stanley 2007, Compositional pattern producing networks."
     )
     version = "2"
-    order = 31
+    provides = (FOOLING_EVOLUTION_IMAGES,)
 
     @dataclass
     class Config:
@@ -145,7 +146,7 @@ class FoolingEvolutionCheck(Check):
             for j, thr in enumerate(c.thresholds):
                 fewest = np.min([t.costs(j) for t in traces], axis=0)
                 out.rows.append(median_cost(fewest, "median_generations_to_confidence", threshold=thr))
-        out.artifacts[f"{self.name}/images"] = torch.cat(champions)
+        out.artifacts.put(FOOLING_EVOLUTION_IMAGES, torch.cat(champions))
         return out
 
     def headline(self, table: pd.DataFrame) -> Headline | None:

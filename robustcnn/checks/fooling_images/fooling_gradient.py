@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
+from ...artifacts import FOOLING_GRADIENT_IMAGES
 from ...checks import AuditData, Check, CheckContext, CheckOutput, Headline, register
 from ...estimate import CostInputs, Passes
 from ...methods.fooling.gradient import (
@@ -47,7 +48,7 @@ class FoolingGradientCheck(Check):
         "2014, Deep inside convolutional networks; Yosinski et al. 2015, Understanding neural networks through deep visualization."
     )
     version = "2"
-    order = 30
+    provides = (FOOLING_GRADIENT_IMAGES,)
 
     @dataclass
     class Config:
@@ -138,7 +139,7 @@ class FoolingGradientCheck(Check):
                 suptitle="top: unregularised fooling images; bottom: regularised class prototypes",
             )
         if "fooling" in images:
-            out.artifacts[f"{self.name}/images"] = images["fooling"]
+            out.artifacts.put(FOOLING_GRADIENT_IMAGES, images["fooling"])
         return out
 
     def headline(self, table: pd.DataFrame) -> Headline | None:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...artifacts import ADVERSARIAL_EXAMPLES, ArtifactKey, Artifacts
 from ...data import Split
 from ...errors import InvalidInputError
 from ...estimate import CostInputs, Passes
@@ -36,6 +37,7 @@ from .. import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, regi
 
 NORM_LABELS = {"linf": "L-inf", "l2": "L2"}
 COST_FIELDS = ("images", "improved", "forward", "backward", "seconds")
+COSTS = ArtifactKey("adversarial/costs", torch.Tensor, "per shard: one row of COST_FIELDS per (norm, attack)")
 
 
 def _attack_per_norm(c: AdversarialConfig) -> bool:
@@ -155,7 +157,7 @@ class AdversarialCheck(SampleCheck):
         "Croce & Hein 2020 (APGD, AutoAttack); Andriushchenko et al. 2020 (Square); Athalye et al. 2018 (obfuscated gradients)"
     )
     version = "2"
-    order = 20
+    provides = (ADVERSARIAL_EXAMPLES,)
     Config = AdversarialConfig
 
     def preflight(self, model: AuditedModel, data: AuditData) -> None:
@@ -258,15 +260,12 @@ class AdversarialCheck(SampleCheck):
         table = torch.tensor(
             [[float(getattr(costs[key], f)) for f in COST_FIELDS] for key in cfg.cost_order()], dtype=torch.float64
         )
-        artifacts = {
-            "adversarial/examples": head.adversarial[torch.from_numpy(chosen)].contiguous(),
-            "adversarial/costs": table,
-        }
+        artifacts = Artifacts(
+            {ADVERSARIAL_EXAMPLES: head.adversarial[torch.from_numpy(chosen)].contiguous(), COSTS: table}
+        )
         return CheckOutput(samples=samples, artifacts=artifacts)
 
-    def summarize(
-        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
-    ) -> CheckOutput:
+    def summarize(self, samples: pd.DataFrame, artifacts: Artifacts, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: AdversarialConfig = self.config
         grids, headline = cfg.grids(data.eval.shape)
         chain = "+".join(dict.fromkeys(cfg.attacks))
@@ -277,14 +276,14 @@ class AdversarialCheck(SampleCheck):
             rows += min_norm_rows(samples, norm)
             rows += found_by_rows(samples, norm, applicable)
         rows += class_rows(samples, data.classes, *headline)
-        costs = self._costs(artifacts.get("adversarial/costs"))
+        costs = self._costs(artifacts.get(COSTS))
         rows += cost_rows(costs)
         diag_rows, warnings = self._diagnostics(samples)
         rows += diag_rows
         for w in warnings:
             ctx.warn(w)
         figures = {"curve": curve_png(pd.DataFrame([r for r in rows if r["metric"] == "robust_accuracy"]))}
-        examples = self._examples_figure(samples, artifacts.get("adversarial/examples"), data, headline)
+        examples = self._examples_figure(samples, artifacts.get(ADVERSARIAL_EXAMPLES), data, headline)
         if examples is not None:
             figures["examples"] = examples
         info = {
@@ -294,7 +293,7 @@ class AdversarialCheck(SampleCheck):
             "headline": {"norm": headline[0], "eps": headline[1]},
             "costs": costs,
         }
-        kept = {k: artifacts[k] for k in ("adversarial/examples",) if k in artifacts}
+        kept = artifacts.only([ADVERSARIAL_EXAMPLES])
         return CheckOutput(rows=rows, figures=figures, artifacts=kept, info=info)
 
     def headline(self, table: pd.DataFrame) -> Headline | None:

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...artifacts import CORRUPTED_IMAGES, Artifacts
 from ...data import Split
 from ...estimate import CostInputs, Passes
 from ...methods.shifts.corruptions import BENCHMARK, CORRUPTIONS, HELD_OUT, PRESETS, corrupt
@@ -19,8 +20,6 @@ from ...options import option
 from ...results.plots import figure_png, image_grid
 from ...results.schema import rate, value
 from .. import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
-
-ARTIFACT = "corruptions/severity5"
 
 
 def column(name: str, severity: int) -> str:
@@ -45,7 +44,7 @@ class CorruptionsCheck(SampleCheck):
         "ICLR 2019."
     )
     version = "3"
-    order = 60
+    provides = (CORRUPTED_IMAGES,)
 
     @dataclass
     class Config:
@@ -96,15 +95,13 @@ class CorruptionsCheck(SampleCheck):
                 if severity == 5:
                     mask = torch.from_numpy(lend == name)
                     lent[mask] = xc.cpu()[mask]
-        artifacts = {}
+        artifacts = Artifacts()
         if 5 in cfg.severities and cfg.artifact_size:
             rec["severity5_corruption"] = lend
-            artifacts[ARTIFACT] = lent
+            artifacts.put(CORRUPTED_IMAGES, lent)
         return CheckOutput(samples=pd.DataFrame(rec), artifacts=artifacts)
 
-    def summarize(
-        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
-    ) -> CheckOutput:
+    def summarize(self, samples: pd.DataFrame, artifacts: Artifacts, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg = self.config
         n = len(samples)
         rows = [rate("clean_accuracy", int(samples["clean"].sum()), n)]
@@ -134,11 +131,11 @@ class CorruptionsCheck(SampleCheck):
             rows += self._versus_baseline(samples, ctx.baseline, out)
         out.figures["examples"] = self._examples(data, ctx)
         out.figures["accuracy"] = self._heatmap(samples)
-        if ARTIFACT in artifacts and len(artifacts[ARTIFACT]):
-            images = artifacts[ARTIFACT]
+        if CORRUPTED_IMAGES in artifacts and len(artifacts[CORRUPTED_IMAGES]):
+            images = artifacts[CORRUPTED_IMAGES]
             if len(images) > cfg.artifact_size:
                 images = images[torch.linspace(0, len(images) - 1, cfg.artifact_size).round().long()]
-            out.artifacts[ARTIFACT] = images
+            out.artifacts.put(CORRUPTED_IMAGES, images)
         return out
 
     def _versus_baseline(self, samples: pd.DataFrame, baseline: pd.DataFrame, out: CheckOutput) -> list[dict]:

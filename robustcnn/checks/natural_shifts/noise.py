@@ -50,7 +50,6 @@ class NoiseCheck(Check):
     )
     reference = "Shafaei, Schmidt & Little 2018, A less biased evaluation of out-of-distribution sample detectors (arbitrary-predictions test)."
     version = "1"
-    order = 35
 
     @dataclass
     class Config:

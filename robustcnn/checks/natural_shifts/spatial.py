@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ...artifacts import ArtifactKey, Artifacts
 from ...checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ...data import Split
 from ...estimate import CostInputs, Passes
@@ -19,7 +20,7 @@ from ...options import Rule, option
 from ...results.plots import figure_png, image_grid
 from ...results.schema import rate, value
 
-CURVES = "spatial/jaggedness-curves"
+CURVES = ArtifactKey("spatial/jaggedness-curves", torch.Tensor, "per-image accuracy curves for the summary figure")
 
 
 @register
@@ -39,7 +40,6 @@ class SpatialCheck(SampleCheck):
         "JMLR 2019; Engstrom, Tran, Tsipras, Schmidt & Madry, Exploring the landscape of spatial robustness, ICML 2019."
     )
     version = "2"
-    order = 62
 
     @dataclass
     class Config:
@@ -118,7 +118,7 @@ class SpatialCheck(SampleCheck):
         n, _, h, w = batch.x.shape
         x, y = batch.x, batch.y
         rec: dict[str, object] = {"sample": batch.ids, "label": y.numpy()}
-        artifacts: dict[str, torch.Tensor] = {}
+        artifacts = Artifacts()
         logits = model.logits(x, ctx.batch_size)
         clean = logits.argmax(dim=1) == y
         rec["clean_correct"] = clean.numpy()
@@ -127,7 +127,7 @@ class SpatialCheck(SampleCheck):
             rec["jag_pairs"] = np.full(n, curves.shape[1] - 1)
             rec["jag_changes"] = changes.numpy()
             rec["jag_abs_change"] = (curves[:, 1:] - curves[:, :-1]).abs().sum(dim=1).numpy()
-            artifacts[CURVES] = curves
+            artifacts.put(CURVES, curves)
         if cfg.grid:
             rec.update(self._grid(model, x, y, clean, ctx, h, w, batch.ids))
         return CheckOutput(samples=pd.DataFrame(rec), artifacts=artifacts)
@@ -196,9 +196,7 @@ class SpatialCheck(SampleCheck):
             out["random_evals"] = spent.numpy()
         return out
 
-    def summarize(
-        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
-    ) -> CheckOutput:
+    def summarize(self, samples: pd.DataFrame, artifacts: Artifacts, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg = self.config
         n = len(samples)
         h, w = data.eval.x.shape[-2:]

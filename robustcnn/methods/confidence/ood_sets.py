@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
+from ...artifacts import ADVERSARIAL_EXAMPLES, CORRUPTED_IMAGES, FOOLING_EVOLUTION_IMAGES, FOOLING_GRADIENT_IMAGES
 from ...data import DatasetRef, Split, Target
 from ...data.base import adapt_split
 from ...data.index import BadImage
@@ -36,11 +37,11 @@ if TYPE_CHECKING:
     from ...checks.audits.confidence import ConfidenceConfig
 
 NOISE_SETS = ("gaussian-noise", "uniform-noise")
-ARTIFACTS = {
-    "fooling-gradient": "fooling-gradient/images",
-    "fooling-evolution": "fooling-evolution/images",
-    "adversarial": "adversarial/examples",
-    "corruptions": "corruptions/severity5",
+ARTIFACTS = {  # set name -> the artifact it is read from
+    "fooling-gradient": FOOLING_GRADIENT_IMAGES,
+    "fooling-evolution": FOOLING_EVOLUTION_IMAGES,
+    "adversarial": ADVERSARIAL_EXAMPLES,
+    "corruptions": CORRUPTED_IMAGES,
 }
 SET_NAMES = NOISE_SETS + tuple(ARTIFACTS)
 FOOLING_CONFIDENCE = 0.9999
@@ -213,7 +214,7 @@ def build_sets(
         key = ARTIFACTS[name]
         if key in ctx.artifacts and len(ctx.artifacts[key]):
             images = ctx.artifacts[key].detach().float().cpu()
-            source = f"artifact {key}"
+            source = f"artifact {key.name}"
         elif cfg.generate_missing:
             generated = _generate(name, model, data, cfg, gen(name))
             if generated is None:
@@ -221,7 +222,7 @@ def build_sets(
                 continue
             images, source = generated
         else:
-            notes.append(f"{name}: artifact {key} missing and generate_missing is off; set skipped")
+            notes.append(f"{name}: artifact {key.name} missing and generate_missing is off; set skipped")
             continue
         if images.shape[1:] != torch.Size(shape):
             images = adapt_split_images(images, shape, name, notes)
