@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 
 import pandas as pd
 import pytest
@@ -104,3 +105,40 @@ def test_scorecard_shows_rates_as_percent_with_ci_and_the_drop_from_clean(tmp_pa
         assert "−59 pts" in shown and "−28 pts" in shown
     assert '<span class="badge fail">fail</span>' in page  # the verdict badges stay
     assert "❌ fail" in summary
+
+
+def test_scorecard_shows_the_change_against_the_baseline_report(tmp_path):
+    from test_html_helpers import clean_rows
+
+    from robustcnn.reports.html import render_html
+    from robustcnn.reports.markdown import render_summary
+    from robustcnn.reports.scorecard import scorecard, scorecard_text
+    from robustcnn.results.schema import combine, tidy, value
+    from robustcnn.results.writer import write_report
+
+    def audit(folder: str, accuracy: float, lift: float, baseline: str | None = None):
+        table = combine(
+            [
+                tidy(clean_rows(accuracy), "m", "clean"),
+                tidy([value("probe_lift", lift, 100, variant="pixels")], "m", "dataset-bias"),
+            ]
+        )
+        entry = {"status": "complete", "config": {}, "warnings": []}
+        meta = {
+            "schema_version": 1,
+            "checks": dict.fromkeys(("clean", "dataset-bias"), entry),
+            "plan": {"baseline": baseline},
+        }
+        return write_report(tmp_path / folder, table, pd.DataFrame({"sample": ["a"]}), meta, {})
+
+    before = audit("before", 0.9, 0.3)
+    after = audit("after", 0.8, 0.45, baseline=str(before.path))
+    card = scorecard(after).set_index("check")
+    assert card.loc["clean", "vs_baseline"] == pytest.approx(-0.1)
+    assert card.loc["dataset-bias", "vs_baseline"] == pytest.approx(0.15)
+    assert scorecard(before)["vs_baseline"].isna().all()  # no baseline named: no column shown
+    for shown in (render_html(after), render_summary(after), scorecard_text(scorecard(after))):
+        assert "vs baseline" in shown and "−10.0 pts" in shown and "+0.15" in shown
+    assert "vs baseline" not in scorecard_text(scorecard(before))
+    shutil.rmtree(before.path)  # a baseline that is gone: no comparison, still a scorecard
+    assert scorecard(after)["vs_baseline"].isna().all()

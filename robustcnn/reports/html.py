@@ -24,6 +24,7 @@ from markupsafe import Markup
 from pandas.io.formats.style import Styler
 
 from .scorecard import (
+    baseline_text,
     breakdown_rows,
     check_instance,
     check_names,
@@ -251,6 +252,7 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
                 "anchor": anchor(row["check"]),
                 "value": headline_text(row["value"], row["ci_low"], row["ci_high"], row["kind"]),
                 "vs_clean": delta_text(row["vs_clean"]),
+                "vs_baseline": baseline_text(row["vs_baseline"], row["kind"]),
                 "status_class": _status_class(str(row["status"])),
                 "verdict_class": row["verdict"] or "other",
             }
@@ -258,6 +260,7 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
         ],
         has_notes=bool((card["note"] != "").any()),
         has_deltas=bool(card["vs_clean"].notna().any()),
+        has_baseline=bool(card["vs_baseline"].notna().any()),
         sections=[_section(report, n, all_figures.get(n) or {}) for n in names],
         max_rows=MAX_TABLE_ROWS,
         plan=json.dumps(run_info, indent=2, default=str) if run_info else "",

@@ -33,6 +33,7 @@ SCORECARD_COLUMNS = [
     "ci_high",
     "kind",
     "vs_clean",
+    "vs_baseline",
     "verdict",
     "status",
     "gate",
@@ -89,7 +90,7 @@ def breakdown_rows(table: pd.DataFrame) -> pd.Series:
     return (per_class & (counts > 1)) | (sizes > LONG_METRIC_ROWS)
 
 
-def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.DataFrame:
+def scorecard(report: Any, gate_results: Sequence[Any] | None = None, baseline: Any | None = None) -> pd.DataFrame:
     """One line per check: family, check, title, headline label and value, run status, gate verdict.
 
     ``gate`` is the worst verdict (pass < warn < fail) of the gates on that check, empty when
@@ -98,9 +99,12 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
     ``headline``), so that a missing number is never silent. ``kind`` is the headline's ``rate``
     (a share in [0, 1]) or ``value``; ``vs_clean`` is an accuracy headline's difference to the
     clean accuracy of the same report (e.g. worst-of-grid accuracy minus clean accuracy), NaN
-    where the comparison means nothing or clean accuracy is missing.
+    where the comparison means nothing or clean accuracy is missing. ``vs_baseline`` is the
+    headline's change against the same check's headline in the ``--baseline`` report the audit
+    named (``baseline`` overrides it), NaN without one.
     """
     checks_meta = (report.meta or {}).get("checks") or {}
+    before = baseline if baseline is not None else baseline_report(report)
     lines, comparable = [], []
     for name in check_names(report):
         info = checks_meta.get(name) or {}
@@ -133,6 +137,7 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
                 "ci_high": getattr(head, "ci_high", math.nan),
                 "kind": getattr(head, "kind", ""),
                 "vs_clean": math.nan,
+                "vs_baseline": _baseline_delta(before, instance, head) if before is not None else math.nan,
                 "verdict": _gate_verdict(gate_results, name)
                 if gate_results
                 else (default_verdict(head) if head else ""),
@@ -147,6 +152,34 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
         if compare:
             line["vs_clean"] = line["value"] - clean
     return pd.DataFrame(lines, columns=SCORECARD_COLUMNS)
+
+
+def baseline_report(report: Any) -> Any | None:
+    """The report the audit compared against (``--baseline``, recorded in meta.json), or None when
+    it named none or the folder no longer holds a complete report."""
+    from ..results.report import Report
+
+    path = (((report.meta or {}).get("plan") or {}).get("baseline")) or None
+    if not path:
+        return None
+    try:
+        return Report.load(path)
+    except (InvalidInputError, OSError):
+        return None
+
+
+def _baseline_delta(before: Any, instance: Check | None, head: Any) -> float:
+    """This headline minus the same check's headline in the baseline report (NaN where either is missing)."""
+    if instance is None or head is None or "check" not in before.table.columns:
+        return math.nan
+    table = drop_empty(before.table[before.table["check"] == instance.name]).reset_index(drop=True)
+    try:
+        then = instance.headline(table) if not table.empty else None
+    except Exception:  # an older report the headline cannot read: no comparison rather than no report
+        return math.nan
+    if then is None or then.label != head.label or then.kind != head.kind:
+        return math.nan
+    return float(head.value) - float(then.value)
 
 
 def _is_accuracy(head: Any) -> bool:
@@ -203,6 +236,17 @@ def delta_text(delta: float) -> str:
     return ("−" if points < 0 and float(text) else "+" if points > 0 and float(text) else "±") + f"{text} pts"
 
 
+def baseline_text(delta: float, kind: str) -> str:
+    """A headline's change against the baseline: percentage points for a rate, else a signed number."""
+    if delta is None or pd.isna(delta):
+        return ""
+    if kind == "rate":
+        return delta_text(delta)
+    if math.isinf(delta):
+        return "+inf" if delta > 0 else "−inf"
+    return ("−" if delta < 0 else "+" if delta > 0 else "±") + f"{abs(delta):.3g}"
+
+
 def display_card(card: pd.DataFrame) -> pd.DataFrame:
     """The scorecard for reading: ``value`` as ``headline_text``, ``vs clean`` as ``delta_text``,
     without the title and the numeric columns they replace, and without columns empty throughout."""
@@ -212,7 +256,12 @@ def display_card(card: pd.DataFrame) -> pd.DataFrame:
         for v, lo, hi, k in zip(view["value"], view["ci_low"], view["ci_high"], view["kind"], strict=True)
     ]
     view.insert(view.columns.get_loc("value") + 1, "vs clean", view["vs_clean"].map(delta_text))
-    view = view.drop(columns=["title", "ci_low", "ci_high", "kind", "vs_clean"])
+    view.insert(
+        view.columns.get_loc("vs clean") + 1,
+        "vs baseline",
+        [baseline_text(d, k) for d, k in zip(card["vs_baseline"], card["kind"], strict=True)],
+    )
+    view = view.drop(columns=["title", "ci_low", "ci_high", "kind", "vs_clean", "vs_baseline"])
     return view.loc[:, [c for c in view.columns if c in ("check", "value") or (view[c].astype(str) != "").any()]]
 
 
