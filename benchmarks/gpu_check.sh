@@ -46,11 +46,16 @@ from pathlib import Path
 out = Path(sys.argv[1])
 metas = {d: json.loads((out / f"demo-{d}" / "meta.json").read_text()) for d in ("cpu", "cuda") if (out / f"demo-{d}" / "meta.json").exists()}
 if len(metas) == 2:
-    print(f"{'check':<18} {'cpu s':>8} {'cuda s':>8} {'speed-up':>8} {'forward':>10} {'backward':>10}")
+    print(f"{'check':<18} {'cpu s':>8} {'cuda s':>8} {'speed-up':>8} {'cuda est s':>10} {'est/meas':>8} {'forward':>10} {'backward':>10}")
     for name, info in metas["cuda"]["checks"].items():
         cpu = metas["cpu"]["checks"][name]["seconds"]
         gpu = info["seconds"]
-        print(f"{name:<18} {cpu:8.1f} {gpu:8.1f} {cpu / gpu:8.1f} {info['forward']:>10} {info['backward']:>10}")
-    total = lambda m: sum(c["seconds"] for c in m["checks"].values())  # noqa: E731
+        est = (info.get("estimate") or {}).get("seconds")
+        est_text = f"{est:10.1f} {est / gpu:8.2f}" if est else f"{'?':>10} {'':>8}"
+        print(f"{name:<18} {cpu:8.1f} {gpu:8.1f} {cpu / gpu:8.1f} {est_text} {info['forward']:>10} {info['backward']:>10}")
+
+    def total(m: dict) -> float:
+        return sum(c["seconds"] for c in m["checks"].values())
+
     print(f"{'all checks':<18} {total(metas['cpu']):8.1f} {total(metas['cuda']):8.1f} {total(metas['cpu']) / total(metas['cuda']):8.1f}")
 PY
