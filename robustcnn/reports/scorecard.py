@@ -220,11 +220,17 @@ def headline_text(value: float, ci_low: float = math.nan, ci_high: float = math.
     interval, any other value to 3 significant digits, e.g. ``0.0997 (0.0884–0.107)``."""
     if value is None or pd.isna(value):
         return ""
-    show = percent if kind == "rate" else (lambda v: f"{float(v):.3g}")
+    show = percent if kind == "rate" else _significant
     text = show(value) + ("%" if kind == "rate" else "")
     if not (pd.isna(ci_low) or pd.isna(ci_high)):
         text += f" ({show(ci_low)}–{show(ci_high)})"
     return text
+
+
+def _significant(v: float) -> str:
+    """A number to 3 significant digits; a censored one (never reached within the budget) as ∞."""
+    v = float(v)
+    return ("∞" if v > 0 else "−∞") if math.isinf(v) else f"{v:.3g}"
 
 
 def delta_text(delta: float) -> str:
