@@ -247,6 +247,7 @@ def audit(
     from .models import ModelRef
     from .plan import load_plan, validate_plan
     from .profiles import resolve_checks
+    from .reports.report import report_files
     from .runner import run_plan
 
     plan_path = plan_file or (_demo_plan() if model_spec is None and data_spec is None else None)
@@ -305,7 +306,8 @@ def audit(
         raise UsageError("--junit needs gates: give --policy FILE or [[gate]] tables in the plan")
     progress = not no_progress and sys.stderr.isatty()
     verdicts = {}
-    for report in run_plan(plan, resume=resume, progress=progress, force=force, lines=not no_progress and not progress):
+    lines = not no_progress and not progress
+    for report in run_plan(plan, resume=resume, progress=progress, force=force, lines=lines, rendered=report_files()):
         click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
         _print_headlines(report)
         if gates:
@@ -415,7 +417,9 @@ def _size(text: str | None, option: str = "--input-size") -> tuple[int, int] | N
 
 
 def _print_headlines(report) -> None:
-    for check, headline in report.headlines().items():
+    from .reports.report import headlines
+
+    for check, headline in headlines(report).items():
         click.echo(f"  {check:<18} {headline.label}: {headline.value:.4g}")
 
 

@@ -16,7 +16,7 @@ import platform
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -235,14 +235,16 @@ def audit_model(
     progress: bool = False,
     force: bool = False,
     lines: bool = False,
+    rendered: Mapping[str, Callable[[Report], str]] | None = None,
 ) -> Report:
     """Audit one model according to ``plan`` and write its report directory (see ``results.writer``:
     the work happens in a staging folder, swapped into ``out`` at the end; ``force`` allows a
     non-empty ``out`` that is not a report). ``progress`` shows a bar; ``lines`` prints a line per
-    finished task to stderr instead (for logs, where a bar is noise)."""
+    finished task to stderr instead (for logs, where a bar is noise). ``rendered``: the files rendered
+    from the report and their renderers (``reports.report.report_files()``)."""
     staging = writer.begin(out, resume, force)
     try:
-        return _audit_into(plan, model_ref, out, staging, resume, progress, lines)
+        return _audit_into(plan, model_ref, out, staging, resume, progress, lines, rendered)
     except EnvironmentProblemError as exc:
         staging.abandon()
         if staging.fragments.is_dir():
@@ -254,7 +256,14 @@ def audit_model(
 
 
 def _audit_into(
-    plan: Plan, model_ref: ModelRef, out: Path, staging: writer.Staging, resume: bool, progress: bool, lines: bool
+    plan: Plan,
+    model_ref: ModelRef,
+    out: Path,
+    staging: writer.Staging,
+    resume: bool,
+    progress: bool,
+    lines: bool,
+    rendered: Mapping[str, Callable[[Report], str]] | None,
 ) -> Report:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -310,7 +319,7 @@ def _audit_into(
         raise NothingEvaluatedError("no check produced a result; nothing was evaluated")
     samples = _combine_samples(sample_frames)
     meta = _meta(plan, model_ref, data_ref, prepared, check_meta, started_at, time.perf_counter() - t0)
-    return writer.write_report(out, table, samples, meta, figures, staging)
+    return writer.write_report(out, table, samples, meta, figures, staging, rendered)
 
 
 def _run_check(
@@ -430,10 +439,17 @@ def default_out(model_ref: ModelRef, plan: Plan) -> Path:
 
 
 def run_plan(
-    plan: Plan, resume: bool = False, progress: bool = False, force: bool = False, lines: bool = False
+    plan: Plan,
+    resume: bool = False,
+    progress: bool = False,
+    force: bool = False,
+    lines: bool = False,
+    rendered: Mapping[str, Callable[[Report], str]] | None = None,
 ) -> list[Report]:
-    """Audit every model of the plan; one report directory per model."""
+    """Audit every model of the plan; one report directory per model (``rendered`` as in ``audit_model``)."""
     names = [m.display_name() for m in plan.models]
     if len(set(names)) != len(names):
         raise InvalidInputError("two models of the plan share a name; give each a distinct name")
-    return [audit_model(plan, ref, default_out(ref, plan), resume, progress, force, lines) for ref in plan.models]
+    return [
+        audit_model(plan, ref, default_out(ref, plan), resume, progress, force, lines, rendered) for ref in plan.models
+    ]
