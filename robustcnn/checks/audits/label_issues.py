@@ -27,6 +27,7 @@ from torch import nn
 from ...data import Split, stratified_sample
 from ...errors import InvalidInputError
 from ...models import AuditedModel
+from ...models.outputs import as_logits
 from ...results.plots import image_grid
 from ...results.schema import rate, value
 from .. import AuditData, Check, CheckContext, CheckOutput, Headline, register
@@ -373,7 +374,7 @@ class LabelIssuesCheck(Check):
                 out.warnings.append("no final linear layer to read features from; used the logits instead (cv-logits)")
             source = "cv-logits"
             logits = model.logits(split.x, ctx.batch_size)
-            features = (logits.clamp_min(1e-12).log() if model.outputs_probabilities else logits).double().numpy()
+            features = as_logits(logits, model.outputs_probabilities).double().numpy()
         s = split.y.numpy()
         smallest = int(min(np.sum(s == c) for c in present))
         folds = min(cfg.folds, smallest)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ...models.outputs import as_logits
 from ...seeding import SampleStreams
 from .geometry import lp_norm
 from .library import ATTACKS, AttackSettings
@@ -34,8 +35,8 @@ TOL = 1e-6  # pixel units: a perturbation counts at eps if its norm is at most e
 class CountedView(nn.Module):
     """The model as attacks see it: logits, counted in images forward and backward.
 
-    A model whose outputs are probabilities is turned into log-probabilities (clamped at
-    1e-30), which are valid logits for every loss used here.
+    A model whose outputs are probabilities is turned into log-probabilities (``models.outputs.as_logits``),
+    which are valid logits for every loss used here.
     """
 
     def __init__(self, model: nn.Module, probabilities: bool = False) -> None:
@@ -51,7 +52,7 @@ class CountedView(nn.Module):
         if torch.is_grad_enabled() and x.requires_grad:
             self.backward_images += len(x)
         out = self.model(x)
-        return out.clamp_min(1e-30).log() if self.probabilities else out
+        return as_logits(out, self.probabilities)
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor, batch_size: int) -> torch.Tensor:
