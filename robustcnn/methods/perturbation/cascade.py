@@ -27,7 +27,7 @@ from torch import nn
 from ...models.outputs import as_logits
 from ...seeding import SampleStreams
 from .geometry import lp_norm
-from .library import ATTACKS, AttackSettings
+from .library import ATTACKS, AttackSettings, Batch
 
 TOL = 1e-6  # pixel units: a perturbation counts at eps if its norm is at most eps + TOL
 
@@ -161,15 +161,7 @@ class Cascade:
             attacked = len(todo)
             streams = self.streams.fork(name)
             for part in todo.split(self.batch_size):
-                adv = attack.run(
-                    self.view,
-                    self.x[part],
-                    self.y[part],
-                    self.norm,
-                    self.settings,
-                    streams.subset(part),
-                    self.adv_logits.shape[1],
-                )
+                adv = attack.run(self._batch(part, streams), self.adv_logits.shape[1])
                 self._accept(name, part, adv, None)
         else:
             attacked = self._descend(name)
@@ -198,9 +190,7 @@ class Cascade:
             broken = torch.zeros_like(active)
             streams = self.streams.fork(name, level)
             for part in todo.split(self.batch_size):
-                adv = attack.run(
-                    self.view, self.x[part], self.y[part], eps[part], self.norm, self.settings, streams.subset(part)
-                )
+                adv = attack.run(self._batch(part, streams), eps[part])
                 broken[part] = self._accept(name, part, adv, eps[part])
             eps, has = _target(self.min_norm, self.grid)
             active = broken & has
@@ -216,11 +206,12 @@ class Cascade:
             streams = self.streams.fork(name, level)
             for part in todo.split(self.batch_size):
                 eps = value.expand(len(part))
-                adv = attack.run(
-                    self.view, self.x[part], self.y[part], eps, self.norm, self.settings, streams.subset(part)
-                )
+                adv = attack.run(self._batch(part, streams), eps)
                 self._accept(name, part, adv, eps)
         return attacked
+
+    def _batch(self, part: torch.Tensor, streams: SampleStreams) -> Batch:
+        return Batch(self.view, self.x[part], self.y[part], self.norm, self.settings, streams.subset(part))
 
     def _accept(self, name: str, part: torch.Tensor, adv: torch.Tensor, limit: torch.Tensor | None) -> torch.Tensor:
         """Keep verified adversarials that beat the input's current minimum; returns which did."""
