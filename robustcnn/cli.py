@@ -418,9 +418,10 @@ def _size(text: str | None, option: str = "--input-size") -> tuple[int, int] | N
 
 def _print_headlines(report) -> None:
     from .reports.report import headlines
+    from .reports.scorecard import headline_text
 
-    for check, headline in headlines(report).items():
-        click.echo(f"  {check:<18} {headline.label}: {headline.value:.4g}")
+    for check, h in headlines(report).items():
+        click.echo(f"  {check:<18} {h.label}: {headline_text(h.value, h.ci_low, h.ci_high, h.kind)}")
 
 
 @main.command("list")

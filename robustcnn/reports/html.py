@@ -28,9 +28,11 @@ from .scorecard import (
     check_instance,
     check_names,
     check_table,
+    delta_text,
     drop_empty,
     fact,
     format_value,
+    headline_text,
     report_label,
     scorecard,
 )
@@ -245,13 +247,15 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
             {
                 **row,
                 "anchor": anchor(row["check"]),
-                "value": format_value(row["value"]),
+                "value": headline_text(row["value"], row["ci_low"], row["ci_high"], row["kind"]),
+                "vs_clean": delta_text(row["vs_clean"]),
                 "status_class": _status_class(str(row["status"])),
                 "verdict_class": row["verdict"] or "other",
             }
             for row in card.to_dict("records")
         ],
         has_notes=bool((card["note"] != "").any()),
+        has_deltas=bool(card["vs_clean"].notna().any()),
         sections=[_section(report, n, all_figures.get(n) or {}) for n in names],
         max_rows=MAX_TABLE_ROWS,
         plan=json.dumps(run_info, indent=2, default=str) if run_info else "",

@@ -270,7 +270,7 @@ def _contingency_figure(data: AuditData, attributes: list[Attribute], split_name
     usable = [a for a in attributes if a.name in split.attrs.columns]
     if not usable:
         return None
-    fig, axes = plt.subplots(1, len(usable), figsize=(4.2 * len(usable), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(usable), figsize=(4.2 * len(usable), 3.6), squeeze=False, layout="constrained")
     for ax, attribute in zip(axes[0], usable, strict=False):
         table = pd.crosstab(attribute.groups(split.attrs[attribute.name]).to_numpy(), split.y.numpy())
         share = table.div(table.sum(axis=1), axis=0)
@@ -278,5 +278,4 @@ def _contingency_figure(data: AuditData, attributes: list[Attribute], split_name
         ax.set_xticks(range(len(table.columns)), [data.classes[int(c)] for c in table.columns], fontsize=7)
         ax.set_yticks(range(len(table.index)), list(table.index), fontsize=7)
         ax.set_title(f"P(class | {attribute.name}), {split_name}", fontsize=9)
-    fig.tight_layout()
     return figure_png(fig)

@@ -353,7 +353,7 @@ def _accuracy_figure(rows: list[dict]) -> bytes:
 
     table = pd.DataFrame([r for r in rows if r["metric"] == "group_accuracy"])
     attrs = list(dict.fromkeys(table["group_attr"]))
-    fig, axes = plt.subplots(len(attrs), 1, figsize=(7, 1.2 + 0.28 * len(table)), squeeze=False)
+    fig, axes = plt.subplots(len(attrs), 1, figsize=(7, 1.2 + 0.28 * len(table)), squeeze=False, layout="constrained")
     for ax, attr in zip(axes[:, 0], attrs, strict=False):
         part = table[table["group_attr"] == attr]
         pos = np.arange(len(part))
@@ -362,14 +362,13 @@ def _accuracy_figure(rows: list[dict]) -> bytes:
         ax.set_yticks(pos, [f"{g} (n={n})" for g, n in zip(part["group"], part["n"], strict=False)], fontsize=7)
         ax.set_xlim(0, 1)
         ax.set_title(f"accuracy by {attr} (95% Wilson CI)", fontsize=9)
-    fig.tight_layout()
     return figure_png(fig)
 
 
 def _delta_figure(delta: np.ndarray, groups: list[str], classes: list[str], attr: str) -> bytes:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(classes), 1 + 0.35 * len(groups)))
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(classes), 1 + 0.35 * len(groups)), layout="constrained")
     bound = float(np.nanmax(np.abs(delta))) if np.isfinite(delta).any() else 1.0
     im = ax.imshow(delta, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
     ax.set_xticks(range(len(classes)), classes, fontsize=7)

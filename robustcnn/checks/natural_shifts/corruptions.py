@@ -216,7 +216,7 @@ class CorruptionsCheck(SampleCheck):
 
         names, sev = list(self.config.corruptions), list(self.config.severities)
         grid = np.array([[samples[column(c, s)].mean() for s in sev] for c in names])
-        fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(sev), 0.8 + 0.3 * len(names)))
+        fig, ax = plt.subplots(figsize=(2.6 + 0.6 * len(sev), 1.2 + 0.3 * len(names)), layout="constrained")
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(sev)), [str(s) for s in sev])
         ax.set_yticks(range(len(names)), names, fontsize=7)

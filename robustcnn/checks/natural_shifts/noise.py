@@ -121,7 +121,7 @@ class NoiseCheck(Check):
 
 
 def _histogram(counts: dict[str, np.ndarray], classes: list[str]) -> bytes:
-    fig, ax = plt.subplots(figsize=(min(16.0, max(4.0, 0.45 * len(classes) + 2)), 2.8))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(4.0, 0.45 * len(classes) + 2)), 2.8), layout="constrained")
     width = 0.8 / len(counts)
     pos = np.arange(len(classes))
     for i, (kind, c) in enumerate(counts.items()):

@@ -249,7 +249,7 @@ class SpatialCheck(SampleCheck):
         import matplotlib.pyplot as plt
 
         order = np.argsort(-samples["jag_abs_change"].to_numpy(), kind="stable")[: max(1, self.config.examples)]
-        fig, ax = plt.subplots(figsize=(5, 3))
+        fig, ax = plt.subplots(figsize=(5, 3), layout="constrained")
         shifts = np.arange(-s, s + 1)
         for i in order:
             ax.plot(shifts, curves[i].numpy(), marker=".", lw=1)
