@@ -37,6 +37,7 @@ def audit(
     resize: int | None = None,
     center_crop: int | tuple[int, int] | None = None,
     train_n: int | None = None,
+    max_minutes: float | None = None,
 ) -> Report:
     """Audit one model and write its report directory; returns the loaded ``Report``.
 
@@ -45,6 +46,8 @@ def audit(
     values (``plan`` file, else the defaults: mnist5k, seed 0, cpu, batch size 256).
     ``out`` must be new, empty or an earlier report unless ``force`` (see ``results.writer``).
     ``resize``/``center_crop`` (torchvision's eval transforms) and ``train_n`` are as on the CLI.
+    ``max_minutes`` stops at the first task boundary after that long with a partial report
+    (``report.meta["status"] == "partial"``; ``resume=True`` finishes it).
     """
     base = load_plan(plan) if plan is not None else Plan()
     if isinstance(model, ModelRef):
@@ -69,6 +72,7 @@ def audit(
         batch_size=batch_size,
         out=str(out) if out is not None else None,
         baseline=str(baseline) if baseline is not None else None,
+        max_minutes=max_minutes,
     )
     validate_plan(resolved)
     out_dir = default_out(ref, resolved)

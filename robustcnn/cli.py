@@ -2,7 +2,7 @@
 
 Errors print one line and exit with their code (1 gate failed, 2 usage, 3 internal bug only,
 4 invalid input, config or environment, 5 nothing evaluated); ``--debug`` adds the traceback
-and keeps the code.
+and keeps the code. An audit stopped by ``--max-minutes`` writes a partial report and exits 6.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from .errors import InvalidInputError, RobustCNNError, UsageError, environment_error
+from .errors import PARTIAL_EXIT, InvalidInputError, RobustCNNError, UsageError, environment_error
 
 log = logging.getLogger("robustcnn")
 
@@ -196,6 +196,17 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     "--baseline", type=click.Path(file_okay=False), help="A baseline report directory (relative mCE, gate drops)."
 )
 @click.option("--resume", is_flag=True, help="Reuse the completed work of an interrupted run of the same audit.")
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0),
+    help="Stop at the first task boundary after this many minutes and write a partial report (exit 6); "
+    "--resume finishes it.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan and its estimated cost (model loaded, sample decoded), write nothing.",
+)
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
 @click.option(
     "--policy",
@@ -234,6 +245,8 @@ def audit(
     ood: str | None,
     baseline: str | None,
     resume: bool,
+    max_minutes: float | None,
+    dry_run: bool,
     no_progress: bool,
     policy: str | None,
     junit: str | None,
@@ -297,6 +310,7 @@ def audit(
         checks=selected,
         options=options,
         optional=selection.optional if selection else None,
+        max_minutes=max_minutes,
     )
     validate_plan(plan)
     _reject_unselected(plan.checks, set_options, attacks, target, ood)
@@ -304,22 +318,42 @@ def audit(
     gates = _plan_gates(plan, policy)
     if junit and not gates:
         raise UsageError("--junit needs gates: give --policy FILE or [[gate]] tables in the plan")
+    if dry_run:
+        from .runner import estimate_model
+
+        for ref in plan.models:
+            click.echo(f"plan for {ref.display_name()}:\n{estimate_model(plan, ref)}")
+        return
     progress = not no_progress and sys.stderr.isatty()
     verdicts = {}
     lines = not no_progress and not progress
-    for report in run_plan(plan, resume=resume, progress=progress, force=force, lines=lines, rendered=report_files()):
-        click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
+    reports = run_plan(plan, resume=resume, progress=progress, force=force, lines=lines, rendered=report_files())
+    partial = len(reports) < len(plan.models)
+    for report in reports:
+        if report.meta.get("status") == "partial":
+            partial = True
+            not_run = ", ".join(report.meta["stopped"]["checks_not_run"])
+            click.echo(
+                f"wrote {report.path}/ ({len(report.table)} rows; PARTIAL, not run: {not_run}; --resume finishes it)"
+            )
+        else:
+            click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
         _print_headlines(report)
-        if gates:
+        if gates and report.meta.get("status") == "partial":
+            click.echo(f"{report.model}: gates not checked on a partial report")
+        elif gates:
             verdicts[report.model] = _gate_report(report, gates, plan.baseline, warn_only, rewrite=True)
         _append_step_summary(report, verdicts.get(report.model))
+    code = PARTIAL_EXIT if partial else 0
     if verdicts:
         from .reports.gates import exit_code, write_junit
 
         if junit:
             write_junit(verdicts, junit)
             click.echo(f"wrote {junit}")
-        sys.exit(exit_code([r for rs in verdicts.values() for r in rs]))
+        gated = exit_code([r for rs in verdicts.values() for r in rs])
+        code = gated if gated else code
+    sys.exit(code)
 
 
 def _reject_unselected(
@@ -517,10 +551,13 @@ def report() -> None:
 @handle_errors
 def report_show(directory: str, debug: bool) -> None:
     """Print a report's scorecard."""
-    from .reports.scorecard import scorecard, scorecard_text
+    from .reports.scorecard import partial_note, scorecard, scorecard_text
     from .results.report import Report
 
-    click.echo(scorecard_text(scorecard(Report.load(directory))))
+    report = Report.load(directory, partial=True)
+    if partial_note(report):
+        click.echo(partial_note(report))
+    click.echo(scorecard_text(scorecard(report)))
 
 
 @main.command()

@@ -23,7 +23,7 @@ else:  # pragma: no cover
 
 MODEL_KEYS = {"spec", "arch", "num_classes", "in_channels", "input_size", "mean", "std", "trust_model", "name"}
 DATA_KEYS = {"spec", "n", "resize", "center_crop", "train_n"}
-RUN_KEYS = {"seed", "device", "batch_size", "checks", "out", "baseline", "shard_size"}
+RUN_KEYS = {"seed", "device", "batch_size", "checks", "out", "baseline", "shard_size", "max_minutes"}
 TOP_KEYS = {"model", "data", "run", "checks", "gate", "description"}
 DEFAULT_CHECKS = ["clean"]
 SEED_MAX = 2**32 - 1  # scikit-learn's random_state and numpy's RandomState take 0 .. 2**32 - 1
@@ -47,6 +47,7 @@ class Plan:
     out: str | None = None
     baseline: str | None = None
     shard_size: int | None = None
+    max_minutes: float | None = None  # stop at the first task boundary after this many minutes (partial report)
     gates: list[dict[str, Any]] = field(default_factory=list)
     source: str | None = None
     optional: list[str] = field(default_factory=list)  # checks skipped with a note when the data cannot feed them
@@ -66,6 +67,7 @@ class Plan:
             "checks": self.checks,
             "options": self.options,
             "baseline": self.baseline,
+            "max_minutes": self.max_minutes,
             "gates": self.gates,
         }
 
@@ -124,6 +126,7 @@ def plan_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Plan:
         out=_typed(run, "out", str, source, "[run]", "a folder path"),
         baseline=_typed(run, "baseline", str, source, "[run]", "a report folder path"),
         shard_size=_typed(run, "shard_size", int, source, "[run]", "a positive integer"),
+        max_minutes=_typed(run, "max_minutes", (int, float), source, "[run]", "a number of minutes >= 0"),
         gates=raw.get("gate", []),
         source=source,
     )
@@ -151,6 +154,8 @@ def validate_plan(plan: Plan) -> None:
         )
     if not _is_int(plan.batch_size) or plan.batch_size < 1:
         raise InvalidInputError(f"batch_size must be a positive integer, got {plan.batch_size!r}")
+    if plan.max_minutes is not None and (not _is_number(plan.max_minutes) or not 0 <= plan.max_minutes < math.inf):
+        raise InvalidInputError(f"max_minutes must be a number of minutes >= 0, got {plan.max_minutes!r}")
     if plan.shard_size is not None and (not _is_int(plan.shard_size) or plan.shard_size < 1):
         raise InvalidInputError(f"shard_size must be a positive integer, got {plan.shard_size!r}")
     for key in ("resize", "train_n"):
@@ -202,7 +207,13 @@ def _is_folder_name(name: str) -> bool:
 
 
 def _typed(
-    table: dict[str, Any], key: str, kind: type, source: str, where: str, expected: str, default: Any = None
+    table: dict[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    source: str,
+    where: str,
+    expected: str,
+    default: Any = None,
 ) -> Any:
     """``table[key]`` if it has the type ``kind`` (an int is not a bool), else a one-line error."""
     if key not in table:

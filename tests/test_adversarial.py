@@ -225,17 +225,11 @@ def test_end_to_end_through_the_audit_api(tmp_path):
 
 
 def test_headline_ranks_a_weak_the_demo_and_an_adversarially_trained_model(demo_model, small, mnist):
-    from misleading_models import wrap
-    from reference_models import reference_model
+    from reference_models import three_models
 
     options = {**QUICK, "norms": ["linf"], "eps_linf": [0.0, 0.3]}
-    models = {
-        "weak": wrap(reference_model("weak", mnist.train.x, mnist.train.y), sample=small.eval.x[:2]),
-        "demo": demo_model,
-        "adversarial": wrap(reference_model("adversarial", mnist.train.x, mnist.train.y), sample=small.eval.x[:2]),
-    }
     heads, fixed = {}, {}
-    for name, model in models.items():
+    for name, model in three_models(mnist, demo_model, small.eval.x[:2]).items():
         check = AdversarialCheck.from_options(options)
         table = pd.DataFrame(check.run(model, small, CheckContext(seed=0)).rows).assign(model=name, check="adversarial")
         heads[name] = check.headline(table)

@@ -142,6 +142,31 @@ def test_user_ood_dataset_is_resized_with_a_note(demo_model, mnist_audit, tmp_pa
     assert any("converted 3 to 1 channels" in w for w in ctx.warnings)
 
 
+def test_user_ood_folder_decodes_only_a_seeded_sample_of_max_per_set(demo_model, mnist_audit, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from robustcnn.data.files import FileSource
+
+    folder = tmp_path / "shapes" / "blob"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    decoded = []
+    read = FileSource.read
+    monkeypatch.setattr(FileSource, "read", lambda self, pos, *a: decoded.extend(pos) or read(self, pos, *a))
+    runs = []
+    for _ in range(2):
+        ctx = CheckContext(seed=0)
+        out = ConfidenceCheck.from_options({"sets": [], "ood": str(tmp_path / "shapes"), "max_per_set": 5}).run(
+            demo_model, mnist_audit, ctx
+        )
+        runs.append(_one(_rows(out), metric="mean_score", score="msp", ood="user:shapes"))
+    assert len(decoded) == 10 and decoded[:5] == decoded[5:]  # 5 of 12 files, the same 5 each time
+    assert runs[0]["n"] == 5 and runs[0]["source"] == f"user dataset {tmp_path / 'shapes'}; random 5 of 12"
+    assert runs[0]["value"] == runs[1]["value"]
+
+
 def test_empty_user_ood_dataset_is_a_clear_error(demo_model, mnist_audit, ctx, tmp_path):
     path = tmp_path / "empty.npz"
     np.savez(path, x=np.zeros((0, 28, 28), dtype=np.uint8), y=np.zeros(0, dtype=np.int64))

@@ -13,10 +13,10 @@ LAYERS = [
     {"errors", "seeding", "stats", "_runtime", "batch_backoff"},
     {"data"},
     {"models"},
-    {"results"},
+    {"results", "estimate"},
     {"methods"},
     {"checks"},
-    {"runner", "plan", "profiles", "fragments", "executors"},
+    {"runner", "plan", "profiles", "fragments", "executors", "progress"},
     {"reports"},
     {"api", "cli", "__main__"},
 ]

@@ -20,6 +20,7 @@ import torch
 
 from ..data import Split
 from ..errors import InvalidInputError
+from ..estimate import CostInputs, Passes
 from ..models import AuditedModel
 from ..seeding import SampleStreams
 
@@ -155,6 +156,7 @@ class Check:
     version: ClassVar[str] = "1"
     needs_model: ClassVar[bool] = True
     needs_train: ClassVar[bool] = False
+    reads_train: ClassVar[bool] = False  # reads the training split when there is one (it is decoded ahead)
     order: ClassVar[int] = 50
     Config: ClassVar[type] = NoConfig
 
@@ -195,6 +197,12 @@ class Check:
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
         """The one number of this check for a scorecard, or None when the table has none."""
+        return None
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes | None:
+        """Images this check will push through the model with its options on data like ``inputs``,
+        forward and backward (``robustcnn.estimate``), for the plan printed before a run; None when
+        the check cannot say (the plan then shows '?')."""
         return None
 
 

@@ -33,6 +33,7 @@ from .scorecard import (
     fact,
     format_value,
     headline_text,
+    partial_note,
     report_label,
     scorecard,
 )
@@ -237,6 +238,7 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
     ]
     run_info = {k: v for k, v in meta.items() if k != "checks"}
     notes = meta.get("notes") or []
+    notes = ([partial_note(report)] if partial_note(report) else []) + (notes if isinstance(notes, list) else [notes])
     return _ENV.get_template("report.html.j2").render(
         label=report_label(report),
         facts=_facts(report),

@@ -22,6 +22,7 @@ from .scorecard import (
     drop_empty,
     fact,
     format_value,
+    partial_note,
     report_label,
     scorecard,
 )
@@ -91,6 +92,8 @@ def render_summary(report: Any, gate_results: Sequence[Any] | None = None) -> st
     facts = {k: fact(meta.get(k)) for k in ("data", "seed", "device") if meta.get(k) is not None}
     if facts:
         parts.append(" · ".join(f"{k}: {md_cell(v)}" for k, v in facts.items()) + "\n")
+    if partial_note(report):
+        parts.append(f"> **{md_cell(partial_note(report))}**\n")
     if gate_results:
         parts.append("## Gates\n\n" + gates_markdown(gate_results))
     card = scorecard(report, gate_results)

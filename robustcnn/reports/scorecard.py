@@ -108,6 +108,8 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
         label, val, note, head = "", math.nan, "", None
         if instance is None:
             note = "check not in the registry"
+        elif info.get("status") == "not run":
+            note = "not run: --max-minutes was spent (--resume finishes it)"
         elif table.empty:
             note = "no rows"
         else:
@@ -218,6 +220,19 @@ def scorecard_text(card: pd.DataFrame) -> str:
     if card.empty:
         return "(no checks in this report)"
     return display_card(card).to_string(index=False)
+
+
+def partial_note(report: Any) -> str:
+    """For a report stopped by ``--max-minutes``: what it lacks and how to finish it; else empty."""
+    meta = report.meta or {}
+    if meta.get("status") != "partial":
+        return ""
+    stopped = meta.get("stopped") or {}
+    missing = ", ".join(stopped.get("checks_not_run") or []) or "none"
+    return (
+        f"Partial report: the run stopped when --max-minutes {stopped.get('max_minutes', 0):g} was spent; "
+        f"checks not run: {missing}. Rerun the same audit with --resume to finish it."
+    )
 
 
 def fact(v: Any) -> str:

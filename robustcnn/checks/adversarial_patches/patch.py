@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.patch.evaluate import noise_patch, patched_predictions, real_object_patch
 from ...methods.patch.figures import examples_figure, patches_figure
 from ...methods.patch.geometry import SHAPES, patch_side, sample_placements
@@ -126,8 +127,36 @@ class PatchCheck(Check):
     )
     version = "3"
     needs_train = True
+    reads_train = True
     order = 40
     Config = PatchConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """Pilot patches when the target is chosen automatically, then per shape and target: training
+        (a gradient pass per training image and epoch, per area), the real-object control and the
+        evaluation of three patches at every area on every evaluation image."""
+        cfg, k, m = self.config, inputs.num_classes, inputs.n_train
+        others = m - m // max(k, 1)
+        rule = cfg.target if isinstance(cfg.target, str) else ""
+        targets = {"vulnerable": cfg.vulnerable_targets, "hardest": 1, "all": k}.get(rule, 1)
+        if isinstance(cfg.target, list):
+            targets = len(cfg.target)
+        total = Passes(inputs.n)
+        if rule in ("vulnerable", "hardest"):
+            fit = min(cfg.pilot_images, max(1, others // 2))
+            held = min(cfg.pilot_images, max(others - fit, 1))
+            pilots = min(cfg.pilot_classes, k)
+            total += Passes(m) + Passes(
+                pilots * (fit * cfg.pilot_epochs + held * len(cfg.areas)), pilots * fit * cfg.pilot_epochs
+            )
+        areas = len(cfg.areas)
+        train = min(cfg.train_images, others) * cfg.epochs * (areas if cfg.per_area else 1)
+        per_target = Passes(train, train, batch=cfg.batch_size) + Passes(
+            areas * (min(512, m // max(k, 1)) + 3 * inputs.n)
+        )
+        for _ in range(targets * len(cfg.shapes)):
+            total += per_target
+        return total
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: PatchConfig = self.config

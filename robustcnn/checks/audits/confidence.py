@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.confidence import figures
 from ...methods.confidence.calibration import misclassification_auroc, reliability, risk_coverage
 from ...methods.confidence.metrics import detection, threshold_at_tpr
@@ -104,6 +105,37 @@ class ConfidenceCheck(Check):
     version = "1"
     order = 90
     Config = ConfidenceConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """The evaluation images, then each set of bad inputs scored (at most ``max_per_set``): noise,
+        the artifacts of earlier checks, or stand-ins generated when those did not run."""
+        cfg, n = self.config, inputs.n
+        cap = cfg.max_per_set
+        artifact_sizes = {
+            "fooling-gradient": inputs.num_classes,
+            "fooling-evolution": 2 * inputs.num_classes,
+            "adversarial": n,
+            "corruptions": n,
+        }
+        total = Passes(n)
+        for name in cfg.sets:
+            if name in ("gaussian-noise", "uniform-noise"):
+                total += Passes(min(cfg.noise_n, cap))
+            elif name in inputs.before:
+                total += Passes(min(artifact_sizes[name], cap))
+            elif cfg.generate_missing and name == "fooling-gradient":
+                steps = cfg.fooling_steps
+                total += Passes(
+                    cfg.fooling_n * (steps + 1) + min(cfg.fooling_n, cap), cfg.fooling_n * steps, bound=True
+                )
+            elif cfg.generate_missing and name == "adversarial":
+                a = min(cfg.adversarial_n, n)
+                total += Passes(a * (cfg.adversarial_steps + 1) + min(a, cap), a * cfg.adversarial_steps)
+            elif cfg.generate_missing and name == "corruptions":
+                total += Passes(min(cfg.corruption_n, n, cap))
+        if cfg.ood:
+            total += Passes(cap, bound=True)
+        return total
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: ConfidenceConfig = self.config

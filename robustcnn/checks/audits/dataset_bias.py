@@ -17,6 +17,7 @@ import torch
 
 from ...data import Split, stratified_sample
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.bias.dataset import association_stats, nearest, probe_features, shortcut_probe, thumbnails
 from ...methods.bias.groups import Attribute, select_attributes
 from ...models import AuditedModel
@@ -94,7 +95,11 @@ class DatasetBiasCheck(Check):
     version = "1"
     order = 75
     needs_model = False
+    reads_train = True
     Config = DatasetBiasConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        return Passes(0, note="no model passes; probes and duplicate search are extra")
 
     def run(self, model: AuditedModel | None, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: DatasetBiasConfig = self.config

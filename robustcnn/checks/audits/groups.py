@@ -18,6 +18,7 @@ import torch
 from ...data import Split
 from ...data.base import adapt_split
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.bias.groups import (
     Attribute,
     directional_bias_amplification,
@@ -78,7 +79,16 @@ class GroupsCheck(Check):
     )
     version = "1"
     order = 80
+    reads_train = True
     Config = GroupsConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        note = (
+            "counterfactual redraws (built-in bias sets) add a pass per swapped image"
+            if self.config.counterfactual
+            else ""
+        )
+        return Passes(inputs.n, note=note)
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: GroupsConfig = self.config

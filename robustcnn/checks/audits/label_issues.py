@@ -19,6 +19,7 @@ import torch
 
 from ...data import Split, stratified_sample
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.bias.groups import select_attributes
 from ...methods.bias.labels import (
     ConfidentLearning,
@@ -82,7 +83,15 @@ class LabelIssuesCheck(Check):
     reference = "Northcutt, Jiang & Chuang 2021, Confident Learning: Estimating Uncertainty in Dataset Labels (JAIR)."
     version = "1"
     order = 78
+    reads_train = True
     Config = LabelIssuesConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """One forward pass over the audited split (features or probabilities); the cross-validation is extra."""
+        use_train = self.config.split == "train" or (self.config.split == "auto" and inputs.n_train > 0)
+        size = inputs.n_train if use_train else inputs.n
+        m = min(size, self.config.max_samples or size)
+        return Passes(m, note="cross-validation is extra", batch=min(m, inputs.batch_size))
 
     def preflight(self, model: AuditedModel, data: AuditData) -> None:
         split_name, split = self._split(data)

@@ -12,6 +12,7 @@ import torch
 
 from ...data import Split
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.perturbation.bpda import check_bpda, find_modules
 from ...methods.perturbation.cascade import TOL, CountedView
 from ...methods.perturbation.diagnostics import masking_warnings, probe
@@ -145,6 +146,42 @@ class AdversarialCheck(SampleCheck):
 
     def preflight(self, model: AuditedModel, data: AuditData) -> None:
         find_modules(model, self.config.bpda_modules)
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """Per norm, each attack on every correctly classified image (the others are adversarial as they
+        are), assuming none is robust at the largest epsilon: then the fixed-epsilon attacks run one
+        level below each image's minimal norm, and the survivor attacks (only on images robust at the
+        largest epsilon) do not run."""
+        cfg, n, attacked = self.config, inputs.n, inputs.correct
+        s = cfg.settings()
+        grids, _ = cfg.grids(inputs.shape)
+        k = inputs.num_classes
+        grad = {  # gradient passes per image of one run
+            "fmn": s.fmn_steps,
+            "ddn": s.ddn_steps,
+            "cw": s.cw_binary_steps * s.cw_steps,
+            "deepfool": s.deepfool_steps * min(10, k),
+            "apgd-ce": s.apgd_steps + 1,
+            "apgd-dlr": s.apgd_dlr_steps + 1,
+            "apgd-t": min(s.apgd_targets, k - 1) * (s.apgd_target_steps + 1),
+            "fgsm": 1,
+            "pgd": s.pgd_steps,
+        }
+        total = Passes(n)
+        if cfg.bpda != "off":
+            total += Passes(2 + min(attacked, inputs.batch_size), 2 + min(attacked, inputs.batch_size))
+        survivors, skipped = set(cfg.survivor_attacks), []
+        for norm, name in cfg.cost_order():
+            if name in survivors:
+                skipped.append(f"{name} ({norm})")
+                continue
+            levels = len([e for e in grids[norm] if e > 0]) if ATTACKS[name].every_eps else 1
+            passes = grad.get(name, 0) * levels * attacked
+            total += Passes(passes + attacked * levels + (attacked if name == "apgd-t" else 0), passes)
+        unbounded = min(cfg.unbounded_images, attacked) * 11
+        total += Passes(3 * attacked + unbounded, 2 * attacked + unbounded)
+        note = f"survivor attacks {', '.join(skipped)} run only on images robust at the largest eps" if skipped else ""
+        return Passes(total.forward, total.backward, note=note)
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg: AdversarialConfig = self.config

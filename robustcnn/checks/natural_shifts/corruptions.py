@@ -13,6 +13,7 @@ import torch
 
 from ...data import Split
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.shifts.corruptions import BENCHMARK, CORRUPTIONS, HELD_OUT, PRESETS, corrupt
 from ...models import AuditedModel
 from ...results.plots import figure_png, image_grid
@@ -74,6 +75,10 @@ class CorruptionsCheck(SampleCheck):
                 raise InvalidInputError(f"corruptions: unknown preset '{self.preset}'; use auto, cifar or imagenet")
             if self.artifact_size < 0:
                 raise InvalidInputError("corruptions: artifact_size must be >= 0")
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        cfg = self.config
+        return Passes(inputs.n * (1 + len(cfg.corruptions) * len(cfg.severities)), note="corrupting images is extra")
 
     def _corrupt(self, batch: Split, name: str, severity: int, ctx: CheckContext) -> torch.Tensor:
         """The corrupted images; each image's random draws come from its own stream (seed, corruption, severity, id)."""

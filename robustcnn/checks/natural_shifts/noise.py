@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.fooling.gradient import check_outputs, image_shape, log_probabilities, positive, warn_if_probabilities
 from ...methods.shifts.noise_corruptions import noise_images
 from ...models import AuditedModel
@@ -84,6 +85,9 @@ class NoiseCheck(Check):
             out.rows += self.rows(kind, top.numpy(), counts[kind], data.classes)
         out.figures[self.name] = _histogram(counts, data.classes)
         return out
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        return Passes(len(self.config.kinds) * self.config.n, batch=min(self.config.n, inputs.batch_size))
 
     def rows(self, kind: str, top: np.ndarray, counts: np.ndarray, classes: list[str]) -> list[dict]:
         n = len(top)
