@@ -37,8 +37,9 @@ os.environ.setdefault("ROBUSTCNN_CACHE", str(Path(__file__).resolve().parents[1]
 from robustcnn.checks import AuditData, CheckContext
 from robustcnn.checks.audits.dataset_bias import DatasetBiasCheck
 from robustcnn.checks.audits.groups import GroupsCheck
-from robustcnn.checks.audits.label_issues import LabelIssuesCheck, cross_validated_probabilities, penultimate_features
+from robustcnn.checks.audits.label_issues import LabelIssuesCheck
 from robustcnn.data import DatasetRef, ImageData, Split, stratified_sample
+from robustcnn.methods.bias.labels import cross_validated_probabilities, penultimate_features
 from robustcnn.models import AuditedModel, ModelRef, zoo
 
 PAIRS = [(1, 7), (7, 1), (3, 5), (5, 3), (4, 9), (9, 4), (2, 8), (8, 2)]

@@ -11,7 +11,7 @@ from torch import nn
 
 from .models import ModelRef
 from .plan import Plan, load_plan, merge_options, parse_set, validate_plan
-from .results.report import Report
+from .reports.report import Report, report_files
 from .runner import audit_model, default_out
 
 
@@ -78,7 +78,10 @@ def audit(
         max_minutes=max_minutes,
     )
     validate_plan(resolved)
-    return audit_model(resolved, ref, default_out(ref, resolved), resume=resume, progress=progress, force=force)
+    out_dir = default_out(ref, resolved)
+    return Report.of(
+        audit_model(resolved, ref, out_dir, resume=resume, progress=progress, force=force, rendered=report_files())
+    )
 
 
 def load_report(path: str | Path) -> Report:

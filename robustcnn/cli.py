@@ -242,6 +242,7 @@ def audit(
     from .models import ModelRef
     from .plan import load_plan, merge_options, parse_set, validate_plan
     from .profiles import resolve_checks
+    from .reports.report import report_files
     from .runner import run_plan
 
     plan_path = plan_file or (_demo_plan() if model_spec is None and data_spec is None else None)
@@ -304,7 +305,8 @@ def audit(
         return
     progress = not no_progress and sys.stderr.isatty()
     verdicts = {}
-    reports = run_plan(plan, resume=resume, progress=progress, force=force, lines=not no_progress and not progress)
+    lines = not no_progress and not progress
+    reports = run_plan(plan, resume=resume, progress=progress, force=force, lines=lines, rendered=report_files())
     partial = len(reports) < len(plan.models)
     for report in reports:
         if report.meta.get("status") == "partial":
@@ -428,9 +430,10 @@ def _size(text: str | None, option: str = "--input-size") -> tuple[int, int] | N
 
 
 def _print_headlines(report) -> None:
+    from .reports.report import headlines
     from .reports.scorecard import headline_text
 
-    for check, h in report.headlines().items():
+    for check, h in headlines(report).items():
         click.echo(f"  {check:<18} {h.label}: {headline_text(h.value, h.ci_low, h.ci_high, h.kind)}")
 
 

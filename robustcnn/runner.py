@@ -16,7 +16,7 @@ import platform
 import re
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -257,6 +257,7 @@ def audit_model(
     force: bool = False,
     lines: bool = False,
     budget: Budget | None = None,
+    rendered: Mapping[str, Callable[[Report], str]] | None = None,
 ) -> Report:
     """Audit one model according to ``plan`` and write its report directory (see ``results.writer``:
     the work happens in a staging folder, swapped into ``out`` at the end; ``force`` allows a
@@ -264,11 +265,12 @@ def audit_model(
     line per finished task to stderr instead (for logs, where a bar is noise); either prints the plan
     with its estimated cost first. Once ``budget`` (default: ``plan.max_minutes`` from now) is spent,
     the run stops after the task it is computing and writes a partial report (``status`` "partial",
-    the checks not run listed); ``resume`` finishes it."""
+    the checks not run listed); ``resume`` finishes it. ``rendered``: the files rendered from the
+    report and their renderers (``reports.report.report_files()``)."""
     staging = writer.begin(out, resume, force)
     try:
         budget = budget or Budget(plan.max_minutes)
-        return _audit_into(plan, model_ref, out, staging, resume, progress, lines, budget)
+        return _audit_into(plan, model_ref, out, staging, resume, progress, lines, budget, rendered)
     except EnvironmentProblemError as exc:
         staging.abandon()
         if staging.fragments.is_dir():
@@ -288,6 +290,7 @@ def _audit_into(
     progress: bool,
     lines: bool,
     budget: Budget,
+    rendered: Mapping[str, Callable[[Report], str]] | None,
 ) -> Report:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -364,7 +367,7 @@ def _audit_into(
             stopped_after,
             ", ".join(not_run),
         )
-    return writer.write_report(out, table, samples, meta, figures, staging)
+    return writer.write_report(out, table, samples, meta, figures, staging, rendered)
 
 
 def _prepare_checks(plan: Plan, model_ref: ModelRef) -> tuple[DatasetRef, Prepared, list[Check]]:
@@ -550,10 +553,15 @@ def default_out(model_ref: ModelRef, plan: Plan) -> Path:
 
 
 def run_plan(
-    plan: Plan, resume: bool = False, progress: bool = False, force: bool = False, lines: bool = False
+    plan: Plan,
+    resume: bool = False,
+    progress: bool = False,
+    force: bool = False,
+    lines: bool = False,
+    rendered: Mapping[str, Callable[[Report], str]] | None = None,
 ) -> list[Report]:
     """Audit every model of the plan; one report directory per model. ``plan.max_minutes`` holds for
-    the whole run: a model not started when it is spent gets no report (a warning names it)."""
+    the whole run: a model not started when it is spent gets no report (a warning names it). ``rendered`` as in ``audit_model``."""
     names = [m.display_name() for m in plan.models]
     if len(set(names)) != len(names):
         raise InvalidInputError("two models of the plan share a name; give each a distinct name")
@@ -564,5 +572,6 @@ def run_plan(
                 "--max-minutes spent: model %s not audited (rerun with --resume to continue)", ref.display_name()
             )
             continue
-        reports.append(audit_model(plan, ref, default_out(ref, plan), resume, progress, force, lines, budget))
+        out = default_out(ref, plan)
+        reports.append(audit_model(plan, ref, out, resume, progress, force, lines, budget, rendered))
     return reports

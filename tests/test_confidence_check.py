@@ -1,8 +1,6 @@
 """The ``confidence`` check on the demo CNN: rows, artifacts of other checks, generated sets,
 a user OOD dataset, bad options and models that output probabilities."""
 
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,13 +11,7 @@ from robustcnn.artifacts import ADVERSARIAL_EXAMPLES, CORRUPTED_IMAGES, FOOLING_
 from robustcnn.checks import CheckContext, get_check, load_registry
 from robustcnn.checks.audits.confidence import ConfidenceCheck
 from robustcnn.errors import InvalidInputError
-from robustcnn.methods.confidence.ood_sets import (
-    ARTIFACTS,
-    build_sets,
-    pgd_examples,
-    shifted_images,
-    simple_corruptions,
-)
+from robustcnn.methods.confidence.ood_sets import ARTIFACTS, adversarial_examples, build_sets, shifted_images
 from robustcnn.models import AuditedModel
 from robustcnn.results.schema import tidy
 
@@ -126,7 +118,7 @@ def test_generated_sets_are_seeded(demo_model, mnist_audit):
 
 def test_generated_adversarial_examples_are_misclassified(demo_model, mnist_audit):
     x, y = mnist_audit.eval.x[:30], mnist_audit.eval.y[:30]
-    adv = pgd_examples(demo_model, x, y, 0.15, 10, torch.Generator().manual_seed(0))
+    adv = adversarial_examples(demo_model, x, y, 0.15, 10, torch.Generator().manual_seed(0))
     assert len(adv) >= 5
     assert 0 <= adv.min() and adv.max() <= 1
     pred = demo_model.logits(adv).argmax(1)
@@ -136,22 +128,11 @@ def test_generated_adversarial_examples_are_misclassified(demo_model, mnist_audi
     assert torch.all(pred != y[nearest])
 
 
-def test_corruptions_use_the_shifts_module_or_fall_back(mnist_audit, monkeypatch):
-    pytest.importorskip("robustcnn.methods.shifts")
+def test_corruptions_use_the_shifts_module(mnist_audit):
     x = mnist_audit.eval.x[:30]
     out, source = shifted_images(x, torch.Generator().manual_seed(0))
     assert "robustcnn.methods.shifts.corrupt" in source and out.shape == x.shape
     assert torch.all((out - x).flatten(1).abs().amax(1) > 0)
-    monkeypatch.setitem(sys.modules, "robustcnn.methods.shifts", None)
-    _, fallback = shifted_images(x, torch.Generator().manual_seed(0))
-    assert fallback.startswith("generated: Gaussian noise 0.38")
-
-
-def test_simple_corruptions_change_every_image(mnist_audit):
-    x = mnist_audit.eval.x[:9]
-    out = simple_corruptions(x, torch.Generator().manual_seed(0))
-    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
-    assert torch.all((out - x).flatten(1).abs().amax(1) > 0.1)
 
 
 def test_user_ood_dataset_is_resized_with_a_note(demo_model, mnist_audit, tmp_path):

@@ -214,9 +214,9 @@ NAMESPACES: dict[Path, dict] = {}
 
 
 def _seed(workspace: Path) -> dict:
+    from robustcnn import Report
     from robustcnn.data import DatasetRef
     from robustcnn.models import ModelRef
-    from robustcnn.results.report import Report
 
     data = DatasetRef("imagefolder").load()
     model = ModelRef("my_model.pt2", trust=True).load(3, 3, (28, 28))

@@ -20,6 +20,7 @@ from test_html_helpers import line_png, write_synthetic
 
 import robustcnn
 from robustcnn.reports.html import render_html
+from robustcnn.reports.report import report_files
 from robustcnn.results.schema import combine, rate, tidy
 from robustcnn.results.writer import write_report
 
@@ -192,7 +193,7 @@ def long_report(out: Path) -> Path:
     meta["checks"] = {**meta["checks"], **{f"plug-in-{k:02d}": {"status": "complete"} for k in range(14)}}
     figures = {c: {n: p.read_bytes() for n, p in f.items()} for c, f in report.figures.items()}
     figures["plug-in-03"] = {"curve": line_png(0.5)}
-    write_report(out / "long", table, report.samples, meta, figures)
+    write_report(out / "long", table, report.samples, meta, figures, rendered=report_files())
     return out / "long" / "report.html"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from robustcnn.reports.report import report_files
 from robustcnn.results.plots import figure_png
 from robustcnn.results.report import Report
 from robustcnn.results.schema import combine, rate, tidy, value
@@ -77,5 +78,5 @@ def write_synthetic(
             curve_check: {**entry, "status": status},
         },
     }
-    write_report(out, table, samples, meta, figures)
+    write_report(out, table, samples, meta, figures, rendered=report_files())
     return Report.load(out)

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 
 from robustcnn.checks import AuditData
-from robustcnn.checks.audits.label_issues import LabelIssuesCheck, calibrate, confident_joint, find_label_issues
+from robustcnn.checks.audits.label_issues import LabelIssuesCheck
 from robustcnn.data import Split
 from robustcnn.errors import InvalidInputError
+from robustcnn.methods.bias.labels import calibrate, confident_joint, find_label_issues
 
 PAIRS = [(1, 7), (7, 1), (3, 5), (5, 3), (4, 9), (9, 4), (2, 8), (8, 2)]
 

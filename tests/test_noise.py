@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from robustcnn.checks import CheckContext
-from robustcnn.checks.natural_shifts.noise import NoiseCheck, noise_images
+from robustcnn.checks.natural_shifts.noise import NoiseCheck
 from robustcnn.errors import InvalidInputError
+from robustcnn.methods.shifts.noise_corruptions import noise_images
 from robustcnn.models import AuditedModel
 from robustcnn.results.schema import tidy
 

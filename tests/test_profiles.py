@@ -10,9 +10,9 @@ import torchvision
 from click.testing import CliRunner
 
 from robustcnn.checks import load_registry
-from robustcnn.checks.audits.label_issues import cross_validated_probabilities, penultimate_features
 from robustcnn.cli import main
 from robustcnn.errors import InvalidInputError
+from robustcnn.methods.bias.labels import cross_validated_probabilities, penultimate_features
 from robustcnn.models import AuditedModel
 from robustcnn.profiles import PROFILES, families, resolve_checks
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from .index import SplitIndex
 
 
 @dataclass
@@ -57,15 +61,11 @@ class Split:
         return tuple(self.x.shape[1:])  # type: ignore[return-value]
 
 
-@dataclass
-class ImageData:
-    """A dataset: class names, an evaluation (test) split and an optional training split."""
+class ClassesAndAttributes:
+    """``num_classes`` and ``attributes`` (the test split's attribute columns) of a dataset, loaded or indexed."""
 
-    name: str
     classes: list[str]
-    test: Split
-    train: Split | None = None
-    notes: list[str] = field(default_factory=list)
+    test: Split | SplitIndex
 
     @property
     def num_classes(self) -> int:
@@ -74,6 +74,17 @@ class ImageData:
     @property
     def attributes(self) -> list[str]:
         return list(self.test.attrs.columns)
+
+
+@dataclass
+class ImageData(ClassesAndAttributes):
+    """A dataset: class names, an evaluation (test) split and an optional training split."""
+
+    name: str
+    classes: list[str]
+    test: Split
+    train: Split | None = None
+    notes: list[str] = field(default_factory=list)
 
     def adapted(self, channels: int, size: tuple[int, int] | None) -> ImageData:
         """The same data converted to ``channels`` and resized to ``size`` (H, W) if given."""

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from ..errors import InvalidInputError
-from .base import ImageData, Split, stratified_sample
+from .base import ClassesAndAttributes, ImageData, Split, stratified_sample
 from .policy import Target, conform
 
 
@@ -138,7 +138,7 @@ class SplitIndex:
 
 
 @dataclass
-class DataIndex:
+class DataIndex(ClassesAndAttributes):
     """A dataset as an index: class names, the test split, an optional train split, notes and skips."""
 
     name: str
@@ -148,14 +148,6 @@ class DataIndex:
     notes: list[str] = field(default_factory=list)
     skipped: list[dict] = field(default_factory=list)
     _identity: str | None = field(default=None, repr=False)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def attributes(self) -> list[str]:
-        return list(self.test.attrs.columns)
 
     def identity(self) -> str:
         """sha256 of the index (ids, labels, attributes) and of each source's stored content."""

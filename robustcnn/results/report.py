@@ -1,4 +1,7 @@
-"""``Report``: one audited model's tables, metadata and figures, loaded from its directory."""
+"""``Report``: one audited model's tables, metadata and figures, loaded from its directory.
+
+This is the results layer's reader; the public ``robustcnn.Report`` (``reports.report``) adds what
+needs the check registry: headlines, summaries and comparisons."""
 
 from __future__ import annotations
 
@@ -7,14 +10,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 
 from ..errors import InvalidInputError
-
-if TYPE_CHECKING:
-    from ..checks import Headline
 
 REPORT_FILES = ("results.parquet", "results.csv", "samples.parquet", "meta.json", "summary.md", "report.html")
 
@@ -63,41 +63,6 @@ class Report:
     def check_table(self, check: str) -> pd.DataFrame:
         """The rows of one check, with the columns that are empty for it dropped."""
         return self.table[self.table["check"] == check].dropna(axis=1, how="all").reset_index(drop=True)
-
-    def headlines(self) -> dict[str, Headline]:
-        """``{check: Headline}``: each check's headline number, from the check class."""
-        from ..checks import load_registry
-
-        registry = load_registry()
-        result = {}
-        for check in dict.fromkeys(self.table["check"]):
-            cls = registry.get(check)
-            headline = cls().headline(self.check_table(check)) if cls is not None else None
-            if headline is not None:
-                result[check] = headline
-        return result
-
-    def summary(self) -> pd.DataFrame:
-        """A wide one-row view of this model: one column per check headline."""
-        values = {h.label: h.value for h in self.headlines().values()}
-        return pd.DataFrame([values], index=pd.Index([self.model], name="model"))
-
-    @staticmethod
-    def compare(reports: Iterable[Report | str | Path], full: bool = False) -> pd.DataFrame:
-        """Models side by side, as ``robustcnn report compare``: one row per check headline
-        (``full=True``: per table row), one value column per model, then deltas to the first."""
-        from ..reports.compare import compare_headlines, compare_tables
-
-        loaded = [r if isinstance(r, Report) else Report.load(r) for r in reports]
-        if not loaded:
-            raise InvalidInputError("nothing to compare: give at least one report directory")
-        return compare_tables(loaded) if full else compare_headlines(loaded)
-
-    @staticmethod
-    def summaries(reports: Iterable[Report | str | Path]) -> pd.DataFrame:
-        """The ``summary()`` rows of several reports in one frame: one row per model."""
-        loaded = [r if isinstance(r, Report) else Report.load(r) for r in reports]
-        return pd.concat([r.summary() for r in loaded], sort=False)
 
     @staticmethod
     def concat(reports: Iterable[Report | str | Path]) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import io
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -277,12 +277,12 @@ def write_report(
     meta: dict[str, Any],
     figures: dict[str, dict[str, bytes]],
     staging: Staging | None = None,
+    rendered: Mapping[str, Callable[[Report], str]] | None = None,
 ) -> Report:
-    """Write tables, figures, summary.md and report.html, then meta.json, into the staging
-    folder and swap them into ``out``; return the Report."""
-    from ..reports.html import render_html
-    from ..reports.markdown import render_summary
-
+    """Write tables, figures, the ``rendered`` files (name -> renderer of the staged report: the
+    reports layer's ``summary.md`` and ``report.html``), then meta.json, into the staging folder and
+    swap them into ``out``; return the Report."""
+    rendered = rendered or {}
     staging = staging or begin(out)
     base = staging.path
     try:
@@ -291,12 +291,12 @@ def write_report(
             table.to_csv(base / "results.csv", index=False, float_format="%.10g")
             write_parquet(samples, base / "samples.parquet")
             written = ["results.parquet", "results.csv", "samples.parquet", *_write_figures(base, figures)]
-            written += ["summary.md", "report.html"] + ([FRAGMENTS] if staging.fragments.is_dir() else [])
+            written += [*rendered] + ([FRAGMENTS] if staging.fragments.is_dir() else [])
             written.append("meta.json")
             meta = {**meta, "status": meta.get("status", "complete"), "files": written}  # or "partial" (--max-minutes)
             staged = Report(base, table, samples, meta)
-            (base / "summary.md").write_text(render_summary(staged), encoding="utf-8")
-            (base / "report.html").write_text(render_html(staged), encoding="utf-8")
+            for name, render in rendered.items():
+                (base / name).write_text(render(staged), encoding="utf-8")
             (base / "meta.json").write_text(json.dumps(meta, indent=2, default=str))
             staging.commit(written)
     except BaseException:

@@ -21,12 +21,12 @@ from ...estimate import CostInputs, Passes
 from ...methods.attribution.occlusion import (
     MAP_SIDE,
     OcclusionConfig,
-    _correct_indicator,
-    _probabilities,
     class_means_figure,
+    correct_indicator,
     examples_figure,
     occlusion_attribution,
     outside_share,
+    probability_forward,
     window_and_stride,
 )
 from ...models import AuditedModel
@@ -64,16 +64,16 @@ class OcclusionCheck(SampleCheck):
         window, stride = window_and_stride(cfg, h, w)
         x, y = batch.x.to(model.device), batch.y.to(model.device)
         with torch.no_grad():
-            probs = _probabilities(model)(x)
+            probs = probability_forward(model)(x)
         pred = probs.argmax(dim=1)
         sensitivity = occlusion_attribution(
-            _probabilities(model), x, y, window, stride, cfg.baseline, ctx.batch_size
+            probability_forward(model), x, y, window, stride, cfg.baseline, ctx.batch_size
         ).sum(dim=1, keepdim=True)
         correct = pred == y
         flipped = torch.full((len(x),), math.nan)
         if correct.any():
             drops = occlusion_attribution(
-                _correct_indicator(model), x[correct], y[correct], window, stride, cfg.baseline, ctx.batch_size
+                correct_indicator(model), x[correct], y[correct], window, stride, cfg.baseline, ctx.batch_size
             )
             flipped[correct.cpu()] = (drops.amax(dim=(1, 2, 3)) > 0).float().cpu()
         samples = pd.DataFrame(

@@ -40,14 +40,16 @@ class ConfidenceConfig:
     fooling_n: int = option(50, "generated fooling images", range=">= 1", unit="images")
     fooling_steps: int = option(100, "gradient steps per generated fooling image", range=">= 1", unit="steps")
     fooling_step_size: float = option(0.01, "step size of the generated fooling images", range="> 0")
-    adversarial_n: int = option(100, "generated PGD examples", range=">= 1", unit="images")
+    adversarial_n: int = option(
+        100, "generated APGD-CE examples (the adversarial check's attack)", range=">= 1", unit="images"
+    )
     adversarial_eps: float = option(
         0.1,
-        "L-inf radius of the generated PGD examples (8/255 is usual for natural images)",
+        "L-inf radius of the generated APGD-CE examples (8/255 is usual for natural images)",
         range="(0, 1]",
         unit="pixel units",
     )
-    adversarial_steps: int = option(10, "PGD steps of the generated examples", range=">= 1", unit="steps")
+    adversarial_steps: int = option(10, "APGD-CE steps of the generated examples", range=">= 1", unit="steps")
     corruption_n: int = option(200, "generated corrupted images", range=">= 1", unit="images")
     ece_bins: int = option(15, "bins of the calibration error", range=">= 1", unit="bins")
     energy_temperature: float = option(1.0, "T of the energy score", range="> 0")

@@ -17,6 +17,7 @@ import torch
 
 from ...estimate import CostInputs, Passes
 from ...methods.fooling.gradient import check_outputs, image_shape, log_probabilities, warn_if_probabilities
+from ...methods.shifts.noise_corruptions import noise_images
 from ...models import AuditedModel
 from ...options import option
 from ...results.plots import figure_png
@@ -26,15 +27,6 @@ from .. import AuditData, Check, CheckContext, CheckOutput, Headline, batched, r
 
 KINDS = ("gaussian", "uniform")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
-
-
-def noise_images(
-    kind: str, n: int, shape: tuple[int, int, int], mean: float, std: float, generator: torch.Generator
-) -> torch.Tensor:
-    """``n`` noise images: Gaussian N(mean, std^2) clipped to [0, 1], or uniform on [0, 1]."""
-    if kind == "gaussian":
-        return (mean + std * torch.randn(n, *shape, generator=generator)).clamp(0, 1)
-    return torch.rand(n, *shape, generator=generator)
 
 
 @register

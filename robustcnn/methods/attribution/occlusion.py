@@ -73,7 +73,9 @@ def window_and_stride(cfg: OcclusionConfig, height: int, width: int) -> tuple[in
     return window, stride
 
 
-def _probabilities(model: AuditedModel):
+def probability_forward(model: AuditedModel):
+    """Class probabilities as a forward function, whether the model returns logits or probabilities."""
+
     def forward(x: torch.Tensor) -> torch.Tensor:
         out = model(x).float()
         return out if model.outputs_probabilities else out.softmax(dim=1)
@@ -81,7 +83,7 @@ def _probabilities(model: AuditedModel):
     return forward
 
 
-def _correct_indicator(model: AuditedModel):
+def correct_indicator(model: AuditedModel):
     """One-hot of the predicted class: its entry at the true label is 1 when the prediction is correct."""
 
     def forward(x: torch.Tensor) -> torch.Tensor:

@@ -5,11 +5,10 @@
 - ``fooling-gradient``, ``fooling-evolution``, ``adversarial``, ``corruptions``: the artifacts
   the checks of those names leave in ``ctx.artifacts``. When a check did not run, a small
   batch is generated here: signed-gradient ascent on a class's log-probability from uniform
-  noise (Simonyan et al. 2014; Nguyen et al. 2015), L-inf PGD keeping the successful
-  examples (Madry et al. 2018), and the 15 ImageNet-C corruptions at severity 5 via
-  ``robustcnn.methods.shifts.corrupt`` (Hendrycks & Dietterich 2019), or, where that
-  module is absent, severity-5-like Gaussian noise, blur and contrast. There is no small stand-in for evolution, so
-  ``fooling-evolution`` is measured only from its check's artifact.
+  noise (Simonyan et al. 2014; Nguyen et al. 2015), L-inf APGD-CE keeping the successful
+  examples (Croce & Hein 2020, ``methods.perturbation.apgd``), and the 15 ImageNet-C corruptions
+  at severity 5 via ``robustcnn.methods.shifts.corrupt`` (Hendrycks & Dietterich 2019). There is
+  no small stand-in for evolution, so ``fooling-evolution`` is measured only from its check's artifact.
 - ``user:<name>``: a dataset given by the ``ood`` option, resized to the model's input.
 """
 
@@ -21,8 +20,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
-import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 
 from ...artifacts import ADVERSARIAL_EXAMPLES, CORRUPTED_IMAGES, FOOLING_EVOLUTION_IMAGES, FOOLING_GRADIENT_IMAGES
 from ...data import DatasetRef, Split, Target
@@ -30,7 +27,12 @@ from ...data.base import adapt_split
 from ...data.index import BadImage
 from ...errors import InvalidInputError
 from ...models import AuditedModel
-from .scores import log_probabilities
+from ...models.outputs import log_probabilities
+from ...seeding import SampleStreams
+from ..perturbation.apgd import apgd
+from ..perturbation.cascade import CountedView
+from ..shifts import BENCHMARK, corrupt
+from ..shifts.noise_corruptions import noise_images
 
 if TYPE_CHECKING:
     from ...checks import AuditData, CheckContext
@@ -56,28 +58,13 @@ class OODSet:
     source: str
 
 
-def gaussian_noise(
-    n: int, shape: tuple[int, int, int], gen: torch.Generator, mean: float = 0.5, std: float = 0.25
-) -> torch.Tensor:
-    return (mean + std * torch.randn((n, *shape), generator=gen)).clamp(0.0, 1.0)
-
-
-def uniform_noise(n: int, shape: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor:
-    return torch.rand((n, *shape), generator=gen)
-
-
-def model_log_probs(model: AuditedModel, x: torch.Tensor) -> torch.Tensor:
-    """Differentiable log-probabilities, whether the model returns logits or probabilities."""
-    return log_probabilities(model(x), model.outputs_probabilities)
-
-
 def fooling_images(
     model: AuditedModel, n: int, shape: tuple[int, int, int], steps: int, step_size: float, gen: torch.Generator
 ) -> tuple[torch.Tensor, int]:
     """Unregularised fooling images: from uniform noise, signed-gradient ascent on
     ``log p(target)`` for targets cycling over the classes; an image stops once it reaches
     99.99% (Nguyen et al. 2015). Returns (images, number reaching 99.99%)."""
-    x = uniform_noise(n, shape, gen).to(model.device)
+    x = noise_images("uniform", n, shape, 0.5, 0.0, gen).to(model.device)
     target = (torch.arange(n) % model.num_classes).to(model.device)
     done = torch.zeros(n, dtype=torch.bool, device=model.device)
     threshold = math.log(FOOLING_CONFIDENCE)
@@ -86,7 +73,7 @@ def fooling_images(
         if len(active) == 0:
             break
         xa = x[active].clone().requires_grad_(True)
-        log_p = model_log_probs(model, xa).gather(1, target[active, None]).squeeze(1)
+        log_p = log_probabilities(model(xa), model.outputs_probabilities).gather(1, target[active, None]).squeeze(1)
         reached = log_p.detach() >= threshold
         done[active[reached]] = True
         if step == steps:
@@ -96,50 +83,22 @@ def fooling_images(
     return x.detach().cpu(), int(done.sum())
 
 
-def pgd_examples(
+def adversarial_examples(
     model: AuditedModel, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, gen: torch.Generator
 ) -> torch.Tensor:
-    """Untargeted L-inf PGD with a random start and step 2.5 eps / steps (Madry et al. 2018);
-    returns only the examples that are misclassified."""
+    """Untargeted L-inf APGD with cross-entropy loss and a random start (Croce & Hein 2020), the
+    adversarial check's implementation; returns only the examples that are misclassified. Each
+    image's random start comes from its own stream, keyed from ``gen``, on any device."""
     x, y = x.to(model.device), y.to(model.device)
-    start = (torch.rand(x.shape, generator=gen) * 2 - 1).to(model.device) * eps
-    adv = (x + start).clamp(0.0, 1.0)
-    alpha = 2.5 * eps / steps
-    for _ in range(steps):
-        adv.requires_grad_(True)
-        loss = F.nll_loss(model_log_probs(model, adv), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, adv)
-        adv = adv.detach() + alpha * grad.sign()
-        adv = torch.min(torch.max(adv, x - eps), x + eps).clamp(0.0, 1.0)
-    with torch.no_grad():
-        wrong = model_log_probs(model, adv).argmax(dim=1) != y
-    return adv[wrong].detach().cpu()
-
-
-def simple_corruptions(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Gaussian noise (sigma 0.38), Gaussian blur (sigma a tenth of the image side) and
-    contrast cut to 5%, round-robin over the images (severity-5 levels of Hendrycks & Dietterich 2019)."""
-    out = x.clone()
-    noisy = out[0::3]
-    out[0::3] = (noisy + 0.38 * torch.randn(noisy.shape, generator=gen)).clamp(0.0, 1.0)
-    side = min(x.shape[-2:])
-    sigma = max(side / 10.0, 0.5)
-    kernel = min(2 * math.ceil(3 * sigma) + 1, 2 * side - 1)
-    if len(out[1::3]):
-        out[1::3] = TF.gaussian_blur(out[1::3], [kernel, kernel], [sigma, sigma])
-    low = out[2::3]
-    mean = low.mean(dim=(1, 2, 3), keepdim=True)
-    out[2::3] = (mean + 0.05 * (low - mean)).clamp(0.0, 1.0)
-    return out
+    keys = torch.randint(-(2**63), 2**63 - 1, (len(x),), generator=gen)
+    view = CountedView(model, model.outputs_probabilities)
+    run = apgd(view, x, y, eps, "linf", "ce", steps, SampleStreams(keys).to(model.device))
+    return run.adversarial[run.success].detach().cpu()
 
 
 def shifted_images(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, str]:
-    """The 15 ImageNet-C corruptions at severity 5, round-robin, from ``robustcnn.methods.shifts``
-    when that module is installed; else :func:`simple_corruptions`. Returns (images, source)."""
-    try:
-        from ..shifts import BENCHMARK, corrupt
-    except ImportError:
-        return simple_corruptions(x, gen), "generated: Gaussian noise 0.38 / blur / contrast 5%, round-robin"
+    """The 15 ImageNet-C corruptions at severity 5, round-robin, from ``robustcnn.methods.shifts``.
+    Returns (images, source)."""
     out = x.clone()
     for i, name in enumerate(BENCHMARK):
         if len(x[i :: len(BENCHMARK)]):
@@ -200,11 +159,13 @@ def build_sets(
     builders: dict[str, Callable[[], OODSet | None]] = {
         "gaussian-noise": lambda: OODSet(
             "gaussian-noise",
-            gaussian_noise(cfg.noise_n, shape, gen("gaussian-noise"), 0.5, cfg.noise_std),
+            noise_images("gaussian", cfg.noise_n, shape, 0.5, cfg.noise_std, gen("gaussian-noise")),
             f"generated: N(0.5, {cfg.noise_std}^2) clipped to [0, 1]",
         ),
         "uniform-noise": lambda: OODSet(
-            "uniform-noise", uniform_noise(cfg.noise_n, shape, gen("uniform-noise")), "generated: U(0, 1)"
+            "uniform-noise",
+            noise_images("uniform", cfg.noise_n, shape, 0.5, 0.0, gen("uniform-noise")),
+            "generated: U(0, 1)",
         ),
     }
     for name in cfg.sets:
@@ -260,11 +221,11 @@ def _generate(
         )
     if name == "adversarial":
         pick = torch.randperm(len(data.eval), generator=gen)[: cfg.adversarial_n]
-        images = pgd_examples(
+        images = adversarial_examples(
             model, data.eval.x[pick], data.eval.y[pick], cfg.adversarial_eps, cfg.adversarial_steps, gen
         )
         return images, (
-            f"generated: L-inf PGD eps={cfg.adversarial_eps}, {cfg.adversarial_steps} steps; "
+            f"generated: L-inf APGD-CE eps={cfg.adversarial_eps}, {cfg.adversarial_steps} steps; "
             f"{len(images)}/{len(pick)} successful kept"
         )
     if name == "corruptions":

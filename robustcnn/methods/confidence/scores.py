@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ...models.outputs import log_probabilities
+
 SCORES: tuple[str, ...] = ("msp", "max_logit", "energy", "neg_entropy")
 PROBABILITY_SCORES: tuple[str, ...] = ("msp", "neg_entropy")
 LABELS = {
@@ -26,13 +28,6 @@ LABELS = {
     "energy": "negative energy",
     "neg_entropy": "negative entropy",
 }
-
-
-def log_probabilities(outputs: torch.Tensor, outputs_probabilities: bool) -> torch.Tensor:
-    """Log class probabilities from logits, or from probabilities (clamped away from 0)."""
-    if outputs_probabilities:
-        return outputs.clamp_min(torch.finfo(outputs.dtype).tiny).log()
-    return outputs.log_softmax(dim=1)
 
 
 def usable_scores(requested: list[str] | tuple[str, ...], outputs_probabilities: bool) -> tuple[list[str], list[str]]:

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
 
 from ...errors import InvalidInputError
 from ...models import AuditedModel
+from ...models import outputs as model_outputs
 from ...results.schema import rate, value
 from ...stats import quantile_with_ci
 
@@ -65,16 +65,13 @@ def check_outputs(model: AuditedModel, data: AuditData) -> None:
 
 
 def log_probabilities(out: torch.Tensor, outputs_probabilities: bool) -> torch.Tensor:
-    """Log-probabilities in float64 from logits, or from probabilities (clamped away from 0 first)."""
-    out = out.double()
-    if outputs_probabilities:
-        return out.clamp_min(1e-300).log()
-    return F.log_softmax(out, dim=1)
+    """``models.outputs.log_probabilities`` in float64, so that scores near certainty keep their resolution."""
+    return model_outputs.log_probabilities(out.double(), outputs_probabilities)
 
 
 def warn_if_probabilities(model: AuditedModel, ctx: CheckContext, check: str) -> None:
     if model.outputs_probabilities:
-        ctx.warn(f"{check}: the model outputs probabilities, not logits; using log(p) clamped at 1e-300 as the score")
+        ctx.warn(f"{check}: the model outputs probabilities, not logits; using log(p) as the score")
 
 
 def image_shape(model: AuditedModel, data: AuditData) -> tuple[int, int, int]:

@@ -16,6 +16,7 @@ import torch
 
 from ...errors import InvalidInputError
 from ...models import AuditedModel
+from ...models.outputs import log_probabilities
 from .evaluate import patched_predictions
 from .geometry import sample_placements
 from .train import PatchTraining, train_patch
@@ -71,7 +72,7 @@ def candidate_classes(
     """The ``k`` present classes with the highest (``easiest``) or lowest mean clean log-probability on other
     classes' images, and all means. A class is a candidate only if the split has an image of another class."""
     logits = model.logits(x, batch_size)
-    logp = logits.clamp_min(1e-12).log() if model.outputs_probabilities else logits.log_softmax(dim=1)
+    logp = log_probabilities(logits, model.outputs_probabilities)
     means = torch.stack(
         [logp[y != c, c].mean() if (y != c).any() else torch.tensor(float("-inf")) for c in range(num_classes)]
     )

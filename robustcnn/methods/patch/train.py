@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ...models import AuditedModel
+from ...models.outputs import log_probabilities
 from .geometry import apply_patch, patch_resolution, sample_placements, shape_mask
 
 
@@ -47,10 +48,7 @@ def patch_size(setup: PatchTraining, height: int, width: int) -> int:
 
 def target_log_prob(model: AuditedModel, x: torch.Tensor, target: int) -> torch.Tensor:
     """Per-image log-probability of ``target``; safe for models that output probabilities."""
-    out = model(x)
-    if model.outputs_probabilities:
-        return out[:, target].clamp_min(1e-12).log()
-    return out.log_softmax(dim=1)[:, target]
+    return log_probabilities(model(x), model.outputs_probabilities)[:, target]
 
 
 def train_patch(

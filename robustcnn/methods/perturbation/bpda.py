@@ -33,6 +33,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from ...errors import InvalidInputError
+from ...models.outputs import log_of_probabilities
 from .apgd import loss_and_grad
 from .cascade import CountedView
 from .losses import margin
@@ -199,7 +200,7 @@ class SurrogateView(CountedView):
         if not self.probabilities:
             return out
         logs = mode.log_probabilities(out)
-        return logs if logs is not None else out.clamp_min(1e-30).log()
+        return logs if logs is not None else log_of_probabilities(out)
 
 
 def nondifferentiable_ops(model: nn.Module, x: torch.Tensor) -> list[str]:

@@ -24,9 +24,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ...models.outputs import as_logits
 from ...seeding import SampleStreams
 from .geometry import lp_norm
-from .library import ATTACKS, AttackSettings
+from .library import ATTACKS, AttackSettings, Batch
 
 TOL = 1e-6  # pixel units: a perturbation counts at eps if its norm is at most eps + TOL
 
@@ -34,8 +35,8 @@ TOL = 1e-6  # pixel units: a perturbation counts at eps if its norm is at most e
 class CountedView(nn.Module):
     """The model as attacks see it: logits, counted in images forward and backward.
 
-    A model whose outputs are probabilities is turned into log-probabilities (clamped at
-    1e-30), which are valid logits for every loss used here.
+    A model whose outputs are probabilities is turned into log-probabilities (``models.outputs.as_logits``),
+    which are valid logits for every loss used here.
     """
 
     def __init__(self, model: nn.Module, probabilities: bool = False) -> None:
@@ -51,7 +52,7 @@ class CountedView(nn.Module):
         if torch.is_grad_enabled() and x.requires_grad:
             self.backward_images += len(x)
         out = self.model(x)
-        return out.clamp_min(1e-30).log() if self.probabilities else out
+        return as_logits(out, self.probabilities)
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -160,15 +161,7 @@ class Cascade:
             attacked = len(todo)
             streams = self.streams.fork(name)
             for part in todo.split(self.batch_size):
-                adv = attack.run(
-                    self.view,
-                    self.x[part],
-                    self.y[part],
-                    self.norm,
-                    self.settings,
-                    streams.subset(part),
-                    self.adv_logits.shape[1],
-                )
+                adv = attack.run(self._batch(part, streams), self.adv_logits.shape[1])
                 self._accept(name, part, adv, None)
         else:
             attacked = self._descend(name)
@@ -197,9 +190,7 @@ class Cascade:
             broken = torch.zeros_like(active)
             streams = self.streams.fork(name, level)
             for part in todo.split(self.batch_size):
-                adv = attack.run(
-                    self.view, self.x[part], self.y[part], eps[part], self.norm, self.settings, streams.subset(part)
-                )
+                adv = attack.run(self._batch(part, streams), eps[part])
                 broken[part] = self._accept(name, part, adv, eps[part])
             eps, has = _target(self.min_norm, self.grid)
             active = broken & has
@@ -215,11 +206,12 @@ class Cascade:
             streams = self.streams.fork(name, level)
             for part in todo.split(self.batch_size):
                 eps = value.expand(len(part))
-                adv = attack.run(
-                    self.view, self.x[part], self.y[part], eps, self.norm, self.settings, streams.subset(part)
-                )
+                adv = attack.run(self._batch(part, streams), eps)
                 self._accept(name, part, adv, eps)
         return attacked
+
+    def _batch(self, part: torch.Tensor, streams: SampleStreams) -> Batch:
+        return Batch(self.view, self.x[part], self.y[part], self.norm, self.settings, streams.subset(part))
 
     def _accept(self, name: str, part: torch.Tensor, adv: torch.Tensor, limit: torch.Tensor | None) -> torch.Tensor:
         """Keep verified adversarials that beat the input's current minimum; returns which did."""

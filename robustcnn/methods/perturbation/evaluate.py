@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ...errors import InvalidInputError
+from ...models.outputs import as_logits
 from ...seeding import SampleStreams, sample_keys
 from .bpda import MaskingResponse, SurrogateView, check_bpda, find_modules, respond
 from .cascade import Cascade, CountedView, NormResult
@@ -150,7 +151,7 @@ def evaluate(
         raise InvalidInputError("the model has fewer than 2 classes; there is no decision to flip")
     if not probabilities and looks_like_probabilities(raw):
         probabilities = view.probabilities = True
-    clean_logits = raw.clamp_min(1e-30).log() if probabilities else raw
+    clean_logits = as_logits(raw, probabilities)
     labels = clean_logits.argmax(1) if y is None else torch.as_tensor(y).to(device).long()
     if labels.shape != (len(x),) or labels.min() < 0 or labels.max() >= clean_logits.shape[1]:
         raise InvalidInputError(f"labels must be {len(x)} class indices in [0, {clean_logits.shape[1] - 1}]")

@@ -1,5 +1,6 @@
 """The named attacks a plan can select: foolbox's (FGSM, PGD, CW, DeepFool, FMN, DDN) and
-our own APGD and Square, behind one calling convention.
+our own APGD and Square, behind one calling convention: ``run(batch, eps)`` for a fixed attack,
+``run(batch, num_classes)`` for a minimal one (``Batch``: model, inputs, labels, norm, budgets, streams).
 
 FMN is used for L-inf only: foolbox 3.3.4's ``L2FMNAttack`` never projects onto its ball
 (its scaling factor is ``norms / norms``), so DDN is the minimal-norm attack for L2.
@@ -107,30 +108,36 @@ def _start_from(attack: fb.attacks.base.FixedEpsilonAttack, streams: SampleStrea
         attack.get_random_start = start
 
 
+@dataclass(frozen=True)
+class Batch:
+    """What an attack is run on: the model (returning logits), inputs, labels, the norm, the
+    budgets and per-input random streams. Fixed attacks are also given a radius per input,
+    minimal ones the number of classes."""
+
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    norm: str
+    settings: AttackSettings
+    streams: SampleStreams
+
+
 def _foolbox_fixed(
     linf: Callable[[AttackSettings], fb.attacks.base.FixedEpsilonAttack],
     l2: Callable[[AttackSettings], fb.attacks.base.FixedEpsilonAttack],
-) -> Callable[..., torch.Tensor]:
-    def run(
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        eps: torch.Tensor,
-        norm: str,
-        settings: AttackSettings,
-        streams: SampleStreams,
-    ) -> torch.Tensor:
-        out = x.clone()
+) -> Callable[[Batch, torch.Tensor], torch.Tensor]:
+    def run(b: Batch, eps: torch.Tensor) -> torch.Tensor:
+        out = b.x.clone()
         for value in torch.unique(eps):
             part = eps == value
-            attack = (linf if norm == "linf" else l2)(settings)
-            _start_from(attack, streams.subset(part), norm)
-            crit = fb.criteria.Misclassification(y[part])
+            attack = (linf if b.norm == "linf" else l2)(b.settings)
+            _start_from(attack, b.streams.subset(part), b.norm)
+            crit = fb.criteria.Misclassification(b.y[part])
             out[part] = _seeded(
-                streams.subset(part),
-                x,
+                b.streams.subset(part),
+                b.x,
                 lambda attack=attack, part=part, crit=crit, value=value: attack.run(
-                    _fmodel(model, x), x[part], crit, epsilon=float(value)
+                    _fmodel(b.model, b.x), b.x[part], crit, epsilon=float(value)
                 ),
             )
         return out
@@ -138,49 +145,33 @@ def _foolbox_fixed(
     return run
 
 
-def _apgd(loss: str) -> Callable[..., torch.Tensor]:
-    def run(
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        eps: torch.Tensor,
-        norm: str,
-        settings: AttackSettings,
-        streams: SampleStreams,
-    ) -> torch.Tensor:
-        steps = settings.apgd_dlr_steps if loss == "dlr" else settings.apgd_steps
-        return apgd(model, x, y, eps, norm, loss, steps, streams).adversarial
+def _apgd(loss: str) -> Callable[[Batch, torch.Tensor], torch.Tensor]:
+    def run(b: Batch, eps: torch.Tensor) -> torch.Tensor:
+        steps = b.settings.apgd_dlr_steps if loss == "dlr" else b.settings.apgd_steps
+        return apgd(b.model, b.x, b.y, eps, b.norm, loss, steps, b.streams).adversarial
 
     return run
 
 
-def _apgd_targeted(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: torch.Tensor,
-    norm: str,
-    settings: AttackSettings,
-    streams: SampleStreams,
-) -> torch.Tensor:
+def _apgd_targeted(b: Batch, eps: torch.Tensor) -> torch.Tensor:
     """APGD-T as in AutoAttack: targeted DLR towards each of the ``apgd_targets`` runner-up
     classes in turn (by clean logit), each on the inputs the previous targets left unbroken."""
     with torch.no_grad():
-        ranked = model(x).scatter(1, y[:, None], float("-inf")).argsort(dim=1, descending=True)
-    out, done = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    for rank in range(min(settings.apgd_targets, ranked.shape[1] - 1)):
+        ranked = b.model(b.x).scatter(1, b.y[:, None], float("-inf")).argsort(dim=1, descending=True)
+    out, done = b.x.clone(), torch.zeros(len(b.x), dtype=torch.bool, device=b.x.device)
+    for rank in range(min(b.settings.apgd_targets, ranked.shape[1] - 1)):
         todo = torch.nonzero(~done).flatten()
         if not len(todo):
             break
-        gen = streams.fork("target", rank).subset(todo)
+        gen = b.streams.fork("target", rank).subset(todo)
         run = apgd(
-            model,
-            x[todo],
-            y[todo],
+            b.model,
+            b.x[todo],
+            b.y[todo],
             eps[todo],
-            norm,
+            b.norm,
             "dlr-t",
-            settings.apgd_target_steps,
+            b.settings.apgd_target_steps,
             gen,
             target=ranked[todo, rank],
         )
@@ -188,32 +179,19 @@ def _apgd_targeted(
     return out
 
 
-def _square(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: torch.Tensor,
-    norm: str,
-    settings: AttackSettings,
-    streams: SampleStreams,
-) -> torch.Tensor:
-    return square_attack(model, x, y, eps, norm, settings.square_queries, settings.square_p_init, streams).adversarial
+def _square(b: Batch, eps: torch.Tensor) -> torch.Tensor:
+    s = b.settings
+    return square_attack(b.model, b.x, b.y, eps, b.norm, s.square_queries, s.square_p_init, b.streams).adversarial
 
 
 def _minimal(
     make: Callable[[AttackSettings, str, int], fb.attacks.base.MinimizationAttack],
-) -> Callable[..., torch.Tensor]:
-    def run(
-        model: nn.Module,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        norm: str,
-        settings: AttackSettings,
-        streams: SampleStreams,
-        num_classes: int,
-    ) -> torch.Tensor:
-        attack = make(settings, norm, num_classes)
-        return _seeded(streams, x, lambda: attack.run(_fmodel(model, x), x, fb.criteria.Misclassification(y)))
+) -> Callable[[Batch, int], torch.Tensor]:
+    def run(b: Batch, num_classes: int) -> torch.Tensor:
+        attack = make(b.settings, b.norm, num_classes)
+        return _seeded(
+            b.streams, b.x, lambda: attack.run(_fmodel(b.model, b.x), b.x, fb.criteria.Misclassification(b.y))
+        )
 
     return run
 

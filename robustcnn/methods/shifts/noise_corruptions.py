@@ -37,3 +37,11 @@ PARAMS = {
     "impulse_noise": (impulse_noise, (0.01, 0.02, 0.03, 0.05, 0.07), (0.03, 0.06, 0.09, 0.17, 0.27)),
     "speckle_noise": (speckle_noise, (0.06, 0.1, 0.12, 0.16, 0.2), (0.15, 0.2, 0.35, 0.45, 0.6)),
 }
+
+
+def noise_images(kind: str, n: int, shape: tuple[int, int, int], mean: float, std: float, gen: Source) -> torch.Tensor:
+    """``n`` images of pure noise (Hendrycks & Gimpel 2017): ``"gaussian"``, N(mean, std^2) per pixel
+    clipped to [0, 1] (Gaussian noise on a flat image of value ``mean``), or else uniform on [0, 1]."""
+    if kind == "gaussian":
+        return gaussian_noise(torch.full((n, *shape), float(mean)), std, 1.0, gen).clamp_(0.0, 1.0)
+    return uniform((n, *shape), gen, torch.empty(0))
