@@ -128,7 +128,8 @@ def measured(argv: list[str], source: Path = REPO) -> tuple[float, float, int, s
         "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
         "print(json.dumps([time.perf_counter() - t, rss, p.returncode, (p.stderr.strip().splitlines() or [''])[-1]]))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(source)}
+    inherited = os.environ.get("PYTHONPATH")  # e.g. the wheels gpu_check.sh installs beside the repo
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(source), *([inherited] if inherited else [])])}
     out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True, env=env)
     wall, rss_kb, code, err = json.loads(out.stdout)
     return wall, rss_kb * 1024 / 1e9, code, err
