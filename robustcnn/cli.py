@@ -132,7 +132,9 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 
 @main.command()
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--model", "model_spec", help="Model file (TorchScript, .pt2, state_dict, pickled module) or demo:NAME. Default: demo:mnist-cnn.")
+@click.option("--model", "model_specs", multiple=True,
+              help="Model file (TorchScript, .pt2, state_dict, pickled module) or demo:NAME. Default: demo:mnist-cnn. "
+              "Repeat to audit several models with the same other flags (one report each, plus index.html).")
 @click.option("--arch", help="Architecture for a state_dict: torchvision:NAME, demo:NAME or package.module:factory.")
 @click.option("--num-classes", type=click.IntRange(min=2), help="Number of classes the model outputs (default: the dataset's).")
 @click.option("--channels", type=click.IntRange(min=1), help="Input channels the model takes (default: the dataset's).")
@@ -162,7 +164,7 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--warn-only", is_flag=True, help="Report failing gates as warnings and exit 0.")
 @debug_option
 @handle_errors
-def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_classes: int | None, channels: int | None,
+def audit(plan_file: str | None, model_specs: tuple[str, ...], arch: str | None, num_classes: int | None, channels: int | None,
           input_size: str | None, mean: str | None, std: str | None, trust_model: bool, name: str | None,
           data_spec: str | None, checks: str | None, n: int | None, seed: int | None, device: str | None,
           batch_size: int | None, out: str | None, force: bool, set_options: tuple[str, ...], attacks: str | None,
@@ -176,11 +178,13 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
     from .plan import load_plan, validate_plan
     from .runner import run_plan
 
-    plan_path = plan_file or (_demo_plan() if model_spec is None and data_spec is None else None)
+    plan_path = plan_file or (_demo_plan() if not model_specs and data_spec is None else None)
     plan = load_plan(plan_path) if plan_path else _plain_plan()
-    given = (model_spec, arch, num_classes, channels, input_size, mean, std, name)
-    if trust_model or any(v is not None for v in given):
-        base = plan.models[0] if model_spec is None and len(plan.models) == 1 else ModelRef()
+    if len(model_specs) > 1 and name is not None:
+        raise UsageError("--name names one model; with several --model the names come from the files")
+    given = (arch, num_classes, channels, input_size, mean, std, name)
+    if trust_model or model_specs or any(v is not None for v in given):
+        base = plan.models[0] if not model_specs and len(plan.models) == 1 else ModelRef()
         plan.models = [ModelRef(
             spec=model_spec or base.spec, arch=arch or base.arch, num_classes=num_classes or base.num_classes,
             in_channels=channels or base.in_channels,
@@ -188,7 +192,7 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
             mean=_floats(mean, "--mean") if mean is not None else base.mean,
             std=_floats(std, "--std") if std is not None else base.std,
             trust=trust_model or base.trust, name=name or base.name,
-        )]
+        ) for model_spec in (model_specs or (None,))]
     selected = [c.strip() for c in checks.split(",") if c.strip()] if checks is not None else None
     # --checks narrows the plan: the plan's own options for the checks it leaves out are no mistake to warn about
     options = {k: dict(v) for k, v in plan.options.items() if selected is None or k in selected or k not in plan.checks}
@@ -209,13 +213,23 @@ def audit(plan_file: str | None, model_spec: str | None, arch: str | None, num_c
     if junit and not gates:
         raise UsageError("--junit needs gates: give --policy FILE or [[gate]] tables in the plan")
     progress = not no_progress and sys.stderr.isatty()
+    if len(plan.models) > 1:
+        from .reports.index_page import check_index_target
+
+        check_index_target(Path(plan.out or "reports"))
     verdicts = {}
-    for report in run_plan(plan, resume=resume, progress=progress, force=force):
+    reports = run_plan(plan, resume=resume, progress=progress, force=force)
+    for report in reports:
         click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
         _print_headlines(report)
         if gates:
             verdicts[report.model] = _gate_report(report, gates, plan.baseline, warn_only, rewrite=True)
         _append_step_summary(report, verdicts.get(report.model))
+    if len(reports) > 1:
+        from .reports.index_page import write_index
+
+        index, table = write_index(Path(plan.out or "reports"), reports, verdicts if gates else None)
+        click.echo(f"wrote {index} and {table} (comparison of {len(reports)} models)")
     if verdicts:
         from .reports.gates import exit_code, write_junit
 
