@@ -6,12 +6,13 @@ and keeps the code.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
 import traceback
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import click
 
@@ -159,6 +160,11 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--baseline", type=click.Path(file_okay=False), help="A baseline report directory (relative mCE, gate drops).")
 @click.option("--resume", is_flag=True, help="Reuse the completed work of an interrupted run of the same audit.")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
+@click.option("--executor", default="local", show_default=True,
+              help="Where tasks run: local (this process), processes (a pool, see --workers) or ray.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (processes) or CPUs of a local Ray runtime.")
+@click.option("--ray-address", help="Join this Ray cluster (HOST:PORT from `ray start --head`) instead of a local runtime.")
+@click.option("--shard", "shard_spec", help="Run only slice I of N of the task list (e.g. 2/4) and write fragments for `robustcnn merge`.")
 @click.option("--policy", type=click.Path(dir_okay=False), help="Gate policy ([[gate]] tables) to check after the audit, besides the plan's own gates.")
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write the gate verdicts as JUnit XML to this file.")
 @click.option("--warn-only", is_flag=True, help="Report failing gates as warnings and exit 0.")
@@ -169,7 +175,7 @@ def audit(plan_file: str | None, model_specs: tuple[str, ...], arch: str | None,
           data_spec: str | None, checks: str | None, n: int | None, seed: int | None, device: str | None,
           batch_size: int | None, out: str | None, force: bool, set_options: tuple[str, ...], attacks: str | None,
           target: str | None, ood: str | None, baseline: str | None, resume: bool, no_progress: bool,
-          policy: str | None, junit: str | None, warn_only: bool, debug: bool) -> None:
+          executor: str, workers: int | None, ray_address: str | None, shard_spec: str | None, policy: str | None, junit: str | None, warn_only: bool, debug: bool) -> None:
     """Audit a model. With no arguments: the demo model on MNIST with audits/demo.toml.
 
     Gates in the plan's [[gate]] tables and in --policy are checked on every report; the exit
@@ -213,12 +219,21 @@ def audit(plan_file: str | None, model_specs: tuple[str, ...], arch: str | None,
     if junit and not gates:
         raise UsageError("--junit needs gates: give --policy FILE or [[gate]] tables in the plan")
     progress = not no_progress and sys.stderr.isatty()
+    if shard_spec is not None:
+        from .sharding import parse_shard, run_shard
+
+        index, count = parse_shard(shard_spec)
+        with _engine(executor, workers, ray_address, plan.device) as engine:
+            folder, done, deferred = run_shard(plan, index, count, Path(out or f"shard-{index}-of-{count}"), engine)
+        click.echo(f"wrote {folder}/ (shard {index}/{count}: {done} tasks; {deferred} left to `robustcnn merge`)")
+        return
     if len(plan.models) > 1:
         from .reports.index_page import check_index_target
 
         check_index_target(Path(plan.out or "reports"))
     verdicts = {}
-    reports = run_plan(plan, resume=resume, progress=progress, force=force)
+    with _engine(executor, workers, ray_address, plan.device) as engine:
+        reports = run_plan(plan, resume=resume, progress=progress, force=force, engine=engine)
     for report in reports:
         click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
         _print_headlines(report)
@@ -237,6 +252,22 @@ def audit(plan_file: str | None, model_specs: tuple[str, ...], arch: str | None,
             write_junit(verdicts, junit)
             click.echo(f"wrote {junit}")
         sys.exit(exit_code([r for rs in verdicts.values() for r in rs]))
+
+
+@contextlib.contextmanager
+def _engine(name: str, workers: int | None, ray_address: str | None, device: str) -> Iterator[Any]:
+    """The executor's engine, closed at the end; after an error or Ctrl-C its workers are stopped."""
+    from .executors import make_engine
+
+    if ray_address is not None and name != "ray":
+        raise UsageError("--ray-address needs --executor ray")
+    engine = make_engine(name, workers, ray_address, num_gpus=1 if device.startswith("cuda") else 0)
+    try:
+        yield engine
+    except BaseException:
+        engine.close(cancel=True)
+        raise
+    engine.close()
 
 
 def _plan_gates(plan, policy: str | None) -> list:
@@ -409,6 +440,40 @@ def gate(directory: str, policy: str, baseline: str | None, junit: str | None, m
         click.echo(f"wrote {markdown}")
     append_step_summary(text)
     sys.exit(exit_code(results))
+
+
+@main.command("merge")
+@click.argument("directories", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (several models: one each under it).")
+@click.option("--executor", default="local", show_default=True, help="Where the remaining tasks run: local, processes or ray.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (processes) or CPUs of a local Ray runtime.")
+@click.option("--ray-address", help="Join this Ray cluster (HOST:PORT) instead of a local runtime.")
+@click.option("--force", is_flag=True, help="Write into a non-empty --out that is not a robustcnn report.")
+@click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
+@debug_option
+@handle_errors
+def merge_command(directories: tuple[str, ...], out: str, executor: str, workers: int | None, ray_address: str | None,
+                  force: bool, no_progress: bool, debug: bool) -> None:
+    """Assemble the report of an `audit --shard I/N` run from all N shard folders: checks that they
+    come from one plan and robustcnn version and that no slice or fragment is missing, then computes
+    the summaries and the tasks left to the merge."""
+    from .sharding import merge, read_shards
+
+    plan, _ = read_shards([Path(d) for d in directories])
+    if len(plan.models) > 1:
+        from .reports.index_page import check_index_target
+
+        check_index_target(Path(out))
+    with _engine(executor, workers, ray_address, plan.device) as engine:
+        reports = merge([Path(d) for d in directories], Path(out), engine, force, not no_progress and sys.stderr.isatty())
+    for report in reports:
+        click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
+        _print_headlines(report)
+    if len(reports) > 1:
+        from .reports.index_page import write_index
+
+        index, table = write_index(Path(out), reports)
+        click.echo(f"wrote {index} and {table} (comparison of {len(reports)} models)")
 
 
 @report.command("compare")

@@ -14,7 +14,9 @@ import logging
 import platform
 import re
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -27,6 +29,8 @@ import torch
 from . import __version__
 from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check
 from .data import DatasetRef, ImageData, Split, stratified_sample
+from .executors import Engine, Handle, Job
+from .executors.local import LocalEngine
 from .errors import EnvironmentProblemError, InvalidInputError, NothingEvaluatedError, UsageError
 from .fragments import CorruptFragmentError, FragmentStore, content_key
 from .models import AuditedModel, ModelRef
@@ -36,6 +40,7 @@ from .reports.report import Report
 from .reports.schema import SCHEMA_VERSION, combine, tidy
 
 log = logging.getLogger("robustcnn")
+_SUMMARY_LOCK = threading.Lock()
 
 
 @dataclass
@@ -150,39 +155,95 @@ def run_task(task: Task, check: Check, prepared: Prepared, ctx: CheckContext) ->
 
 
 class LocalExecutor:
-    """Runs tasks one after another in this process, reusing cached fragments."""
+    """Runs tasks through an engine (``executors``; in this process by default), reusing cached
+    fragments (also those of ``sources``, e.g. the shards ``robustcnn merge`` assembles) and
+    writing every new fragment here, in the driver."""
 
-    def __init__(self, store: FragmentStore, resume: bool, progress: Callable[[int], None]) -> None:
+    def __init__(
+        self, store: FragmentStore, resume: bool, progress: Callable[[int], None],
+        engine: Engine | None = None, job: Job | None = None, sources: Iterable[FragmentStore] = (),
+    ) -> None:
         self.store = store
         self.resume = resume
         self.progress = progress
+        self.engine = engine or LocalEngine()
+        self.job = job
+        self.sources = list(sources)
 
-    def run(self, task: Task, compute: Callable[[], tuple[CheckOutput, dict[str, Any]]]) -> tuple[CheckOutput, dict[str, Any], bool]:
-        if self.resume and self.store.has(task.key):
+    def run_tasks(
+        self, tasks: list[Task], check: Check, prepared: Prepared, context: Callable[[int], CheckContext]
+    ) -> list[tuple[CheckOutput, dict[str, Any], bool]]:
+        """Run ``tasks`` of one check: a parallel engine gets every missing task at once (it runs them
+        side by side), the local one computes each when asked; results come back in task order."""
+        found = {t.key: self._cached(t) for t in tasks}
+
+        def submit(t: Task) -> Handle:
+            return self.engine.submit(self.job, check, t, context(t.shard or 0), prepared)
+
+        handles = {t.key: submit(t) for t in tasks if found[t.key] is None} if self.engine.parallel else {}
+        results = []
+        for task in tasks:
+            hit = found[task.key]
+            if hit is None:
+                hit = (handles[task.key] if task.key in handles else submit(task)).result()
+                self.store.save(task.key, *hit)
+            self.progress(1)
+            results.append((*hit, found[task.key] is not None))
+        return results
+
+    def _cached(self, task: Task) -> tuple[CheckOutput, dict[str, Any]] | None:
+        if not self.resume:
+            return None
+        for store in [self.store, *self.sources]:
+            if not store.has(task.key):
+                continue
             try:
-                output, cost = self.store.load(task.key)
+                output, cost = store.load(task.key)
             except CorruptFragmentError as exc:
                 where = f"{task.check}, shard {task.shard}" if task.shard is not None else task.check
-                log.warning("fragment %s (%s) is damaged (%s); recomputing it", self.store.path(task.key), where, exc)
-                self.store.discard(task.key)
-            else:
-                self.progress(1)
-                return output, cost, True
+                log.warning("fragment %s (%s) is damaged (%s); recomputing it", store.path(task.key), where, exc)
+                if store is self.store:
+                    store.discard(task.key)
+                continue
+            if store is not self.store:
+                self.store.save(task.key, output, cost)
+            return output, cost
+        return None
+
+    def run(self, task: Task, compute: Callable[[], tuple[CheckOutput, dict[str, Any]]]) -> tuple[CheckOutput, dict[str, Any], bool]:
+        found = self._cached(task)
+        if found is not None:
+            self.progress(1)
+            return (*found, True)
         output, cost = compute()
         self.store.save(task.key, output, cost)
         self.progress(1)
         return output, cost, False
 
 
+def plan_model(plan: Plan, model_ref: ModelRef) -> tuple[list[Check], Prepared, dict[str, list[Task]]]:
+    """The checks of ``plan`` in run order, the prepared inputs of one model (checks preflighted),
+    and the tasks of each check; the same for every executor and every ``--shard``."""
+    checks = sorted((get_check(name).from_options(plan.options.get(name)) for name in plan.checks), key=lambda c: (c.order, plan.checks.index(c.name)))
+    prepared = prepare(model_ref, DatasetRef(plan.data), plan.n, plan.seed, plan.device)
+    for check in checks:
+        if check.needs_train and prepared.data.train is None:
+            raise InvalidInputError(f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)")
+        check.preflight(prepared.model, prepared.data)
+    base_key = (__version__, model_ref.fingerprint(), prepared.image_data.fingerprint(), plan.seed, plan.device)
+    return checks, prepared, build_tasks(checks, prepared, base_key, plan.shard_size)
+
+
 def audit_model(
-    plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False, progress: bool = False, force: bool = False
+    plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False, progress: bool = False, force: bool = False,
+    engine: Engine | None = None, sources: Iterable[FragmentStore] = (),
 ) -> Report:
     """Audit one model according to ``plan`` and write its report directory (see ``reports.writer``:
     the work happens in a staging folder, swapped into ``out`` at the end; ``force`` allows a
     non-empty ``out`` that is not a report)."""
     staging = writer.begin(out, resume, force)
     try:
-        return _audit_into(plan, model_ref, out, staging, resume, progress)
+        return _audit_into(plan, model_ref, out, staging, resume, progress, engine, sources)
     except EnvironmentProblemError as exc:
         staging.abandon()
         if staging.fragments.is_dir():
@@ -194,29 +255,24 @@ def audit_model(
 
 
 def _audit_into(
-    plan: Plan, model_ref: ModelRef, out: Path, staging: writer.Staging, resume: bool, progress: bool
+    plan: Plan, model_ref: ModelRef, out: Path, staging: writer.Staging, resume: bool, progress: bool,
+    engine: Engine | None = None, sources: Iterable[FragmentStore] = (),
 ) -> Report:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    checks = sorted((get_check(name).from_options(plan.options.get(name)) for name in plan.checks), key=lambda c: (c.order, plan.checks.index(c.name)))
     for name in plan.options:
         if name not in plan.checks:
             log.warning("options given for check '%s', which is not selected", name)
     data_ref = DatasetRef(plan.data)
-    prepared = prepare(model_ref, data_ref, plan.n, plan.seed, plan.device)
     baseline = Report.load(plan.baseline).table if plan.baseline else None
-    for check in checks:
-        if check.needs_train and prepared.data.train is None:
-            raise InvalidInputError(f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)")
-        check.preflight(prepared.model, prepared.data)
+    checks, prepared, tasks = plan_model(plan, model_ref)
     store = FragmentStore(staging.fragments)
-    base_key = (__version__, model_ref.fingerprint(), prepared.image_data.fingerprint(), plan.seed, plan.device)
-    tasks = build_tasks(checks, prepared, base_key, plan.shard_size)
     total = sum(len(t) for t in tasks.values()) + sum(isinstance(c, SampleCheck) for c in checks)
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=model_ref.display_name(), disable=not progress, unit="task", leave=False)
-    executor = LocalExecutor(store, resume, bar.update)
+    job = Job(model_ref, plan.data, plan.n, plan.seed, plan.device)
+    executor = LocalExecutor(store, resume, bar.update, engine, job, sources)
     shared_artifacts: dict[str, torch.Tensor] = {}
     frames, sample_frames, figures, check_meta = [], [], {}, {}
     for check in checks:
@@ -257,12 +313,10 @@ def _run_check(
         return CheckContext(plan.device, plan.seed, plan.batch_size, False, dict(artifacts), baseline, shard)
 
     if not isinstance(check, SampleCheck):
-        task = tasks[0]
-        output, cost, reused = executor.run(task, lambda: run_task(task, check, prepared, context(0)))
+        output, cost, reused = executor.run_tasks(tasks, check, prepared, context)[0]
         return output, cost, int(reused)
     parts, costs, reused = [], [], 0
-    for task in tasks:
-        output, cost, was_cached = executor.run(task, lambda task=task: run_task(task, check, prepared, context(task.shard or 0)))
+    for output, cost, was_cached in executor.run_tasks(tasks, check, prepared, context):
         parts.append(output)
         costs.append(cost)
         reused += was_cached
@@ -271,6 +325,10 @@ def _run_check(
     summary_task = Task(check.name, None, None, content_key("summary", *(t.key for t in tasks)))
 
     def summarize() -> tuple[CheckOutput, dict[str, Any]]:
+        with _SUMMARY_LOCK:  # models audited side by side share the driver; figures (pyplot) are not thread-safe
+            return _summarize()
+
+    def _summarize() -> tuple[CheckOutput, dict[str, Any]]:
         ctx = context(0)
         before = prepared.model.counter.snapshot()
         started = time.perf_counter()
@@ -343,9 +401,28 @@ def default_out(model_ref: ModelRef, plan: Plan) -> Path:
     return Path("reports") / model_ref.display_name()
 
 
-def run_plan(plan: Plan, resume: bool = False, progress: bool = False, force: bool = False) -> list[Report]:
-    """Audit every model of the plan; one report directory per model."""
+def run_plan(
+    plan: Plan, resume: bool = False, progress: bool = False, force: bool = False, engine: Engine | None = None,
+    sources: Iterable[FragmentStore] = (),
+) -> list[Report]:
+    """Audit every model of the plan; one report directory per model. A parallel ``engine`` audits
+    the models side by side (each model's checks still run in order)."""
     names = [m.display_name() for m in plan.models]
     if len(set(names)) != len(names):
         raise InvalidInputError("two models of the plan share a name; give each a distinct name")
-    return [audit_model(plan, ref, default_out(ref, plan), resume, progress, force) for ref in plan.models]
+    sources = list(sources)
+
+    def one(ref: ModelRef) -> Report:
+        return audit_model(plan, ref, default_out(ref, plan), resume, progress, force, engine, sources)
+
+    if engine is None or not engine.parallel or len(plan.models) == 1:
+        return [one(ref) for ref in plan.models]
+    with ThreadPoolExecutor(len(plan.models), thread_name_prefix="robustcnn-model") as pool:
+        futures = [pool.submit(one, ref) for ref in plan.models]
+        try:
+            return [f.result() for f in futures]
+        except BaseException:
+            engine.close(cancel=True)  # the other models stop now; their finished work is kept for --resume
+            for future in futures:
+                future.cancel()
+            raise
