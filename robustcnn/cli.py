@@ -223,7 +223,7 @@ def audit(plan_file: str | None, model_specs: tuple[str, ...], arch: str | None,
         from .sharding import parse_shard, run_shard
 
         index, count = parse_shard(shard_spec)
-        with _engine(executor, workers, ray_address, plan.device) as engine:
+        with _engine(executor, workers, ray_address, plan) as engine:
             folder, done, deferred = run_shard(plan, index, count, Path(out or f"shard-{index}-of-{count}"), engine)
         click.echo(f"wrote {folder}/ (shard {index}/{count}: {done} tasks; {deferred} left to `robustcnn merge`)")
         return
@@ -232,7 +232,7 @@ def audit(plan_file: str | None, model_specs: tuple[str, ...], arch: str | None,
 
         check_index_target(Path(plan.out or "reports"))
     verdicts = {}
-    with _engine(executor, workers, ray_address, plan.device) as engine:
+    with _engine(executor, workers, ray_address, plan) as engine:
         reports = run_plan(plan, resume=resume, progress=progress, force=force, engine=engine)
     for report in reports:
         click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
@@ -255,13 +255,14 @@ def audit(plan_file: str | None, model_specs: tuple[str, ...], arch: str | None,
 
 
 @contextlib.contextmanager
-def _engine(name: str, workers: int | None, ray_address: str | None, device: str) -> Iterator[Any]:
+def _engine(name: str, workers: int | None, ray_address: str | None, plan) -> Iterator[Any]:
     """The executor's engine, closed at the end; after an error or Ctrl-C its workers are stopped."""
     from .executors import make_engine
 
     if ray_address is not None and name != "ray":
         raise UsageError("--ray-address needs --executor ray")
-    engine = make_engine(name, workers, ray_address, num_gpus=1 if device.startswith("cuda") else 0)
+    gpus = plan.num_gpus if plan.num_gpus is not None else int(plan.device.startswith("cuda"))
+    engine = make_engine(name, workers, ray_address, plan.num_cpus, gpus)
     try:
         yield engine
     except BaseException:
@@ -464,7 +465,7 @@ def merge_command(directories: tuple[str, ...], out: str, executor: str, workers
         from .reports.index_page import check_index_target
 
         check_index_target(Path(out))
-    with _engine(executor, workers, ray_address, plan.device) as engine:
+    with _engine(executor, workers, ray_address, plan) as engine:
         reports = merge([Path(d) for d in directories], Path(out), engine, force, not no_progress and sys.stderr.isatty())
     for report in reports:
         click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")

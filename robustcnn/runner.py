@@ -297,6 +297,7 @@ def _audit_into(
         for w in output.warnings:
             log.warning("%s: %s", check.name, w)
     bar.close()
+    executor.engine.release(job)
     table = combine(frames)
     if table.empty:
         raise NothingEvaluatedError("no check produced a result; nothing was evaluated")

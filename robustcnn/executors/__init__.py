@@ -31,6 +31,9 @@ class Engine(Protocol):
 
     def submit(self, job: Job, check: Check, task: Task, ctx: CheckContext, prepared: Prepared) -> Handle: ...
 
+    def release(self, job: Job) -> None:
+        """The driver is done with ``job``'s model: its workers may drop it."""
+
     def close(self, cancel: bool = False) -> None: ...
 
 

@@ -26,5 +26,8 @@ class LocalEngine:
     def submit(self, job: Job, check: Check, task: Task, ctx: CheckContext, prepared: Prepared) -> Done:
         return Done(run_guarded(task, check, prepared, ctx))
 
+    def release(self, job: Job) -> None:
+        return None
+
     def close(self, cancel: bool = False) -> None:
         return None

@@ -75,6 +75,9 @@ class ProcessEngine:
         with self._lock:
             return [p.pid for p in (getattr(self._pool, "_processes", None) or {}).values() if p.pid]
 
+    def release(self, job: Job) -> None:
+        return None
+
     def close(self, cancel: bool = False) -> None:
         with self._lock:
             self._closed = True

@@ -91,6 +91,12 @@ class RayEngine:
             ).remote(torch.get_num_threads())
         return self._actors[key]
 
+    def release(self, job: Job) -> None:
+        """The model is done: its actor goes, and what it reserved is free for the next model."""
+        actor = self._actors.pop(job.key, None)
+        if actor is not None:
+            self.ray.kill(actor)
+
     def submit(self, job: Job, check: Check, task: Task, ctx: CheckContext, prepared: Prepared) -> _Handle:
         return _Handle(self, job, task, self.actor(job).run.remote(job, check, task, ctx))
 
