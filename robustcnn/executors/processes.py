@@ -87,6 +87,8 @@ class ProcessEngine:
                 for process in processes:  # stop work in progress now (Ctrl-C), not after the current task
                     if process.is_alive():
                         process.terminate()
+                for process in processes:
+                    process.join(timeout=5)
 
 
 class _Handle:
