@@ -175,17 +175,18 @@ class LocalExecutor:
     ) -> list[tuple[CheckOutput, dict[str, Any], bool]]:
         """Run ``tasks`` of one check: a parallel engine gets every missing task at once (it runs them
         side by side), the local one computes each when asked; results come back in task order."""
-        found = {t.key: self._cached(t) for t in tasks}
-
         def submit(t: Task) -> Handle:
             return self.engine.submit(self.job, check, t, context(t.shard or 0), prepared)
 
-        handles = {t.key: submit(t) for t in tasks if found[t.key] is None} if self.engine.parallel else {}
+        if not self.engine.parallel:
+            return [self.run(t, lambda t=t: submit(t).result()) for t in tasks]
+        found = {t.key: self._cached(t) for t in tasks}
+        handles = {t.key: submit(t) for t in tasks if found[t.key] is None}
         results = []
         for task in tasks:
             hit = found[task.key]
             if hit is None:
-                hit = (handles[task.key] if task.key in handles else submit(task)).result()
+                hit = handles[task.key].result()
                 self.store.save(task.key, *hit)
             self.progress(1)
             results.append((*hit, found[task.key] is not None))
