@@ -7,7 +7,7 @@ this plan, times ResNet-50 throughput measured on one H200 (fp32, batch 256; pas
 --gpu-forward / --gpu-forward-backward). Ignores data loading and driver overhead.
 
     python benchmarks/bench_executors.py                      # 4 models x default checks, n=200
-    python benchmarks/bench_executors.py --n 50 --checks clean,adversarial,confidence
+    python benchmarks/bench_executors.py --n 100 --plan benchmarks/executors_plan.toml   # lighter: 3 checks
 
 The 4 models are the demo CNN trained with 4 seeds (1 epoch each, cached in --work).
 """
