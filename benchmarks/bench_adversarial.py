@@ -14,6 +14,7 @@ Targets (issue 3): our robust accuracy <= PGD-40 and <= FMN at every epsilon, wi
 of AutoAttack; whole L-inf curve at most 0.5x (aim 0.35x) the wall time of PGD-40 over the same
 8 epsilons; median minimal L2 on the demo CNN in 1-3; FGSM at 0.25 breaks most images.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,7 +55,9 @@ def foolbox_fmn(model: AuditedModel, x: torch.Tensor, y: torch.Tensor) -> dict[f
     return {e: float((correct & (norm > e + 1e-6)).float().mean()) for e in EPS}
 
 
-def autoattack(model: AuditedModel, x: torch.Tensor, y: torch.Tensor, eps_list: list[float]) -> dict[float, float] | None:
+def autoattack(
+    model: AuditedModel, x: torch.Tensor, y: torch.Tensor, eps_list: list[float]
+) -> dict[float, float] | None:
     try:
         import torchattacks
     except ImportError:
@@ -64,13 +67,17 @@ def autoattack(model: AuditedModel, x: torch.Tensor, y: torch.Tensor, eps_list: 
         if e == 0:
             out[e] = float((model.logits(x).argmax(1) == y).float().mean())
             continue
-        attack = torchattacks.AutoAttack(model, norm="Linf", eps=e, version="standard", n_classes=model.num_classes, seed=0)
+        attack = torchattacks.AutoAttack(
+            model, norm="Linf", eps=e, version="standard", n_classes=model.num_classes, seed=0
+        )
         adv = attack(x, y)
         out[e] = float((model.logits(adv).argmax(1) == y).float().mean())
     return out
 
 
-def ours(model: AuditedModel, x: torch.Tensor, y: torch.Tensor, norm: str = "linf", eps: list[float] = EPS, attacks=None):
+def ours(
+    model: AuditedModel, x: torch.Tensor, y: torch.Tensor, norm: str = "linf", eps: list[float] = EPS, attacks=None
+):
     kwargs = {"attacks": attacks} if attacks else {}
     return evaluate(model, x, y, norms=[norm], eps={norm: eps}, seed=0, batch_size=500, **kwargs)
 
@@ -146,8 +153,10 @@ def compare(title: str, model: AuditedModel, x, y, aa_n: int, aa_eps: list[float
     print(f"inputs whose minimum each attack lowered: {found}")
     if cost:
         print(f"wall time: ours {t_ours:.1f} s, foolbox LinfPGD x8 eps {t_pgd:.1f} s, foolbox FMN {t_fmn:.1f} s")
-        print(f"cost ratio ours / PGD-40 over 8 eps: {t_ours / t_pgd:.2f}x wall time (target <= 0.5x, aim 0.35x), "
-              f"{sum(ours_passes) / sum(pgd_passes):.2f}x model passes (forward+backward images: ours {sum(ours_passes)}, PGD {sum(pgd_passes)})")
+        print(
+            f"cost ratio ours / PGD-40 over 8 eps: {t_ours / t_pgd:.2f}x wall time (target <= 0.5x, aim 0.35x), "
+            f"{sum(ours_passes) / sum(pgd_passes):.2f}x model passes (forward+backward images: ours {sum(ours_passes)}, PGD {sum(pgd_passes)})"
+        )
 
 
 def sanity(model: AuditedModel, x, y) -> None:
@@ -155,11 +164,15 @@ def sanity(model: AuditedModel, x, y) -> None:
     l2 = ours(model, x, y, "l2", [0.0, 1.0, 2.0, 3.0])
     ok = l2.correct
     median = float(l2.min_norm("l2")[ok].median())
-    print(f"median minimal L2 perturbation: {median:.2f} (literature for MNIST CNNs: 1-3; MNIST image norm about 9.4, "
-          f"here {float(x.flatten(1).norm(dim=1).mean()):.1f})")
+    print(
+        f"median minimal L2 perturbation: {median:.2f} (literature for MNIST CNNs: 1-3; MNIST image norm about 9.4, "
+        f"here {float(x.flatten(1).norm(dim=1).mean()):.1f})"
+    )
     _, _, success = fb.attacks.FGSM()(fb.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=0.25)
     named = ours(model, x, y, "linf", [0.0, 0.25], attacks=["fgsm"]).robust_accuracy("linf")[0.25]
-    print(f"FGSM at L-inf 0.25 breaks {float(success.float().mean()):.1%} of images (foolbox), robust accuracy via attacks=['fgsm']: {named:.3f}")
+    print(
+        f"FGSM at L-inf 0.25 breaks {float(success.float().mean()):.1%} of images (foolbox), robust accuracy via attacks=['fgsm']: {named:.3f}"
+    )
 
 
 def main() -> None:
@@ -178,7 +191,9 @@ def main() -> None:
     sanity(demo, x, y)
     robust = adversarially_trained(data)
     xr, yr = data.test.x[: args.n_robust], data.test.y[: args.n_robust]
-    compare("adversarially trained MNIST CNN (PGD, L-inf 0.2)", robust, xr, yr, args.aa_n, [0.0, 0.1, 0.2, 0.3], cost=False)
+    compare(
+        "adversarially trained MNIST CNN (PGD, L-inf 0.2)", robust, xr, yr, args.aa_n, [0.0, 0.1, 0.2, 0.3], cost=False
+    )
     print("\nTimings share the machine with other work; ratios are taken in one run.")
 
 

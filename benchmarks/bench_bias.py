@@ -16,6 +16,7 @@ Run: ``.venv/bin/python benchmarks/bench_bias.py [--n 500] [--train]``
 ``--train`` also times training of the three demo models from scratch (no cache).
 Timings are wall-clock seconds on this machine and include other load on it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -72,7 +73,9 @@ def dataset_bias_table(spec: str, attribute: str, n: int, ctx: CheckContext) -> 
     risk = rows(out, "shortcut_risk", split="train").dropna(subset=["group_attr"]).set_index("group_attr")["value"]
     table = pd.DataFrame({"cramers_v_train": v, "flagged": risk.reindex(v.index)})
     print(table.round(3).to_string())
-    print(f"Cramer's V of {attribute} / largest other attribute: {v[attribute]:.3f} / {others.max():.3f} = {v[attribute] / others.max():.2f}x (target: well above)")
+    print(
+        f"Cramer's V of {attribute} / largest other attribute: {v[attribute]:.3f} / {others.max():.3f} = {v[attribute] / others.max():.2f}x (target: well above)"
+    )
     print("shortcut probe lift (train): " + ", ".join(f"{k} {val:.2f}" for k, val in lift.items()))
 
 
@@ -88,25 +91,29 @@ def groups_table(spec: str, attribute: str, models: list[tuple[str, str]], n: in
         flips = rows(out, "counterfactual_flip_rate", group_attr=attribute)
         amp = rows(out, "directional_bias_amplification", group_attr=attribute)
         zhao = rows(out, "bias_amplification", group_attr=attribute).set_index("variant")["value"]
-        lines.append({
-            "model": label,
-            "acc_aligned": acc.get("aligned", np.nan),
-            "acc_conflicting": acc.get("conflicting", np.nan),
-            "worst_group_gap": rows(out, "accuracy_gap", group_attr=f"{attribute}_aligned")["value"].iloc[0],
-            f"gap_by_{attribute}": rows(out, "accuracy_gap", group_attr=attribute)["value"].iloc[0],
-            "cf_flip_rate": flips[flips["group"].isna()]["value"].iloc[0],
-            "biasamp_A->T": amp["value"].iloc[0],
-            "zhao_eval_ref": zhao["zhao2017-eval-reference"],
-            "zhao_train_ref": zhao["zhao2017"],
-            "seconds": seconds,
-        })
+        lines.append(
+            {
+                "model": label,
+                "acc_aligned": acc.get("aligned", np.nan),
+                "acc_conflicting": acc.get("conflicting", np.nan),
+                "worst_group_gap": rows(out, "accuracy_gap", group_attr=f"{attribute}_aligned")["value"].iloc[0],
+                f"gap_by_{attribute}": rows(out, "accuracy_gap", group_attr=attribute)["value"].iloc[0],
+                "cf_flip_rate": flips[flips["group"].isna()]["value"].iloc[0],
+                "biasamp_A->T": amp["value"].iloc[0],
+                "zhao_eval_ref": zhao["zhao2017-eval-reference"],
+                "zhao_train_ref": zhao["zhao2017"],
+                "seconds": seconds,
+            }
+        )
     table = pd.DataFrame(lines).set_index("model")
     print(f"\n## groups on {spec} (n = {n} test images, {attribute} independent of the label in test)")
     print(table.round(3).to_string())
     if len(table) == 2:
         a, b = table.iloc[0], table.iloc[1]
-        print(f"worst-group gap, shortcut vs control: {a.worst_group_gap:.3f} vs {b.worst_group_gap:.3f} "
-              f"(target: tens of points vs ~0); flip rate {a.cf_flip_rate:.3f} vs {b.cf_flip_rate:.3f}")
+        print(
+            f"worst-group gap, shortcut vs control: {a.worst_group_gap:.3f} vs {b.worst_group_gap:.3f} "
+            f"(target: tens of points vs ~0); flip rate {a.cf_flip_rate:.3f} vs {b.cf_flip_rate:.3f}"
+        )
 
 
 def plant_noise(split: Split, rate: float, seed: int) -> tuple[Split, np.ndarray]:
@@ -133,11 +140,16 @@ def label_noise_table(ctx: CheckContext, seeds: list[int]) -> None:
         noisy, truth = plant_noise(mnist.train, 0.05, seed)
         audit = AuditData(mnist.name, mnist.classes, mnist.test.subset(stratified_sample(mnist.test.y, 200, 0)), noisy)
         started = time.perf_counter()
-        noisy_net = zoo.train_model("mnist-cnn", ImageData("mnist5k-noisy", mnist.classes, mnist.test, noisy), 12, 32, 3e-3, 2, seed)
+        noisy_net = zoo.train_model(
+            "mnist-cnn", ImageData("mnist5k-noisy", mnist.classes, mnist.test, noisy), 12, 32, 3e-3, 2, seed
+        )
         train_seconds = time.perf_counter() - started
         net = zoo.build_architecture("mnist-cnn", 1, 10)
         net.load_state_dict(noisy_net["state_dict"])
-        models = {"demo CNN (clean labels)": demo("mnist-cnn", 1), "CNN trained on noisy labels": AuditedModel(net.eval(), 10, 1, (28, 28))}
+        models = {
+            "demo CNN (clean labels)": demo("mnist-cnn", 1),
+            "CNN trained on noisy labels": AuditedModel(net.eval(), 10, 1, (28, 28)),
+        }
         for label, model in models.items():
             for source in ("cv-features", "cv-logits"):
                 started = time.perf_counter()
@@ -149,13 +161,24 @@ def label_noise_table(ctx: CheckContext, seeds: list[int]) -> None:
                 naive = _argmax_disagreement(model, noisy, source)
                 n_precision, n_recall = precision_recall(naive, truth)
                 noise = rows(out, "estimated_noise_rate")["value"].iloc[0]
-                lines.append({
-                    "seed": seed, "features of": label, "probabilities": source,
-                    "precision": precision, "recall": recall, "noise_est": noise, "noise_err_pts": 100 * (noise - truth.mean()),
-                    "naive_precision": n_precision, "naive_recall": n_recall,
-                    "precision_vs_naive": precision / max(n_precision, 1e-9), "seconds": seconds,
-                })
-        print(f"(seed {seed}: CNN on noisy labels trained in {train_seconds:.1f} s, test accuracy {noisy_net['info']['test_accuracy']:.3f})")
+                lines.append(
+                    {
+                        "seed": seed,
+                        "features of": label,
+                        "probabilities": source,
+                        "precision": precision,
+                        "recall": recall,
+                        "noise_est": noise,
+                        "noise_err_pts": 100 * (noise - truth.mean()),
+                        "naive_precision": n_precision,
+                        "naive_recall": n_recall,
+                        "precision_vs_naive": precision / max(n_precision, 1e-9),
+                        "seconds": seconds,
+                    }
+                )
+        print(
+            f"(seed {seed}: CNN on noisy labels trained in {train_seconds:.1f} s, test accuracy {noisy_net['info']['test_accuracy']:.3f})"
+        )
     table = pd.DataFrame(lines)
     print("\n## label-issues, 5% planted noise in mnist5k train (200 of 4000 labels, 8 class pairs)")
     print(table.round(3).to_string(index=False))
@@ -191,9 +214,20 @@ def main() -> None:
     ctx = CheckContext(seed=0)
     zoo.list_demos()
     dataset_bias_table("colored-mnist", "color", args.n, ctx)
-    groups_table("colored-mnist", "color", [("shortcut colored-mnist-cnn", "colored-mnist-cnn"), ("control colored-mnist-gray-cnn", "colored-mnist-gray-cnn")], args.n, ctx)
+    groups_table(
+        "colored-mnist",
+        "color",
+        [
+            ("shortcut colored-mnist-cnn", "colored-mnist-cnn"),
+            ("control colored-mnist-gray-cnn", "colored-mnist-gray-cnn"),
+        ],
+        args.n,
+        ctx,
+    )
     dataset_bias_table("background-mnist", "background", args.n, ctx)
-    groups_table("background-mnist", "background", [("shortcut background-mnist-cnn", "background-mnist-cnn")], args.n, ctx)
+    groups_table(
+        "background-mnist", "background", [("shortcut background-mnist-cnn", "background-mnist-cnn")], args.n, ctx
+    )
     label_noise_table(ctx, args.seeds)
     if args.train:
         train_times()

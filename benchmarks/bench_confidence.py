@@ -10,6 +10,7 @@ MSP AUROC 88.29 (Gaussian) and 97.89 (uniform); mean MSP 0.917 (Gaussian) and 0.
 a confidence threshold: we print the share accepted at the threshold keeping 95% of clean
 inputs. Timings are wall-clock on a shared machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,23 +47,37 @@ def main() -> None:
     mnist = DatasetRef("mnist5k").load()
     model = ModelRef("demo:mnist-cnn").load(10, 1, (28, 28))
     model.validate(mnist.test.x[:2])
-    data = AuditData("mnist5k", mnist.classes, mnist.test.subset(stratified_sample(mnist.test.y, args.n, args.seed)), mnist.train)
-    options = {"noise_n": args.noise, "max_per_set": args.noise, "fooling_n": 100, "adversarial_n": 300, "corruption_n": 500}
+    data = AuditData(
+        "mnist5k", mnist.classes, mnist.test.subset(stratified_sample(mnist.test.y, args.n, args.seed)), mnist.train
+    )
+    options = {
+        "noise_n": args.noise,
+        "max_per_set": args.noise,
+        "fooling_n": 100,
+        "adversarial_n": 300,
+        "corruption_n": 500,
+    }
     ctx = CheckContext(seed=args.seed)
     started = time.perf_counter()
     out = ConfidenceCheck.from_options(options).run(model, data, ctx)
     seconds = time.perf_counter() - started
     rows = pd.DataFrame(out.rows)
 
-    print(f"demo:mnist-cnn on {args.n} mnist5k test images; check ran in {seconds:.1f} s "
-          f"({model.counter.forward} images forward, {model.counter.backward} backward; shared machine)")
+    print(
+        f"demo:mnist-cnn on {args.n} mnist5k test images; check ran in {seconds:.1f} s "
+        f"({model.counter.forward} images forward, {model.counter.backward} backward; shared machine)"
+    )
     print("\nOOD sets:")
     for name, source in out.info["sets"].items():
         print(f"  {name:18s} {source}")
 
     auroc = rows[rows.metric == "auroc"].pivot(index="ood", columns="score", values="value")[list(SCORES)] * 100
-    accepted = rows[rows.metric == "accepted_share"].pivot(index="ood", columns="score", values="value")[list(SCORES)] * 100
-    print("\nAUROC (%) per score and OOD set (clean = positive; 50 = no better than chance, <50 = bad inputs MORE confident):")
+    accepted = (
+        rows[rows.metric == "accepted_share"].pivot(index="ood", columns="score", values="value")[list(SCORES)] * 100
+    )
+    print(
+        "\nAUROC (%) per score and OOD set (clean = positive; 50 = no better than chance, <50 = bad inputs MORE confident):"
+    )
     print(auroc.round(1).to_string())
     print("\nShare of bad inputs accepted (%) at the threshold keeping 95% of clean inputs:")
     print(accepted.round(1).to_string())
@@ -80,19 +95,39 @@ def main() -> None:
         ours = auroc.loc[name, "msp"]
         table.append((f"AUROC {name}", PAPER_AUROC[name], ours, ours / PAPER_AUROC[name]))
         table.append((f"mean MSP {name}", PAPER_MEAN_MSP[name], mean_msp[name], mean_msp[name] / PAPER_MEAN_MSP[name]))
-    table.append(("AUROC N(0,1) unclipped (H&G's noise)", PAPER_AUROC["gaussian-noise"], hg_auroc, hg_auroc / PAPER_AUROC["gaussian-noise"]))
-    table.append(("mean MSP N(0,1) unclipped", PAPER_MEAN_MSP["gaussian-noise"], float(np.mean(np.exp(hg))), float(np.mean(np.exp(hg))) / PAPER_MEAN_MSP["gaussian-noise"]))
+    table.append(
+        (
+            "AUROC N(0,1) unclipped (H&G's noise)",
+            PAPER_AUROC["gaussian-noise"],
+            hg_auroc,
+            hg_auroc / PAPER_AUROC["gaussian-noise"],
+        )
+    )
+    table.append(
+        (
+            "mean MSP N(0,1) unclipped",
+            PAPER_MEAN_MSP["gaussian-noise"],
+            float(np.mean(np.exp(hg))),
+            float(np.mean(np.exp(hg))) / PAPER_MEAN_MSP["gaussian-noise"],
+        )
+    )
     print(pd.DataFrame(table, columns=["figure", "paper", "ours", "ours/paper"]).round(3).to_string(index=False))
 
     fool = rows[(rows.metric == "accepted_share") & (rows.score == "msp") & (rows.ood == "fooling-gradient")].iloc[0]
-    print(f"\nFooling images accepted at the 95%-TPR MSP threshold: {fool['value']:.0%} "
-          f"(95% CI {fool['ci_low']:.0%}-{fool['ci_high']:.0%}, n={fool['n']}); the seeds predict most of them.")
+    print(
+        f"\nFooling images accepted at the 95%-TPR MSP threshold: {fool['value']:.0%} "
+        f"(95% CI {fool['ci_low']:.0%}-{fool['ci_high']:.0%}, n={fool['n']}); the seeds predict most of them."
+    )
     worst = rows[rows.metric == "worst_accepted_share"].iloc[0]
     print(f"Headline: worst set {worst['ood']}, {worst['value']:.0%} accepted.")
     cal = rows[rows.metric.isin(["ece", "aurc", "excess_aurc", "misclassification_auroc"]) & (rows.score == "msp")]
     print("\nCalibration on clean inputs (MSP): " + ", ".join(f"{m} {v:.4f}" for m, v in zip(cal.metric, cal.value)))
-    od = rows[(rows.metric == "od_accuracy") & (rows.score == "msp")].pivot(index="fit_on", columns="ood", values="value")
-    print("\nOD-test (Shafaei et al. 2018), MSP: balanced detection accuracy, threshold fitted on row set, tested on column set:")
+    od = rows[(rows.metric == "od_accuracy") & (rows.score == "msp")].pivot(
+        index="fit_on", columns="ood", values="value"
+    )
+    print(
+        "\nOD-test (Shafaei et al. 2018), MSP: balanced detection accuracy, threshold fitted on row set, tested on column set:"
+    )
     print((od * 100).round(1).to_string())
     if ctx.warnings:
         print("\nNotes: " + "; ".join(ctx.warnings))

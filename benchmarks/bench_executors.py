@@ -11,6 +11,7 @@ this plan, times ResNet-50 throughput measured on one H200 (fp32, batch 256; pas
 
 The 4 models are the demo CNN trained with 4 seeds (1 epoch each, cached in --work).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,7 +47,9 @@ def seeded_models(work: Path, seeds: list[int]) -> list[ModelRef]:
 
 def tables(root: Path, names: list[str]) -> dict[str, str]:
     return {
-        name: "\n".join(line for line in (root / name / "results.csv").read_text().splitlines() if "_seconds," not in line)
+        name: "\n".join(
+            line for line in (root / name / "results.csv").read_text().splitlines() if "_seconds," not in line
+        )
         for name in names
     }
 
@@ -84,18 +87,27 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--executors", default="local,processes,ray")
     parser.add_argument("--work", default="bench-executors")
-    parser.add_argument("--gpu-forward", type=float, default=7456,
-                        help="ResNet-50 forward images/s on one GPU (default: measured on an H200, fp32, batch 256)")
-    parser.add_argument("--gpu-forward-backward", type=float, default=2089,
-                        help="ResNet-50 forward+backward (input gradient) images/s on one GPU (H200, fp32, batch 256)")
+    parser.add_argument(
+        "--gpu-forward",
+        type=float,
+        default=7456,
+        help="ResNet-50 forward images/s on one GPU (default: measured on an H200, fp32, batch 256)",
+    )
+    parser.add_argument(
+        "--gpu-forward-backward",
+        type=float,
+        default=2089,
+        help="ResNet-50 forward+backward (input gradient) images/s on one GPU (H200, fp32, batch 256)",
+    )
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(exist_ok=True)
     models = seeded_models(work, [int(s) for s in args.seeds.split(",")])
     plan = load_plan(args.plan or Path(__file__).resolve().parents[1] / "audits" / "demo.toml")
     checks = args.checks.split(",") if args.checks else plan.checks
-    plan = plan.with_overrides(models=models, n=args.n, checks=checks, gates=[],
-                               options={k: v for k, v in plan.options.items() if k in checks})
+    plan = plan.with_overrides(
+        models=models, n=args.n, checks=checks, gates=[], options={k: v for k, v in plan.options.items() if k in checks}
+    )
     names = [m.display_name() for m in models]
     print(f"{len(models)} models x checks {','.join(checks)}, n={args.n}, torch threads {torch.get_num_threads()}")
     results = {}
@@ -117,25 +129,38 @@ def main() -> None:
         print(f"{name:<10} {seconds:8.1f} {seconds / local_seconds:8.2f}  {same}")
 
     tasks, task_seconds, forward, backward = costs(work / next(iter(results)), names)
-    print(f"\ntasks: {tasks} ({tasks // len(models)} per model, summaries aside); "
-          f"task time {task_seconds:.1f} s, {task_seconds / tasks:.2f} s per task")
+    print(
+        f"\ntasks: {tasks} ({tasks // len(models)} per model, summaries aside); "
+        f"task time {task_seconds:.1f} s, {task_seconds / tasks:.2f} s per task"
+    )
     print(f"passes: {forward} images forward, {backward} backward ({(forward + backward) / len(models):.0f} per model)")
     pass_seconds = task_seconds / max(1, forward + 2 * backward)
-    print(f"measured cost: {pass_seconds * 1e3:.3f} ms per image-forward-equivalent (backward = 2 forwards), demo CNN on CPU")
+    print(
+        f"measured cost: {pass_seconds * 1e3:.3f} ms per image-forward-equivalent (backward = 2 forwards), demo CNN on CPU"
+    )
 
     # projection: 20 ResNet-50 x 10,000 images on 8 GPUs
     scale = 10_000 / args.n
     passes = 20 * (forward + backward) / len(models) * scale
     # a backward pass follows a forward one, which the forward count holds already
-    gpu_seconds = (forward / args.gpu_forward + backward * (1 / args.gpu_forward_backward - 1 / args.gpu_forward)) \
-        * 20 / len(models) * scale / 8
-    basis = (f"{args.gpu_forward:.0f} forward and {args.gpu_forward_backward:.0f} forward+backward ResNet-50 "
-             "images/s per GPU")
-    print(f"\nprojection, 20 ResNet-50 x 10,000 images, 8 GPUs, same checks: "
-          f"{passes:.3g} image passes forward or backward ({passes / 20:.3g} per model, {scale:.0f}x the measured "
-          "sample); "
-          f"{gpu_seconds / 3600:.2f} h wall at {basis}; about {20 * round(tasks / len(models) * scale)} tasks "
-          "(shards of the same size)")
+    gpu_seconds = (
+        (forward / args.gpu_forward + backward * (1 / args.gpu_forward_backward - 1 / args.gpu_forward))
+        * 20
+        / len(models)
+        * scale
+        / 8
+    )
+    basis = (
+        f"{args.gpu_forward:.0f} forward and {args.gpu_forward_backward:.0f} forward+backward ResNet-50 "
+        "images/s per GPU"
+    )
+    print(
+        f"\nprojection, 20 ResNet-50 x 10,000 images, 8 GPUs, same checks: "
+        f"{passes:.3g} image passes forward or backward ({passes / 20:.3g} per model, {scale:.0f}x the measured "
+        "sample); "
+        f"{gpu_seconds / 3600:.2f} h wall at {basis}; about {20 * round(tasks / len(models) * scale)} tasks "
+        "(shards of the same size)"
+    )
 
 
 if __name__ == "__main__":

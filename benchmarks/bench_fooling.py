@@ -20,6 +20,7 @@ CPPN still fool it.
 show where each class crosses the thresholds. Timings are wall-clock on a machine shared with
 other jobs: they are inflated by their load.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,14 +79,20 @@ def evolve(model, encoding: str, seed: int, generations: int, stop_at: float) ->
     return trace, gens, evals, time.perf_counter() - start
 
 
-def summary_line(name: str, df: pd.DataFrame, budget: int, target: float, paper: str, seconds: float, evals: int) -> dict:
+def summary_line(
+    name: str, df: pd.DataFrame, budget: int, target: float, paper: str, seconds: float, evals: int
+) -> dict:
     col = f"at {target}"
     reached = (df[col] >= 0) & (df[col] < budget)
     return {
-        "method": name, "target": f">= {target:.2%} all classes within {budget}",
-        "classes reaching": f"{int(reached.sum())}/10", "worst class": f"{df['best'].min():.6f}",
-        "max gens/steps": int(df[col].max()) if (df[col] >= 0).all() else "never", "model evals": evals,
-        "seconds": round(seconds, 1), "paper": paper,
+        "method": name,
+        "target": f">= {target:.2%} all classes within {budget}",
+        "classes reaching": f"{int(reached.sum())}/10",
+        "worst class": f"{df['best'].min():.6f}",
+        "max gens/steps": int(df[col].max()) if (df[col] >= 0).all() else "never",
+        "model evals": evals,
+        "seconds": round(seconds, 1),
+        "paper": paper,
     }
 
 
@@ -93,10 +100,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=1)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--extended", type=int, default=1000, help="direct-evolution generations for the extended run (0: skip)")
+    parser.add_argument(
+        "--extended", type=int, default=1000, help="direct-evolution generations for the extended run (0: skip)"
+    )
     parser.add_argument("--cppn-generations", type=int, default=100)
-    parser.add_argument("--paper-models", nargs="+", default=["demo:mnist-cnn", "demo:mnist-lenet"],
-                        help="models for the 50-generation direct-encoding run")
+    parser.add_argument(
+        "--paper-models",
+        nargs="+",
+        default=["demo:mnist-cnn", "demo:mnist-lenet"],
+        help="models for the 50-generation direct-encoding run",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = DatasetRef("mnist5k").load()
@@ -111,21 +124,35 @@ def main() -> None:
             paper_model = ModelRef(name).load(10, 1, (28, 28))
             trace, gens, evals, secs = evolve(paper_model, "direct", seed, 49, 1.0)
             df = per_class(trace)
-            print(f"direct encoding on {name}, seed {seed}: 50 generations (0-49) of 200, {evals} evaluations, {secs:.1f} s\n{show(df)}\n")
+            print(
+                f"direct encoding on {name}, seed {seed}: 50 generations (0-49) of 200, {evals} evaluations, {secs:.1f} s\n{show(df)}\n"
+            )
             rows.append(summary_line(f"direct, {name} (seed {seed})", df, 50, 0.9999, PAPER_DIRECT, secs, evals))
         if args.extended:
             trace, gens, evals, secs = evolve(model, "direct", seed, args.extended, 0.99999)
             df = per_class(trace)
-            print(f"direct encoding on demo:mnist-cnn, seed {seed}, extended: stopped after generation {gens}, {evals} evaluations, {secs:.1f} s\n{show(df)}\n")
-            rows.append(summary_line(f"direct extended, demo:mnist-cnn (seed {seed})", df, args.extended + 1, 0.9999, "-", secs, evals))
+            print(
+                f"direct encoding on demo:mnist-cnn, seed {seed}, extended: stopped after generation {gens}, {evals} evaluations, {secs:.1f} s\n{show(df)}\n"
+            )
+            rows.append(
+                summary_line(
+                    f"direct extended, demo:mnist-cnn (seed {seed})", df, args.extended + 1, 0.9999, "-", secs, evals
+                )
+            )
         trace, gens, evals, secs = evolve(model, "cppn", seed, args.cppn_generations, 0.99999)
         df = per_class(trace)
-        print(f"CPPN encoding, seed {seed}: stopped after generation {gens}, {evals} evaluations, {secs:.1f} s\n{show(df)}\n")
-        rows.append(summary_line(f"CPPN (seed {seed})", df, args.cppn_generations + 1, 0.99, "all 10 at >= 99.99%", secs, evals))
+        print(
+            f"CPPN encoding, seed {seed}: stopped after generation {gens}, {evals} evaluations, {secs:.1f} s\n{show(df)}\n"
+        )
+        rows.append(
+            summary_line(f"CPPN (seed {seed})", df, args.cppn_generations + 1, 0.99, "all 10 at >= 99.99%", secs, evals)
+        )
 
         check = FoolingGradientCheck()
         start = time.perf_counter()
-        trace = gradient_fooling(model, CLASSES, SHAPE, check.variant("fooling"), THRESHOLDS, 0.99999, torch.Generator().manual_seed(seed))
+        trace = gradient_fooling(
+            model, CLASSES, SHAPE, check.variant("fooling"), THRESHOLDS, 0.99999, torch.Generator().manual_seed(seed)
+        )
         secs = time.perf_counter() - start
         df = per_class(trace)
         evals = int(trace.evals_at[:, -1].clamp_min(0).sum())
@@ -143,8 +170,10 @@ def main() -> None:
     print(table.to_string(index=False))
     direct = table[table.method.str.startswith("direct, ")]
     if len(direct):
-        print(f"\ndirect 50-generation wall time vs the paper's ~75 s per 50 generations (5 min / 200 on 4 cores): "
-              f"ratio {np.mean(direct.seconds) / 75:.2f}")
+        print(
+            f"\ndirect 50-generation wall time vs the paper's ~75 s per 50 generations (5 min / 200 on 4 cores): "
+            f"ratio {np.mean(direct.seconds) / 75:.2f}"
+        )
 
 
 if __name__ == "__main__":

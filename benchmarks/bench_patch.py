@@ -20,6 +20,7 @@ control far below; training on 1,000 images under 60 s on 2 cores.
 
 The peer needs ``.venv/bin/pip install --no-deps adversarial-robustness-toolbox six``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,14 @@ import torch  # noqa: E402
 
 from robustcnn.attacks.patch.check import PatchCheck  # noqa: E402
 from robustcnn.attacks.patch.evaluate import patched_predictions  # noqa: E402
-from robustcnn.attacks.patch.geometry import Placements, apply_patch, patch_resolution, patch_side, sample_placements, shape_mask  # noqa: E402
+from robustcnn.attacks.patch.geometry import (
+    Placements,
+    apply_patch,
+    patch_resolution,
+    patch_side,
+    sample_placements,
+    shape_mask,
+)  # noqa: E402
 from robustcnn.attacks.patch.train import PatchTraining, train_area_patches  # noqa: E402
 from robustcnn.checks import AuditData, CheckContext  # noqa: E402
 from robustcnn.data import DatasetRef, stratified_sample  # noqa: E402
@@ -47,10 +55,13 @@ from robustcnn.models import ModelRef  # noqa: E402
 def success_table(rows: pd.DataFrame, shape: str) -> pd.DataFrame:
     part = rows[(rows["shape"] == shape) & rows["metric"].isin(["targeted_success", "untargeted_success"])]
     wide = part.pivot_table(index="area", columns=["metric", "variant"], values="value")
-    out = pd.DataFrame({
-        "patch": wide[("targeted_success", "patch")], "noise": wide[("targeted_success", "noise")],
-        "real": wide[("targeted_success", "real")],
-    })
+    out = pd.DataFrame(
+        {
+            "patch": wide[("targeted_success", "patch")],
+            "noise": wide[("targeted_success", "noise")],
+            "real": wide[("targeted_success", "real")],
+        }
+    )
     out["patch/noise"] = out["patch"] / out["noise"].clip(lower=1 / part["n"].max())
     out["patch/real"] = out["patch"] / out["real"].clip(lower=1 / part["n"].max())
     for v in ("patch", "noise", "real"):
@@ -96,7 +107,9 @@ def all_targets(model, data, areas, bound_area: float | None = None, bound_image
             row[f"{a:.0%}"] = float((pred == target).float().mean())
         row["train s"] = sum(t.seconds for t in trained.values())
         if bound_area is not None:
-            row[f"image-specific bound {bound_area:.0%}"] = image_specific_bound(model, data, target, bound_area, bound_images)
+            row[f"image-specific bound {bound_area:.0%}"] = image_specific_bound(
+                model, data, target, bound_area, bound_images
+            )
         table[data.classes[target]] = row
     return pd.DataFrame(table).T.round(3)
 
@@ -129,7 +142,9 @@ def fixed_spot_patch(model, data, target: int, area: float, steps: int = 160) ->
                 with torch.no_grad():
                     patch.clamp_(0, 1)
             with torch.no_grad():
-                rate = float((model(apply_patch(held, patch, mask, spot(len(held)))).argmax(dim=1) == target).float().mean())
+                rate = float(
+                    (model(apply_patch(held, patch, mask, spot(len(held)))).argmax(dim=1) == target).float().mean()
+                )
             best = max(best, (rate, (round(cx), round(cy))))
     return best
 
@@ -190,7 +205,9 @@ def peer_art(model, data, target: int, areas, epochs: int, jitter: float = 0.15)
     from art.attacks.evasion import AdversarialPatchPyTorch
     from art.estimators.classification import PyTorchClassifier
 
-    clf = PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10, clip_values=(0.0, 1.0))
+    clf = PyTorchClassifier(
+        model, torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28), nb_classes=10, clip_values=(0.0, 1.0)
+    )
     x, y = data.train.x, data.train.y
     pool = torch.nonzero(y != target).flatten()
     fit = x[pool[torch.randperm(len(pool), generator=torch.Generator().manual_seed(0))][:1000]].numpy()
@@ -200,15 +217,31 @@ def peer_art(model, data, target: int, areas, epochs: int, jitter: float = 0.15)
         row, seconds = {}, 0.0
         for a in areas:
             attack = AdversarialPatchPyTorch(
-                clf, rotation_max=22.5, scale_min=float(np.sqrt(a * (1 - jitter))), scale_max=float(np.sqrt(a * (1 + jitter))),
-                learning_rate=lr, max_iter=epochs, batch_size=64, patch_shape=(1, 28, 28), patch_type="square",
-                targeted=True, verbose=False,
+                clf,
+                rotation_max=22.5,
+                scale_min=float(np.sqrt(a * (1 - jitter))),
+                scale_max=float(np.sqrt(a * (1 + jitter))),
+                learning_rate=lr,
+                max_iter=epochs,
+                batch_size=64,
+                patch_shape=(1, 28, 28),
+                patch_type="square",
+                targeted=True,
+                verbose=False,
             )
             started = time.perf_counter()
             patch, _ = attack.generate(fit, y=np.eye(10)[np.full(len(fit), target)])
             seconds += time.perf_counter() - started
             pl = _subset(eval_placements(data, a), held)
-            pred, _ = patched_predictions(model, data.eval.x[held], torch.from_numpy(patch)[None].float(), shape_mask("square", 28), pl, target, 256)
+            pred, _ = patched_predictions(
+                model,
+                data.eval.x[held],
+                torch.from_numpy(patch)[None].float(),
+                shape_mask("square", 28),
+                pl,
+                target,
+                256,
+            )
             row[f"{a:.0%}"] = float((pred == target).float().mean())
         row["train s"] = seconds
         results[f"ART lr={lr}"] = row
@@ -222,15 +255,21 @@ def main() -> None:
     parser.add_argument("--peer", action="store_true", help="compare with ART's AdversarialPatchPyTorch")
     parser.add_argument("--ceiling", action="store_true", help="upper-bound diagnostics for the default target")
     parser.add_argument("--bound-images", type=int, default=300, help="held-out images for the image-specific bound")
-    parser.add_argument("--model", default="demo:mnist-cnn", help="a demo model (e.g. demo:mnist-lenet, trained without augmentation)")
+    parser.add_argument(
+        "--model", default="demo:mnist-cnn", help="a demo model (e.g. demo:mnist-lenet, trained without augmentation)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     mnist = DatasetRef("mnist5k").load()
     model = ModelRef(args.model).load(10, 1, (28, 28))
     print(f"model: {args.model}")
     model.validate(mnist.test.x[:2])
-    data = AuditData("mnist5k", mnist.classes, mnist.test.subset(stratified_sample(mnist.test.y, args.eval, 0)), mnist.train)
-    print(f"torch threads: {torch.get_num_threads()}; load average now: {os.getloadavg()[0]:.1f} (timings are inflated by other work)")
+    data = AuditData(
+        "mnist5k", mnist.classes, mnist.test.subset(stratified_sample(mnist.test.y, args.eval, 0)), mnist.train
+    )
+    print(
+        f"torch threads: {torch.get_num_threads()}; load average now: {os.getloadavg()[0]:.1f} (timings are inflated by other work)"
+    )
 
     rows, info = run_check(model, data)
     target = rows[rows["metric"] == "targeted_success"]["target"].iloc[0]
@@ -241,33 +280,54 @@ def main() -> None:
     for shape in sorted(rows["shape"].dropna().unique()):
         if shape not in set(rows[rows["metric"] == "targeted_success"]["shape"]):
             continue
-        print(f"\n{shape} patch, target '{target}': targeted success vs area (n per cell in the report), controls, ratios")
+        print(
+            f"\n{shape} patch, target '{target}': targeted success vs area (n per cell in the report), controls, ratios"
+        )
         print(success_table(rows, shape).to_string())
     for t in info["training"]:
-        print(f"training {t['shape']}: {t['patches']} patch(es) on {t['images']} images, {t['steps']} steps in all, "
-              f"{t['seconds']:.1f} s (target < 60 s on 2 idle cores)")
+        print(
+            f"training {t['shape']}: {t['patches']} patch(es) on {t['images']} images, {t['steps']} steps in all, "
+            f"{t['seconds']:.1f} s (target < 60 s on 2 idle cores)"
+        )
     print(f"whole check (pilot + {len(info['training'])} patches + evaluation): {info['check_seconds']:.1f} s")
 
     adv = rows[(rows["metric"] == "targeted_success") & (rows["variant"] == "patch") & (rows["area"] <= 0.15)]
     best = adv.loc[adv["value"].idxmax()]
-    noise = rows[(rows["metric"] == "targeted_success") & (rows["variant"] == "noise") & (rows["area"] == best["area"]) & (rows["shape"] == best["shape"])]["value"].iloc[0]
+    noise = rows[
+        (rows["metric"] == "targeted_success")
+        & (rows["variant"] == "noise")
+        & (rows["area"] == best["area"])
+        & (rows["shape"] == best["shape"])
+    ]["value"].iloc[0]
     verdict = "MET" if best["value"] >= 0.9 else "NOT MET"
-    print(f"\ntarget >= 90% at area <= 15%: best {best['value']:.3f} ({best['shape']}, {best['area']:.0%}), "
-          f"= {best['value'] / 0.9:.2f} x target -> {verdict}; noise control there {noise:.3f}"
-          + ("" if verdict == "MET" or args.ceiling else " (--ceiling measures how far any patch could get)"))
+    print(
+        f"\ntarget >= 90% at area <= 15%: best {best['value']:.3f} ({best['shape']}, {best['area']:.0%}), "
+        f"= {best['value'] / 0.9:.2f} x target -> {verdict}; noise control there {noise:.3f}"
+        + ("" if verdict == "MET" or args.ceiling else " (--ceiling measures how far any patch could get)")
+    )
 
     areas = [float(a) for a in sorted(rows["area"].dropna().unique())]  # Python floats: they salt the placement seeds
     target_index = mnist.classes.index(target)
     if args.ceiling:
-        print(f"\nhow strong could any patch be? target '{target}', square, held-out non-target images, the check's placements")
-        print(ceiling(model, data, target_index, areas, success_table(rows, "square")["patch"], args.bound_images).to_string())
-        print("  fixed spot: one universal patch, always at the same spot, unrotated (an easier threat than random placement);\n"
-              "  image-specific: each image's own patch at its own evaluation placement, which no universal patch can beat.\n"
-              "  Where the image-specific bound is below 90%, the >= 90% figure is out of reach of any patch at that area.")
+        print(
+            f"\nhow strong could any patch be? target '{target}', square, held-out non-target images, the check's placements"
+        )
+        print(
+            ceiling(
+                model, data, target_index, areas, success_table(rows, "square")["patch"], args.bound_images
+            ).to_string()
+        )
+        print(
+            "  fixed spot: one universal patch, always at the same spot, unrotated (an easier threat than random placement);\n"
+            "  image-specific: each image's own patch at its own evaluation placement, which no universal patch can beat.\n"
+            "  Where the image-specific bound is below 90%, the >= 90% figure is out of reach of any patch at that area."
+        )
     if args.all_targets:
         bound_area = 0.15 if args.ceiling else None
-        print("\nsquare patches (one per area) per target class (held-out targeted success; train s = seconds for 1,000 images"
-              + (f"; image-specific bound on {args.bound_images} random non-target images)" if bound_area else ")"))
+        print(
+            "\nsquare patches (one per area) per target class (held-out targeted success; train s = seconds for 1,000 images"
+            + (f"; image-specific bound on {args.bound_images} random non-target images)" if bound_area else ")")
+        )
         print(all_targets(model, data, areas, bound_area, args.bound_images).to_string())
     if args.peer:
         try:
@@ -276,8 +336,10 @@ def main() -> None:
             print("\npeer skipped: pip install --no-deps adversarial-robustness-toolbox six")
         else:
             ours = success_table(rows, "square")["patch"]
-            print(f"\npeer: ART AdversarialPatchPyTorch, square, one patch per area, target '{target}', same 1,000 images, "
-                  "8 epochs per area, the check's placements")
+            print(
+                f"\npeer: ART AdversarialPatchPyTorch, square, one patch per area, target '{target}', same 1,000 images, "
+                "8 epochs per area, the check's placements"
+            )
             art_ratio = art.copy()
             for col in ours.index:
                 art_ratio[f"ours/ART {col}"] = (ours[col] / art[col].clip(lower=1e-3)).round(2)

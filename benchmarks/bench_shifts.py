@@ -15,6 +15,7 @@ photographs (here: our procedural textures written to a temporary folder). Torch
 ``--threads`` threads (1 by default, like NumPy here). Each side is timed as the fastest of 5
 rounds (48 reference images, or one torch batch).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,11 @@ FROST_DIR = Path(tempfile.mkdtemp(prefix="frost-"))
 
 # --- the per-image reference (CIFAR-10-C definitions, x: uint8 HxWx3, returns float 0..255) ---------
 
+
 def gaussian(x, sigma, mode="nearest", truncate=4.0):
-    return skimage.filters.gaussian(x, sigma=sigma, mode=mode, truncate=truncate, channel_axis=-1 if x.ndim == 3 else None)
+    return skimage.filters.gaussian(
+        x, sigma=sigma, mode=mode, truncate=truncate, channel_axis=-1 if x.ndim == 3 else None
+    )
 
 
 def clipped_zoom(img, z):
@@ -77,7 +81,7 @@ def shift(image, dx, dy):
 
 def motion(x, radius, sigma, angle):
     width = 2 * radius + 1
-    k = np.exp(-np.arange(width) ** 2 / (2 * sigma**2))
+    k = np.exp(-(np.arange(width) ** 2) / (2 * sigma**2))
     k /= k.sum()
     out = np.zeros_like(x, dtype=np.float32)
     for i in range(width):
@@ -159,7 +163,9 @@ def ref(name, x, c):
         f = f.astype(np.float32)
         layer = clipped_zoom(RNG.normal(size=f.shape[:2], loc=c[0], scale=c[1])[..., None], c[2])
         layer[layer < c[3]] = 0
-        layer = np.asarray(Image.fromarray((np.clip(layer.squeeze(), 0, 1) * 255).astype(np.uint8), mode="L"), dtype=np.float32)
+        layer = np.asarray(
+            Image.fromarray((np.clip(layer.squeeze(), 0, 1) * 255).astype(np.uint8), mode="L"), dtype=np.float32
+        )
         layer = np.round(motion(layer, c[4], c[5], RNG.uniform(-135, -45)))[..., None] / 255
         grey = (f @ np.array([0.299, 0.587, 0.114], dtype=np.float32))[..., None]
         f = c[6] * f + (1 - c[6]) * np.maximum(f, grey * 1.5 + 0.5)
@@ -224,11 +230,17 @@ def ref(name, x, c):
         dy = gaussian(RNG.uniform(-1, 1, size=(32, 32)), c[1], mode="reflect", truncate=3) * c[0]
         yy, xx = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
         coords = [yy + dy, xx + dx]
-        return np.clip(np.stack([ndi.map_coordinates(f[..., d], coords, order=1, mode="reflect") for d in range(3)], -1), 0, 1) * 255
+        return (
+            np.clip(
+                np.stack([ndi.map_coordinates(f[..., d], coords, order=1, mode="reflect") for d in range(3)], -1), 0, 1
+            )
+            * 255
+        )
     raise KeyError(name)
 
 
 # --- benchmark --------------------------------------------------------------------------------------
+
 
 def photos(n: int) -> np.ndarray:
     """``n`` 32x32 RGB uint8 crops of the scikit-image sample photographs."""
@@ -256,16 +268,26 @@ def timed(fn, rounds: int = 5) -> float:
     return best
 
 
-def bench_corruptions(batch: int, ref_images: int, severity: int, device: str, names: tuple[str, ...] = CORRUPTIONS) -> None:
+def bench_corruptions(
+    batch: int, ref_images: int, severity: int, device: str, names: tuple[str, ...] = CORRUPTIONS
+) -> None:
     for k in range(TEXTURES):
-        Image.fromarray((_texture(k, 640).transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(FROST_DIR / f"frost{k}.png")
+        Image.fromarray((_texture(k, 640).transpose(1, 2, 0) * 255).round().astype(np.uint8)).save(
+            FROST_DIR / f"frost{k}.png"
+        )
     imgs = photos(max(batch, ref_images))
     pil_images = [Image.fromarray(img) for img in imgs[:ref_images]]  # what the reference functions receive
-    x = torch.from_numpy(imgs[:batch]).permute(0, 3, 1, 2).float().div(255).contiguous().to(device)  # NCHW, as data loaders give
-    print(f"\nCorruption speed, 32x32 RGB, severity {severity}: per-image NumPy reference ({ref_images} images) "
-          f"vs batched torch ({batch} images, {device}, {torch.get_num_threads()} thread(s))")
-    print(f"{'corruption':20s} {'reference img/s':>16s} {'torch img/s':>12s} {'speed-up':>9s}  target 20x  "
-          f"{'floor img/s':>11s} {'max speed-up':>12s}")
+    x = (
+        torch.from_numpy(imgs[:batch]).permute(0, 3, 1, 2).float().div(255).contiguous().to(device)
+    )  # NCHW, as data loaders give
+    print(
+        f"\nCorruption speed, 32x32 RGB, severity {severity}: per-image NumPy reference ({ref_images} images) "
+        f"vs batched torch ({batch} images, {device}, {torch.get_num_threads()} thread(s))"
+    )
+    print(
+        f"{'corruption':20s} {'reference img/s':>16s} {'torch img/s':>12s} {'speed-up':>9s}  target 20x  "
+        f"{'floor img/s':>11s} {'max speed-up':>12s}"
+    )
     ratios = []
     for name in names:
         c = parameters(name, severity, "cifar")
@@ -280,13 +302,19 @@ def bench_corruptions(batch: int, ref_images: int, severity: int, device: str, n
         t_ours = timed(ours) / batch
         t_floor = timed(lambda: floor_work(name, x, gen, device)) / batch
         ratios.append(t_ref / t_ours)
-        print(f"{name:20s} {1 / t_ref:16.0f} {1 / t_ours:12.0f} {t_ref / t_ours:8.1f}x  {'ok' if t_ref / t_ours >= 20 else 'MISSED':10s}  "
-              f"{1 / t_floor:11.0f} {t_ref / t_floor:11.1f}x")
-    print(f"{'geometric mean':20s} {'':16s} {'':12s} {math.exp(np.mean(np.log(ratios))):8.1f}x   "
-          f"({sum(r >= 20 for r in ratios)}/{len(ratios)} at >= 20x)")
-    print("floor: the work no implementation can skip, timed alone on the same batch: drawing the per-pixel random "
-          "numbers (noise corruptions) or one copy of the batch (the rest); max speed-up = reference time / floor time. "
-          "Where it is below 20x, 20x cannot be reached on this device.")
+        print(
+            f"{name:20s} {1 / t_ref:16.0f} {1 / t_ours:12.0f} {t_ref / t_ours:8.1f}x  {'ok' if t_ref / t_ours >= 20 else 'MISSED':10s}  "
+            f"{1 / t_floor:11.0f} {t_ref / t_floor:11.1f}x"
+        )
+    print(
+        f"{'geometric mean':20s} {'':16s} {'':12s} {math.exp(np.mean(np.log(ratios))):8.1f}x   "
+        f"({sum(r >= 20 for r in ratios)}/{len(ratios)} at >= 20x)"
+    )
+    print(
+        "floor: the work no implementation can skip, timed alone on the same batch: drawing the per-pixel random "
+        "numbers (noise corruptions) or one copy of the batch (the rest); max speed-up = reference time / floor time. "
+        "Where it is below 20x, 20x cannot be reached on this device."
+    )
 
 
 def floor_work(name: str, x: torch.Tensor, gen: torch.Generator, device: str) -> None:
@@ -310,30 +338,48 @@ def bench_spatial() -> None:
 
     data = DatasetRef("mnist5k").load()
     model = ModelRef("demo:mnist-cnn").load(10, 1, (28, 28))
-    audit = AuditData("mnist5k", data.classes, data.test.subset(stratified_sample(data.test.y, 300, seed=0)), data.train)
+    audit = AuditData(
+        "mnist5k", data.classes, data.test.subset(stratified_sample(data.test.y, 300, seed=0)), data.train
+    )
     start = time.perf_counter()
     out = SpatialCheck().run(model, audit, CheckContext(seed=0))
     seconds = time.perf_counter() - start
     t = tidy(out.rows, "demo:mnist-cnn", "spatial")
     overall = t[t["class"].isna()] if "class" in t else t
-    get = lambda metric, **kw: float(overall[(overall.metric == metric) & np.logical_and.reduce([overall[k] == v for k, v in kw.items()] or [True])].value.iloc[0])  # noqa: E731
+    get = lambda metric, **kw: float(
+        overall[
+            (overall.metric == metric) & np.logical_and.reduce([overall[k] == v for k, v in kw.items()] or [True])
+        ].value.iloc[0]
+    )  # noqa: E731
     clean = get("accuracy", transform="none")
     grid = get("accuracy", transform="grid")
-    print("\nSpatial robustness of the demo MNIST CNN (300 test images, defaults: +-4 px jaggedness, "
-          f"+-30 deg x31, +-2.6 px x5x5 grid), {seconds:.0f} s, {model.counter.forward} images evaluated")
+    print(
+        "\nSpatial robustness of the demo MNIST CNN (300 test images, defaults: +-4 px jaggedness, "
+        f"+-30 deg x31, +-2.6 px x5x5 grid), {seconds:.0f} s, {model.counter.forward} images evaluated"
+    )
     print(f"{'figure':34s} {'demo CNN':>9s}   paper")
-    print(f"{'P(top-1 change), 1-px diag. shift':34s} {get('top1_change', transform='diagonal-shift'):9.3f}   "
-          "~0.1-0.3 for ImageNet CNNs (Azulay & Weiss 2019)")
-    print(f"{'mean abs change of top-class prob':34s} {get('mean_abs_change', transform='diagonal-shift'):9.3f}   "
-          "(same paper, reported per network)")
+    print(
+        f"{'P(top-1 change), 1-px diag. shift':34s} {get('top1_change', transform='diagonal-shift'):9.3f}   "
+        "~0.1-0.3 for ImageNet CNNs (Azulay & Weiss 2019)"
+    )
+    print(
+        f"{'mean abs change of top-class prob':34s} {get('mean_abs_change', transform='diagonal-shift'):9.3f}   "
+        "(same paper, reported per network)"
+    )
     print(f"{'clean accuracy':34s} {clean:9.3f}")
     print(f"{'translation-only grid accuracy':34s} {get('accuracy', transform='translation'):9.3f}")
     print(f"{'rotation-only grid accuracy':34s} {get('accuracy', transform='rotation'):9.3f}")
-    print(f"{'worst-of-10 random accuracy':34s} {get('accuracy', transform='random-10'):9.3f}   "
-          "well below clean for standard models (Engstrom et al. 2019)")
-    print(f"{'worst-of-grid accuracy':34s} {grid:9.3f}   collapses for standard CIFAR-10/ImageNet models (Engstrom et al. 2019)")
+    print(
+        f"{'worst-of-10 random accuracy':34s} {get('accuracy', transform='random-10'):9.3f}   "
+        "well below clean for standard models (Engstrom et al. 2019)"
+    )
+    print(
+        f"{'worst-of-grid accuracy':34s} {grid:9.3f}   collapses for standard CIFAR-10/ImageNet models (Engstrom et al. 2019)"
+    )
     print(f"{'grid / clean accuracy':34s} {grid / clean:9.3f}")
-    print(f"{'transforms evaluated per image':34s} {get('transforms_per_image', transform='grid'):9.1f}   of 774 (early stop)")
+    print(
+        f"{'transforms evaluated per image':34s} {get('transforms_per_image', transform='grid'):9.1f}   of 774 (early stop)"
+    )
 
 
 def main() -> None:
@@ -344,7 +390,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--skip-spatial", action="store_true")
-    parser.add_argument("--only", nargs="+", choices=CORRUPTIONS, default=list(CORRUPTIONS), metavar="NAME", help="corruptions to time (default: all)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=CORRUPTIONS,
+        default=list(CORRUPTIONS),
+        metavar="NAME",
+        help="corruptions to time (default: all)",
+    )
     args = parser.parse_args()
     os.environ.setdefault("ROBUSTCNN_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "robustcnn"))
     torch.set_num_threads(args.threads)

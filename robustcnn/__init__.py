@@ -1,4 +1,5 @@
 """robustcnn: adversarial-robustness and bias audits for trained CNNs."""
+
 from . import _runtime
 
 _runtime.wait_passively()

@@ -1,5 +1,6 @@
 """Process settings made when robustcnn is imported, before torch starts: how OpenMP threads
 wait, and how much freed memory glibc keeps. An explicit environment setting wins over both."""
+
 from __future__ import annotations
 
 import ctypes

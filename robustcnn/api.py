@@ -1,5 +1,6 @@
 """Python entry points: ``audit()`` runs checks on a model and returns a ``Report``;
 ``load_report()`` reads a report directory back."""
+
 from __future__ import annotations
 
 from pathlib import Path

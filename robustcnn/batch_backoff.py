@@ -1,6 +1,7 @@
 """Find a batch size the device can hold: run the work, and on out-of-memory halve the batch and run
 it again. Results do not depend on the batch size (random streams are seeded per sample), so a
 retried task gives the same numbers; the batch size that worked is recorded in meta.json."""
+
 from __future__ import annotations
 
 from typing import Callable, TypeVar

@@ -5,6 +5,7 @@ A check measures; it never writes files (the runner does). Options come from a p
 image subclass ``SampleCheck``: the runner shards ``measure`` over the evaluation images
 (so runs resume and merge) and calls ``summarize`` once on the merged per-sample table.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -107,8 +108,12 @@ class Headline:
         n = row.get("n")
         params = {k: v for k, v in row.items() if k not in _NOT_PARAMETERS and not _missing(v)}
         return cls(
-            label, float(row["value"]), better, kind,
-            _float_or_nan(row.get("ci_low")), _float_or_nan(row.get("ci_high")),
+            label,
+            float(row["value"]),
+            better,
+            kind,
+            _float_or_nan(row.get("ci_low")),
+            _float_or_nan(row.get("ci_high")),
             None if _missing(n) else int(n),
             {"metric": row["metric"], **params},
         )
@@ -154,7 +159,9 @@ class Check:
         unknown = sorted(set(options) - set(fields))
         if unknown:
             known = ", ".join(sorted(fields)) or "none"
-            raise InvalidInputError(f"check '{cls.name}' has no option {', '.join(map(repr, unknown))}; options: {known}")
+            raise InvalidInputError(
+                f"check '{cls.name}' has no option {', '.join(map(repr, unknown))}; options: {known}"
+            )
         try:
             config = cls.Config(**options)
         except (TypeError, ValueError) as exc:
@@ -191,7 +198,9 @@ class SampleCheck(Check):
         """Per-sample records (``samples``, one row per image, with a ``sample`` id column) and artifacts."""
         raise NotImplementedError
 
-    def summarize(self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext) -> CheckOutput:
+    def summarize(
+        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
+    ) -> CheckOutput:
         raise NotImplementedError
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
@@ -278,4 +287,3 @@ def get_check(name: str) -> type[Check]:
 def batched(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, batch_size: int) -> torch.Tensor:
     """Apply ``fn`` to ``x`` in batches and concatenate the results."""
     return torch.cat([fn(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]) if len(x) else x
-

@@ -4,6 +4,7 @@ Errors print one line and exit with their code (1 gate failed, 2 usage, 3 intern
 4 invalid input, config or environment, 5 nothing evaluated); ``--debug`` adds the traceback
 and keeps the code.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,9 @@ log = logging.getLogger("robustcnn")
 
 
 def _configure_logging(debug: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO, format="robustcnn: %(message)s", stream=sys.stderr, force=True)
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO, format="robustcnn: %(message)s", stream=sys.stderr, force=True
+    )
     for noisy in ("matplotlib", "PIL", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -133,49 +136,111 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 
 @main.command()
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
-@click.option("--model", "model_specs", multiple=True,
-              help="Model file (TorchScript, .pt2, state_dict, pickled module) or demo:NAME. Default: demo:mnist-cnn. "
-              "Repeat to audit several models with the same other flags (one report each, plus index.html).")
+@click.option(
+    "--model",
+    "model_specs",
+    multiple=True,
+    help="Model file (TorchScript, .pt2, state_dict, pickled module) or demo:NAME. Default: demo:mnist-cnn. "
+    "Repeat to audit several models with the same other flags (one report each, plus index.html).",
+)
 @click.option("--arch", help="Architecture for a state_dict: torchvision:NAME, demo:NAME or package.module:factory.")
-@click.option("--num-classes", type=click.IntRange(min=2), help="Number of classes the model outputs (default: the dataset's).")
+@click.option(
+    "--num-classes", type=click.IntRange(min=2), help="Number of classes the model outputs (default: the dataset's)."
+)
 @click.option("--channels", type=click.IntRange(min=1), help="Input channels the model takes (default: the dataset's).")
 @click.option("--input-size", help="Input size HxW the model takes, e.g. 224x224 (default: the dataset's).")
 @click.option("--mean", help="Per-channel normalisation mean applied inside the wrapper, e.g. 0.485,0.456,0.406.")
 @click.option("--std", help="Per-channel normalisation std applied inside the wrapper, e.g. 0.229,0.224,0.225.")
 @click.option("--trust-model", is_flag=True, help="Allow loading a fully pickled nn.Module (runs code from the file).")
 @click.option("--name", help="Model name used in tables and the default output folder.")
-@click.option("--data", "data_spec", help="Dataset: mnist5k (default), digits, a built-in bias set, an ImageFolder directory or an .npz file.")
+@click.option(
+    "--data",
+    "data_spec",
+    help="Dataset: mnist5k (default), digits, a built-in bias set, an ImageFolder directory or an .npz file.",
+)
 @click.option("--checks", help="Comma-separated checks to run (see `robustcnn list`).")
-@click.option("--n", type=click.IntRange(min=1), help="Evaluate a seeded, class-stratified sample of this many test images.")
+@click.option(
+    "--n", type=click.IntRange(min=1), help="Evaluate a seeded, class-stratified sample of this many test images."
+)
 @click.option("--seed", type=int, help="Random seed (default 0); the same seed gives the same results.csv.")
 @click.option("--device", help="cpu (default), cuda or cuda:N.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Images per forward pass (default 256).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default reports/<model name>/).")
-@click.option("--force", is_flag=True,
-              help="Write into a non-empty --out that is not a robustcnn report (its files are left untouched).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Write into a non-empty --out that is not a robustcnn report (its files are left untouched).",
+)
 @click.option("--set", "set_options", multiple=True, help="Check option CHECK.KEY=VALUE (TOML value), repeatable.")
 @click.option("--attacks", help="Named attacks for the adversarial check, comma-separated (e.g. fgsm,pgd).")
 @click.option("--target", help="Target class (name or index) for the patch check.")
 @click.option("--ood", type=click.Path(), help="Extra out-of-distribution dataset for the confidence check.")
-@click.option("--baseline", type=click.Path(file_okay=False), help="A baseline report directory (relative mCE, gate drops).")
+@click.option(
+    "--baseline", type=click.Path(file_okay=False), help="A baseline report directory (relative mCE, gate drops)."
+)
 @click.option("--resume", is_flag=True, help="Reuse the completed work of an interrupted run of the same audit.")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
-@click.option("--executor", default="local", show_default=True,
-              help="Where tasks run: local (this process), processes (a pool, see --workers) or ray.")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (processes) or CPUs of a local Ray runtime.")
-@click.option("--ray-address", help="Join this Ray cluster (HOST:PORT from `ray start --head`) instead of a local runtime.")
-@click.option("--shard", "shard_spec", help="Run only slice I of N of the task list (e.g. 2/4) and write fragments for `robustcnn merge`.")
-@click.option("--policy", type=click.Path(dir_okay=False), help="Gate policy ([[gate]] tables) to check after the audit, besides the plan's own gates.")
+@click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    help="Where tasks run: local (this process), processes (a pool, see --workers) or ray.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Worker processes (processes) or CPUs of a local Ray runtime."
+)
+@click.option(
+    "--ray-address", help="Join this Ray cluster (HOST:PORT from `ray start --head`) instead of a local runtime."
+)
+@click.option(
+    "--shard",
+    "shard_spec",
+    help="Run only slice I of N of the task list (e.g. 2/4) and write fragments for `robustcnn merge`.",
+)
+@click.option(
+    "--policy",
+    type=click.Path(dir_okay=False),
+    help="Gate policy ([[gate]] tables) to check after the audit, besides the plan's own gates.",
+)
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write the gate verdicts as JUnit XML to this file.")
 @click.option("--warn-only", is_flag=True, help="Report failing gates as warnings and exit 0.")
 @debug_option
 @handle_errors
-def audit(plan_file: str | None, model_specs: tuple[str, ...], arch: str | None, num_classes: int | None, channels: int | None,
-          input_size: str | None, mean: str | None, std: str | None, trust_model: bool, name: str | None,
-          data_spec: str | None, checks: str | None, n: int | None, seed: int | None, device: str | None,
-          batch_size: int | None, out: str | None, force: bool, set_options: tuple[str, ...], attacks: str | None,
-          target: str | None, ood: str | None, baseline: str | None, resume: bool, no_progress: bool,
-          executor: str, workers: int | None, ray_address: str | None, shard_spec: str | None, policy: str | None, junit: str | None, warn_only: bool, debug: bool) -> None:
+def audit(
+    plan_file: str | None,
+    model_specs: tuple[str, ...],
+    arch: str | None,
+    num_classes: int | None,
+    channels: int | None,
+    input_size: str | None,
+    mean: str | None,
+    std: str | None,
+    trust_model: bool,
+    name: str | None,
+    data_spec: str | None,
+    checks: str | None,
+    n: int | None,
+    seed: int | None,
+    device: str | None,
+    batch_size: int | None,
+    out: str | None,
+    force: bool,
+    set_options: tuple[str, ...],
+    attacks: str | None,
+    target: str | None,
+    ood: str | None,
+    baseline: str | None,
+    resume: bool,
+    no_progress: bool,
+    executor: str,
+    workers: int | None,
+    ray_address: str | None,
+    shard_spec: str | None,
+    policy: str | None,
+    junit: str | None,
+    warn_only: bool,
+    debug: bool,
+) -> None:
     """Audit a model. With no arguments: the demo model on MNIST with audits/demo.toml.
 
     Gates in the plan's [[gate]] tables and in --policy are checked on every report; the exit
@@ -191,14 +256,20 @@ def audit(plan_file: str | None, model_specs: tuple[str, ...], arch: str | None,
     given = (arch, num_classes, channels, input_size, mean, std, name)
     if trust_model or model_specs or any(v is not None for v in given):
         base = plan.models[0] if not model_specs and len(plan.models) == 1 else ModelRef()
-        plan.models = [ModelRef(
-            spec=model_spec or base.spec, arch=arch or base.arch, num_classes=num_classes or base.num_classes,
-            in_channels=channels or base.in_channels,
-            input_size=_size(input_size) if input_size is not None else base.input_size,
-            mean=_floats(mean, "--mean") if mean is not None else base.mean,
-            std=_floats(std, "--std") if std is not None else base.std,
-            trust=trust_model or base.trust, name=name or base.name,
-        ) for model_spec in (model_specs or (None,))]
+        plan.models = [
+            ModelRef(
+                spec=model_spec or base.spec,
+                arch=arch or base.arch,
+                num_classes=num_classes or base.num_classes,
+                in_channels=channels or base.in_channels,
+                input_size=_size(input_size) if input_size is not None else base.input_size,
+                mean=_floats(mean, "--mean") if mean is not None else base.mean,
+                std=_floats(std, "--std") if std is not None else base.std,
+                trust=trust_model or base.trust,
+                name=name or base.name,
+            )
+            for model_spec in (model_specs or (None,))
+        ]
     selected = [c.strip() for c in checks.split(",") if c.strip()] if checks is not None else None
     # --checks narrows the plan: the plan's own options for the checks it leaves out are no mistake to warn about
     options = {k: dict(v) for k, v in plan.options.items() if selected is None or k in selected or k not in plan.checks}
@@ -211,8 +282,15 @@ def audit(plan_file: str | None, model_specs: tuple[str, ...], arch: str | None,
     if ood is not None:
         options.setdefault("confidence", {})["ood"] = ood
     plan = plan.with_overrides(
-        data=data_spec, n=n, seed=seed, device=device, batch_size=batch_size, out=out, baseline=baseline,
-        checks=selected, options=options,
+        data=data_spec,
+        n=n,
+        seed=seed,
+        device=device,
+        batch_size=batch_size,
+        out=out,
+        baseline=baseline,
+        checks=selected,
+        options=options,
     )
     validate_plan(plan)
     gates = _plan_gates(plan, policy)
@@ -293,8 +371,12 @@ def _gate_report(report, gates: list, baseline: str | None, warn_only: bool, rew
         click.echo(f"  {r.status.upper():<4}  {r.gate.name}: {r.message}")
     click.echo(f"{report.model}: {summary_line(results)}")
     if rewrite and report.path is not None:
-        atomic_write(report.path / "summary.md", lambda p: p.write_text(render_summary(report, results), encoding="utf-8"))
-        atomic_write(report.path / "report.html", lambda p: p.write_text(render_html(report, results), encoding="utf-8"))
+        atomic_write(
+            report.path / "summary.md", lambda p: p.write_text(render_summary(report, results), encoding="utf-8")
+        )
+        atomic_write(
+            report.path / "report.html", lambda p: p.write_text(render_html(report, results), encoding="utf-8")
+        )
     return results
 
 
@@ -344,7 +426,9 @@ def list_command(debug: bool) -> None:
     from .data import bias_sets  # noqa: F401
 
     sections = {
-        "checks": [(name, cls.title) for name, cls in sorted(load_registry().items(), key=lambda kv: (kv[1].order, kv[0]))],
+        "checks": [
+            (name, cls.title) for name, cls in sorted(load_registry().items(), key=lambda kv: (kv[1].order, kv[0]))
+        ],
         "datasets": [(name, builtin.description) for name, builtin in sorted(BUILTINS.items())],
         "demo models": [(f"demo:{recipe.name}", recipe.description) for recipe in zoo.list_demos()],
     }
@@ -356,17 +440,26 @@ def list_command(debug: bool) -> None:
 
 
 @main.command()
-@click.option("--data", "data_spec", required=True, help="Training data: an ImageFolder directory with train/ and test/, an .npz with x_train, or a built-in set.")
+@click.option(
+    "--data",
+    "data_spec",
+    required=True,
+    help="Training data: an ImageFolder directory with train/ and test/, an .npz with x_train, or a built-in set.",
+)
 @click.option("--arch", default="mnist-cnn", show_default=True, help="Demo architecture to train.")
 @click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True, help="Training epochs.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Minibatch size.")
 @click.option("--lr", type=float, default=3e-3, show_default=True, help="Peak learning rate (Adam, one-cycle).")
-@click.option("--shift", type=click.IntRange(min=0), default=2, show_default=True, help="Random-shift augmentation in pixels.")
+@click.option(
+    "--shift", type=click.IntRange(min=0), default=2, show_default=True, help="Random-shift augmentation in pixels."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to save the state_dict (.pt).")
 @debug_option
 @handle_errors
-def train(data_spec: str, arch: str, epochs: int, batch_size: int, lr: float, shift: int, seed: int, out: str, debug: bool) -> None:
+def train(
+    data_spec: str, arch: str, epochs: int, batch_size: int, lr: float, shift: int, seed: int, out: str, debug: bool
+) -> None:
     """Train a demo architecture on your own data (saves a state_dict to audit with --arch demo:ARCH)."""
     import io
 
@@ -386,7 +479,9 @@ def train(data_spec: str, arch: str, epochs: int, batch_size: int, lr: float, sh
         raise InvalidInputError(f"--out {out}: folder {folder} does not exist; create it or choose another --out")
     data = DatasetRef(data_spec).load()
     if data.train is None or len(data.train) == 0:
-        raise InvalidInputError(f"dataset '{data_spec}' has no training split; use ROOT/train/<class>/ and ROOT/test/<class>/")
+        raise InvalidInputError(
+            f"dataset '{data_spec}' has no training split; use ROOT/train/<class>/ and ROOT/test/<class>/"
+        )
     blob = zoo.train_model(arch, data, epochs, batch_size, lr, shift, seed, log=lambda m: log.info(m))
     buffer = io.BytesIO()  # saved through Python's file writes, so a full or read-only disk is a one-line exit 4
     torch.save(blob["state_dict"], buffer)
@@ -415,14 +510,33 @@ def report_show(directory: str, debug: bool) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--policy", required=True, type=click.Path(dir_okay=False), help="Gate policy: a TOML file with [[gate]] tables (a plan file works too).")
-@click.option("--baseline", type=click.Path(file_okay=False), help="Baseline report directory for max_drop / max_rise gates.")
+@click.option(
+    "--policy",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Gate policy: a TOML file with [[gate]] tables (a plan file works too).",
+)
+@click.option(
+    "--baseline", type=click.Path(file_okay=False), help="Baseline report directory for max_drop / max_rise gates."
+)
 @click.option("--junit", type=click.Path(dir_okay=False), help="Write JUnit XML (one testcase per gate) to this file.")
-@click.option("--markdown", type=click.Path(dir_okay=False), help="Write the verdicts, scorecard and key tables as markdown to this file.")
+@click.option(
+    "--markdown",
+    type=click.Path(dir_okay=False),
+    help="Write the verdicts, scorecard and key tables as markdown to this file.",
+)
 @click.option("--warn-only", is_flag=True, help="Report failing gates as warnings and exit 0.")
 @debug_option
 @handle_errors
-def gate(directory: str, policy: str, baseline: str | None, junit: str | None, markdown: str | None, warn_only: bool, debug: bool) -> None:
+def gate(
+    directory: str,
+    policy: str,
+    baseline: str | None,
+    junit: str | None,
+    markdown: str | None,
+    warn_only: bool,
+    debug: bool,
+) -> None:
     """Check a report against a gate policy. Exit 0: all gates hold; 1: a gate failed;
     4: invalid policy (a gate matching no row is invalid); 5: nothing to evaluate."""
     from .reports.gates import exit_code, load_policy, write_junit
@@ -445,16 +559,30 @@ def gate(directory: str, policy: str, baseline: str | None, junit: str | None, m
 
 @main.command("merge")
 @click.argument("directories", nargs=-1, required=True, type=click.Path(file_okay=False))
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Report folder (several models: one each under it).")
-@click.option("--executor", default="local", show_default=True, help="Where the remaining tasks run: local, processes or ray.")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker processes (processes) or CPUs of a local Ray runtime.")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Report folder (several models: one each under it)."
+)
+@click.option(
+    "--executor", default="local", show_default=True, help="Where the remaining tasks run: local, processes or ray."
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Worker processes (processes) or CPUs of a local Ray runtime."
+)
 @click.option("--ray-address", help="Join this Ray cluster (HOST:PORT) instead of a local runtime.")
 @click.option("--force", is_flag=True, help="Write into a non-empty --out that is not a robustcnn report.")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
 @debug_option
 @handle_errors
-def merge_command(directories: tuple[str, ...], out: str, executor: str, workers: int | None, ray_address: str | None,
-                  force: bool, no_progress: bool, debug: bool) -> None:
+def merge_command(
+    directories: tuple[str, ...],
+    out: str,
+    executor: str,
+    workers: int | None,
+    ray_address: str | None,
+    force: bool,
+    no_progress: bool,
+    debug: bool,
+) -> None:
     """Assemble the report of an `audit --shard I/N` run from all N shard folders: checks that they
     come from one plan and robustcnn version and that no slice or fragment is missing, then computes
     the summaries and the tasks left to the merge."""
@@ -466,7 +594,9 @@ def merge_command(directories: tuple[str, ...], out: str, executor: str, workers
 
         check_index_target(Path(out))
     with _engine(executor, workers, ray_address, plan) as engine:
-        reports = merge([Path(d) for d in directories], Path(out), engine, force, not no_progress and sys.stderr.isatty())
+        reports = merge(
+            [Path(d) for d in directories], Path(out), engine, force, not no_progress and sys.stderr.isatty()
+        )
     for report in reports:
         click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
         _print_headlines(report)
@@ -479,8 +609,13 @@ def merge_command(directories: tuple[str, ...], out: str, executor: str, workers
 
 @report.command("compare")
 @click.argument("directories", nargs=-1, required=True)
-@click.option("--out", type=click.Path(dir_okay=False), default="comparison.csv", show_default=True,
-              help="Write every row side by side here (.csv, .md, .html or .parquet).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default="comparison.csv",
+    show_default=True,
+    help="Write every row side by side here (.csv, .md, .html or .parquet).",
+)
 @debug_option
 @handle_errors
 def report_compare(directories: tuple[str, ...], out: str, debug: bool) -> None:

@@ -3,6 +3,7 @@
 Exit codes: 1 a gate failed, 2 usage, 3 internal bug, 4 invalid input, config or environment,
 5 nothing evaluated.
 """
+
 from __future__ import annotations
 
 import errno

@@ -6,6 +6,7 @@ It is written under a temporary name and renamed into place, so a crash never le
 fragment that looks complete; ``info.json`` records the sha256 of every other file, so a
 fragment damaged on disk is detected on load (``CorruptFragmentError``) instead of reused.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -89,8 +90,12 @@ class FragmentStore:
             figures = {p.stem: p.read_bytes() for p in sorted((base / "figures").glob("*.png"))}
             rows = json.loads((base / "rows.json").read_text())
             out = CheckOutput(
-                rows=rows, samples=samples, figures=figures, artifacts=artifacts,
-                warnings=info["warnings"], info=info["info"],
+                rows=rows,
+                samples=samples,
+                figures=figures,
+                artifacts=artifacts,
+                warnings=info["warnings"],
+                info=info["info"],
             )
             return out, info["cost"]
         except CorruptFragmentError:

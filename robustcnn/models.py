@@ -5,6 +5,7 @@ state_dict plus an architecture (``--arch torchvision:resnet18`` or
 ``package.module:factory``), demo zoo names (``demo:mnist-cnn``) and, only with
 ``trust=True``, fully pickled modules.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -124,7 +125,6 @@ class AuditedModel(nn.Module):
             (out >= 0).all() and torch.allclose(rows_sum, torch.ones_like(rows_sum), atol=1e-4)
         )
 
-
     def choose_layout(self, sample: torch.Tensor) -> None:
         """On CPU, run the network in channels-last (NHWC) memory when it gives the same logits on
         ``sample``: oneDNN's convolutions and pooling prefer that layout (max pooling on NCHW
@@ -219,7 +219,9 @@ class ModelRef:
             "fingerprint": self.fingerprint(),
         }
 
-    def load(self, num_classes: int, in_channels: int, input_size: tuple[int, int] | None, device: str = "cpu") -> AuditedModel:
+    def load(
+        self, num_classes: int, in_channels: int, input_size: tuple[int, int] | None, device: str = "cpu"
+    ) -> AuditedModel:
         """Load the network; ``num_classes``/``in_channels`` come from the data unless set here."""
         num_classes = self.num_classes or num_classes
         in_channels = self.in_channels or in_channels
@@ -262,7 +264,10 @@ def _zip_names(path: Path) -> list[str]:
 def _load_network(ref: ModelRef, num_classes: int, in_channels: int) -> nn.Module:
     path = _require_file(ref.spec)
     names = _zip_names(path)
-    if any("serialized_exported_program" in n or n.endswith("/models/model.json") for n in names) or path.suffix == ".pt2":
+    if (
+        any("serialized_exported_program" in n or n.endswith("/models/model.json") for n in names)
+        or path.suffix == ".pt2"
+    ):
         return _load_exported(path)
     if any("/code/" in n or n.endswith("constants.pkl") for n in names):
         return _load_torchscript(path)
@@ -273,7 +278,9 @@ def _load_exported(path: Path) -> nn.Module:
     try:
         program = torch.export.load(str(path))
     except Exception as exc:
-        raise InvalidInputError(f"cannot read torch.export archive {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+        raise InvalidInputError(
+            f"cannot read torch.export archive {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
+        ) from exc
     return program.module()
 
 
@@ -375,9 +382,15 @@ def _adapt_first_conv(net: nn.Module, in_channels: int) -> None:
         for child_name, child in parent.named_children():
             if isinstance(child, nn.Conv2d):
                 new = nn.Conv2d(
-                    in_channels, child.out_channels, child.kernel_size, child.stride,
-                    child.padding, child.dilation, child.groups if child.groups == 1 else in_channels,
-                    child.bias is not None, child.padding_mode,
+                    in_channels,
+                    child.out_channels,
+                    child.kernel_size,
+                    child.stride,
+                    child.padding,
+                    child.dilation,
+                    child.groups if child.groups == 1 else in_channels,
+                    child.bias is not None,
+                    child.padding_mode,
                 )
                 setattr(parent, child_name, new)
                 return

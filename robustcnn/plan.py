@@ -3,6 +3,7 @@
 A plan is a TOML file (see ``audits/demo.toml``) or the same structure built from CLI
 flags; flags override the file. Unknown keys are errors, so typos never pass silently.
 """
+
 from __future__ import annotations
 
 import math
@@ -202,13 +203,15 @@ def _reject_unknown(table: Any, known: set[str], source: str, where: str) -> Non
         raise InvalidInputError(f"{source}: {where} must be a table")
     unknown = sorted(set(table) - known)
     if unknown:
-        raise InvalidInputError(f"{source}: unknown key {', '.join(map(repr, unknown))} in {where}; known keys: {', '.join(sorted(known))}")
+        raise InvalidInputError(
+            f"{source}: unknown key {', '.join(map(repr, unknown))} in {where}; known keys: {', '.join(sorted(known))}"
+        )
 
 
 def _model_ref(table: dict[str, Any], source: str) -> ModelRef:
     _reject_unknown(table, MODEL_KEYS, source, "[model]")
     if "spec" not in table:
-        raise InvalidInputError(f"{source}: [model] needs spec = \"path/to/model.pt\" or \"demo:mnist-cnn\"")
+        raise InvalidInputError(f'{source}: [model] needs spec = "path/to/model.pt" or "demo:mnist-cnn"')
     where = "[model]"
     size = _typed(table, "input_size", list, source, where, "[height, width]")
     mean = _typed(table, "mean", list, source, where, "a list of numbers, one per channel")

@@ -7,6 +7,7 @@ cached by a content key (model and data fingerprints, check version and config, 
 robustcnn version) in the run's staging folder beside ``<out>`` (see ``reports.writer``), and
 kept in ``<out>/.fragments`` once the report is complete; that is what ``--resume`` reuses.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -109,7 +110,9 @@ def _check_labels(data: ImageData, model: AuditedModel) -> None:
             )
 
 
-def build_tasks(checks: list[Check], prepared: Prepared, base_key: tuple, shard_size: int | None) -> dict[str, list[Task]]:
+def build_tasks(
+    checks: list[Check], prepared: Prepared, base_key: tuple, shard_size: int | None
+) -> dict[str, list[Task]]:
     """Tasks per check, in run order; per-sample checks are split into shards.
 
     A check's key includes the keys of the checks before it, since it may consume their artifacts.
@@ -160,8 +163,13 @@ class LocalExecutor:
     writing every new fragment here, in the driver."""
 
     def __init__(
-        self, store: FragmentStore, resume: bool, progress: Callable[[int], None],
-        engine: Engine | None = None, job: Job | None = None, sources: Iterable[FragmentStore] = (),
+        self,
+        store: FragmentStore,
+        resume: bool,
+        progress: Callable[[int], None],
+        engine: Engine | None = None,
+        job: Job | None = None,
+        sources: Iterable[FragmentStore] = (),
     ) -> None:
         self.store = store
         self.resume = resume
@@ -175,6 +183,7 @@ class LocalExecutor:
     ) -> list[tuple[CheckOutput, dict[str, Any], bool]]:
         """Run ``tasks`` of one check: a parallel engine gets every missing task at once (it runs them
         side by side), the local one computes each when asked; results come back in task order."""
+
         def submit(t: Task) -> Handle:
             return self.engine.submit(self.job, check, t, context(t.shard or 0), prepared)
 
@@ -211,7 +220,9 @@ class LocalExecutor:
             return output, cost
         return None
 
-    def run(self, task: Task, compute: Callable[[], tuple[CheckOutput, dict[str, Any]]]) -> tuple[CheckOutput, dict[str, Any], bool]:
+    def run(
+        self, task: Task, compute: Callable[[], tuple[CheckOutput, dict[str, Any]]]
+    ) -> tuple[CheckOutput, dict[str, Any], bool]:
         found = self._cached(task)
         if found is not None:
             self.progress(1)
@@ -225,19 +236,30 @@ class LocalExecutor:
 def plan_model(plan: Plan, model_ref: ModelRef) -> tuple[list[Check], Prepared, dict[str, list[Task]]]:
     """The checks of ``plan`` in run order, the prepared inputs of one model (checks preflighted),
     and the tasks of each check; the same for every executor and every ``--shard``."""
-    checks = sorted((get_check(name).from_options(plan.options.get(name)) for name in plan.checks), key=lambda c: (c.order, plan.checks.index(c.name)))
+    checks = sorted(
+        (get_check(name).from_options(plan.options.get(name)) for name in plan.checks),
+        key=lambda c: (c.order, plan.checks.index(c.name)),
+    )
     prepared = prepare(model_ref, DatasetRef(plan.data), plan.n, plan.seed, plan.device)
     for check in checks:
         if check.needs_train and prepared.data.train is None:
-            raise InvalidInputError(f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)")
+            raise InvalidInputError(
+                f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)"
+            )
         check.preflight(prepared.model, prepared.data)
     base_key = (__version__, model_ref.fingerprint(), prepared.image_data.fingerprint(), plan.seed, plan.device)
     return checks, prepared, build_tasks(checks, prepared, base_key, plan.shard_size)
 
 
 def audit_model(
-    plan: Plan, model_ref: ModelRef, out: Path, resume: bool = False, progress: bool = False, force: bool = False,
-    engine: Engine | None = None, sources: Iterable[FragmentStore] = (),
+    plan: Plan,
+    model_ref: ModelRef,
+    out: Path,
+    resume: bool = False,
+    progress: bool = False,
+    force: bool = False,
+    engine: Engine | None = None,
+    sources: Iterable[FragmentStore] = (),
 ) -> Report:
     """Audit one model according to ``plan`` and write its report directory (see ``reports.writer``:
     the work happens in a staging folder, swapped into ``out`` at the end; ``force`` allows a
@@ -256,8 +278,14 @@ def audit_model(
 
 
 def _audit_into(
-    plan: Plan, model_ref: ModelRef, out: Path, staging: writer.Staging, resume: bool, progress: bool,
-    engine: Engine | None = None, sources: Iterable[FragmentStore] = (),
+    plan: Plan,
+    model_ref: ModelRef,
+    out: Path,
+    staging: writer.Staging,
+    resume: bool,
+    progress: bool,
+    engine: Engine | None = None,
+    sources: Iterable[FragmentStore] = (),
 ) -> Report:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -278,7 +306,9 @@ def _audit_into(
     frames, sample_frames, figures, check_meta = [], [], {}, {}
     for check in checks:
         bar.set_postfix_str(check.name)
-        output, cost, reused = _run_check(check, tasks[check.name], prepared, plan, executor, shared_artifacts, baseline)
+        output, cost, reused = _run_check(
+            check, tasks[check.name], prepared, plan, executor, shared_artifacts, baseline
+        )
         shared_artifacts.update(output.artifacts)
         frames.append(tidy(output.rows, prepared.model.name, check.name))
         if output.samples is not None and len(output.samples):
@@ -308,8 +338,13 @@ def _audit_into(
 
 
 def _run_check(
-    check: Check, tasks: list[Task], prepared: Prepared, plan: Plan, executor: LocalExecutor,
-    artifacts: dict[str, torch.Tensor], baseline: pd.DataFrame | None,
+    check: Check,
+    tasks: list[Task],
+    prepared: Prepared,
+    plan: Plan,
+    executor: LocalExecutor,
+    artifacts: dict[str, torch.Tensor],
+    baseline: pd.DataFrame | None,
 ) -> tuple[CheckOutput, dict[str, float], int]:
     def context(shard: int) -> CheckContext:
         return CheckContext(plan.device, plan.seed, plan.batch_size, False, dict(artifacts), baseline, shard)
@@ -322,7 +357,9 @@ def _run_check(
         parts.append(output)
         costs.append(cost)
         reused += was_cached
-    samples = pd.concat([p.samples for p in parts if p.samples is not None], ignore_index=True) if parts else pd.DataFrame()
+    samples = (
+        pd.concat([p.samples for p in parts if p.samples is not None], ignore_index=True) if parts else pd.DataFrame()
+    )
     shard_artifacts = _concat_artifacts(p.artifacts for p in parts)
     summary_task = Task(check.name, None, None, content_key("summary", *(t.key for t in tasks)))
 
@@ -338,7 +375,11 @@ def _run_check(
         after = prepared.model.counter.snapshot()
         out.warnings = list(dict.fromkeys([w for p in parts for w in p.warnings] + out.warnings + ctx.warnings))
         out.artifacts = {**shard_artifacts, **out.artifacts}
-        return out, {"seconds": time.perf_counter() - started, "forward": after[0] - before[0], "backward": after[1] - before[1]}
+        return out, {
+            "seconds": time.perf_counter() - started,
+            "forward": after[0] - before[0],
+            "backward": after[1] - before[1],
+        }
 
     final, cost, was_cached = executor.run(summary_task, summarize)
     final.samples = samples if final.samples is None else final.samples
@@ -363,7 +404,15 @@ def _combine_samples(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return df[first + [c for c in df.columns if c not in first]]
 
 
-def _meta(plan: Plan, model_ref: ModelRef, data_ref: DatasetRef, prepared: Prepared, checks: dict, started_at: datetime, seconds: float) -> dict[str, Any]:
+def _meta(
+    plan: Plan,
+    model_ref: ModelRef,
+    data_ref: DatasetRef,
+    prepared: Prepared,
+    checks: dict,
+    started_at: datetime,
+    seconds: float,
+) -> dict[str, Any]:
     model = prepared.model
     return {
         "schema_version": SCHEMA_VERSION,
@@ -404,7 +453,11 @@ def default_out(model_ref: ModelRef, plan: Plan) -> Path:
 
 
 def run_plan(
-    plan: Plan, resume: bool = False, progress: bool = False, force: bool = False, engine: Engine | None = None,
+    plan: Plan,
+    resume: bool = False,
+    progress: bool = False,
+    force: bool = False,
+    engine: Engine | None = None,
     sources: Iterable[FragmentStore] = (),
 ) -> list[Report]:
     """Audit every model of the plan; one report directory per model. A parallel ``engine`` audits

@@ -10,6 +10,7 @@ left to the merge, as are the per-check summaries, which need every shard of the
 slice or a fragment missing (named); then it runs the audit with the shards' fragments reused,
 so its tables are those of a one-process run.
 """
+
 from __future__ import annotations
 
 import json
@@ -66,7 +67,9 @@ def plan_record(plan: Plan) -> dict[str, Any]:
     for ref in plan.models:
         if ref.module is not None:
             raise UsageError("--shard needs models given as files or demo:NAME, not in-memory modules")
-        models.append({k: list(v) if isinstance(v, tuple) else v for k, v in ((f, getattr(ref, f)) for f in MODEL_FIELDS)})
+        models.append(
+            {k: list(v) if isinstance(v, tuple) else v for k, v in ((f, getattr(ref, f)) for f in MODEL_FIELDS)}
+        )
     return {"models": models, **{k: getattr(plan, k) for k in PLAN_FIELDS}}
 
 
@@ -114,10 +117,17 @@ def run_shard(plan: Plan, index: int, count: int, folder: Path, engine: Engine) 
                 status, done = "done", done + 1
             except DeferredTask:
                 pass
-        listed.append({"key": task.key, "model": ref.display_name(), "check": check_name, "shard": task.shard,
-                       "status": status})
-    manifest = {"robustcnn_version": __version__, "plan_hash": digest, "plan": record, "shard": index, "of": count,
-                "tasks": listed}
+        listed.append(
+            {"key": task.key, "model": ref.display_name(), "check": check_name, "shard": task.shard, "status": status}
+        )
+    manifest = {
+        "robustcnn_version": __version__,
+        "plan_hash": digest,
+        "plan": record,
+        "shard": index,
+        "of": count,
+        "tasks": listed,
+    }
     atomic_write(folder / MANIFEST, lambda p: p.write_text(json.dumps(manifest, indent=1, default=str)))
     return folder, done, len(pending) - done
 
@@ -156,7 +166,11 @@ def read_shards(folders: list[Path]) -> tuple[Plan, list[FragmentStore]]:
             raise InvalidInputError(f"{path} cannot be read ({exc}); rerun that shard") from None
     first_folder, first = manifests[0]
     for folder, manifest in manifests[1:]:
-        for key, what in (("robustcnn_version", "robustcnn versions"), ("plan_hash", "plans or models"), ("of", "shard counts")):
+        for key, what in (
+            ("robustcnn_version", "robustcnn versions"),
+            ("plan_hash", "plans or models"),
+            ("of", "shard counts"),
+        ):
             if manifest.get(key) != first.get(key):
                 raise InvalidInputError(
                     f"{folder} and {first_folder} come from different {what} "
@@ -171,7 +185,9 @@ def read_shards(folders: list[Path]) -> tuple[Plan, list[FragmentStore]]:
     seen = [m["shard"] for _, m in manifests]
     missing = sorted(set(range(1, count + 1)) - set(seen))
     if missing:
-        raise InvalidInputError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing; give every shard folder")
+        raise InvalidInputError(
+            f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing; give every shard folder"
+        )
     twice = sorted({i for i in seen if seen.count(i) > 1})
     if twice:
         raise InvalidInputError(f"shard(s) {', '.join(f'{i}/{count}' for i in twice)} given twice")

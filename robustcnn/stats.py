@@ -1,4 +1,5 @@
 """Small statistics used by every check: Wilson intervals and bootstrap-free summaries."""
+
 from __future__ import annotations
 
 import math

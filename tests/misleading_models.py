@@ -1,5 +1,6 @@
 """Models built to mislead gradient attacks (Athalye, Carlini & Wagner 2018), for the tests of
 the adversarial check: each is as fragile as the demo CNN it wraps, but hides it from gradients."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """The adversarial check and its public API: curves from the cascade, honest on models built to
 mislead gradient attacks, shardable, and clear errors on bad options."""
+
 import math
 
 import numpy as np
@@ -12,8 +13,19 @@ from robustcnn.attacks.perturbation import WARNING_PREFIX, AdversarialCheck, Att
 from robustcnn.checks import AuditData, CheckContext
 from robustcnn.errors import InvalidInputError
 
-QUICK = dict(fmn_steps=20, ddn_steps=20, apgd_steps=8, apgd_targets=2, apgd_target_steps=5, apgd_dlr_steps=10, square_queries=150, unbounded_images=8)
-FAST = AttackSettings(fmn_steps=20, ddn_steps=20, apgd_steps=8, apgd_targets=2, apgd_target_steps=5, apgd_dlr_steps=10, square_queries=150)
+QUICK = dict(
+    fmn_steps=20,
+    ddn_steps=20,
+    apgd_steps=8,
+    apgd_targets=2,
+    apgd_target_steps=5,
+    apgd_dlr_steps=10,
+    square_queries=150,
+    unbounded_images=8,
+)
+FAST = AttackSettings(
+    fmn_steps=20, ddn_steps=20, apgd_steps=8, apgd_targets=2, apgd_target_steps=5, apgd_dlr_steps=10, square_queries=150
+)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +106,10 @@ def test_same_seed_gives_identical_samples(demo_model, small, quick_run):
 
 def test_shards_merge_into_one_summary(demo_model, small):
     check = AdversarialCheck.from_options({**QUICK, "norms": ["linf"], "eps_linf": [0.0, 0.1]})
-    parts = [check.measure(demo_model, small.eval.subset(list(idx)), CheckContext(shard=s)) for s, idx in enumerate((range(0, 20), range(20, 40)))]
+    parts = [
+        check.measure(demo_model, small.eval.subset(list(idx)), CheckContext(shard=s))
+        for s, idx in enumerate((range(0, 20), range(20, 40)))
+    ]
     samples = pd.concat([p.samples for p in parts], ignore_index=True)
     artifacts = {k: torch.cat([p.artifacts[k] for p in parts]) for k in parts[0].artifacts}
     out = check.summarize(samples, artifacts, small, CheckContext())
@@ -109,7 +124,9 @@ def test_shards_merge_into_one_summary(demo_model, small):
 def test_models_that_mislead_gradients_are_still_broken_and_flagged(demo_model, small, make):
     model = wrap(make(demo_model.net), sample=small.eval.x[:2])
     data = small.with_eval(small.eval.subset(list(range(0, 40, 2))))
-    check = AdversarialCheck.from_options({**QUICK, "norms": ["linf"], "eps_linf": [0.0, 0.1, 0.3], "square_queries": 300})
+    check = AdversarialCheck.from_options(
+        {**QUICK, "norms": ["linf"], "eps_linf": [0.0, 0.1, 0.3], "square_queries": 300}
+    )
     ctx = CheckContext(seed=0)
     rows = pd.DataFrame(check.run(model, data, ctx).rows)
     at_03 = rows[(rows["metric"] == "robust_accuracy") & (rows["eps"] == 0.3)]["value"].iloc[0]
@@ -133,24 +150,29 @@ def test_two_class_model_uses_the_margin_fallback_without_crashing(demo_model, m
     split = mnist.test.subset(keep)
     data = AuditData("two", ["0", "1"], split)
     model = wrap(FirstClasses(demo_model.net, 2), num_classes=2)
-    check = AdversarialCheck.from_options({**QUICK, "norms": ["linf"], "attacks": ["apgd-dlr", "apgd-t", "square"], "eps_linf": [0.0, 0.2, 0.5]})
+    check = AdversarialCheck.from_options(
+        {**QUICK, "norms": ["linf"], "attacks": ["apgd-dlr", "apgd-t", "square"], "eps_linf": [0.0, 0.2, 0.5]}
+    )
     rows = pd.DataFrame(check.run(model, data, CheckContext()).rows)
     curve = rows[rows["metric"] == "robust_accuracy"].sort_values("eps")["value"].to_numpy()
     assert curve[0] > 0.9 and curve[-1] < curve[0]
 
 
-@pytest.mark.parametrize("options,fragment", [
-    ({"eps_linf": [0.0, -0.1]}, ">= 0"),
-    ({"eps_linf": [0.1, 2.0]}, "data range"),
-    ({"norms": ["l3"]}, "unknown norm"),
-    ({"attacks": ["fmn", "hopskip"]}, "unknown attack"),
-    ({"norms": ["l2"], "attacks": ["fmn"]}, "l2 norm"),
-    ({"apgd_steps": 0}, "apgd_steps"),
-    ({"headline_eps": 1.5}, "data range"),
-    ({"norms": []}, "norms is empty"),
-    ({"survivor_attacks": ["fmn"]}, "minimal-norm"),
-    ({"survivor_attacks": ["boundary"]}, "unknown survivor attack"),
-])
+@pytest.mark.parametrize(
+    "options,fragment",
+    [
+        ({"eps_linf": [0.0, -0.1]}, ">= 0"),
+        ({"eps_linf": [0.1, 2.0]}, "data range"),
+        ({"norms": ["l3"]}, "unknown norm"),
+        ({"attacks": ["fmn", "hopskip"]}, "unknown attack"),
+        ({"norms": ["l2"], "attacks": ["fmn"]}, "l2 norm"),
+        ({"apgd_steps": 0}, "apgd_steps"),
+        ({"headline_eps": 1.5}, "data range"),
+        ({"norms": []}, "norms is empty"),
+        ({"survivor_attacks": ["fmn"]}, "minimal-norm"),
+        ({"survivor_attacks": ["boundary"]}, "unknown survivor attack"),
+    ],
+)
 def test_bad_options_fail_with_one_clear_line(options, fragment):
     with pytest.raises(InvalidInputError, match=fragment) as err:
         AdversarialCheck.from_options(options)
@@ -172,9 +194,15 @@ def test_bad_inputs_to_the_api(demo_model, small):
 def test_end_to_end_through_the_audit_api(tmp_path):
     import robustcnn
 
-    report = robustcnn.audit(model="demo:mnist-cnn", data="mnist5k", checks=["adversarial"],
-                             options={"adversarial": {**QUICK, "norms": ["linf"], "eps_linf": [0.0, 0.1, 0.3]}},
-                             n=20, out=tmp_path / "r", seed=0)
+    report = robustcnn.audit(
+        model="demo:mnist-cnn",
+        data="mnist5k",
+        checks=["adversarial"],
+        options={"adversarial": {**QUICK, "norms": ["linf"], "eps_linf": [0.0, 0.1, 0.3]}},
+        n=20,
+        out=tmp_path / "r",
+        seed=0,
+    )
     table = report.check_table("adversarial")
     curve = table[table["metric"] == "robust_accuracy"]
     assert len(curve) == 3 and math.isclose(curve[curve["eps"] == 0.3]["value"].iloc[0], 0.0, abs_tol=0.1)

@@ -1,5 +1,6 @@
 """Our own attacks (APGD, Square) and losses: valid points, honest success flags, paper schedules,
 and strength cross-checked against foolbox's PGD."""
+
 import foolbox as fb
 import pytest
 import torch
@@ -36,7 +37,9 @@ def test_dlr_is_scale_and_shift_invariant_and_falls_back_to_margin_below_three_c
     two = torch.randn(6, 2, generator=gen)
     y2 = torch.tensor([0, 1, 0, 1, 0, 1])
     assert torch.allclose(dlr(two, y2), -margin(two, y2))
-    assert torch.allclose(margin(two, y2), two.gather(1, y2[:, None]).squeeze(1) - two.gather(1, (1 - y2)[:, None]).squeeze(1))
+    assert torch.allclose(
+        margin(two, y2), two.gather(1, y2[:, None]).squeeze(1) - two.gather(1, (1 - y2)[:, None]).squeeze(1)
+    )
 
 
 def test_targeted_dlr_is_invariant_and_falls_back_to_the_targeted_margin_below_four_classes():
@@ -51,7 +54,9 @@ def test_targeted_dlr_is_invariant_and_falls_back_to_the_targeted_margin_below_f
 def test_targeted_apgd_counts_any_misclassification(demo_model, batch):
     x, y = batch
     target = (y + 1) % 10
-    run = apgd(demo_model, x, y, 0.15, "linf", "dlr-t", steps=10, generator=torch.Generator().manual_seed(0), target=target)
+    run = apgd(
+        demo_model, x, y, 0.15, "linf", "dlr-t", steps=10, generator=torch.Generator().manual_seed(0), target=target
+    )
     assert torch.equal(run.success, demo_model.logits(run.adversarial).argmax(1) != y)
     assert run.success.any()
 

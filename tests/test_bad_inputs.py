@@ -1,6 +1,7 @@
 """Bad inputs and hostile environments: each case checks the exit code, that stderr is one line
 without a traceback, and what ``--out`` holds afterwards (nothing, the untouched earlier state,
 or a complete report), with no temporary file left anywhere."""
+
 from __future__ import annotations
 
 import builtins
@@ -120,7 +121,7 @@ PLANS = [
     ('[model]\nspec = "demo:mnist-cnn"\ntrust_model = "yes"\n', "[model] trust_model must be true or false"),
     ("[model]\nspec = 3\n", "[model] spec must be a model path or demo:NAME, got 3"),
     ("gate = 5\n", "the policy holds no gate"),
-    ('[run]\nout = 7\n', "[run] out must be a folder path, got 7"),
+    ("[run]\nout = 7\n", "[run] out must be a folder path, got 7"),
 ]
 
 
@@ -139,8 +140,11 @@ def test_labels_outside_the_classes_name_the_label(tmp_path):
     result = cli("--data", str(tmp_path / "neg.npz"), "--n", "4", "--out", str(tmp_path / "a"))
     assert_one_line(result, 4, "labels")  # the .npz loader's own check (robustcnn/data) comes first
     np.savez(tmp_path / "many.npz", x=x, y=np.array([0, 1, 2, 42]), classes=np.array([str(i) for i in range(50)]))
-    assert_one_line(cli("--data", str(tmp_path / "many.npz"), "--n", "4", "--out", str(tmp_path / "b")), 4,
-                    "dataset labels reach 42 but the model has 10 classes")
+    assert_one_line(
+        cli("--data", str(tmp_path / "many.npz"), "--n", "4", "--out", str(tmp_path / "b")),
+        4,
+        "dataset labels reach 42 but the model has 10 classes",
+    )
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists() and not leftovers(tmp_path)
 
 
@@ -161,6 +165,7 @@ def test_input_size_is_used_not_ignored(tmp_path):
 
 
 # --- where the report goes ------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("target", ["/proc/robustcnn-report", "/proc/self/robustcnn-report", "/sys/robustcnn-report"])
 def test_out_on_a_kernel_file_system(target):
@@ -186,8 +191,9 @@ def user_folder(root: Path, clash: bool = False) -> Path:
 def test_non_report_out_is_refused_without_force(tmp_path):
     out = tmp_path / "mine"
     before = snapshot(user_folder(out))
-    message = ("is not empty and is not a robustcnn report (figures, notes.txt); "
-               "choose a new or empty folder, or pass --force")
+    message = (
+        "is not empty and is not a robustcnn report (figures, notes.txt); choose a new or empty folder, or pass --force"
+    )
     assert_one_line(cli("--out", str(out)), 4, message)
     assert snapshot(out) == before and not leftovers(tmp_path)
 
@@ -280,6 +286,7 @@ def test_out_given_as_dot(tmp_path, monkeypatch):
 
 # --- the file system refuses: simulated in-process (root ignores chmod), then for real -------------
 
+
 def refuse(monkeypatch, root: Path, code: int, after: int = 0) -> None:
     """Make every write under ``root`` fail with ``code`` (after ``after`` successful ones), as a
     full, read-only or forbidden disk does: mkdir, open for writing, write_bytes/text, rename."""
@@ -310,6 +317,7 @@ def refuse(monkeypatch, root: Path, code: int, after: int = 0) -> None:
             if hit(dst):
                 fail(dst)
             return real(src, dst, *args, **kwargs)
+
         return move
 
     monkeypatch.setattr(builtins, "open", fake_open)
@@ -352,8 +360,9 @@ def test_full_disk_over_an_earlier_report_keeps_it_whole(tmp_path, monkeypatch, 
     monkeypatch.undo()
     after_files = snapshot(out)
     if (out / "meta.json").exists():  # the failure came before the swap: the earlier report, whole
-        assert {k: v for k, v in after_files.items() if not k.startswith(".fragments")} == \
-            {k: v for k, v in before.items() if not k.startswith(".fragments")}
+        assert {k: v for k, v in after_files.items() if not k.startswith(".fragments")} == {
+            k: v for k, v in before.items() if not k.startswith(".fragments")
+        }
     else:  # during the swap: marked incomplete, and a reader is refused
         assert (out / INCOMPLETE).exists()
         with pytest.raises(robustcnn.errors.InvalidInputError):
@@ -416,10 +425,13 @@ def test_real_permission_denied(tmp_path):
     assert list(locked.iterdir()) == []
 
 
-@pytest.mark.parametrize("mount,match", [
-    ("mount --bind -o ro {dir} {dir}", "read-only file system (EROFS)"),
-    ("mount -t tmpfs -o size=24k tmpfs {dir}", "no space left on the device (ENOSPC)"),
-])
+@pytest.mark.parametrize(
+    "mount,match",
+    [
+        ("mount --bind -o ro {dir} {dir}", "read-only file system (EROFS)"),
+        ("mount -t tmpfs -o size=24k tmpfs {dir}", "no space left on the device (ENOSPC)"),
+    ],
+)
 def test_real_read_only_and_full_disk(tmp_path, mount, match):
     if os.geteuid() != 0 or not _can(["unshare", "--mount"]):
         pytest.skip("needs root and mount namespaces (unshare --mount) to mount a read-only or tiny disk")
@@ -444,6 +456,7 @@ def test_real_read_only_and_full_disk(tmp_path, mount, match):
 
 
 # --- resume ----------------------------------------------------------------------------------------
+
 
 def sharded_run(tmp_path: Path, out: Path, *extra: str):
     plan = tmp_path / "plan.toml"
@@ -483,6 +496,7 @@ def test_tampered_fragment_values_are_not_reused(tmp_path):
 
 # --- exit codes of other commands and of --debug ------------------------------------------------
 
+
 def test_other_commands_writing_to_bad_places(tmp_path, report):
     result = cli("--raw", "report", "compare", str(report), "--out", "/proc/robustcnn.csv")
     assert_one_line(result, 4, "cannot access /proc/robustcnn.csv")
@@ -493,11 +507,14 @@ def test_other_commands_writing_to_bad_places(tmp_path, report):
     assert result.exit_code == 4 and "no such file or directory (ENOENT)" in result.stderr
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--out", "/proc/model.pt"], "is under /proc, a kernel file system"),
-    (["--out", "{tmp}/no/such/folder/model.pt"], "does not exist; create it or choose another --out"),
-    (["--out", "{tmp}/model.pt", "--seed", "-1"], "seed must be an integer from 0 to 4294967295, got -1"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--out", "/proc/model.pt"], "is under /proc, a kernel file system"),
+        (["--out", "{tmp}/no/such/folder/model.pt"], "does not exist; create it or choose another --out"),
+        (["--out", "{tmp}/model.pt", "--seed", "-1"], "seed must be an integer from 0 to 4294967295, got -1"),
+    ],
+)
 def test_train_refuses_before_training(tmp_path, args, match):
     args = [a.format(tmp=tmp_path) for a in args]
     assert_one_line(cli("--raw", "train", "--data", "digits", "--epochs", "1", *args), 4, match)
@@ -545,11 +562,16 @@ def test_out_as_a_symlink_to_an_empty_folder_stays_a_symlink(tmp_path):
     assert (tmp_path / "link").is_symlink() and is_complete(tmp_path / "target") and not leftovers(tmp_path)
 
 
-@pytest.mark.parametrize("error", [
-    MemoryError(),
-    RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 1"),
-    RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError(),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to allocate 1"
+        ),
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+    ],
+)
 def test_out_of_memory_is_the_machine_not_a_bug(tmp_path, monkeypatch, error):
     def exhausted(*args, **kwargs):
         raise error
@@ -577,8 +599,12 @@ hypothesis = pytest.importorskip("hypothesis")
 st = hypothesis.strategies
 
 SCALARS = st.one_of(
-    st.integers(-(10**25), 10**25), st.integers(-3, 40), st.floats(allow_nan=True, allow_infinity=True),
-    st.booleans(), st.text(max_size=6), st.just(""),
+    st.integers(-(10**25), 10**25),
+    st.integers(-3, 40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.booleans(),
+    st.text(max_size=6),
+    st.just(""),
 )
 VALUES_OR_LISTS = st.one_of(SCALARS, st.lists(SCALARS, max_size=4))
 
@@ -598,20 +624,40 @@ def toml_value(v) -> str:
 @hypothesis.settings(max_examples=40, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
 @hypothesis.given(
     table=st.sampled_from(["model", "data", "run"]),
-    key=st.sampled_from(["seed", "n", "batch_size", "shard_size", "device", "checks", "input_size", "mean", "std",
-                         "num_classes", "in_channels", "trust_model", "name", "spec", "out"]),
+    key=st.sampled_from(
+        [
+            "seed",
+            "n",
+            "batch_size",
+            "shard_size",
+            "device",
+            "checks",
+            "input_size",
+            "mean",
+            "std",
+            "num_classes",
+            "in_channels",
+            "trust_model",
+            "name",
+            "spec",
+            "out",
+        ]
+    ),
     value=VALUES_OR_LISTS,
 )
 def test_any_plan_value_never_crashes(tmp_path_factory, table, key, value):
     root = tmp_path_factory.mktemp("plan")
     tables: dict[str, dict[str, str]] = {
-        "model": {"spec": '"demo:mnist-cnn"'}, "data": {"spec": '"digits"', "n": "10"}, "run": {},
+        "model": {"spec": '"demo:mnist-cnn"'},
+        "data": {"spec": '"digits"', "n": "10"},
+        "run": {},
     }
     if not (table == "data" and key == "spec"):  # a random data spec could name any folder
         tables[table][key] = toml_value(value)
     plan = root / "plan.toml"
-    plan.write_text("".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in body.items())
-                            for name, body in tables.items()))
+    plan.write_text(
+        "".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in body.items()) for name, body in tables.items())
+    )
     result = cli("--raw", "audit", str(plan), "--out", str(root / "r"), "--checks", "clean", "--no-progress")
     assert result.exit_code in (0, 2, 4, 5), (plan.read_text(), result.stderr)
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
@@ -621,17 +667,49 @@ def test_any_plan_value_never_crashes(tmp_path_factory, table, key, value):
 
 @hypothesis.settings(max_examples=40, deadline=None, suppress_health_check=list(hypothesis.HealthCheck))
 @hypothesis.given(
-    option=st.sampled_from(["--seed", "--n", "--batch-size", "--input-size", "--mean", "--std", "--num-classes",
-                            "--channels", "--device", "--checks", "--name"]),
-    value=st.one_of(st.integers(-(10**25), 10**25).map(str), st.integers(-2, 40).map(str),
-                    st.floats().map(str), st.text(max_size=8),
-                    st.tuples(st.integers(-2, 40), st.integers(-2, 40)).map(lambda hw: f"{hw[0]}x{hw[1]}")),
+    option=st.sampled_from(
+        [
+            "--seed",
+            "--n",
+            "--batch-size",
+            "--input-size",
+            "--mean",
+            "--std",
+            "--num-classes",
+            "--channels",
+            "--device",
+            "--checks",
+            "--name",
+        ]
+    ),
+    value=st.one_of(
+        st.integers(-(10**25), 10**25).map(str),
+        st.integers(-2, 40).map(str),
+        st.floats().map(str),
+        st.text(max_size=8),
+        st.tuples(st.integers(-2, 40), st.integers(-2, 40)).map(lambda hw: f"{hw[0]}x{hw[1]}"),
+    ),
 )
 def test_any_flag_value_never_crashes(tmp_path_factory, option, value):
     hypothesis.assume("\x00" not in value)
     root = tmp_path_factory.mktemp("flag")
-    result = CliRunner().invoke(main, ["audit", "--data", "digits", "--n", "10", "--checks", "clean", "--no-progress",
-                                       "--out", str(root / "r"), option, value])
+    result = CliRunner().invoke(
+        main,
+        [
+            "audit",
+            "--data",
+            "digits",
+            "--n",
+            "10",
+            "--checks",
+            "clean",
+            "--no-progress",
+            "--out",
+            str(root / "r"),
+            option,
+            value,
+        ],
+    )
     assert result.exit_code in (0, 2, 4, 5), (option, value, result.stderr)
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
     assert not [p for p in root.rglob("*") if ".tmp" in p.name]

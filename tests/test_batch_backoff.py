@@ -1,4 +1,5 @@
 """Out-of-memory back-off: the batch is halved until the work fits, other errors pass through."""
+
 from __future__ import annotations
 
 import pytest
@@ -48,12 +49,15 @@ def test_other_errors_are_not_retried():
     assert calls == [64]
 
 
-@pytest.mark.parametrize("exc, expected", [
-    (torch.OutOfMemoryError("x"), True),
-    (RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"), True),
-    (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"), True),
-    (RuntimeError("shape mismatch"), False),
-    (MemoryError(), False),
-])
+@pytest.mark.parametrize(
+    "exc, expected",
+    [
+        (torch.OutOfMemoryError("x"), True),
+        (RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"), True),
+        (RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory"), True),
+        (RuntimeError("shape mismatch"), False),
+        (MemoryError(), False),
+    ],
+)
 def test_recognises_out_of_memory(exc, expected):
     assert is_out_of_memory(exc) is expected

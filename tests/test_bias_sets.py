@@ -1,4 +1,5 @@
 """Built-in bias benchmarks: options, correlations, masks, counterfactual redrawing, demo recipes."""
+
 import numpy as np
 import pytest
 import torch
@@ -51,12 +52,15 @@ def test_background_mnist_masks_mark_the_strokes():
     assert abs(_agreement(data.train, "background") - 0.95) < 0.02
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("colored-mnist?train_corr=1.5", "must lie in [0, 1]"),
-    ("colored-mnist?train_corr=high", "must be a number"),
-    ("colored-mnist?seed=x", "seed must be an integer"),
-    ("background-mnist?corr=0.9", "has no option 'corr'"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("colored-mnist?train_corr=1.5", "must lie in [0, 1]"),
+        ("colored-mnist?train_corr=high", "must be a number"),
+        ("colored-mnist?seed=x", "seed must be an integer"),
+        ("background-mnist?corr=0.9", "has no option 'corr'"),
+    ],
+)
 def test_bad_dataset_options_are_one_line_errors(spec, message):
     with pytest.raises(InvalidInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
         DatasetRef(spec).load()

@@ -1,4 +1,5 @@
 """CLI: bad input gives one line and the right exit code, never a traceback or a complete-looking report."""
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -27,7 +28,17 @@ def test_missing_model_file(tmp_path):
 
 def test_state_dict_mismatch(tmp_path):
     torch.save(small_net().state_dict(), tmp_path / "w.pt")
-    code, out = run("audit", "--model", str(tmp_path / "w.pt"), "--arch", "torchvision:resnet18", "--checks", "clean", "--out", str(tmp_path / "r"))
+    code, out = run(
+        "audit",
+        "--model",
+        str(tmp_path / "w.pt"),
+        "--arch",
+        "torchvision:resnet18",
+        "--checks",
+        "clean",
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert_clean_error(code, out, 4, "does not match architecture")
 
 
@@ -35,7 +46,19 @@ def test_labels_outside_model_classes(tmp_path):
     path = save_torchscript(small_net(num_classes=3), tmp_path / "m.pt")
     x = torch.rand(6, 1, 28, 28).numpy()
     write_npz(tmp_path / "d.npz", x, __import__("numpy").array([0, 1, 2, 3, 4, 5]))
-    code, out = run("audit", "--model", str(path), "--num-classes", "3", "--data", str(tmp_path / "d.npz"), "--checks", "clean", "--out", str(tmp_path / "r"))
+    code, out = run(
+        "audit",
+        "--model",
+        str(path),
+        "--num-classes",
+        "3",
+        "--data",
+        str(tmp_path / "d.npz"),
+        "--checks",
+        "clean",
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert_clean_error(code, out, 4, "labels reach 5 but the model has 3 classes")
 
 
@@ -60,12 +83,15 @@ def test_unknown_check_and_plan_key(tmp_path):
     assert_clean_error(code, out, 4, "check 'clean' has no option 'bogus'")
 
 
-@pytest.mark.parametrize("args,match", [
-    (["--n", "0"], "--n"),
-    (["--input-size", "big"], "--input-size takes HxW"),
-    (["--set", "novalue"], "--set takes CHECK.KEY=VALUE"),
-    (["--mean", "a,b"], "--mean takes comma-separated numbers"),
-])
+@pytest.mark.parametrize(
+    "args,match",
+    [
+        (["--n", "0"], "--n"),
+        (["--input-size", "big"], "--input-size takes HxW"),
+        (["--set", "novalue"], "--set takes CHECK.KEY=VALUE"),
+        (["--mean", "a,b"], "--mean takes comma-separated numbers"),
+    ],
+)
 def test_usage_errors_exit_2(tmp_path, args, match):
     code, out = run("audit", "--checks", "clean", "--out", str(tmp_path / "r"), *args)
     assert_clean_error(code, out, 2, match)
@@ -81,7 +107,9 @@ def test_narrowing_the_demo_plan_warns_only_about_options_given_on_the_command_l
     code, out = run("audit", "--checks", "clean", "--n", "20", "--out", str(tmp_path / "a"), "--no-progress")
     assert code == 0, out
     assert "wrote" in out and "not selected" not in out
-    code, out = run("audit", "--checks", "clean", "--n", "20", "--target", "3", "--out", str(tmp_path / "b"), "--no-progress")
+    code, out = run(
+        "audit", "--checks", "clean", "--n", "20", "--target", "3", "--out", str(tmp_path / "b"), "--no-progress"
+    )
     assert code == 0, out
     assert "options given for check 'patch', which is not selected" in out
 
@@ -102,7 +130,20 @@ def test_every_option_has_help():
         code, out = run(command, "--help")
         assert code == 0
     code, out = run("audit", "--help")
-    for option in ("--model", "--arch", "--data", "--checks", "--n", "--seed", "--device", "--batch-size", "--out", "--resume", "--no-progress", "--debug"):
+    for option in (
+        "--model",
+        "--arch",
+        "--data",
+        "--checks",
+        "--n",
+        "--seed",
+        "--device",
+        "--batch-size",
+        "--out",
+        "--resume",
+        "--no-progress",
+        "--debug",
+    ):
         assert option in out
 
 
@@ -117,7 +158,20 @@ def test_train_command_and_audit_the_result(tmp_path, mnist):
     write_image_folder(tmp_path / "ds" / "test", mnist.test.x[te], mnist.test.y[te], classes)
     code, out = run("train", "--data", str(tmp_path / "ds"), "--epochs", "1", "--out", str(tmp_path / "m.pt"))
     assert code == 0, out
-    code, out = run("audit", "--model", str(tmp_path / "m.pt"), "--arch", "demo:mnist-cnn", "--data", str(tmp_path / "ds"), "--checks", "clean", "--out", str(tmp_path / "r"), "--no-progress")
+    code, out = run(
+        "audit",
+        "--model",
+        str(tmp_path / "m.pt"),
+        "--arch",
+        "demo:mnist-cnn",
+        "--data",
+        str(tmp_path / "ds"),
+        "--checks",
+        "clean",
+        "--out",
+        str(tmp_path / "r"),
+        "--no-progress",
+    )
     assert code == 0, out
 
 

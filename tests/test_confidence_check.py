@@ -1,5 +1,6 @@
 """The ``confidence`` check on the demo CNN: rows, artifacts of other checks, generated sets,
 a user OOD dataset, bad options and models that output probabilities."""
+
 import sys
 
 import numpy as np
@@ -15,8 +16,14 @@ from robustcnn.errors import InvalidInputError
 from robustcnn.models import AuditedModel
 from robustcnn.reports.schema import tidy
 
-QUICK = {"noise_n": 60, "fooling_n": 10, "fooling_steps": 25, "fooling_step_size": 0.03,
-         "adversarial_n": 20, "corruption_n": 30}
+QUICK = {
+    "noise_n": 60,
+    "fooling_n": 10,
+    "fooling_steps": 25,
+    "fooling_step_size": 0.03,
+    "adversarial_n": 20,
+    "corruption_n": 30,
+}
 
 
 def _rows(out) -> pd.DataFrame:
@@ -72,7 +79,10 @@ def test_full_run_on_demo_cnn(demo_model, mnist_audit, ctx):
 
 def test_artifacts_of_other_checks_are_used(demo_model, mnist_audit):
     clean_x = mnist_audit.eval.x
-    ctx = CheckContext(seed=0, artifacts={"adversarial/examples": clean_x.clone(), "fooling-evolution/images": torch.zeros(0, 1, 28, 28)})
+    ctx = CheckContext(
+        seed=0,
+        artifacts={"adversarial/examples": clean_x.clone(), "fooling-evolution/images": torch.zeros(0, 1, 28, 28)},
+    )
     cfg = {"sets": ["adversarial", "fooling-evolution"], "generate_missing": False}
     out = ConfidenceCheck.from_options(cfg).run(demo_model, mnist_audit, ctx)
     df = _rows(out)
@@ -151,20 +161,25 @@ def test_empty_user_ood_dataset_is_a_clear_error(demo_model, mnist_audit, ctx, t
     with pytest.raises(InvalidInputError, match="ood dataset .*no evaluation images"):
         ConfidenceCheck.from_options({"sets": [], "ood": str(path)}).run(demo_model, mnist_audit, ctx)
     with pytest.raises(InvalidInputError, match="ood dataset"):
-        ConfidenceCheck.from_options({"sets": [], "ood": str(tmp_path / "missing.npz")}).run(demo_model, mnist_audit, ctx)
+        ConfidenceCheck.from_options({"sets": [], "ood": str(tmp_path / "missing.npz")}).run(
+            demo_model, mnist_audit, ctx
+        )
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"scores": ["softmax"]}, "unknown or empty scores"),
-    ({"scores": []}, "unknown or empty scores"),
-    ({"primary_score": "energy", "scores": ["msp"]}, "primary_score"),
-    ({"sets": ["imagenet"]}, "unknown sets"),
-    ({"sets": []}, "no OOD sets"),
-    ({"tpr": 1.0}, "tpr"),
-    ({"noise_n": 0}, "noise_n"),
-    ({"adversarial_eps": 8}, "adversarial_eps"),
-    ({"bins": 10}, "has no option"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"scores": ["softmax"]}, "unknown or empty scores"),
+        ({"scores": []}, "unknown or empty scores"),
+        ({"primary_score": "energy", "scores": ["msp"]}, "primary_score"),
+        ({"sets": ["imagenet"]}, "unknown sets"),
+        ({"sets": []}, "no OOD sets"),
+        ({"tpr": 1.0}, "tpr"),
+        ({"noise_n": 0}, "noise_n"),
+        ({"adversarial_eps": 8}, "adversarial_eps"),
+        ({"bins": 10}, "has no option"),
+    ],
+)
 def test_bad_options(options, message):
     with pytest.raises(InvalidInputError, match=message):
         ConfidenceCheck.from_options(options)

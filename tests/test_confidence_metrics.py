@@ -1,5 +1,6 @@
 """Unit tests of the confidence check's scores, detection metrics, calibration and OD-test,
 cross-checked against independent computations (scipy, explicit loops)."""
+
 import math
 
 import numpy as np
@@ -78,7 +79,7 @@ def test_detection_extremes():
 def test_ece_matches_explicit_loop():
     rng = np.random.default_rng(2)
     conf = rng.uniform(0.1, 1.0, 500)
-    correct = rng.uniform(size=500) < conf ** 2
+    correct = rng.uniform(size=500) < conf**2
     expected = 0.0
     for b in range(15):
         lo, hi = b / 15, (b + 1) / 15

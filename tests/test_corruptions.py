@@ -1,5 +1,6 @@
 """corrupt(): fidelity to independent single-image reference computations (PIL, scipy, scikit-image,
 following the ImageNet-C / CIFAR-10-C definitions), noise statistics, shapes, seeding, bad input."""
+
 from __future__ import annotations
 
 import io
@@ -43,6 +44,7 @@ def photos() -> np.ndarray:
 
 
 # --- single-image references, written from the published definitions -------------------------------
+
 
 def ref_brightness(img: np.ndarray, c: float) -> np.ndarray:
     hsv = skimage.color.rgb2hsv(img / 255.0)
@@ -109,8 +111,13 @@ def ref_zoom_blur(img: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 
 REFERENCES = {
-    "brightness": ref_brightness, "saturate": ref_saturate, "contrast": ref_contrast, "pixelate": ref_pixelate,
-    "jpeg_compression": ref_jpeg, "defocus_blur": ref_defocus, "gaussian_blur": ref_gaussian_blur,
+    "brightness": ref_brightness,
+    "saturate": ref_saturate,
+    "contrast": ref_contrast,
+    "pixelate": ref_pixelate,
+    "jpeg_compression": ref_jpeg,
+    "defocus_blur": ref_defocus,
+    "gaussian_blur": ref_gaussian_blur,
     "zoom_blur": ref_zoom_blur,
 }
 
@@ -147,6 +154,7 @@ def test_glass_blur_shuffle_matches_reference_loop():
 
 def test_motion_blur_matches_numpy_shift_reference(photos):
     """Motion blur at a given angle equals the NumPy re-implementation of ImageMagick's (imagecorruptions)."""
+
     def shift(image, dx, dy):
         out = np.roll(image, (dy, dx), axis=(0, 1))
         if dx > 0:
@@ -161,7 +169,7 @@ def test_motion_blur_matches_numpy_shift_reference(photos):
 
     def reference(image, radius, sigma, angle):
         width = 2 * radius + 1
-        k = np.exp(-np.arange(width) ** 2 / (2 * sigma**2))
+        k = np.exp(-(np.arange(width) ** 2) / (2 * sigma**2))
         k /= k.sum()
         out = np.zeros_like(image)
         for i in range(width):
@@ -183,7 +191,7 @@ def test_steep_motion_blur_matches_numpy_shift_reference(photos):
     """Snow's angles (-135..-45 degrees) run on the transposed images: same result as tap by tap."""
 
     def reference(image, radius, sigma, angle):
-        k = np.exp(-np.arange(2 * radius + 1) ** 2 / (2 * sigma**2))
+        k = np.exp(-(np.arange(2 * radius + 1) ** 2) / (2 * sigma**2))
         k /= k.sum()
         out = np.zeros_like(image)
         h, w = image.shape[:2]
@@ -214,7 +222,9 @@ def test_affine_warp_and_displacement_match_scipy(photos):
     n, _, h, w = x.shape
     # output (x, y) -> source (x, y): a rotation by 0.2 rad about (3, 4), scaled by 1.1, shifted
     a = 1.1 * np.array([[np.cos(0.2), -np.sin(0.2)], [np.sin(0.2), np.cos(0.2)]])
-    inverse = np.concatenate([a, (np.array([3.0, 4.0]) - a @ np.array([3.0, 4.0]) + np.array([-2.5, 1.5]))[:, None]], axis=1)
+    inverse = np.concatenate(
+        [a, (np.array([3.0, 4.0]) - a @ np.array([3.0, 4.0]) + np.array([-2.5, 1.5]))[:, None]], axis=1
+    )
     ours = warp_affine(x, torch.from_numpy(inverse)[None].expand(n, 2, 3))
     matrix = np.array([[inverse[1, 1], inverse[1, 0]], [inverse[0, 1], inverse[0, 0]]])  # in scipy's (row, col) order
     offset = np.array([inverse[1, 2], inverse[0, 2]])
@@ -323,7 +333,12 @@ def test_unclamped_contrast_stays_in_unit_range():
     picks = edges[torch.randint(len(edges), (4096, 3, 4, 4), generator=gen)]
     mostly_one = torch.ones(4096, 3, 4, 4)
     mostly_one[:, :, 0, 0] = edges[torch.randint(len(edges), (4096, 3), generator=gen)]
-    for x in (picks, mostly_one, torch.rand(512, 3, 8, 8, generator=gen), torch.rand(512, 3, 8, 8, generator=gen) ** 16):
+    for x in (
+        picks,
+        mostly_one,
+        torch.rand(512, 3, 8, 8, generator=gen),
+        torch.rand(512, 3, 8, 8, generator=gen) ** 16,
+    ):
         for severity in range(1, 6):
             for preset in ("cifar", "imagenet"):
                 out = corrupt(x, "contrast", severity, preset=preset)
@@ -339,20 +354,23 @@ def test_severity_orders_damage():
         assert gaps[0] < gaps[1] < gaps[2], (name, gaps)
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda x: corrupt(x, "rain", 1), "unknown corruption 'rain'"),
-    (lambda x: corrupt(x, "fog", 0), "severity must be an integer from 1 to 5"),
-    (lambda x: corrupt(x, "fog", 6), "severity must be an integer from 1 to 5"),
-    (lambda x: corrupt(x, "fog", 2.0), "severity must be an integer from 1 to 5"),
-    (lambda x: corrupt(x[0], "fog", 1), "shape (N, C, H, W)"),
-    (lambda x: corrupt(x * 255, "fog", 1), "values in [0, 1]"),
-    (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), -1e-30), "fog", 1), "values in [0, 1]"),
-    (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), float("nan")), "fog", 1), "values in [0, 1]"),
-    (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), 1.0000001), "fog", 1), "values in [0, 1]"),
-    (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), float("-inf")), "fog", 1), "values in [0, 1]"),
-    (lambda x: corrupt(x, "fog", 1, preset="tiny"), "unknown corruption preset"),
-    (lambda x: corrupt(torch.rand(1, 2, 8, 8), "frost", 1), "grey or RGB"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda x: corrupt(x, "rain", 1), "unknown corruption 'rain'"),
+        (lambda x: corrupt(x, "fog", 0), "severity must be an integer from 1 to 5"),
+        (lambda x: corrupt(x, "fog", 6), "severity must be an integer from 1 to 5"),
+        (lambda x: corrupt(x, "fog", 2.0), "severity must be an integer from 1 to 5"),
+        (lambda x: corrupt(x[0], "fog", 1), "shape (N, C, H, W)"),
+        (lambda x: corrupt(x * 255, "fog", 1), "values in [0, 1]"),
+        (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), -1e-30), "fog", 1), "values in [0, 1]"),
+        (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), float("nan")), "fog", 1), "values in [0, 1]"),
+        (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), 1.0000001), "fog", 1), "values in [0, 1]"),
+        (lambda x: corrupt(x.index_fill(1, torch.tensor([1]), float("-inf")), "fog", 1), "values in [0, 1]"),
+        (lambda x: corrupt(x, "fog", 1, preset="tiny"), "unknown corruption preset"),
+        (lambda x: corrupt(torch.rand(1, 2, 8, 8), "frost", 1), "grey or RGB"),
+    ],
+)
 def test_bad_input(call, message):
     with pytest.raises(InvalidInputError, match=__import__("re").escape(message)):
         call(torch.rand(1, 3, 8, 8))
@@ -400,6 +418,11 @@ def test_plasma_fractal_statistics_match_reference(wibbledecay):
     ours = diamond_square(400, 32, wibbledecay, torch.Generator().manual_seed(0), torch.device("cpu")).double().numpy()
     ours -= ours.min(axis=(1, 2), keepdims=True)  # the reference's rescaling to [0, 1], which fog folds into its blend
     ours /= ours.max(axis=(1, 2), keepdims=True)
-    for stat in (np.mean, np.std, lambda m: np.abs(np.diff(m, axis=-1)).mean(), lambda m: np.abs(np.diff(m, axis=-2)).mean()):
+    for stat in (
+        np.mean,
+        np.std,
+        lambda m: np.abs(np.diff(m, axis=-1)).mean(),
+        lambda m: np.abs(np.diff(m, axis=-2)).mean(),
+    ):
         a, b = float(stat(ours)), float(stat(ref))
         assert abs(a / b - 1) < 0.05, (a, b)

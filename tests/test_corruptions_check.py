@@ -1,5 +1,6 @@
 """The ``corruptions`` check on the demo MNIST CNN: rows against direct computation, mCE against a
 baseline report, the shared severity-5 artifact, figures, bad options."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -63,7 +64,9 @@ def test_seeded_and_artifact(demo_model, small_audit, result):
     for k in range(len(images)):
         if lent[k] in ("contrast", "saturate"):
             torch.testing.assert_close(images[k : k + 1], corrupt(small_audit.eval.x[k : k + 1], lent[k], 5))
-    capped = CorruptionsCheck.from_options({**OPTIONS, "artifact_size": 7}).run(demo_model, small_audit, CheckContext(seed=0))
+    capped = CorruptionsCheck.from_options({**OPTIONS, "artifact_size": 7}).run(
+        demo_model, small_audit, CheckContext(seed=0)
+    )
     assert len(capped.artifacts[ARTIFACT]) == 7
 
 
@@ -81,13 +84,19 @@ def test_mce_against_baseline(demo_model, small_audit, result):
     acc = worse.metric.isin(["accuracy", "clean_accuracy"])
     worse.loc[acc, "value"] = 1 - 2 * (1 - worse.loc[acc, "value"])
     worse["model"] = "worse"
-    vs = tidy(CorruptionsCheck.from_options(OPTIONS).run(demo_model, small_audit, CheckContext(seed=0, baseline=worse)).rows, "demo", "corruptions")
+    vs = tidy(
+        CorruptionsCheck.from_options(OPTIONS).run(demo_model, small_audit, CheckContext(seed=0, baseline=worse)).rows,
+        "demo",
+        "corruptions",
+    )
     ce = vs[vs.metric == "corruption_error"].set_index("corruption").value
     err = {c: own[(own.metric == "accuracy") & (own.corruption == c)].value.rsub(1).sum() for c in ce.index}
     for c in ce.index:
         if err[c] > 0:
             assert ce[c] == pytest.approx(0.5)
-            assert vs[(vs.metric == "relative_corruption_error") & (vs.corruption == c)].value.iloc[0] == pytest.approx(0.5)
+            assert vs[(vs.metric == "relative_corruption_error") & (vs.corruption == c)].value.iloc[0] == pytest.approx(
+                0.5
+            )
     assert set(vs[vs.metric == "mce"].baseline) == {"worse"}
     # mCE averages the finite CEs of the benchmark corruptions; held-out ones (saturate) get a CE only
     assert "saturate" in ce.index
@@ -96,19 +105,28 @@ def test_mce_against_baseline(demo_model, small_audit, result):
     assert float(mce.value.iloc[0]) == pytest.approx(sum(finite) / len(finite))
     assert int(mce.corruptions.iloc[0]) == len(finite)
     # a baseline without corruptions results: a warning, no CE rows
-    none = CorruptionsCheck.from_options(OPTIONS).run(demo_model, small_audit, CheckContext(seed=0, baseline=pd.DataFrame({"check": ["clean"], "metric": ["accuracy"], "value": [0.9]})))
-    assert not any(r["metric"] == "mce" for r in none.rows) and any("no corruptions results" in w for w in none.warnings)
+    none = CorruptionsCheck.from_options(OPTIONS).run(
+        demo_model,
+        small_audit,
+        CheckContext(seed=0, baseline=pd.DataFrame({"check": ["clean"], "metric": ["accuracy"], "value": [0.9]})),
+    )
+    assert not any(r["metric"] == "mce" for r in none.rows) and any(
+        "no corruptions results" in w for w in none.warnings
+    )
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"corruptions": ["rain"]}, "unknown corruption 'rain'"),
-    ({"corruptions": []}, "list is empty"),
-    ({"severities": [0, 1]}, "integers from 1 to 5"),
-    ({"severities": [6]}, "integers from 1 to 5"),
-    ({"severities": []}, "severities list is empty"),
-    ({"preset": "mnist"}, "unknown preset"),
-    ({"levels": [1]}, "has no option"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"corruptions": ["rain"]}, "unknown corruption 'rain'"),
+        ({"corruptions": []}, "list is empty"),
+        ({"severities": [0, 1]}, "integers from 1 to 5"),
+        ({"severities": [6]}, "integers from 1 to 5"),
+        ({"severities": []}, "severities list is empty"),
+        ({"preset": "mnist"}, "unknown preset"),
+        ({"levels": [1]}, "has no option"),
+    ],
+)
 def test_bad_options(options, message):
     with pytest.raises(InvalidInputError, match=message):
         get_check("corruptions").from_options(options)
@@ -128,7 +146,9 @@ def test_end_to_end_with_baseline_report(tmp_path):
     assert first.headlines()["corruptions"].label == "mean corruption accuracy"
     assert first.headlines()["spatial"].label == "worst-of-grid accuracy"
     assert set(first.figures["corruptions"]) >= {"examples", "accuracy"}
-    second = robustcnn.audit(checks=["corruptions"], options=options, n=30, out=tmp_path / "b", seed=0, baseline=tmp_path / "a")
+    second = robustcnn.audit(
+        checks=["corruptions"], options=options, n=30, out=tmp_path / "b", seed=0, baseline=tmp_path / "a"
+    )
     mce = second.check_table("corruptions")
     mce = mce[mce.metric == "mce"]
     assert len(mce) == 1 and abs(float(mce.value.iloc[0]) - 1) < 1e-9  # same model and seed: CE = 1

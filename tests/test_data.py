@@ -1,4 +1,5 @@
 """Dataset loading: built-in sets, ImageFolder with metadata.csv, .npz, and bad input."""
+
 import numpy as np
 import pytest
 import torch
@@ -66,14 +67,20 @@ def test_npz_formats_and_attributes(tmp_path):
     assert torch.allclose(data.test.x[0, :, 0, 0], torch.tensor(x[0, 0, 0] / 255.0, dtype=torch.float32))
 
 
-@pytest.mark.parametrize("setup,match", [
-    (lambda p: p / "absent", "not found"),
-    (lambda p: (p / "empty").mkdir() or p / "empty", "no class folders"),
-    (lambda p: write_npz(p / "f.npz", np.full((2, 1, 4, 4), 2.0, np.float32), np.array([0, 1])), "must lie in \\[0, 1\\]"),
-    (lambda p: write_npz(p / "g.npz", np.zeros((2, 1, 4, 4), np.float32), np.array([0, 1, 1])), "labels"),
-    (lambda p: junk(p / "h.npz"), "cannot read"),
-    (lambda p: "no-such-builtin", "unknown dataset"),
-])
+@pytest.mark.parametrize(
+    "setup,match",
+    [
+        (lambda p: p / "absent", "not found"),
+        (lambda p: (p / "empty").mkdir() or p / "empty", "no class folders"),
+        (
+            lambda p: write_npz(p / "f.npz", np.full((2, 1, 4, 4), 2.0, np.float32), np.array([0, 1])),
+            "must lie in \\[0, 1\\]",
+        ),
+        (lambda p: write_npz(p / "g.npz", np.zeros((2, 1, 4, 4), np.float32), np.array([0, 1, 1])), "labels"),
+        (lambda p: junk(p / "h.npz"), "cannot read"),
+        (lambda p: "no-such-builtin", "unknown dataset"),
+    ],
+)
 def test_bad_datasets(tmp_path, setup, match):
     with pytest.raises(InvalidInputError, match=match):
         DatasetRef(str(setup(tmp_path))).load()

@@ -1,5 +1,6 @@
 """``dataset-bias``: the colour shortcut flagged, association measures against direct formulas,
 class balance, near-duplicate leakage, and bad input."""
+
 import math
 
 import numpy as np
@@ -51,7 +52,9 @@ def test_association_matches_direct_formulas(mnist_audit, ctx):
     e = mnist_audit.eval
     y = e.y.numpy()
     hospital = np.where(rng.random(len(y)) < 0.6, y % 3, rng.integers(0, 3, len(y)))  # partly tied to the label
-    audit = AuditData(mnist_audit.name, mnist_audit.classes, Split(e.x, e.y, e.ids, pd.DataFrame({"hospital": hospital})), None)
+    audit = AuditData(
+        mnist_audit.name, mnist_audit.classes, Split(e.x, e.y, e.ids, pd.DataFrame({"hospital": hospital})), None
+    )
     out = DatasetBiasCheck.from_options({**FAST, "duplicates": False}).run(None, audit, ctx)
     table = pd.crosstab(hospital, y).to_numpy().astype(float)
     n = table.sum()
@@ -68,7 +71,10 @@ def test_association_matches_direct_formulas(mnist_audit, ctx):
     assert np.isclose(_rows(out, "normalized_mutual_info")["value"].iloc[0], nmi)
     counts = _rows(out, "contingency_count")
     assert counts["value"].sum() == len(y)
-    assert counts[(counts["group"] == "0") & (counts["class"] == "3")]["value"].iloc[0] == ((hospital == 0) & (y == 3)).sum()
+    assert (
+        counts[(counts["group"] == "0") & (counts["class"] == "3")]["value"].iloc[0]
+        == ((hospital == 0) & (y == 3)).sum()
+    )
     share = _rows(out, "min_group_share")
     assert np.isclose(share["value"].iloc[0], np.bincount(hospital).min() / len(y))
     assert _rows(out, "association_p_value")["value"].iloc[0] < 1e-6
@@ -97,7 +103,9 @@ def test_near_duplicates_are_found(mnist_audit, ctx):
     gen = torch.Generator().manual_seed(0)
     planted = [3, 50, 120]
     copies = (e.x[planted] * 0.9 + 0.02 * torch.randn(e.x[planted].shape, generator=gen)).clamp(0, 1)  # dimmed, noisy
-    leaky = Split(torch.cat([train.x, copies]), torch.cat([train.y, e.y[planted]]), train.ids + ["copy-a", "copy-b", "copy-c"])
+    leaky = Split(
+        torch.cat([train.x, copies]), torch.cat([train.y, e.y[planted]]), train.ids + ["copy-a", "copy-b", "copy-c"]
+    )
     audit = AuditData(mnist_audit.name, mnist_audit.classes, e, leaky)
     out = DatasetBiasCheck.from_options({"probe": False}).run(None, audit, ctx)
     assert _rows(out, "near_duplicate_rate")["value"].iloc[0] == 3 / len(e)
@@ -120,6 +128,12 @@ def test_bad_input(mnist_audit, ctx):
         DatasetBiasCheck.from_options({"attributes": ["site"]}).run(None, one, ctx)
     out = DatasetBiasCheck.from_options({"probe": False}).run(None, one, ctx)  # not asked for: skipped, said
     assert any("single group" in w for w in out.warnings) and _rows(out, "cramers_v").empty
-    for bad in ({"flag_cramers_v": 0}, {"permutations": -1}, {"probe_folds": 1}, {"attributes": "site"}, {"duplicate_threshold": 5}):
+    for bad in (
+        {"flag_cramers_v": 0},
+        {"permutations": -1},
+        {"probe_folds": 1},
+        {"attributes": "site"},
+        {"duplicate_threshold": 5},
+    ):
         with pytest.raises(InvalidInputError):
             DatasetBiasCheck.from_options(bad)

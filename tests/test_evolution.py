@@ -1,4 +1,5 @@
 """fooling-evolution: MAP-Elites over direct and CPPN encodings (Nguyen et al. 2015)."""
+
 import pytest
 import torch
 
@@ -52,7 +53,9 @@ def test_map_elites_keeps_the_best_ever_image_of_every_class():
     seen: list = []
     gen = torch.Generator().manual_seed(0)
     enc = DirectEncoding((1, 4, 4), 0.2, 100, 15.0, gen)
-    trace, generations, evals = map_elites(enc, _toy_scores(weights, seen), [0, 2, 3], (1, 4, 4), 30, 12, [0.5, 0.9], 1.0, gen)
+    trace, generations, evals = map_elites(
+        enc, _toy_scores(weights, seen), [0, 2, 3], (1, 4, 4), 30, 12, [0.5, 0.9], 1.0, gen
+    )
     assert generations == 12 and evals == 30 * 13 and len(seen) == 13
     every = torch.cat(seen)[:, [0, 2, 3]].exp()
     assert torch.allclose(trace.best, every.max(dim=0).values)
@@ -130,33 +133,44 @@ def test_unreached_marked_and_cppn_finds_confident_patterns(small_run):
     assert rows[rows.status == "unreached"]["value"].isna().all()
     assert (rows[rows.status == "reached"]["value"] <= 6).all()
     cppn = table[(table.metric == "best_confidence") & (table.encoding == "cppn")].set_index("class")["value"]
-    assert cppn["0"] > 0.99 and cppn["1"] > 0.99  # the demo CNN takes simple patterns for digits within a few generations
+    assert (
+        cppn["0"] > 0.99 and cppn["1"] > 0.99
+    )  # the demo CNN takes simple patterns for digits within a few generations
 
 
 def test_same_seed_same_champions(demo_model, mnist_audit):
     opts = {"classes": [5], "population": 10, "generations": 3, "encodings": ["cppn"]}
-    runs = [FoolingEvolutionCheck.from_options(opts).run(demo_model, mnist_audit, CheckContext(seed=s)) for s in (4, 4, 5)]
+    runs = [
+        FoolingEvolutionCheck.from_options(opts).run(demo_model, mnist_audit, CheckContext(seed=s)) for s in (4, 4, 5)
+    ]
     imgs = [r.artifacts["fooling-evolution/images"] for r in runs]
     assert torch.equal(imgs[0], imgs[1]) and not torch.equal(imgs[0], imgs[2])
 
 
 def test_cppn_renders_at_any_size_and_channels():
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(16, 5))
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 4, 3), torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(), torch.nn.Linear(16, 5)
+    )
     torch.manual_seed(0)
     model = AuditedModel(net, 5, 3, (21, 33))
     x = torch.rand(4, 3, 21, 33)
     data = AuditData("toy", list("abcde"), Split(x, torch.arange(4), [str(i) for i in range(4)]))
-    out = FoolingEvolutionCheck.from_options({"encodings": ["cppn"], "population": 8, "generations": 2}).run(model, data, CheckContext())
+    out = FoolingEvolutionCheck.from_options({"encodings": ["cppn"], "population": 8, "generations": 2}).run(
+        model, data, CheckContext()
+    )
     assert out.artifacts["fooling-evolution/images"].shape == (5, 3, 21, 33)
 
 
-@pytest.mark.parametrize("options, fragment", [
-    ({"population": 0}, "population must be positive"),
-    ({"generations": 0}, "generations must be positive"),
-    ({"classes": [10]}, "out of range"),
-    ({"encodings": ["genetic"]}, "encodings"),
-    ({"mutation_rate": 0}, "mutation_rate"),
-])
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"population": 0}, "population must be positive"),
+        ({"generations": 0}, "generations must be positive"),
+        ({"classes": [10]}, "out of range"),
+        ({"encodings": ["genetic"]}, "encodings"),
+        ({"mutation_rate": 0}, "mutation_rate"),
+    ],
+)
 def test_bad_input_raises_one_clear_line(options, fragment, demo_model, mnist_audit):
     with pytest.raises(InvalidInputError, match=fragment) as err:
         FoolingEvolutionCheck.from_options(options).run(demo_model, mnist_audit, CheckContext())

@@ -4,6 +4,7 @@ Two demo models, a per-sample check split in shards (``clean``, ``adversarial``)
 reads another's artifacts (``confidence`` reads the adversarial examples). Timing rows
 (``*_seconds``) measure the run, not the model, and are the only rows left out of the comparison.
 """
+
 from __future__ import annotations
 
 import json
@@ -110,8 +111,9 @@ def test_shards_and_merge_match_local(local, plan_file, tmp_path):
 
 def test_merge_refuses_shards_of_another_plan(plan_file, tmp_path):
     other = tmp_path / "other.toml"
-    other.write_text(PLAN.replace("n = 16", "n = 8").replace('checks = ["clean", "adversarial", "confidence"]',
-                                                             'checks = ["clean"]'))
+    other.write_text(
+        PLAN.replace("n = 16", "n = 8").replace('checks = ["clean", "adversarial", "confidence"]', 'checks = ["clean"]')
+    )
     runner = CliRunner()
     a = runner.invoke(main, ["audit", str(other), "--shard", "1/2", "--out", str(tmp_path / "a")])
     b = runner.invoke(main, ["audit", str(other), "--shard", "2/2", "--out", str(tmp_path / "b")])
@@ -121,18 +123,22 @@ def test_merge_refuses_shards_of_another_plan(plan_file, tmp_path):
     assert a.exit_code == b.exit_code == c.exit_code == 0, a.output + b.output + c.output
     result = runner.invoke(main, ["merge", str(tmp_path / "a"), str(tmp_path / "c"), "--out", str(tmp_path / "m")])
     assert result.exit_code == 4 and "different plans" in result.output and not (tmp_path / "m").exists()
-    (tmp_path / "b" / "shard.json").write_text((tmp_path / "b" / "shard.json").read_text().replace(
-        '"robustcnn_version": "', '"robustcnn_version": "0.0.0-'))
+    (tmp_path / "b" / "shard.json").write_text(
+        (tmp_path / "b" / "shard.json").read_text().replace('"robustcnn_version": "', '"robustcnn_version": "0.0.0-')
+    )
     result = runner.invoke(main, ["merge", str(tmp_path / "a"), str(tmp_path / "b"), "--out", str(tmp_path / "m")])
     assert result.exit_code == 4 and "robustcnn versions" in result.output and not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("args, code, text", [
-    (["--executor", "spark"], 2, "unknown executor 'spark'"),
-    (["--shard", "4/3"], 2, "--shard takes I/N"),
-    (["--shard", "0/3"], 2, "--shard takes I/N"),
-    (["--ray-address", "127.0.0.1:1"], 2, "--ray-address needs --executor ray"),
-])
+@pytest.mark.parametrize(
+    "args, code, text",
+    [
+        (["--executor", "spark"], 2, "unknown executor 'spark'"),
+        (["--shard", "4/3"], 2, "--shard takes I/N"),
+        (["--shard", "0/3"], 2, "--shard takes I/N"),
+        (["--ray-address", "127.0.0.1:1"], 2, "--ray-address needs --executor ray"),
+    ],
+)
 def test_bad_executor_input_is_one_line(args, code, text, tmp_path):
     result = CliRunner().invoke(main, ["audit", "--checks", "clean", "--n", "8", "--out", str(tmp_path / "o"), *args])
     assert result.exit_code == code and text in result.output and len(result.output.strip().splitlines()) == 1
@@ -145,16 +151,31 @@ def test_ray_address_that_does_not_answer(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     started = time.monotonic()
-    result = CliRunner().invoke(main, ["audit", "--checks", "clean", "--n", "8", "--out", str(tmp_path / "o"),
-                                       "--executor", "ray", "--ray-address", f"127.0.0.1:{port}"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "audit",
+            "--checks",
+            "clean",
+            "--n",
+            "8",
+            "--out",
+            str(tmp_path / "o"),
+            "--executor",
+            "ray",
+            "--ray-address",
+            f"127.0.0.1:{port}",
+        ],
+    )
     assert result.exit_code == 4 and "no Ray cluster answers" in result.output
     assert time.monotonic() - started < 30 and not (tmp_path / "o").exists()
 
 
 def test_ray_not_installed_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
-    result = CliRunner().invoke(main, ["audit", "--checks", "clean", "--n", "8", "--out", str(tmp_path / "o"),
-                                       "--executor", "ray"])
+    result = CliRunner().invoke(
+        main, ["audit", "--checks", "clean", "--n", "8", "--out", str(tmp_path / "o"), "--executor", "ray"]
+    )
     assert result.exit_code == 4 and "pip install robustcnn[ray]" in result.output
 
 
@@ -225,11 +246,37 @@ def test_ray_cluster_by_address_matches_local(local, plan_file, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    subprocess.run([str(ray_bin), "start", "--head", "--num-cpus", "1", "--port", str(port),
-                    "--include-dashboard=false", "--disable-usage-stats"], check=True, env=env, capture_output=True)
+    subprocess.run(
+        [
+            str(ray_bin),
+            "start",
+            "--head",
+            "--num-cpus",
+            "1",
+            "--port",
+            str(port),
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
     try:
-        result = CliRunner().invoke(main, ["audit", str(plan_file), "--out", str(tmp_path / "out"), "--no-progress",
-                                           "--executor", "ray", "--ray-address", f"127.0.0.1:{port}"])
+        result = CliRunner().invoke(
+            main,
+            [
+                "audit",
+                str(plan_file),
+                "--out",
+                str(tmp_path / "out"),
+                "--no-progress",
+                "--executor",
+                "ray",
+                "--ray-address",
+                f"127.0.0.1:{port}",
+            ],
+        )
         assert result.exit_code == 0, result.output
         assert tables(tmp_path / "out") == local
     finally:
@@ -242,9 +289,15 @@ def test_ctrl_c_stops_workers_and_resume_finishes(plan_file, tmp_path):
     args = [sys.executable, "-m", "robustcnn", "audit", str(plan_file), "--out", str(out), "--no-progress"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     # a shell's background job ignores SIGINT and children inherit that: give the driver the terminal's default
-    proc = subprocess.Popen([*args, "--executor", "processes", "--workers", "2"], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # noqa: PLW1509
+    proc = subprocess.Popen(
+        [*args, "--executor", "processes", "--workers", "2"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # noqa: PLW1509
     fragments = out / ".mnist-cnn.robustcnn-staging" / ".fragments"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (fragments.is_dir() and any(fragments.glob("*/info.json"))):

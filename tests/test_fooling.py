@@ -1,4 +1,5 @@
 """fooling-gradient: gradient fooling images and regularised class prototypes (Nguyen et al. 2015)."""
+
 import math
 
 import pytest
@@ -53,7 +54,16 @@ def test_prototypes_are_smoother_than_fooling_images(quick_run, demo_model, mnis
     # only the fooling images are an artifact: rerun the prototype variant to get its images
     check = FoolingGradientCheck.from_options(QUICK)
     centre = mnist_audit.eval.x.mean(dim=(0, 2, 3))
-    proto = gradient_fooling(demo_model, [1, 4, 8], (1, 28, 28), check.variant("prototype"), [0.99], 1.0, torch.Generator().manual_seed(0), centre)
+    proto = gradient_fooling(
+        demo_model,
+        [1, 4, 8],
+        (1, 28, 28),
+        check.variant("prototype"),
+        [0.99],
+        1.0,
+        torch.Generator().manual_seed(0),
+        centre,
+    )
     assert total_variation(proto.images).mean() < 0.5 * total_variation(out.artifacts["fooling-gradient/images"]).mean()
 
 
@@ -84,7 +94,9 @@ def test_probability_outputs_are_logged_safely_with_a_warning(demo_model, mnist_
     softmax_model.validate(mnist_audit.eval.x[:2])
     assert softmax_model.outputs_probabilities
     ctx = CheckContext()
-    out = FoolingGradientCheck.from_options({"classes": [2], "steps": 60, "variants": ["fooling"]}).run(softmax_model, mnist_audit, ctx)
+    out = FoolingGradientCheck.from_options({"classes": [2], "steps": 60, "variants": ["fooling"]}).run(
+        softmax_model, mnist_audit, ctx
+    )
     assert any("probabilities" in w for w in ctx.warnings)
     best = [r["value"] for r in out.rows if r["metric"] == "best_confidence"]
     assert best[0] >= 0.9999 and all(math.isfinite(v) for v in best)
@@ -96,16 +108,19 @@ def test_headline_is_share_of_classes_fooled(quick_run):
     assert share == 1.0 and "99.99%" in label
 
 
-@pytest.mark.parametrize("options, fragment", [
-    ({"classes": [10]}, "out of range"),
-    ({"classes": [-1]}, "out of range"),
-    ({"classes": ["eleven"]}, "unknown class"),
-    ({"steps": 0}, "steps must be positive"),
-    ({"variants": ["dream"]}, "variants"),
-    ({"thresholds": [1.5]}, "thresholds"),
-    ({"stop_at": 0}, "stop_at"),
-    ({"step": 3}, "no option"),
-])
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"classes": [10]}, "out of range"),
+        ({"classes": [-1]}, "out of range"),
+        ({"classes": ["eleven"]}, "unknown class"),
+        ({"steps": 0}, "steps must be positive"),
+        ({"variants": ["dream"]}, "variants"),
+        ({"thresholds": [1.5]}, "thresholds"),
+        ({"stop_at": 0}, "stop_at"),
+        ({"step": 3}, "no option"),
+    ],
+)
 def test_bad_input_raises_one_clear_line(options, fragment, demo_model, mnist_audit):
     with pytest.raises(InvalidInputError, match=fragment) as err:
         FoolingGradientCheck.from_options(options).run(demo_model, mnist_audit, CheckContext())

@@ -1,4 +1,5 @@
 """fooling-gradient, fooling-evolution and noise through ``robustcnn.audit`` (report, figures, headlines)."""
+
 import json
 
 import robustcnn
@@ -11,7 +12,9 @@ QUICK = {
 
 
 def test_audit_writes_rows_figures_and_headlines(tmp_path):
-    report = robustcnn.audit(model="demo:mnist-cnn", data="mnist5k", checks=list(QUICK), options=QUICK, n=50, out=tmp_path, seed=0)
+    report = robustcnn.audit(
+        model="demo:mnist-cnn", data="mnist5k", checks=list(QUICK), options=QUICK, n=50, out=tmp_path, seed=0
+    )
     table = report.table
     assert set(QUICK) <= set(table["check"])
     grad = report.check_table("fooling-gradient")
@@ -22,6 +25,8 @@ def test_audit_writes_rows_figures_and_headlines(tmp_path):
     assert evo[evo.metric == "generations_to_confidence"]["status"].isin(["reached", "unreached"]).all()
     heads = report.headlines()
     assert heads["fooling-gradient"][1] == 1.0 and 0.0 <= heads["fooling-evolution"][1] <= 1.0 and "noise" in heads
-    assert {"fooling-gradient-contrast", "fooling-gradient-fooling", "fooling-gradient-prototype"} <= set(report.figures["fooling-gradient"])
+    assert {"fooling-gradient-contrast", "fooling-gradient-fooling", "fooling-gradient-prototype"} <= set(
+        report.figures["fooling-gradient"]
+    )
     assert "fooling-evolution-cppn" in report.figures["fooling-evolution"]
     assert json.dumps(report.meta)  # meta.json was written and read back

@@ -1,4 +1,5 @@
 """Gate policies: parsing, row selection, verdicts, baselines and JUnit output."""
+
 from __future__ import annotations
 
 import math
@@ -15,8 +16,12 @@ from test_html_helpers import CLASSES, clean_rows, curve_rows
 
 
 def report(drop: float = 0.0, status: str = "complete", rows: list | None = None) -> SimpleNamespace:
-    table = combine([tidy(clean_rows(), "m", "clean"), tidy(rows if rows is not None else curve_rows(drop), "m", "confidence")])
-    return SimpleNamespace(table=table, meta={"checks": {"clean": {"status": "complete"}, "confidence": {"status": status}}})
+    table = combine(
+        [tidy(clean_rows(), "m", "clean"), tidy(rows if rows is not None else curve_rows(drop), "m", "confidence")]
+    )
+    return SimpleNamespace(
+        table=table, meta={"checks": {"clean": {"status": "complete"}, "confidence": {"status": status}}}
+    )
 
 
 def gate(**table) -> list:
@@ -47,12 +52,18 @@ def test_numbers_match_with_tolerance_and_text_columns_by_string():
     rows = curve_rows()
     rows[0]["eps"] = 0.05 + 1e-12
     assert verdict(gate(norm="linf", eps=0.05, attack="fgsm", min=0), report(rows=rows)).rows == 1
-    class_rows = [{"metric": "robust_accuracy", "value": 0.5, "n": 10, "class": "3"}, {"metric": "robust_accuracy", "value": 0.1, "n": 10, "class": "4"}]
+    class_rows = [
+        {"metric": "robust_accuracy", "value": 0.5, "n": 10, "class": "3"},
+        {"metric": "robust_accuracy", "value": 0.1, "n": 10, "class": "4"},
+    ]
     assert verdict(gate(where={"class": 3}, min=0.4), report(rows=class_rows)).status == "pass"
 
 
 def test_a_severity_parameter_is_filtered_through_where():
-    rows = [{"metric": "robust_accuracy", "value": 0.9 - 0.1 * s, "n": 10, "corruption": "fog", "severity": s} for s in (1, 5)]
+    rows = [
+        {"metric": "robust_accuracy", "value": 0.9 - 0.1 * s, "n": 10, "corruption": "fog", "severity": s}
+        for s in (1, 5)
+    ]
     result = verdict(gate(where={"severity": 5}, severity="warn", min=0.5), report(rows=rows))
     assert result.rows == 1 and result.value == pytest.approx(0.4) and result.status == "warn"
 
@@ -106,19 +117,22 @@ def test_change_against_a_baseline():
         evaluate(drop, report(), baseline=report(rows=[{"metric": "other", "value": 1.0}]))
 
 
-@pytest.mark.parametrize("table, message", [
-    ({"check": "clean", "metric": "accuracy"}, "give a bound"),
-    ({"check": "nope", "metric": "accuracy", "min": 1}, "unknown check 'nope'"),
-    ({"metric": "accuracy", "min": 1}, "needs check"),
-    ({"check": "clean", "metric": "accuracy", "min": "high"}, "min must be a finite number"),
-    ({"check": "clean", "metric": "accuracy", "min": 0.9, "max": 0.5}, "above max"),
-    ({"check": "clean", "metric": "accuracy", "min": 0.9, "max_drop": 0.1}, "split it into two gates"),
-    ({"check": "clean", "metric": "accuracy", "max_drop": -0.1}, "must be >= 0"),
-    ({"check": "clean", "metric": "accuracy", "min": 0.9, "severity": "error"}, "severity must be"),
-    ({"check": "clean", "metric": "accuracy", "min": 0.9, "class": {"a": 1}}, "filter class must be"),
-    ({"check": "clean", "metric": "accuracy", "min": 0.9, "class": "1", "where": {"class": "2"}}, "given twice"),
-    ({"check": "clean", "metric": "accuracy", "min": 0.9, "value": 1}, "not a parameter"),
-])
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ({"check": "clean", "metric": "accuracy"}, "give a bound"),
+        ({"check": "nope", "metric": "accuracy", "min": 1}, "unknown check 'nope'"),
+        ({"metric": "accuracy", "min": 1}, "needs check"),
+        ({"check": "clean", "metric": "accuracy", "min": "high"}, "min must be a finite number"),
+        ({"check": "clean", "metric": "accuracy", "min": 0.9, "max": 0.5}, "above max"),
+        ({"check": "clean", "metric": "accuracy", "min": 0.9, "max_drop": 0.1}, "split it into two gates"),
+        ({"check": "clean", "metric": "accuracy", "max_drop": -0.1}, "must be >= 0"),
+        ({"check": "clean", "metric": "accuracy", "min": 0.9, "severity": "error"}, "severity must be"),
+        ({"check": "clean", "metric": "accuracy", "min": 0.9, "class": {"a": 1}}, "filter class must be"),
+        ({"check": "clean", "metric": "accuracy", "min": 0.9, "class": "1", "where": {"class": "2"}}, "given twice"),
+        ({"check": "clean", "metric": "accuracy", "min": 0.9, "value": 1}, "not a parameter"),
+    ],
+)
 def test_invalid_gates(table, message):
     with pytest.raises(InvalidInputError, match=message):
         parse_gates([table])
@@ -126,8 +140,10 @@ def test_invalid_gates(table, message):
 
 def test_policy_files(tmp_path):
     plan = tmp_path / "plan.toml"
-    plan.write_text('[model]\nspec = "demo:mnist-cnn"\n\n[[gate]]\ncheck = "clean"\nmetric = "accuracy"\nmin = 0.9\n\n'
-                    '[[gate]]\ncheck = "clean"\nmetric = "accuracy"\nmin = 0.9\n')
+    plan.write_text(
+        '[model]\nspec = "demo:mnist-cnn"\n\n[[gate]]\ncheck = "clean"\nmetric = "accuracy"\nmin = 0.9\n\n'
+        '[[gate]]\ncheck = "clean"\nmetric = "accuracy"\nmin = 0.9\n'
+    )
     names = [g.name for g in load_policy(plan)]
     assert names == ["clean/accuracy >= 0.9", "clean/accuracy >= 0.9 #2"]
     single = tmp_path / "single.toml"
@@ -136,7 +152,12 @@ def test_policy_files(tmp_path):
     none.write_text('[model]\nspec = "x"\n')
     broken = tmp_path / "broken.toml"
     broken.write_text("[[gate]\n")
-    for path, message in ((single, r"\[\[gate\]\]"), (none, "no \\[\\[gate\\]\\]"), (broken, "not valid TOML"), (tmp_path / "missing.toml", "not found")):
+    for path, message in (
+        (single, r"\[\[gate\]\]"),
+        (none, "no \\[\\[gate\\]\\]"),
+        (broken, "not valid TOML"),
+        (tmp_path / "missing.toml", "not found"),
+    ):
         with pytest.raises(InvalidInputError, match=message):
             load_policy(path)
 
@@ -147,11 +168,20 @@ def test_select_rows_prefers_the_overall_row():
 
 
 def test_junit_has_one_testcase_per_gate_with_value_and_bound():
-    gates = parse_gates([
-        {"check": "confidence", "metric": "robust_accuracy", "norm": "linf", "eps": 0.1, "min": 0.45, "name": "linf <0.1>\x01"},
-        {"check": "clean", "metric": "accuracy", "min": 0.5},
-        {"check": "clean", "metric": "accuracy", "min": 0.95, "severity": "warn"},
-    ])
+    gates = parse_gates(
+        [
+            {
+                "check": "confidence",
+                "metric": "robust_accuracy",
+                "norm": "linf",
+                "eps": 0.1,
+                "min": 0.45,
+                "name": "linf <0.1>\x01",
+            },
+            {"check": "clean", "metric": "accuracy", "min": 0.5},
+            {"check": "clean", "metric": "accuracy", "min": 0.95, "severity": "warn"},
+        ]
+    )
     results = evaluate(gates, report())
     assert exit_code(results) == 1 and summary_line(results) == "3 gates: 1 passed, 1 warned, 1 failed"
     root = ET.fromstring(junit_xml(results, suite="m"))

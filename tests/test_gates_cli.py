@@ -1,4 +1,5 @@
 """`robustcnn gate` and `robustcnn audit --policy`: exit codes, JUnit and markdown outputs."""
+
 from __future__ import annotations
 
 import re
@@ -29,7 +30,9 @@ min = 0.5
 severity = "warn"
 """
 
-FAILING = PASSING + """
+FAILING = (
+    PASSING
+    + """
 [[gate]]
 name = "robust accuracy at linf 0.1"
 check = "confidence"
@@ -37,6 +40,7 @@ metric = "robust_accuracy"
 where = { norm = "linf", eps = 0.1 }
 min = 0.45
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +70,17 @@ def test_passing_policy_exits_0(reports, tmp_path):
 
 def test_failing_policy_exits_1_and_names_the_gate(reports, tmp_path):
     junit, markdown, step = tmp_path / "gates.xml", tmp_path / "gates.md", tmp_path / "step.md"
-    result = run("gate", str(reports["base"]), "--policy", policy(tmp_path, FAILING), "--junit", str(junit),
-                 "--markdown", str(markdown), env={"GITHUB_STEP_SUMMARY": str(step)})
+    result = run(
+        "gate",
+        str(reports["base"]),
+        "--policy",
+        policy(tmp_path, FAILING),
+        "--junit",
+        str(junit),
+        "--markdown",
+        str(markdown),
+        env={"GITHUB_STEP_SUMMARY": str(step)},
+    )
     assert result.exit_code == 1, result.output
     assert "FAIL  robust accuracy at linf 0.1" in result.output
     failed = [c for c in ET.parse(junit).getroot().iter("testcase") if c.find("failure") is not None]
@@ -83,12 +96,15 @@ def test_warn_only_exits_0(reports, tmp_path):
     assert result.exit_code == 0 and "WARN  robust accuracy at linf 0.1" in result.output
 
 
-@pytest.mark.parametrize("text, message", [
-    ('[[gate]]\ncheck = "clean"\nmetric = "class_accuracy"\nclass = "seven"\nmin = 0.5\n', "matches no row"),
-    ('[[gate]]\ncheck = "clean"\nmetric = "acc"\nmin = 0.5\n', "no metric 'acc'"),
-    ('[[gate]]\ncheck = "clean"\nmin = 0.5\n', "needs metric"),
-    ('title = "no gates"\n', "no \\[\\[gate\\]\\] tables"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('[[gate]]\ncheck = "clean"\nmetric = "class_accuracy"\nclass = "seven"\nmin = 0.5\n', "matches no row"),
+        ('[[gate]]\ncheck = "clean"\nmetric = "acc"\nmin = 0.5\n', "no metric 'acc'"),
+        ('[[gate]]\ncheck = "clean"\nmin = 0.5\n', "needs metric"),
+        ('title = "no gates"\n', "no \\[\\[gate\\]\\] tables"),
+    ],
+)
 def test_invalid_policy_exits_4(reports, tmp_path, text, message):
     result = run("gate", str(reports["base"]), "--policy", policy(tmp_path, text))
     assert result.exit_code == 4, result.output
@@ -103,7 +119,10 @@ def test_usage_errors_exit_2(reports, tmp_path):
 
 
 def test_baseline_drop(reports, tmp_path):
-    drop = policy(tmp_path, '[[gate]]\ncheck = "confidence"\nmetric = "robust_accuracy"\nnorm = "l2"\neps = 0.5\nmax_drop = 0.02\n')
+    drop = policy(
+        tmp_path,
+        '[[gate]]\ncheck = "confidence"\nmetric = "robust_accuracy"\nnorm = "l2"\neps = 0.5\nmax_drop = 0.02\n',
+    )
     result = run("gate", str(reports["worse"]), "--policy", drop, "--baseline", str(reports["base"]))
     assert result.exit_code == 1 and "change -0.05" in result.output
     same = run("gate", str(reports["base"]), "--policy", drop, "--baseline", str(reports["base"]))
@@ -121,8 +140,20 @@ def test_audit_with_failing_policy(tmp_path):
     """Audit and gate in one go on the demo model: exit 1, JUnit and report.html name the gate."""
     junit, out = tmp_path / "junit.xml", tmp_path / "demo"
     text = '[[gate]]\nname = "confidence below 0.5"\ncheck = "clean"\nmetric = "mean_confidence"\nmax = 0.5\n'
-    result = run("audit", "--checks", "clean", "--n", "30", "--out", str(out), "--no-progress",
-                 "--policy", policy(tmp_path, text), "--junit", str(junit))
+    result = run(
+        "audit",
+        "--checks",
+        "clean",
+        "--n",
+        "30",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--policy",
+        policy(tmp_path, text),
+        "--junit",
+        str(junit),
+    )
     assert result.exit_code == 1, result.output
     (case,) = ET.parse(junit).getroot().iter("testcase")
     assert case.get("name") == "confidence below 0.5" and case.find("failure") is not None
@@ -132,6 +163,8 @@ def test_audit_with_failing_policy(tmp_path):
 
 def test_audit_rejects_invalid_policy_before_running(tmp_path):
     text = '[[gate]]\ncheck = "clean"\nmetric = "accuracy"\nmin = 2\nseverity = "fatal"\n'
-    result = run("audit", "--checks", "clean", "--n", "30", "--out", str(tmp_path / "x"), "--policy", policy(tmp_path, text))
+    result = run(
+        "audit", "--checks", "clean", "--n", "30", "--out", str(tmp_path / "x"), "--policy", policy(tmp_path, text)
+    )
     assert result.exit_code == 4 and "severity" in result.output
     assert not (tmp_path / "x").exists()

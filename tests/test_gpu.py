@@ -1,6 +1,7 @@
 """CUDA checks, run by benchmarks/gpu_check.sh on a GPU machine and skipped elsewhere: every check
 runs on the device and agrees with the CPU, attacks keep their tensors on the device, and a real
 out-of-memory error makes the batch smaller instead of ending the run."""
+
 from __future__ import annotations
 
 import math
@@ -42,13 +43,16 @@ def test_attacks_keep_their_tensors_on_the_device(tmp_path, monkeypatch):
         return forward(self, x)
 
     monkeypatch.setattr(AuditedModel, "forward", recording)
-    robustcnn.audit(plan=DEMO_PLAN, checks=["adversarial", "corruptions", "spatial"], n=32, device="cuda",
-                    out=tmp_path / "r")
+    robustcnn.audit(
+        plan=DEMO_PLAN, checks=["adversarial", "corruptions", "spatial"], n=32, device="cuda", out=tmp_path / "r"
+    )
     assert devices == {"cuda"}
 
 
 def test_real_out_of_memory_halves_the_batch():
-    model = ModelRef("x", module=__import__("torchvision").models.resnet18(num_classes=10)).load(10, 3, (224, 224), "cuda")
+    model = ModelRef("x", module=__import__("torchvision").models.resnet18(num_classes=10)).load(
+        10, 3, (224, 224), "cuda"
+    )
     images = torch.rand(1024, 3, 224, 224)
     total = torch.cuda.get_device_properties(0).total_memory
     torch.cuda.set_per_process_memory_fraction(min(1.0, 3 * 2**30 / total))

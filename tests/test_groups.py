@@ -1,5 +1,6 @@
 """``groups``: by-group metrics cross-checked with pandas, the colored-mnist shortcut caught,
 bias amplification on hand-made examples, and bad attribute input."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -7,7 +8,11 @@ from fairlearn.metrics import demographic_parity_difference
 from fairlearn.metrics import equalized_odds_difference as fairlearn_eod
 
 from robustcnn.audits.groups import (
-    GroupsCheck, directional_bias_amplification, equalized_odds_difference, group_counts, zhao_bias_amplification,
+    GroupsCheck,
+    directional_bias_amplification,
+    equalized_odds_difference,
+    group_counts,
+    zhao_bias_amplification,
 )
 from robustcnn.checks import AuditData
 from robustcnn.data import DatasetRef, Split, stratified_sample
@@ -57,7 +62,9 @@ def test_by_group_numbers_match_pandas(demo_model, mnist_audit, ctx):
     rng = np.random.default_rng(0)
     site = rng.choice(["a", "b", "c"], size=len(mnist_audit.eval))
     audit = _with_attrs(mnist_audit, {"site": site})
-    out = GroupsCheck.from_options({"counterfactual": False, "bootstrap": 0, "min_group_size": 1}).run(demo_model, audit, ctx)
+    out = GroupsCheck.from_options({"counterfactual": False, "bootstrap": 0, "min_group_size": 1}).run(
+        demo_model, audit, ctx
+    )
     pred = demo_model.logits(audit.eval.x).argmax(1).numpy()
     df = pd.DataFrame({"g": site, "y": audit.eval.y.numpy(), "p": pred})
     df["ok"] = df.y == df.p
@@ -66,7 +73,9 @@ def test_by_group_numbers_match_pandas(demo_model, mnist_audit, ctx):
     assert np.allclose(acc.loc[direct.index, "value"], direct["mean"])
     assert (acc.loc[direct.index, "n"] == direct["size"]).all()
     worst = _rows(out, "worst_group_accuracy")
-    assert worst["group"].iloc[0] == direct["mean"].idxmin() and np.isclose(worst["value"].iloc[0], direct["mean"].min())
+    assert worst["group"].iloc[0] == direct["mean"].idxmin() and np.isclose(
+        worst["value"].iloc[0], direct["mean"].min()
+    )
     assert np.isclose(_rows(out, "accuracy_gap")["value"].iloc[0], direct["mean"].max() - direct["mean"].min())
     for c in (3, 8):
         cls = str(c)
@@ -142,7 +151,11 @@ def test_attribute_handling_and_bad_input(demo_model, mnist_audit, ctx):
     assert any("file" in w and "too many" in w for w in out.warnings)
     assert any("age" in w and "quantile" in w for w in out.warnings)
     assert any("no training labels" in w for w in out.warnings)  # mnist5k's training split has no 'site'
-    for option, message in [(["nope"], "not in the evaluation data"), (["scanner"], "single group"), (["file"], "too many")]:
+    for option, message in [
+        (["nope"], "not in the evaluation data"),
+        (["scanner"], "single group"),
+        (["file"], "too many"),
+    ]:
         with pytest.raises(InvalidInputError, match=message):
             GroupsCheck.from_options({"attributes": option}).run(demo_model, audit, ctx)
     with pytest.raises(InvalidInputError, match="no usable group attributes"):
@@ -163,7 +176,9 @@ def test_empty_groups_and_training_only_groups(demo_model, mnist_audit, ctx):
     audit = _with_attrs(mnist_audit, {"site": site})
     train = mnist_audit.train
     train_site = np.where(np.arange(len(train)) % 3 == 0, "c", np.where(np.arange(len(train)) % 2, "a", "b"))
-    audit = AuditData(audit.name, audit.classes, audit.eval, Split(train.x, train.y, train.ids, pd.DataFrame({"site": train_site})))
+    audit = AuditData(
+        audit.name, audit.classes, audit.eval, Split(train.x, train.y, train.ids, pd.DataFrame({"site": train_site}))
+    )
     out = GroupsCheck.from_options({"counterfactual": False, "bootstrap": 0}).run(demo_model, audit, ctx)
     assert set(_rows(out, "group_count")["group"]) == {"a", "b"}  # the unused category is not a group
     assert any("training groups c have no evaluation images" in w for w in out.warnings)

@@ -1,4 +1,5 @@
 """The bias checks through ``robustcnn.audit``: the colour shortcut of the demo model is caught end to end."""
+
 import robustcnn
 
 
@@ -12,7 +13,9 @@ def test_audit_catches_the_colour_shortcut(tmp_path):
             "label-issues": {"max_samples": 1000, "bootstrap": 0},
             "groups": {"bootstrap": 0, "counterfactual_values": 2},
         },
-        n=100, out=tmp_path, seed=0,
+        n=100,
+        out=tmp_path,
+        seed=0,
     )
     table = report.table
     assert set(table["check"]) == {"dataset-bias", "label-issues", "groups"}

@@ -1,4 +1,5 @@
 """report.html, summary.md and the scorecard, on synthetic report directories."""
+
 from __future__ import annotations
 
 import base64
@@ -86,13 +87,20 @@ def test_one_section_per_check_with_class_text(page):
 
 
 def test_scorecard_uses_check_headlines_and_gate_verdicts(report):
-    gates = parse_gates([
-        {"check": "clean", "metric": "accuracy", "min": 0.95},
-        {"check": "clean", "metric": "mean_confidence", "max": 0.99},
-    ])
+    gates = parse_gates(
+        [
+            {"check": "clean", "metric": "accuracy", "min": 0.95},
+            {"check": "clean", "metric": "mean_confidence", "max": 0.99},
+        ]
+    )
     card = scorecard(report, evaluate(gates, report))
     clean = card.set_index("check").loc["clean"]
-    assert (clean["headline"], clean["value"], clean["gate"], clean["status"]) == ("clean accuracy", 0.9, "fail", "complete")
+    assert (clean["headline"], clean["value"], clean["gate"], clean["status"]) == (
+        "clean accuracy",
+        0.9,
+        "fail",
+        "complete",
+    )
     mystery = card.set_index("check").loc["mystery"]
     assert mystery["note"] == "check not in the registry" and mystery["gate"] == ""
     assert list(card["check"]) == ["clean", "mystery"]
@@ -109,7 +117,9 @@ def test_scorecard_reports_a_broken_headline(report, monkeypatch):
 
 
 def test_page_shows_gate_verdicts(report):
-    results = evaluate(parse_gates([{"check": "clean", "metric": "accuracy", "min": 0.95, "name": "acc <gate>"}]), report)
+    results = evaluate(
+        parse_gates([{"check": "clean", "metric": "accuracy", "min": 0.95, "name": "acc <gate>"}]), report
+    )
     page = render_html(report, results)
     assert '<h2 id="gates">Gates</h2>' in page
     assert '<span class="badge fail">fail</span>' in page and "acc &lt;gate&gt;" in page
@@ -132,10 +142,15 @@ def test_long_tables_are_cut(report, monkeypatch):
 
 
 def test_summary_markdown(report):
-    results = evaluate(parse_gates([
-        {"check": "clean", "metric": "mean_confidence", "max": 0.99, "name": "confidence ok"},
-        {"check": "clean", "metric": "accuracy", "min": 0.95, "name": "accuracy high"},
-    ]), report)
+    results = evaluate(
+        parse_gates(
+            [
+                {"check": "clean", "metric": "mean_confidence", "max": 0.99, "name": "confidence ok"},
+                {"check": "clean", "metric": "accuracy", "min": 0.95, "name": "accuracy high"},
+            ]
+        ),
+        report,
+    )
     text = render_summary(report, results)
     assert text.index("## Gates") < text.index("## Scorecard") < text.index("### clean")
     assert text.index("accuracy high") < text.index("confidence ok")  # failures first

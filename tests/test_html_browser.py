@@ -1,5 +1,6 @@
 """report.html in a real browser: headless Chromium loads it without console errors, scripts
 from data do not run, and the screenshot is not blank. Skipped when Chromium is absent."""
+
 from __future__ import annotations
 
 import os
@@ -26,17 +27,31 @@ def chromium() -> str | None:
 
 
 CHROMIUM = chromium()
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)"
+)
 
 
 def load_page(page: Path, tmp_path: Path) -> tuple[str, list[str], np.ndarray]:
     """Open ``page`` headless: the DOM after scripts ran, the console messages, the screenshot."""
     shot = tmp_path / "shot.png"
     args = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
-        "--window-size=1200,1600", f"--screenshot={shot}", "--dump-dom", page.resolve().as_uri(),
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--window-size=1200,1600",
+        f"--screenshot={shot}",
+        "--dump-dom",
+        page.resolve().as_uri(),
     ]
     done = subprocess.run(args, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -54,7 +69,9 @@ def assert_not_blank(pixels: np.ndarray) -> None:
 def test_console_errors_are_caught(tmp_path):
     """The control: a page that logs an error and breaks CSP is seen as failing."""
     bad = tmp_path / "bad.html"
-    bad.write_text("<!DOCTYPE html><html><body><p>x</p><script>console.error('boom'); missing();</script></body></html>")
+    bad.write_text(
+        "<!DOCTYPE html><html><body><p>x</p><script>console.error('boom'); missing();</script></body></html>"
+    )
     _, console, _ = load_page(bad, tmp_path)
     assert any("boom" in line for line in console) and any("missing" in line for line in console)
 
@@ -74,7 +91,12 @@ def test_synthetic_report_in_browser(tmp_path):
 @pytest.mark.slow
 def test_demo_audit_page_shows_every_check_with_figures(tmp_path):
     report = robustcnn.audit(
-        model="demo:mnist-cnn", data="mnist5k", checks=["clean", "fooling-gradient"], n=30, out=tmp_path / "demo", seed=0,
+        model="demo:mnist-cnn",
+        data="mnist5k",
+        checks=["clean", "fooling-gradient"],
+        n=30,
+        out=tmp_path / "demo",
+        seed=0,
         options={"fooling-gradient": {"classes": [0, 1], "steps": 10, "prototype_steps": 5}},
     )
     page = report.path / "report.html"

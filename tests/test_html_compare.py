@@ -1,4 +1,5 @@
 """Reports side by side: compare_headlines / compare_tables and `robustcnn report compare`."""
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,13 @@ def test_headlines_side_by_side(reports):
 
 def test_every_row_aligned_on_its_parameters(reports):
     table = compare_tables(reports)
-    row = table[(table["metric"] == "robust_accuracy") & (table["norm"] == "l2") & (table["eps"] == "1")
-                & (table["attack"] == "pgd") & (table["class"] == "")]
+    row = table[
+        (table["metric"] == "robust_accuracy")
+        & (table["norm"] == "l2")
+        & (table["eps"] == "1")
+        & (table["attack"] == "pgd")
+        & (table["class"] == "")
+    ]
     assert len(row) == 1
     assert row["plain"].item() == pytest.approx(0.4) and row["Δ shortcut"].item() == pytest.approx(-0.1)
     assert len(table) == len(reports[0].table)  # same rows in both: nothing unmatched

@@ -3,6 +3,7 @@
 The directories are written by the real report writer, so they load with ``Report.load`` like
 any audit's output. Text fields carry HTML payloads to test escaping end to end.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -35,7 +36,10 @@ def curve_rows(drop: float = 0.0) -> list[dict]:
             for attack, strength in (("fgsm", 0.1), ("pgd", 0.2)):
                 acc = 0.8 - strength - 0.2 * i - drop
                 rows.append(rate("robust_accuracy", round(acc * 200), 200, norm=norm, eps=eps, attack=attack))
-    rows += [rate("robust_accuracy", 10 + k, 20, norm="linf", eps=0.1, attack="pgd", **{"class": c}) for k, c in enumerate(CLASSES)]
+    rows += [
+        rate("robust_accuracy", 10 + k, 20, norm="linf", eps=0.1, attack="pgd", **{"class": c})
+        for k, c in enumerate(CLASSES)
+    ]
     return rows
 
 
@@ -46,8 +50,14 @@ def line_png(slope: float) -> bytes:
     return figure_png(fig, dpi=60)
 
 
-def write_synthetic(out: Path, model: str = "demo-model", accuracy: float = 0.9, drop: float = 0.0,
-                    curve_check: str = "mystery", status: str = "complete") -> Report:
+def write_synthetic(
+    out: Path,
+    model: str = "demo-model",
+    accuracy: float = 0.9,
+    drop: float = 0.0,
+    curve_check: str = "mystery",
+    status: str = "complete",
+) -> Report:
     """A complete report directory: ``clean`` (a registered check) and ``curve_check`` rows, figures,
     warnings and notes with HTML in them; returns it loaded from disk."""
     table = combine([tidy(clean_rows(accuracy), model, "clean"), tidy(curve_rows(drop), model, curve_check)])

@@ -1,5 +1,6 @@
 """``label-issues``: planted label noise found by confident learning, the algorithm's steps on a
 hand-made example, the ranked list, per-group rates and bad input."""
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,15 +62,17 @@ def test_planted_noise_is_found(demo_model, mnist_audit, ctx):
 
 def test_confident_learning_steps_on_a_hand_example():
     # three classes; image 4 is labelled 0 but looks like class 1
-    P = np.array([
-        [0.9, 0.05, 0.05],
-        [0.8, 0.1, 0.1],
-        [0.1, 0.8, 0.1],
-        [0.2, 0.7, 0.1],
-        [0.1, 0.85, 0.05],
-        [0.1, 0.1, 0.8],
-        [0.05, 0.05, 0.9],
-    ])
+    P = np.array(
+        [
+            [0.9, 0.05, 0.05],
+            [0.8, 0.1, 0.1],
+            [0.1, 0.8, 0.1],
+            [0.2, 0.7, 0.1],
+            [0.1, 0.85, 0.05],
+            [0.1, 0.1, 0.8],
+            [0.05, 0.05, 0.9],
+        ]
+    )
     s = np.array([0, 0, 1, 1, 0, 2, 2])
     thresholds, counts, guess = confident_joint(P, s)
     assert np.allclose(thresholds, [(0.9 + 0.8 + 0.1) / 3, 0.75, 0.85])
@@ -88,8 +91,12 @@ def test_confident_learning_steps_on_a_hand_example():
 def test_clean_labels_give_a_low_noise_estimate_and_group_rates(demo_model, mnist_audit, ctx):
     e = mnist_audit.eval
     site = np.where(np.arange(len(e)) % 2, "north", "south")
-    audit = AuditData(mnist_audit.name, mnist_audit.classes, Split(e.x, e.y, e.ids, pd.DataFrame({"site": site})), mnist_audit.train)
-    out = LabelIssuesCheck.from_options({"split": "eval", "bootstrap": 0, "probabilities": "model"}).run(demo_model, audit, ctx)
+    audit = AuditData(
+        mnist_audit.name, mnist_audit.classes, Split(e.x, e.y, e.ids, pd.DataFrame({"site": site})), mnist_audit.train
+    )
+    out = LabelIssuesCheck.from_options({"split": "eval", "bootstrap": 0, "probabilities": "model"}).run(
+        demo_model, audit, ctx
+    )
     assert _rows(out, "estimated_noise_rate")["value"].iloc[0] < 0.05
     groups = _rows(out, "group_label_issue_rate", group_attr="site").set_index("group")
     flagged = set(out.samples["sample"])
@@ -98,7 +105,9 @@ def test_clean_labels_give_a_low_noise_estimate_and_group_rates(demo_model, mnis
         assert groups.loc[g, "n"] == len(members)
         assert np.isclose(groups.loc[g, "value"], sum(m in flagged for m in members) / len(members))
     assert not any("memorised" in w for w in out.warnings)
-    on_train = LabelIssuesCheck.from_options({"probabilities": "model", "bootstrap": 0, "max_samples": 500}).run(demo_model, mnist_audit, ctx)
+    on_train = LabelIssuesCheck.from_options({"probabilities": "model", "bootstrap": 0, "max_samples": 500}).run(
+        demo_model, mnist_audit, ctx
+    )
     assert any("memorised" in w for w in on_train.warnings)
 
 
@@ -119,9 +128,13 @@ def test_bad_input(demo_model, mnist_audit, ctx):
         with pytest.raises(InvalidInputError, match=message):
             check.preflight(demo_model, audit)
     LabelIssuesCheck().preflight(demo_model, mnist_audit)
-    LabelIssuesCheck.from_options({"probabilities": "model"}).preflight(demo_model, lonely)  # no cross-validation needed
+    LabelIssuesCheck.from_options({"probabilities": "model"}).preflight(
+        demo_model, lonely
+    )  # no cross-validation needed
     with pytest.raises(InvalidInputError, match="not in the eval data"):
-        LabelIssuesCheck.from_options({"split": "eval", "attributes": ["unknown-attr"], "bootstrap": 0}).run(demo_model, no_train, ctx)
+        LabelIssuesCheck.from_options({"split": "eval", "attributes": ["unknown-attr"], "bootstrap": 0}).run(
+            demo_model, no_train, ctx
+        )
     for bad in ({"split": "test"}, {"probabilities": "oracle"}, {"method": "vote"}, {"folds": 1}, {"bootstrap": -1}):
         with pytest.raises(InvalidInputError):
             LabelIssuesCheck.from_options(bad)

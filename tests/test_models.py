@@ -1,4 +1,5 @@
 """Model loading: every supported format, and every bad-input case with one clear error."""
+
 import warnings
 
 import pytest
@@ -109,12 +110,15 @@ class Probabilities(nn.Module):
         return x.flatten(1)[:, :10].softmax(1)
 
 
-@pytest.mark.parametrize("net,match", [
-    (Flat(), "expected \\(N, classes\\) logits"),
-    (NaNs(), "NaN"),
-    (nn.Sequential(nn.Flatten(), nn.Linear(784, 7)), "outputs 7 classes"),
-    (nn.Sequential(nn.Conv2d(3, 4, 3)), "failed on input of shape"),
-])
+@pytest.mark.parametrize(
+    "net,match",
+    [
+        (Flat(), "expected \\(N, classes\\) logits"),
+        (NaNs(), "NaN"),
+        (nn.Sequential(nn.Flatten(), nn.Linear(784, 7)), "outputs 7 classes"),
+        (nn.Sequential(nn.Conv2d(3, 4, 3)), "failed on input of shape"),
+    ],
+)
 def test_bad_outputs_are_refused(tmp_path, net, match):
     path = save_torchscript(net, tmp_path / "m.pt")
     model = ModelRef(str(path)).load(10, 1, (28, 28))
@@ -164,7 +168,11 @@ def test_layout_choice_keeps_logits_and_falls_back(tmp_path, source):
         ref = ModelRef("memory", module=ViewsActivations().eval())
     else:
         net = small_net()
-        path = save_torchscript(net, tmp_path / "m.pt") if source == "torchscript" else save_exported(net, tmp_path / "m.pt2")
+        path = (
+            save_torchscript(net, tmp_path / "m.pt")
+            if source == "torchscript"
+            else save_exported(net, tmp_path / "m.pt2")
+        )
         ref = ModelRef(str(path))
     model = ref.load(10, 1, (28, 28))
     before = model.logits(X)

@@ -1,4 +1,5 @@
 """noise: predictions on pure-noise images (Shafaei, Schmidt & Little 2018)."""
+
 import numpy as np
 import pytest
 import torch
@@ -65,12 +66,15 @@ def test_probability_model_gives_the_same_rows_and_warns(demo_model, mnist_audit
     assert np.allclose(table["value"], run[1]["value"], atol=1e-5, equal_nan=True)
 
 
-@pytest.mark.parametrize("options, fragment", [
-    ({"n": 0}, "n must be positive"),
-    ({"kinds": ["pink"]}, "kinds"),
-    ({"std": -1}, "std must be positive"),
-    ({"thresholds": [2]}, "thresholds"),
-])
+@pytest.mark.parametrize(
+    "options, fragment",
+    [
+        ({"n": 0}, "n must be positive"),
+        ({"kinds": ["pink"]}, "kinds"),
+        ({"std": -1}, "std must be positive"),
+        ({"thresholds": [2]}, "thresholds"),
+    ],
+)
 def test_bad_input_raises_one_clear_line(options, fragment):
     with pytest.raises(InvalidInputError, match=fragment):
         NoiseCheck.from_options(options)

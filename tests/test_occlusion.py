@@ -1,5 +1,6 @@
 """The ``occlusion`` check: maps against a brute-force occlusion loop, flips, the share of sensitivity
 outside object masks (MNIST strokes, and a model that looks only at one corner), bad options, API."""
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,9 @@ def measured(demo_model, stroke_audit):
     return part, check.summarize(part.samples, part.artifacts, stroke_audit, CheckContext(seed=0))
 
 
-def brute_force(model: AuditedModel, x: torch.Tensor, y: int, window: int, stride: int, baseline: float) -> tuple[torch.Tensor, bool]:
+def brute_force(
+    model: AuditedModel, x: torch.Tensor, y: int, window: int, stride: int, baseline: float
+) -> tuple[torch.Tensor, bool]:
     """Drop in the true class's probability averaged over the windows covering each pixel, and whether any window flips."""
     h, w = x.shape[-2:]
     with torch.no_grad():
@@ -93,8 +96,16 @@ def test_a_model_looking_at_the_background_is_caught():
     corner[:, :, :8, :8] = 1
     model = AuditedModel(CornerNet(), 2, 1, (24, 24))
     check = OcclusionCheck.from_options({"window": 4, "stride": 4, "baseline": 0.0})
-    looks_at_object = check.run(model, AuditData("t", ["a", "b"], Split(x, torch.zeros(4, dtype=torch.long), list("abcd"), masks=corner)), CheckContext())
-    looks_at_background = check.run(model, AuditData("t", ["a", "b"], Split(x, torch.zeros(4, dtype=torch.long), list("abcd"), masks=1 - corner)), CheckContext())
+    looks_at_object = check.run(
+        model,
+        AuditData("t", ["a", "b"], Split(x, torch.zeros(4, dtype=torch.long), list("abcd"), masks=corner)),
+        CheckContext(),
+    )
+    looks_at_background = check.run(
+        model,
+        AuditData("t", ["a", "b"], Split(x, torch.zeros(4, dtype=torch.long), list("abcd"), masks=1 - corner)),
+        CheckContext(),
+    )
     assert looks_at_object.samples["outside_share"].max() < 1e-6
     assert looks_at_background.samples["outside_share"].min() > 1 - 1e-6
     ratio = pd.DataFrame(looks_at_background.rows).set_index("metric").loc["outside_sensitivity_ratio", "value"]
@@ -117,9 +128,17 @@ def test_automatic_window_and_stride_scale_with_the_image():
     assert window_and_stride(OcclusionConfig(window=5, stride=5), 28, 28) == (5, 5)
 
 
-@pytest.mark.parametrize("options", [
-    {"window": -1}, {"stride": 1.5}, {"window": 2, "stride": 3}, {"baseline": 2.0}, {"baseline": "grey"}, {"examples": -2},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"window": -1},
+        {"stride": 1.5},
+        {"window": 2, "stride": 3},
+        {"baseline": 2.0},
+        {"baseline": "grey"},
+        {"examples": -2},
+    ],
+)
 def test_bad_options_are_rejected(options):
     with pytest.raises(InvalidInputError):
         OcclusionCheck.from_options(options)
@@ -133,7 +152,15 @@ def test_window_larger_than_the_image_is_rejected(demo_model, stroke_audit):
 def test_audit_through_the_api(tmp_path):
     from robustcnn.api import audit
 
-    report = audit(model="demo:mnist-cnn", data="mnist5k", checks=["occlusion"], options={"occlusion": {"window": 7, "stride": 7}}, n=20, out=tmp_path, seed=0)
+    report = audit(
+        model="demo:mnist-cnn",
+        data="mnist5k",
+        checks=["occlusion"],
+        options={"occlusion": {"window": 7, "stride": 7}},
+        n=20,
+        out=tmp_path,
+        seed=0,
+    )
     rows = report.table[(report.table["check"] == "occlusion") & (report.table["metric"] == "flipped_by_one_occluder")]
     overall = rows[rows["class"].isna()]
     assert len(overall) == 1 and not math.isnan(overall["value"].iloc[0])

@@ -1,5 +1,6 @@
 """The ``patch`` check on the demo MNIST CNN: placement geometry, training against the controls,
 target selection, rows and figures, determinism, bad input, and one audit through the API."""
+
 from __future__ import annotations
 
 import math
@@ -61,9 +62,13 @@ def test_gradients_reach_every_patch_pixel_through_rotated_scaled_placements():
     setup = PatchTraining([0.1], "square")
     size = patch_size(setup, 28, 28)
     patch = torch.rand(1, 1, size, size, requires_grad=True)
-    areas = torch.full((64,), 0.1) * (1 + (torch.rand(64, generator=torch.Generator().manual_seed(0)) * 2 - 1) * setup.scale_jitter)
+    areas = torch.full((64,), 0.1) * (
+        1 + (torch.rand(64, generator=torch.Generator().manual_seed(0)) * 2 - 1) * setup.scale_jitter
+    )
     pl = sample_placements(areas, "square", 28, 28, 22.5, torch.Generator().manual_seed(1))
-    (grad,) = torch.autograd.grad(apply_patch(torch.rand(64, 1, 28, 28), patch, shape_mask("square", size), pl).sum(), patch)
+    (grad,) = torch.autograd.grad(
+        apply_patch(torch.rand(64, 1, 28, 28), patch, shape_mask("square", size), pl).sum(), patch
+    )
     assert (grad.abs() > 0).all()
 
 
@@ -74,7 +79,11 @@ def test_one_patch_per_area_at_its_own_resolution_or_one_shared(demo_model, mnis
     assert list(own) == [0.05, 0.25] and own[0.05] is not own[0.25]
     for area, tp in own.items():
         # stored at the largest size it is rendered at (the area times the scale jitter), so never upsampled
-        assert tp.patch.shape[-1] == patch_resolution(area * (1 + setup.scale_jitter), "square", 28, 28) == tp.mask.shape[-1]
+        assert (
+            tp.patch.shape[-1]
+            == patch_resolution(area * (1 + setup.scale_jitter), "square", 28, 28)
+            == tp.mask.shape[-1]
+        )
         assert tp.steps == 2 and 0 <= tp.patch.min() and tp.patch.max() <= 1
     shared = train_area_patches(demo_model, x, 1, setup, torch.Generator().manual_seed(0), per_area=False)
     assert shared[0.05] is shared[0.25] and shared[0.05].patch.shape[-1] == own[0.25].patch.shape[-1]
@@ -83,12 +92,22 @@ def test_one_patch_per_area_at_its_own_resolution_or_one_shared(demo_model, mnis
 def test_trained_patch_beats_the_noise_control_on_held_out_images(demo_model, mnist):
     x, y = mnist.train.x[:400], mnist.train.y[:400]
     fit = x[y != 3][:128]
-    trained = train_patch(demo_model, fit, 3, PatchTraining([0.25], "square", epochs=4, batch_size=32), torch.Generator().manual_seed(0))
+    trained = train_patch(
+        demo_model, fit, 3, PatchTraining([0.25], "square", epochs=4, batch_size=32), torch.Generator().manual_seed(0)
+    )
     assert trained.losses[-1] < trained.losses[0]
     held = mnist.test.x[mnist.test.y != 3][:200]
     pl = sample_placements(torch.full((200,), 0.25), "square", 28, 28, 22.5, torch.Generator().manual_seed(1))
     adv, _ = patched_predictions(demo_model, held, trained.patch, trained.mask, pl, 3, 100)
-    noise, _ = patched_predictions(demo_model, held, noise_patch(1, trained.patch.shape[-1], torch.Generator().manual_seed(2)), trained.mask, pl, 3, 100)
+    noise, _ = patched_predictions(
+        demo_model,
+        held,
+        noise_patch(1, trained.patch.shape[-1], torch.Generator().manual_seed(2)),
+        trained.mask,
+        pl,
+        3,
+        100,
+    )
     assert (adv == 3).float().mean() > (noise == 3).float().mean() + 0.1
 
 
@@ -96,7 +115,9 @@ def test_rows_cover_every_area_and_variant_with_target_images_excluded(result, s
     _, out = result
     table = tidy(out.rows, "demo", "patch")
     success = table[table["metric"] == "targeted_success"]
-    assert set(zip(success["area"], success["variant"])) == {(a, v) for a in (0.1, 0.25) for v in ("patch", "noise", "real")}
+    assert set(zip(success["area"], success["variant"])) == {
+        (a, v) for a in (0.1, 0.25) for v in ("patch", "noise", "real")
+    }
     non_target = int((small_audit.eval.y != 3).sum())
     assert (success["n"] == non_target).all() and (success["target"] == "3").all()
     assert (success["ci_low"] <= success["value"]).all() and (success["value"] <= success["ci_high"]).all()
@@ -105,9 +126,13 @@ def test_rows_cover_every_area_and_variant_with_target_images_excluded(result, s
     part = s[(s["area"] == 0.25) & (s["variant"] == "noise") & (s["label"] != 3)]
     row = success[(success["area"] == 0.25) & (success["variant"] == "noise")].iloc[0]
     assert row["value"] == pytest.approx((part["pred"] == 3).mean())
-    untargeted = table[(table["metric"] == "untargeted_success") & (table["variant"] == "patch") & (table["area"] == 0.25)].iloc[0]
+    untargeted = table[
+        (table["metric"] == "untargeted_success") & (table["variant"] == "patch") & (table["area"] == 0.25)
+    ].iloc[0]
     correct = s[(s["area"] == 0.25) & (s["variant"] == "patch") & (s["label"] != 3) & (s["clean_pred"] == s["label"])]
-    assert untargeted["n"] == len(correct) and untargeted["value"] == pytest.approx((correct["pred"] != correct["label"]).mean())
+    assert untargeted["n"] == len(correct) and untargeted["value"] == pytest.approx(
+        (correct["pred"] != correct["label"]).mean()
+    )
     assert "min_area_targeted_90" in set(table["metric"])
     training = out.info["training"]
     assert len(training) == 1 and training[0]["patches"] == 2 and training[0]["per_area"] is True
@@ -118,11 +143,14 @@ def test_rows_cover_every_area_and_variant_with_target_images_excluded(result, s
 
 def test_one_shared_patch_for_all_areas(demo_model, small_audit):
     out = PatchCheck.from_options({**SMALL, "target": "3", "per_area": False, "train_images": 32, "epochs": 1}).run(
-        demo_model, small_audit, CheckContext(seed=0, batch_size=128))
+        demo_model, small_audit, CheckContext(seed=0, batch_size=128)
+    )
     assert out.info["training"][0]["patches"] == 1 and out.info["training"][0]["steps"] == 1
     assert {"patch-3-square", "patched-3-square"} <= set(out.figures)
     success = pd.DataFrame(out.rows).query("metric == 'targeted_success'")
-    assert set(zip(success["area"], success["variant"])) == {(a, v) for a in (0.1, 0.25) for v in ("patch", "noise", "real")}
+    assert set(zip(success["area"], success["variant"])) == {
+        (a, v) for a in (0.1, 0.25) for v in ("patch", "noise", "real")
+    }
 
 
 def test_same_seed_gives_identical_results(result, demo_model, small_audit):
@@ -132,7 +160,16 @@ def test_same_seed_gives_identical_results(result, demo_model, small_audit):
 
 
 def test_hardest_target_is_the_pilot_with_fewest_successes(demo_model, small_audit):
-    options = {**SMALL, "train_images": 32, "epochs": 1, "pilot_classes": 3, "pilot_images": 32, "pilot_epochs": 1, "areas": [0.25], "examples": 0}
+    options = {
+        **SMALL,
+        "train_images": 32,
+        "epochs": 1,
+        "pilot_classes": 3,
+        "pilot_images": 32,
+        "pilot_epochs": 1,
+        "areas": [0.25],
+        "examples": 0,
+    }
     out = PatchCheck.from_options(options).run(demo_model, small_audit, CheckContext(seed=0, batch_size=128))
     table = pd.DataFrame(out.rows)
     pilots = table[table["metric"] == "pilot_targeted_success"]
@@ -151,10 +188,22 @@ def test_targets_by_name_index_list_and_all():
     assert parse_targets(1, classes) == [1]
 
 
-@pytest.mark.parametrize("options", [
-    {"areas": [0.0, 0.1]}, {"areas": [0.1, 1.0]}, {"areas": [1.5]}, {"areas": [-0.1]}, {"areas": []}, {"areas": 0.1},
-    {"shapes": ["triangle"]}, {"target": 2.5}, {"max_rotation": -1}, {"epochs": 0}, {"per_area": "yes"},
-])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"areas": [0.0, 0.1]},
+        {"areas": [0.1, 1.0]},
+        {"areas": [1.5]},
+        {"areas": [-0.1]},
+        {"areas": []},
+        {"areas": 0.1},
+        {"shapes": ["triangle"]},
+        {"target": 2.5},
+        {"max_rotation": -1},
+        {"epochs": 0},
+        {"per_area": "yes"},
+    ],
+)
 def test_bad_options_are_rejected(options):
     with pytest.raises(InvalidInputError):
         PatchCheck.from_options(options)
@@ -182,14 +231,26 @@ def test_images_smaller_than_the_smallest_patch_are_rejected(demo_model):
 
 def test_missing_training_split_is_rejected(demo_model, small_audit):
     with pytest.raises(InvalidInputError, match="training split"):
-        PatchCheck.from_options({**SMALL, "target": "3"}).run(demo_model, AuditData("x", small_audit.classes, small_audit.eval), CheckContext())
+        PatchCheck.from_options({**SMALL, "target": "3"}).run(
+            demo_model, AuditData("x", small_audit.classes, small_audit.eval), CheckContext()
+        )
 
 
 def test_audit_through_the_api(tmp_path):
     from robustcnn.api import audit
 
-    options = {**SMALL, "target": ["3"], "train_images": 64, "epochs": 1, "areas": [0.25], "examples": 0, "per_area": False}
-    report = audit(model="demo:mnist-cnn", data="mnist5k", checks=["patch"], options={"patch": options}, n=40, out=tmp_path, seed=0)
+    options = {
+        **SMALL,
+        "target": ["3"],
+        "train_images": 64,
+        "epochs": 1,
+        "areas": [0.25],
+        "examples": 0,
+        "per_area": False,
+    }
+    report = audit(
+        model="demo:mnist-cnn", data="mnist5k", checks=["patch"], options={"patch": options}, n=40, out=tmp_path, seed=0
+    )
     rows = report.table[(report.table["check"] == "patch") & (report.table["metric"] == "targeted_success")]
     assert set(rows["variant"]) == {"patch", "noise", "real"}
     assert (rows["n"] == rows["n"].iloc[0]).all() and 30 <= rows["n"].iloc[0] <= 40

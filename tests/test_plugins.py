@@ -1,6 +1,7 @@
 """Third-party checks through the ``robustcnn.checks`` entry-point group: the example plugin in
 tests/fixtures is pip-installed into a temporary folder and runs through the CLI, the report and a
 gate; a broken plugin is skipped with a warning and never stops the tool."""
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,21 @@ def site(tmp_path_factory) -> Path:
     """A folder holding the installed example plugin (its package and its entry-point metadata)."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(target), str(PLUGIN)],
-        check=True, capture_output=True, cwd=tmp_path_factory.mktemp("build"),
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(PLUGIN),
+        ],
+        check=True,
+        capture_output=True,
+        cwd=tmp_path_factory.mktemp("build"),
     )
     return target
 
@@ -36,8 +50,22 @@ def test_plugin_check_runs_through_cli_report_and_gate(site, tmp_path):
     assert listed.returncode == 0 and "darkening" in listed.stdout
 
     out = tmp_path / "report"
-    run = cli(site, "audit", "--data", "digits", "--n", "30", "--checks", "clean,darkening",
-              "--set", "darkening.factors=[0.5, 0.1]", "--out", str(out), "--no-progress", cwd=tmp_path)
+    run = cli(
+        site,
+        "audit",
+        "--data",
+        "digits",
+        "--n",
+        "30",
+        "--checks",
+        "clean,darkening",
+        "--set",
+        "darkening.factors=[0.5, 0.1]",
+        "--out",
+        str(out),
+        "--no-progress",
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     table = pd.read_csv(out / "results.csv")
     rows = table[table["check"] == "darkening"]
@@ -55,8 +83,21 @@ def test_plugin_check_runs_through_cli_report_and_gate(site, tmp_path):
 
 
 def test_plugin_options_are_validated(site, tmp_path):
-    run = cli(site, "audit", "--data", "digits", "--n", "10", "--checks", "darkening",
-              "--set", "darkening.factors=[2.0]", "--out", str(tmp_path / "r"), cwd=tmp_path)
+    run = cli(
+        site,
+        "audit",
+        "--data",
+        "digits",
+        "--n",
+        "10",
+        "--checks",
+        "darkening",
+        "--set",
+        "darkening.factors=[2.0]",
+        "--out",
+        str(tmp_path / "r"),
+        cwd=tmp_path,
+    )
     assert run.returncode == 4
     assert "check 'darkening': option 'factors'" in run.stderr and "Traceback" not in run.stderr
 

@@ -1,4 +1,5 @@
 """End to end: the API and CLI give the same table; seeds reproduce; resume after SIGKILL."""
+
 import os
 import signal
 import subprocess
@@ -33,7 +34,21 @@ def user_files(tmp_path_factory, mnist):
 def test_torchscript_on_image_folder_cli_and_python_agree(user_files, tmp_path):
     model, data = user_files
     report = robustcnn.audit(str(model), str(data), checks=["clean"], out=tmp_path / "py")
-    result = CliRunner().invoke(main, ["audit", "--model", str(model), "--data", str(data), "--checks", "clean", "--out", str(tmp_path / "cli"), "--no-progress"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "audit",
+            "--model",
+            str(model),
+            "--data",
+            str(data),
+            "--checks",
+            "clean",
+            "--out",
+            str(tmp_path / "cli"),
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 0, result.output
     py = (tmp_path / "py" / "results.csv").read_text()
     assert py == (tmp_path / "cli" / "results.csv").read_text()
@@ -60,16 +75,28 @@ def test_same_seed_same_results_and_report_files(tmp_path):
 
 def test_resume_after_sigkill_gives_the_same_table(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-c", "from robustcnn.cli import main; main()", "audit", "--checks", "clean", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-c",
+        "from robustcnn.cli import main; main()",
+        "audit",
+        "--checks",
+        "clean",
+        "--no-progress",
+    ]
     plan = tmp_path / "plan.toml"
     plan.write_text('[run]\nchecks = ["clean"]\nshard_size = 2\n[data]\nspec = "mnist5k"\nn = 120\n')
     fresh = tmp_path / "fresh"
     subprocess.run(cmd + [str(plan), "--out", str(fresh)], check=True, env=env, cwd=ROOT, capture_output=True)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen(cmd + [str(plan), "--out", str(killed)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd + [str(plan), "--out", str(killed)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     frags = staging_path(killed) / ".fragments"  # completed work waits beside the report until it is complete
     deadline = time.time() + 120
-    while time.time() < deadline and (not frags.exists() or len([p for p in frags.iterdir() if not p.name.startswith(".")]) < 5):
+    while time.time() < deadline and (
+        not frags.exists() or len([p for p in frags.iterdir() if not p.name.startswith(".")]) < 5
+    ):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -77,7 +104,9 @@ def test_resume_after_sigkill_gives_the_same_table(tmp_path):
     with pytest.raises(robustcnn.errors.InvalidInputError):
         robustcnn.load_report(killed)
     done_before = len([p for p in frags.iterdir() if not p.name.startswith(".")])
-    resumed = subprocess.run(cmd + [str(plan), "--out", str(killed), "--resume"], env=env, cwd=ROOT, capture_output=True, text=True)
+    resumed = subprocess.run(
+        cmd + [str(plan), "--out", str(killed), "--resume"], env=env, cwd=ROOT, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr
     report = robustcnn.load_report(killed)
     assert report.meta["checks"]["clean"]["resumed_tasks"] >= done_before - 1 >= 4

@@ -1,5 +1,6 @@
 """The ``spatial`` check on the demo MNIST CNN: the transforms, early-stopped grid search against an
 exhaustive one, jaggedness against a direct computation, bad options."""
+
 from __future__ import annotations
 
 import pytest
@@ -28,7 +29,9 @@ def test_transforms_are_exact_on_the_pixel_grid():
     x = torch.rand(3, 2, 9, 9)
     turned = rotate_translate(x, torch.tensor([[90.0, 0, 0], [0, 2, -1], [0, 0, 0]]))
     quarter = torch.rot90(x[0], k=1, dims=(1, 2))
-    assert torch.allclose(turned[0], quarter, atol=1e-5) or torch.allclose(turned[0], torch.rot90(x[0], k=-1, dims=(1, 2)), atol=1e-5)
+    assert torch.allclose(turned[0], quarter, atol=1e-5) or torch.allclose(
+        turned[0], torch.rot90(x[0], k=-1, dims=(1, 2)), atol=1e-5
+    )
     expected = torch.zeros_like(x[1])
     expected[:, :8, 2:] = x[1, :, 1:, :7]  # dx = 2 moves content right, dy = -1 moves it up
     assert torch.allclose(turned[1], expected, atol=1e-5)
@@ -92,15 +95,18 @@ def test_seeded(demo_model, small_audit, result):
     assert out.samples.equals(again.samples)
 
 
-@pytest.mark.parametrize("options, message", [
-    ({"n_angles": 0}, "n_angles must be at least 1"),
-    ({"n_translations": 0}, "n_translations must be at least 1"),
-    ({"jaggedness": False, "grid": False}, "enable at least one"),
-    ({"max_shift": 0}, "max_shift must be at least 1"),
-    ({"max_translation": -1}, "max_translation must be >= 0"),
-    ({"max_angle": 400}, "between 0 and 180"),
-    ({"random_trials": -1}, "random_trials"),
-])
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"n_angles": 0}, "n_angles must be at least 1"),
+        ({"n_translations": 0}, "n_translations must be at least 1"),
+        ({"jaggedness": False, "grid": False}, "enable at least one"),
+        ({"max_shift": 0}, "max_shift must be at least 1"),
+        ({"max_translation": -1}, "max_translation must be >= 0"),
+        ({"max_angle": 400}, "between 0 and 180"),
+        ({"random_trials": -1}, "random_trials"),
+    ],
+)
 def test_bad_options(options, message):
     with pytest.raises(InvalidInputError, match=message):
         get_check("spatial").from_options(options)

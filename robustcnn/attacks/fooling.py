@@ -8,6 +8,7 @@ al. 2015, Mordvintsev et al. 2015) instead shows what the model thinks a class l
 All classes are optimised together in one batch. The helpers at the top are shared with
 ``fooling-evolution`` and ``noise``.
 """
+
 from __future__ import annotations
 
 import math
@@ -81,7 +82,9 @@ def image_shape(model: AuditedModel, data: AuditData) -> tuple[int, int, int]:
 
 def check_thresholds(thresholds: Sequence[float], check: str) -> None:
     if not thresholds or any(not 0.0 < t < 1.0 for t in thresholds):
-        raise InvalidInputError(f"[checks.{check}] thresholds must be a non-empty list of confidences in (0, 1), got {list(thresholds)}")
+        raise InvalidInputError(
+            f"[checks.{check}] thresholds must be a non-empty list of confidences in (0, 1), got {list(thresholds)}"
+        )
 
 
 def positive(name: str, v: int | float, check: str) -> None:
@@ -102,10 +105,17 @@ class Trace:
     @classmethod
     def empty(cls, k: int, shape: tuple[int, int, int], thresholds: Sequence[float]) -> "Trace":
         t = len(thresholds)
-        return cls(list(thresholds), torch.full((k,), -1.0, dtype=torch.float64), torch.zeros(k, *shape),
-                   torch.full((k, t), -1, dtype=torch.long), torch.full((k, t), -1, dtype=torch.long))
+        return cls(
+            list(thresholds),
+            torch.full((k,), -1.0, dtype=torch.float64),
+            torch.zeros(k, *shape),
+            torch.full((k, t), -1, dtype=torch.long),
+            torch.full((k, t), -1, dtype=torch.long),
+        )
 
-    def update(self, idx: torch.Tensor, conf: torch.Tensor, images: torch.Tensor, step: int, evals: torch.Tensor | int) -> torch.Tensor:
+    def update(
+        self, idx: torch.Tensor, conf: torch.Tensor, images: torch.Tensor, step: int, evals: torch.Tensor | int
+    ) -> torch.Tensor:
         """Record confidences ``conf`` of ``images`` for targets ``idx`` measured at ``step``;
         returns which of them beat the best so far (and replaced its image)."""
         idx, conf = idx.cpu(), conf.detach().double().cpu()
@@ -128,10 +138,16 @@ class Trace:
             for j, thr in enumerate(self.thresholds):
                 reached = bool(self.step_at[i, j] >= 0)
                 extra = {**cls, **params, "threshold": thr, "status": "reached" if reached else "unreached"}
-                rows.append(value(f"{unit}_to_confidence", float(self.step_at[i, j]) if reached else math.nan, 1, **extra))
-                rows.append(value("evaluations_to_confidence", float(self.evals_at[i, j]) if reached else math.nan, 1, **extra))
+                rows.append(
+                    value(f"{unit}_to_confidence", float(self.step_at[i, j]) if reached else math.nan, 1, **extra)
+                )
+                rows.append(
+                    value("evaluations_to_confidence", float(self.evals_at[i, j]) if reached else math.nan, 1, **extra)
+                )
         for j, thr in enumerate(self.thresholds):
-            rows.append(rate("classes_fooled", int((self.step_at[:, j] >= 0).sum()), len(classes), threshold=thr, **params))
+            rows.append(
+                rate("classes_fooled", int((self.step_at[:, j] >= 0).sum()), len(classes), threshold=thr, **params)
+            )
         return rows
 
     def grid_titles(self, classes: list[int], names: list[str]) -> list[str]:
@@ -224,7 +240,11 @@ def gradient_fooling(
         evals[active.cpu()] += 1
         if variant.jitter:
             with torch.no_grad():
-                clean = log_probabilities(model(xa.detach()), model.outputs_probabilities).gather(1, target[active, None]).squeeze(1)
+                clean = (
+                    log_probabilities(model(xa.detach()), model.outputs_probabilities)
+                    .gather(1, target[active, None])
+                    .squeeze(1)
+                )
             evals[active.cpu()] += 1
         else:
             clean = logp.detach()
@@ -298,7 +318,9 @@ class FoolingGradientCheck(Check):
             check = FoolingGradientCheck.name
             unknown = [v for v in self.variants if v not in ("fooling", "prototype")]
             if not self.variants or unknown:
-                raise InvalidInputError(f"[checks.{check}] variants must be a non-empty subset of ['fooling', 'prototype'], got {self.variants}")
+                raise InvalidInputError(
+                    f"[checks.{check}] variants must be a non-empty subset of ['fooling', 'prototype'], got {self.variants}"
+                )
             for name in ("steps", "step_size", "prototype_steps", "prototype_step_size"):
                 positive(name, getattr(self, name), check)
             for name in ("l2_decay", "prototype_l2_decay", "jitter", "blur_every", "blur_sigma", "tv_weight"):
@@ -308,14 +330,25 @@ class FoolingGradientCheck(Check):
                 raise InvalidInputError(f"[checks.{check}] l2_decay and prototype_l2_decay must be below 1")
             check_thresholds(self.thresholds, check)
             if not 0.0 < self.stop_at <= 1.0:
-                raise InvalidInputError(f"[checks.{check}] stop_at must be in (0, 1] (1 = run every step), got {self.stop_at}")
+                raise InvalidInputError(
+                    f"[checks.{check}] stop_at must be in (0, 1] (1 = run every step), got {self.stop_at}"
+                )
 
     def variant(self, name: str) -> GradientVariant:
         c = self.config
         if name == "fooling":
             return GradientVariant("fooling", c.steps, c.step_size, c.l2_decay, "uniform")
-        return GradientVariant("prototype", c.prototype_steps, c.prototype_step_size, c.prototype_l2_decay, "mean",
-                               c.jitter, c.blur_every, c.blur_sigma, c.tv_weight)
+        return GradientVariant(
+            "prototype",
+            c.prototype_steps,
+            c.prototype_step_size,
+            c.prototype_l2_decay,
+            "mean",
+            c.jitter,
+            c.blur_every,
+            c.blur_sigma,
+            c.tv_weight,
+        )
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         self.config.validate()
@@ -330,19 +363,23 @@ class FoolingGradientCheck(Check):
         for name in self.config.variants:
             gen = ctx.generator(self.name, name, device=str(model.device))
             stop_at = self.config.stop_at if name == "fooling" else 1.0  # a prototype is the image after every step
-            trace = gradient_fooling(model, classes, shape, self.variant(name), self.config.thresholds, stop_at, gen, centre)
+            trace = gradient_fooling(
+                model, classes, shape, self.variant(name), self.config.thresholds, stop_at, gen, centre
+            )
             out.rows += trace.rows(classes, data.classes, "steps", variant=name)
             images[name] = trace.images
             titles[name] = trace.grid_titles(classes, data.classes)
             out.figures[f"{self.name}-{name}"] = image_grid(
-                trace.images, titles[name],
+                trace.images,
+                titles[name],
                 suptitle=f"{name} images: best confidence per class (seed {ctx.seed})",
             )
         if len(images) == 2:
             out.figures[f"{self.name}-contrast"] = image_grid(
                 torch.cat([images["fooling"], images["prototype"]]),
                 [f"fooling {t}" for t in titles["fooling"]] + [f"prototype {t}" for t in titles["prototype"]],
-                ncols=len(classes), suptitle="top: unregularised fooling images; bottom: regularised class prototypes",
+                ncols=len(classes),
+                suptitle="top: unregularised fooling images; bottom: regularised class prototypes",
             )
         if "fooling" in images:
             out.artifacts[f"{self.name}/images"] = images["fooling"]

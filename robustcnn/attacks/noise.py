@@ -5,6 +5,7 @@ probability. Images of Gaussian noise N(0.5, 0.25^2) clipped to [0, 1] and of un
 U(0, 1) at the model's size and channels are classified, and the check reports which classes
 they land in and how confident the model is about them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,7 +27,9 @@ KINDS = ("gaussian", "uniform")
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
-def noise_images(kind: str, n: int, shape: tuple[int, int, int], mean: float, std: float, generator: torch.Generator) -> torch.Tensor:
+def noise_images(
+    kind: str, n: int, shape: tuple[int, int, int], mean: float, std: float, generator: torch.Generator
+) -> torch.Tensor:
     """``n`` noise images: Gaussian N(mean, std^2) clipped to [0, 1], or uniform on [0, 1]."""
     if kind == "gaussian":
         return (mean + std * torch.randn(n, *shape, generator=generator)).clamp(0, 1)
@@ -62,9 +65,13 @@ class NoiseCheck(Check):
             positive("std", self.std, check)
             unknown = [k for k in self.kinds if k not in KINDS]
             if not self.kinds or unknown:
-                raise InvalidInputError(f"[checks.{check}] kinds must be a non-empty subset of {list(KINDS)}, got {self.kinds}")
+                raise InvalidInputError(
+                    f"[checks.{check}] kinds must be a non-empty subset of {list(KINDS)}, got {self.kinds}"
+                )
             if any(not 0.0 < t < 1.0 for t in self.thresholds):
-                raise InvalidInputError(f"[checks.{check}] thresholds must be probabilities in (0, 1), got {self.thresholds}")
+                raise InvalidInputError(
+                    f"[checks.{check}] thresholds must be probabilities in (0, 1), got {self.thresholds}"
+                )
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         self.config.validate()
@@ -77,7 +84,9 @@ class NoiseCheck(Check):
         for kind in c.kinds:
             x = noise_images(kind, c.n, shape, c.mean, c.std, ctx.generator(self.name, kind))
             with torch.no_grad():
-                logp = log_probabilities(batched(lambda b: model(b.to(model.device)).cpu(), x, ctx.batch_size), model.outputs_probabilities)
+                logp = log_probabilities(
+                    batched(lambda b: model(b.to(model.device)).cpu(), x, ctx.batch_size), model.outputs_probabilities
+                )
             top, pred = logp.exp().max(dim=1)
             counts[kind] = np.bincount(pred.numpy(), minlength=len(data.classes))
             out.rows += self.rows(kind, top.numpy(), counts[kind], data.classes)
@@ -86,11 +95,15 @@ class NoiseCheck(Check):
 
     def rows(self, kind: str, top: np.ndarray, counts: np.ndarray, classes: list[str]) -> list[dict]:
         n = len(top)
-        rows = [rate("predicted_share", int(counts[k]), n, ood=kind, **{"class": name}) for k, name in enumerate(classes)]
+        rows = [
+            rate("predicted_share", int(counts[k]), n, ood=kind, **{"class": name}) for k, name in enumerate(classes)
+        ]
         most = int(counts.argmax())
         rows.append(rate("top_class_share", int(counts[most]), n, ood=kind, **{"class": classes[most]}))
         rows.append(value("mean_top_probability", float(top.mean()), n, ood=kind))
-        rows += [value("top_probability_quantile", float(np.quantile(top, q)), n, ood=kind, quantile=q) for q in QUANTILES]
+        rows += [
+            value("top_probability_quantile", float(np.quantile(top, q)), n, ood=kind, quantile=q) for q in QUANTILES
+        ]
         rows += [rate("share_above", int((top > t).sum()), n, ood=kind, threshold=t) for t in self.config.thresholds]
         return rows
 
@@ -103,8 +116,16 @@ class NoiseCheck(Check):
         n = int(part["n"].sum())
         hits = float((part["value"] * part["n"]).sum())
         low, high = wilson_interval(hits, n)
-        return Headline(f"noise images predicted above {thr:g}", hits / n, "lower", "rate", low, high, n,
-                        {"metric": "share_above", "threshold": thr})
+        return Headline(
+            f"noise images predicted above {thr:g}",
+            hits / n,
+            "lower",
+            "rate",
+            low,
+            high,
+            n,
+            {"metric": "share_above", "threshold": thr},
+        )
 
 
 def _histogram(counts: dict[str, np.ndarray], classes: list[str]) -> bytes:

@@ -5,6 +5,7 @@ probability, averaged over the windows covering each pixel (captum's ``Occlusion
 masks, the share of positive sensitivity falling outside the object tells whether the model
 looks at the cow or at the grass.
 """
+
 from __future__ import annotations
 
 import math
@@ -40,9 +41,13 @@ class OcclusionConfig:
         for name in ("window", "stride", "examples"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise InvalidInputError(f"occlusion {name} must be a non-negative integer (0 = automatic for window/stride), got {v!r}")
+                raise InvalidInputError(
+                    f"occlusion {name} must be a non-negative integer (0 = automatic for window/stride), got {v!r}"
+                )
         if self.window and self.stride and self.stride > self.window:
-            raise InvalidInputError(f"occlusion stride {self.stride} exceeds window {self.window}, which leaves pixels never occluded; use stride <= window")
+            raise InvalidInputError(
+                f"occlusion stride {self.stride} exceeds window {self.window}, which leaves pixels never occluded; use stride <= window"
+            )
         b = self.baseline
         if not (b == "mean" or (isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b <= 1)):
             raise InvalidInputError(f"occlusion baseline must be a pixel value in [0, 1] or 'mean', got {b!r}")
@@ -54,9 +59,13 @@ def window_and_stride(cfg: OcclusionConfig, height: int, width: int) -> tuple[in
     window = cfg.window or max(2, round(side / 7))
     stride = cfg.stride or max(1, window // 2)
     if window > side:
-        raise InvalidInputError(f"occlusion window {window} px is larger than the {height}x{width} images; use a smaller window")
+        raise InvalidInputError(
+            f"occlusion window {window} px is larger than the {height}x{width} images; use a smaller window"
+        )
     if stride > window:
-        raise InvalidInputError(f"occlusion stride {stride} exceeds window {window}, which leaves pixels never occluded; use stride <= window")
+        raise InvalidInputError(
+            f"occlusion stride {stride} exceeds window {window}, which leaves pixels never occluded; use stride <= window"
+        )
     return window, stride
 
 
@@ -64,18 +73,23 @@ def _probabilities(model: AuditedModel):
     def forward(x: torch.Tensor) -> torch.Tensor:
         out = model(x).float()
         return out if model.outputs_probabilities else out.softmax(dim=1)
+
     return forward
 
 
 def _correct_indicator(model: AuditedModel):
     """One-hot of the predicted class: its entry at the true label is 1 when the prediction is correct."""
+
     def forward(x: torch.Tensor) -> torch.Tensor:
         out = model(x)
         return F.one_hot(out.argmax(dim=1), out.shape[1]).float()
+
     return forward
 
 
-def occlusion_attribution(forward, x: torch.Tensor, y: torch.Tensor, window: int, stride: int, baseline: float | str, batch_size: int) -> torch.Tensor:
+def occlusion_attribution(
+    forward, x: torch.Tensor, y: torch.Tensor, window: int, stride: int, baseline: float | str, batch_size: int
+) -> torch.Tensor:
     """Captum occlusion of ``x`` (N, C, H, W) for targets ``y``, in chunks so each forward pass holds about ``batch_size`` images.
 
     Captum adds a last window clipped at the border where the stride does not divide the remainder,
@@ -86,10 +100,16 @@ def occlusion_attribution(forward, x: torch.Tensor, y: torch.Tensor, window: int
     for i in range(0, len(x), batch_size):
         xb, yb = x[i : i + batch_size], y[i : i + batch_size]
         base = xb.mean(dim=(2, 3), keepdim=True).expand_as(xb).contiguous() if baseline == "mean" else float(baseline)
-        parts.append(occ.attribute(
-            xb, sliding_window_shapes=(c, window, window), strides=(c, stride, stride), baselines=base,
-            target=yb, perturbations_per_eval=max(1, batch_size // len(xb)),
-        ).detach())
+        parts.append(
+            occ.attribute(
+                xb,
+                sliding_window_shapes=(c, window, window),
+                strides=(c, stride, stride),
+                baselines=base,
+                target=yb,
+                perturbations_per_eval=max(1, batch_size // len(xb)),
+            ).detach()
+        )
     return torch.cat(parts) if parts else x.new_zeros(x.shape)
 
 
@@ -127,24 +147,35 @@ class OcclusionCheck(SampleCheck):
         with torch.no_grad():
             probs = _probabilities(model)(x)
         pred = probs.argmax(dim=1)
-        sensitivity = occlusion_attribution(_probabilities(model), x, y, window, stride, cfg.baseline, ctx.batch_size).sum(dim=1, keepdim=True)
+        sensitivity = occlusion_attribution(
+            _probabilities(model), x, y, window, stride, cfg.baseline, ctx.batch_size
+        ).sum(dim=1, keepdim=True)
         correct = pred == y
         flipped = torch.full((len(x),), math.nan)
         if correct.any():
-            drops = occlusion_attribution(_correct_indicator(model), x[correct], y[correct], window, stride, cfg.baseline, ctx.batch_size)
+            drops = occlusion_attribution(
+                _correct_indicator(model), x[correct], y[correct], window, stride, cfg.baseline, ctx.batch_size
+            )
             flipped[correct.cpu()] = (drops.amax(dim=(1, 2, 3)) > 0).float().cpu()
-        samples = pd.DataFrame({
-            "sample": batch.ids, "label": batch.y.numpy(), "pred": pred.cpu().numpy(),
-            "true_prob": probs.gather(1, y[:, None])[:, 0].cpu().numpy(),
-            "peak_drop": sensitivity.amax(dim=(1, 2, 3)).cpu().numpy(), "flipped": flipped.numpy(),
-        })
+        samples = pd.DataFrame(
+            {
+                "sample": batch.ids,
+                "label": batch.y.numpy(),
+                "pred": pred.cpu().numpy(),
+                "true_prob": probs.gather(1, y[:, None])[:, 0].cpu().numpy(),
+                "peak_drop": sensitivity.amax(dim=(1, 2, 3)).cpu().numpy(),
+                "flipped": flipped.numpy(),
+            }
+        )
         if batch.masks is not None:
             share, background = outside_share(sensitivity.cpu(), batch.masks)
             samples["outside_share"], samples["background_area"] = share.numpy(), background.numpy()
         pooled = F.adaptive_avg_pool2d(sensitivity.cpu(), (min(h, MAP_SIDE), min(w, MAP_SIDE)))
         return CheckOutput(samples=samples, artifacts={"occlusion/maps": pooled})
 
-    def summarize(self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext) -> CheckOutput:
+    def summarize(
+        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
+    ) -> CheckOutput:
         h, w = data.eval.x.shape[-2:]
         window, stride = window_and_stride(self.config, h, w)
         params = {"window": window, "stride": stride, "baseline": str(self.config.baseline)}
@@ -160,7 +191,9 @@ class OcclusionCheck(SampleCheck):
             images = data.eval.x[[index[s] for s in samples["sample"]]]
             out.figures["occlusion-class-means"] = class_means_figure(images, maps, samples, data.classes)
             if self.config.examples:
-                out.figures["occlusion-examples"] = examples_figure(images, maps, samples, data.classes, self.config.examples)
+                out.figures["occlusion-examples"] = examples_figure(
+                    images, maps, samples, data.classes, self.config.examples
+                )
         return out
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
@@ -206,7 +239,12 @@ def _heat(ax, m: np.ndarray, limit: float) -> None:
 
 def _show(ax, img: torch.Tensor) -> None:
     img = img.float().clamp(0, 1)
-    ax.imshow(img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy(), cmap="gray" if img.shape[0] == 1 else None, vmin=0, vmax=1)
+    ax.imshow(
+        img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy(),
+        cmap="gray" if img.shape[0] == 1 else None,
+        vmin=0,
+        vmax=1,
+    )
     ax.axis("off")
 
 
@@ -224,7 +262,9 @@ def class_means_figure(images: torch.Tensor, maps: torch.Tensor, samples: pd.Dat
     return figure_png(fig)
 
 
-def examples_figure(images: torch.Tensor, maps: torch.Tensor, samples: pd.DataFrame, classes: list[str], count: int) -> bytes:
+def examples_figure(
+    images: torch.Tensor, maps: torch.Tensor, samples: pd.DataFrame, classes: list[str], count: int
+) -> bytes:
     """Single images (one per class first) above their occlusion maps, titled with label and true-class probability."""
     first = samples.reset_index(drop=True).groupby("label", sort=True).head(1).index.tolist()
     rest = [i for i in range(len(samples)) if i not in set(first)]

@@ -1,4 +1,5 @@
 """``clean``: accuracy, per-class accuracy and confusion counts on unmodified evaluation images."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -26,16 +27,20 @@ class CleanCheck(SampleCheck):
         logits = model.logits(batch.x, ctx.batch_size)
         probs = logits.softmax(dim=1) if not model.outputs_probabilities else logits
         conf, pred = probs.max(dim=1)
-        samples = pd.DataFrame({
-            "sample": batch.ids,
-            "label": batch.y.numpy(),
-            "pred": pred.numpy(),
-            "confidence": conf.numpy(),
-            "correct": (pred == batch.y).numpy(),
-        })
+        samples = pd.DataFrame(
+            {
+                "sample": batch.ids,
+                "label": batch.y.numpy(),
+                "pred": pred.numpy(),
+                "confidence": conf.numpy(),
+                "correct": (pred == batch.y).numpy(),
+            }
+        )
         return CheckOutput(samples=samples)
 
-    def summarize(self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext) -> CheckOutput:
+    def summarize(
+        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
+    ) -> CheckOutput:
         rows = [rate("accuracy", int(samples["correct"].sum()), len(samples))]
         rows.append(value("mean_confidence", float(samples["confidence"].mean()), len(samples)))
         for k, cls in enumerate(data.classes):
@@ -45,7 +50,14 @@ class CleanCheck(SampleCheck):
         for true_k, row in confusion.iterrows():
             for pred_k, count in row.items():
                 if count:
-                    rows.append(value("confusion_count", int(count), None, **{"class": data.classes[int(true_k)], "pred": data.classes[int(pred_k)]}))
+                    rows.append(
+                        value(
+                            "confusion_count",
+                            int(count),
+                            None,
+                            **{"class": data.classes[int(true_k)], "pred": data.classes[int(pred_k)]},
+                        )
+                    )
         return CheckOutput(rows=rows)
 
     def headline(self, table: pd.DataFrame) -> Headline | None:

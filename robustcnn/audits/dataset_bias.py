@@ -5,6 +5,7 @@ Cramer's V, normalised mutual information and a chi-square (or permutation) p-va
 shortcut probe (a linear classifier on cheap image statistics, cross-validated, against the
 majority baseline); and near-duplicates between the training and evaluation images.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,7 +52,9 @@ class DatasetBiasConfig:
 
     def validate(self) -> None:
         if not isinstance(self.attributes, list) or not all(isinstance(a, str) for a in self.attributes):
-            raise InvalidInputError("dataset-bias: attributes must be a list of attribute names, e.g. attributes = [\"color\"]")
+            raise InvalidInputError(
+                'dataset-bias: attributes must be a list of attribute names, e.g. attributes = ["color"]'
+            )
         if self.max_groups < 2 or self.bins < 2:
             raise InvalidInputError("dataset-bias: max_groups and bins must be at least 2")
         if not 0 < self.flag_cramers_v <= 1 or not 0 < self.flag_probe_lift <= 1:
@@ -61,7 +64,9 @@ class DatasetBiasConfig:
         if self.probe_folds < 2 or self.probe_max_samples < 20:
             raise InvalidInputError("dataset-bias: probe_folds must be >= 2 and probe_max_samples >= 20")
         if not 0 <= self.duplicate_threshold < 2:
-            raise InvalidInputError("dataset-bias: duplicate_threshold (RMS difference of standardised 16x16 thumbnails) must lie in [0, 2)")
+            raise InvalidInputError(
+                "dataset-bias: duplicate_threshold (RMS difference of standardised 16x16 thumbnails) must lie in [0, 2)"
+            )
 
 
 def class_balance(y: np.ndarray, classes: list[str], split: str) -> list[dict]:
@@ -81,7 +86,9 @@ def class_balance(y: np.ndarray, classes: list[str], split: str) -> list[dict]:
     return rows
 
 
-def association_stats(groups: pd.Series, y: np.ndarray, permutations: int, gen: np.random.Generator) -> dict[str, float]:
+def association_stats(
+    groups: pd.Series, y: np.ndarray, permutations: int, gen: np.random.Generator
+) -> dict[str, float]:
     """Cramer's V, normalised mutual information and p-value of an attribute against the label."""
     table = pd.crosstab(groups.to_numpy(), y)
     counts = table.to_numpy()
@@ -120,9 +127,16 @@ def probe_features(x: torch.Tensor, masks: torch.Tensor | None) -> dict[str, np.
     ring[BORDER : h - BORDER, BORDER : w - BORDER] = False
     border = x[:, :, ring]
     feats = {
-        "global-stats": torch.cat([
-            flat.mean(2), flat.std(2), x.mean(dim=(1, 2, 3))[:, None], border.mean(2), border.std(2),
-        ], dim=1),
+        "global-stats": torch.cat(
+            [
+                flat.mean(2),
+                flat.std(2),
+                x.mean(dim=(1, 2, 3))[:, None],
+                border.mean(2),
+                border.std(2),
+            ],
+            dim=1,
+        ),
         "tiny-image": F.adaptive_avg_pool2d(x, 4).reshape(n, -1),
     }
     if masks is not None:
@@ -189,7 +203,11 @@ class DatasetBiasCheck(Check):
     def run(self, model: AuditedModel | None, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: DatasetBiasConfig = self.config
         out = CheckOutput()
-        splits = {"train": data.train, "eval": data.eval} if data.train is not None and len(data.train) else {"eval": data.eval}
+        splits = (
+            {"train": data.train, "eval": data.eval}
+            if data.train is not None and len(data.train)
+            else {"eval": data.eval}
+        )
         attributes = select_attributes(data.eval.attrs, cfg.attributes, cfg.max_groups, cfg.bins, out.warnings.append)
         gen = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator(self.name)).item()))
         flagged: set[str] = set()
@@ -206,7 +224,15 @@ class DatasetBiasCheck(Check):
             if cfg.probe:
                 out.rows += self._probe_rows(split, split_name, ctx, flagged if split_name == reference_split else None)
         for attribute in attributes:
-            out.rows.append(value("shortcut_risk", float(attribute.name in flagged), None, group_attr=attribute.name, split=reference_split))
+            out.rows.append(
+                value(
+                    "shortcut_risk",
+                    float(attribute.name in flagged),
+                    None,
+                    group_attr=attribute.name,
+                    split=reference_split,
+                )
+            )
         if flagged:
             out.warnings.append(
                 f"the label is strongly associated with {', '.join(sorted(flagged))} in the {reference_split} split: "
@@ -222,8 +248,15 @@ class DatasetBiasCheck(Check):
         cfg: DatasetBiasConfig = self.config
         select_attributes(data.eval.attrs, cfg.attributes, cfg.max_groups, cfg.bins, lambda _message: None)
 
-    def _attribute_rows(self, attribute: Attribute, split: Split, split_name: str, classes: list[str],
-                        gen: np.random.Generator, out: CheckOutput) -> list[dict]:
+    def _attribute_rows(
+        self,
+        attribute: Attribute,
+        split: Split,
+        split_name: str,
+        classes: list[str],
+        gen: np.random.Generator,
+        out: CheckOutput,
+    ) -> list[dict]:
         if attribute.name not in split.attrs.columns:
             out.warnings.append(f"attribute '{attribute.name}' is missing from the {split_name} split")
             return []
@@ -232,16 +265,39 @@ class DatasetBiasCheck(Check):
         n = len(y)
         rows = []
         for (group, k), count in pd.crosstab(groups.to_numpy(), y).stack().items():
-            rows.append(value("contingency_count", int(count), n, group_attr=attribute.name, group=str(group), **{"class": classes[int(k)]}, split=split_name))
+            rows.append(
+                value(
+                    "contingency_count",
+                    int(count),
+                    n,
+                    group_attr=attribute.name,
+                    group=str(group),
+                    **{"class": classes[int(k)]},
+                    split=split_name,
+                )
+            )
         shares = groups.value_counts()
-        rows.append(rate("min_group_share", int(shares.min()), n, group_attr=attribute.name, group=str(shares.idxmin()), split=split_name))
+        rows.append(
+            rate(
+                "min_group_share",
+                int(shares.min()),
+                n,
+                group_attr=attribute.name,
+                group=str(shares.idxmin()),
+                split=split_name,
+            )
+        )
         stats = association_stats(groups, y, self.config.permutations, gen)
         if math.isnan(stats["cramers_v"]):
-            out.warnings.append(f"attribute '{attribute.name}' has a single group or class in the {split_name} split: no association measured")
+            out.warnings.append(
+                f"attribute '{attribute.name}' has a single group or class in the {split_name} split: no association measured"
+            )
         rows.append(value("cramers_v", stats["cramers_v"], n, group_attr=attribute.name, split=split_name))
         rows.append(value("normalized_mutual_info", stats["nmi"], n, group_attr=attribute.name, split=split_name))
         test = f"permutation-{self.config.permutations}" if self.config.permutations else "chi-square"
-        rows.append(value("association_p_value", stats["p_value"], n, group_attr=attribute.name, split=split_name, variant=test))
+        rows.append(
+            value("association_p_value", stats["p_value"], n, group_attr=attribute.name, split=split_name, variant=test)
+        )
         return rows
 
     def _probe_rows(self, split: Split, split_name: str, ctx: CheckContext, flagged: set[str] | None) -> list[dict]:
@@ -277,24 +333,30 @@ class DatasetBiasCheck(Check):
         if len(hits):
             out.warnings.append(f"{len(hits)} evaluation images have a near-duplicate in the training split (leakage)")
             order = hits[np.argsort(dist[hits])]
-            out.samples = pd.DataFrame({
-                "sample": [data.eval.ids[i] for i in order],
-                "train_match": [data.train.ids[index[i]] for i in order],
-                "distance": dist[order],
-                "label": data.eval.y.numpy()[order],
-                "train_label": data.train.y.numpy()[index[order]],
-            })
+            out.samples = pd.DataFrame(
+                {
+                    "sample": [data.eval.ids[i] for i in order],
+                    "train_match": [data.train.ids[index[i]] for i in order],
+                    "distance": dist[order],
+                    "label": data.eval.y.numpy()[order],
+                    "train_label": data.train.y.numpy()[index[order]],
+                }
+            )
             shown = order[:10]
             pairs = torch.stack([img for i in shown for img in (data.eval.x[i], data.train.x[index[i]])])
             titles = [t for i in shown for t in (f"eval {data.eval.ids[i]}"[-18:], f"train d={dist[i]:.3f}")]
-            out.figures["near_duplicates"] = image_grid(pairs, titles, ncols=10, suptitle="evaluation image and its nearest training image")
+            out.figures["near_duplicates"] = image_grid(
+                pairs, titles, ncols=10, suptitle="evaluation image and its nearest training image"
+            )
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
         v = table[table["metric"] == "cramers_v"]
         if len(v):
             split = "train" if (v["split"] == "train").any() else "eval"
             part = v[v["split"] == split]
-            return Headline.from_row(part.loc[part["value"].idxmax()], "max Cramer's V (attribute vs label)", "lower", "value")
+            return Headline.from_row(
+                part.loc[part["value"].idxmax()], "max Cramer's V (attribute vs label)", "lower", "value"
+            )
         lift = table[(table["metric"] == "probe_lift") & (table["variant"] != "tiny-image")]
         if len(lift):
             return Headline.from_row(lift.loc[lift["value"].idxmax()], "shortcut probe lift", "lower", "value")

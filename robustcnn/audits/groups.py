@@ -6,6 +6,7 @@ dataset can redraw a sample with another attribute value, the counterfactual fli
 Also home of ``Attribute`` / ``select_attributes``: how every bias check turns dataset
 attributes into groups (missing values, numeric binning, identifiers, single groups).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -59,7 +60,11 @@ def _bin_labels(edges: tuple[float, ...]) -> list[str]:
 
 
 def select_attributes(
-    frame: pd.DataFrame, requested: list[str], max_groups: int, bins: int, warn: Callable[[str], None],
+    frame: pd.DataFrame,
+    requested: list[str],
+    max_groups: int,
+    bins: int,
+    warn: Callable[[str], None],
     where: str = "evaluation",
 ) -> list[Attribute]:
     """The attributes of ``frame`` to analyse: ``requested`` (all columns when empty), made categorical.
@@ -73,7 +78,9 @@ def select_attributes(
     unknown = [a for a in requested if a not in columns]
     if unknown:
         have = ", ".join(columns) if columns else "none (add metadata.csv columns or .npz attribute arrays)"
-        raise InvalidInputError(f"attribute {', '.join(map(repr, unknown))} is not in the {where} data; its attributes: {have}")
+        raise InvalidInputError(
+            f"attribute {', '.join(map(repr, unknown))} is not in the {where} data; its attributes: {have}"
+        )
     explicit = bool(requested)
     chosen: list[Attribute] = []
     for name in requested or columns:
@@ -87,7 +94,9 @@ def select_attributes(
             if numbers.notna().all():
                 cuts = np.quantile(numbers.to_numpy(dtype=float), np.linspace(0, 1, bins + 1)[1:-1])
                 attribute = Attribute(name, tuple(float(v) for v in np.unique(cuts)))
-                warn(f"attribute '{name}' is numeric with {distinct} values: cut into {len(attribute.edges) + 1} quantile groups")
+                warn(
+                    f"attribute '{name}' is numeric with {distinct} values: cut into {len(attribute.edges) + 1} quantile groups"
+                )
             else:
                 problem = f"attribute '{name}' has {distinct} distinct values (max_groups = {max_groups}), too many to be groups"
         if problem is None:
@@ -117,7 +126,7 @@ class GroupsConfig:
 
     def validate(self) -> None:
         if not isinstance(self.attributes, list) or not all(isinstance(a, str) for a in self.attributes):
-            raise InvalidInputError("groups: attributes must be a list of attribute names, e.g. attributes = [\"color\"]")
+            raise InvalidInputError('groups: attributes must be a list of attribute names, e.g. attributes = ["color"]')
         if self.max_groups < 2:
             raise InvalidInputError(f"groups: max_groups must be at least 2, got {self.max_groups}")
         if self.bins < 2:
@@ -125,7 +134,9 @@ class GroupsConfig:
         if self.min_group_size < 1:
             raise InvalidInputError(f"groups: min_group_size must be at least 1, got {self.min_group_size}")
         if self.bootstrap < 0 or self.counterfactual_values < 0:
-            raise InvalidInputError("groups: bootstrap and counterfactual_values must be >= 0 (0 = no bootstrap / every other value)")
+            raise InvalidInputError(
+                "groups: bootstrap and counterfactual_values must be >= 0 (0 = no bootstrap / every other value)"
+            )
 
 
 def group_counts(y: np.ndarray, pred: np.ndarray, groups: pd.Series, classes: list[int]) -> pd.DataFrame:
@@ -137,7 +148,9 @@ def group_counts(y: np.ndarray, pred: np.ndarray, groups: pd.Series, classes: li
         metrics[f"tp_{c}"] = lambda t, p, c=c: int(np.sum((t == c) & (p == c)))
         metrics[f"sel_{c}"] = lambda t, p, c=c: int(np.sum(p == c))
         metrics[f"fp_{c}"] = lambda t, p, c=c: int(np.sum((t != c) & (p == c)))
-    frame = MetricFrame(metrics=metrics, y_true=np.asarray(y), y_pred=np.asarray(pred), sensitive_features=groups.to_numpy())
+    frame = MetricFrame(
+        metrics=metrics, y_true=np.asarray(y), y_pred=np.asarray(pred), sensitive_features=groups.to_numpy()
+    )
     return frame.by_group.astype(int)
 
 
@@ -157,8 +170,15 @@ def equalized_odds_difference(tpr: pd.Series, fpr: pd.Series) -> float:
     return max(gaps) if gaps else np.nan
 
 
-def zhao_bias_amplification(train_y: np.ndarray, train_g: np.ndarray, pred: np.ndarray, groups: np.ndarray,
-                            num_classes: int, num_groups: int, reference: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+def zhao_bias_amplification(
+    train_y: np.ndarray,
+    train_g: np.ndarray,
+    pred: np.ndarray,
+    groups: np.ndarray,
+    num_classes: int,
+    num_groups: int,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
+) -> float:
     """Zhao et al. (2017): mean over classes c of the sum over groups g with training bias
     b*(c, g) = P(g | y = c) > 1/|G| of b~(c, g) - b*(c, g), where b~(c, g) = P(g | pred = c).
 
@@ -178,8 +198,15 @@ def zhao_bias_amplification(train_y: np.ndarray, train_g: np.ndarray, pred: np.n
     return float(np.sum((b_pred - base)[pairs]) / rows.sum())
 
 
-def directional_bias_amplification(train_y: np.ndarray, train_g: np.ndarray, y: np.ndarray, pred: np.ndarray,
-                                   groups: np.ndarray, num_classes: int, num_groups: int) -> tuple[float, np.ndarray]:
+def directional_bias_amplification(
+    train_y: np.ndarray,
+    train_g: np.ndarray,
+    y: np.ndarray,
+    pred: np.ndarray,
+    groups: np.ndarray,
+    num_classes: int,
+    num_groups: int,
+) -> tuple[float, np.ndarray]:
     """BiasAmp A->T of Wang & Russakovsky (2021): mean over (group a, class t) of
     y_at * D_at + (1 - y_at) * (-D_at), with D_at = P(pred = t | a) - P(y = t | a) on the
     evaluation images and y_at = 1 when a and t co-occur more often than chance in training.
@@ -261,7 +288,9 @@ class GroupsCheck(Check):
             )
         return attributes
 
-    def _disaggregate(self, attr: str, y: np.ndarray, pred: np.ndarray, groups: pd.Series, classes: list[str], warnings: list[str]) -> list[dict]:
+    def _disaggregate(
+        self, attr: str, y: np.ndarray, pred: np.ndarray, groups: pd.Series, classes: list[str], warnings: list[str]
+    ) -> list[dict]:
         cfg: GroupsConfig = self.config
         seen = sorted(set(np.unique(y)) | set(np.unique(pred)))
         frame = group_counts(y, pred, groups, seen)
@@ -272,21 +301,57 @@ class GroupsCheck(Check):
         large = frame[frame["count"] >= cfg.min_group_size]
         small = sorted(str(g) for g in frame.index.difference(large.index))
         if small:
-            warnings.append(f"attribute '{attr}': groups {', '.join(small)} have fewer than {cfg.min_group_size} images and are left out of the gaps")
+            warnings.append(
+                f"attribute '{attr}': groups {', '.join(small)} have fewer than {cfg.min_group_size} images and are left out of the gaps"
+            )
         if len(large) < 2:
             return rows
         accuracy = large["correct"] / large["count"]
         worst, best = accuracy.idxmin(), accuracy.idxmax()
         n = int(large["count"].sum())
-        rows.append(rate("worst_group_accuracy", large.loc[worst, "correct"], large.loc[worst, "count"], group_attr=attr, group=str(worst)))
+        rows.append(
+            rate(
+                "worst_group_accuracy",
+                large.loc[worst, "correct"],
+                large.loc[worst, "count"],
+                group_attr=attr,
+                group=str(worst),
+            )
+        )
         rows.append(value("accuracy_gap", accuracy[best] - accuracy[worst], n, group_attr=attr, group=str(worst)))
-        rows.append(value("accuracy_ratio", accuracy[worst] / accuracy[best] if accuracy[best] > 0 else np.nan, n, group_attr=attr, group=str(worst)))
+        rows.append(
+            value(
+                "accuracy_ratio",
+                accuracy[worst] / accuracy[best] if accuracy[best] > 0 else np.nan,
+                n,
+                group_attr=attr,
+                group=str(worst),
+            )
+        )
         dp_all, eo_all = [], []
         for c in seen:
             cls = classes[c]
             for group, stats in frame.iterrows():
-                rows.append(rate("group_recall", stats[f"tp_{c}"], stats[f"pos_{c}"], **{"class": cls}, group_attr=attr, group=str(group)))
-                rows.append(rate("group_selection_rate", stats[f"sel_{c}"], stats["count"], **{"class": cls}, group_attr=attr, group=str(group)))
+                rows.append(
+                    rate(
+                        "group_recall",
+                        stats[f"tp_{c}"],
+                        stats[f"pos_{c}"],
+                        **{"class": cls},
+                        group_attr=attr,
+                        group=str(group),
+                    )
+                )
+                rows.append(
+                    rate(
+                        "group_selection_rate",
+                        stats[f"sel_{c}"],
+                        stats["count"],
+                        **{"class": cls},
+                        group_attr=attr,
+                        group=str(group),
+                    )
+                )
             negatives = large["count"] - large[f"pos_{c}"]
             tpr = (large[f"tp_{c}"] / large[f"pos_{c}"]).where(large[f"pos_{c}"] > 0)
             fpr = (large[f"fp_{c}"] / negatives).where(negatives > 0)
@@ -301,33 +366,53 @@ class GroupsCheck(Check):
             rows.append(value("max_equalized_odds_difference", float(np.nanmax(eo_all)), n, group_attr=attr))
         return rows
 
-    def _amplification(self, attribute: Attribute, y: np.ndarray, pred: np.ndarray, groups: pd.Series,
-                       data: AuditData, ctx: CheckContext, out: CheckOutput) -> list[dict]:
+    def _amplification(
+        self,
+        attribute: Attribute,
+        y: np.ndarray,
+        pred: np.ndarray,
+        groups: pd.Series,
+        data: AuditData,
+        ctx: CheckContext,
+        out: CheckOutput,
+    ) -> list[dict]:
         train = data.train
         if train is None or attribute.name not in train.attrs.columns:
-            out.warnings.append(f"attribute '{attribute.name}': no training labels with this attribute, so no bias amplification")
+            out.warnings.append(
+                f"attribute '{attribute.name}': no training labels with this attribute, so no bias amplification"
+            )
             return []
         train_groups = attribute.groups(train.attrs[attribute.name])
         names = sorted(set(groups) | set(train_groups))
         unseen = sorted(set(train_groups) - set(groups))
         if unseen:
-            out.warnings.append(f"attribute '{attribute.name}': training groups {', '.join(unseen)} have no evaluation images")
+            out.warnings.append(
+                f"attribute '{attribute.name}': training groups {', '.join(unseen)} have no evaluation images"
+            )
         code = {g: i for i, g in enumerate(names)}
         g_eval = groups.map(code).to_numpy()
         g_train = train_groups.map(code).to_numpy()
         y_train = train.y.numpy()
         k, m = len(data.classes), len(names)
         measures = {
-            ("bias_amplification", "zhao2017"): lambda i: zhao_bias_amplification(y_train, g_train, pred[i], g_eval[i], k, m),
+            ("bias_amplification", "zhao2017"): lambda i: zhao_bias_amplification(
+                y_train, g_train, pred[i], g_eval[i], k, m
+            ),
             ("bias_amplification", "zhao2017-eval-reference"): lambda i: zhao_bias_amplification(
-                y_train, g_train, pred[i], g_eval[i], k, m, reference=(y[i], g_eval[i])),
+                y_train, g_train, pred[i], g_eval[i], k, m, reference=(y[i], g_eval[i])
+            ),
             ("directional_bias_amplification", "attribute->task"): lambda i: directional_bias_amplification(
-                y_train, g_train, y[i], pred[i], g_eval[i], k, m)[0],
+                y_train, g_train, y[i], pred[i], g_eval[i], k, m
+            )[0],
         }
         everything = np.arange(len(y))
-        gen = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator(self.name, attribute.name)).item()))
+        gen = np.random.default_rng(
+            int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator(self.name, attribute.name)).item())
+        )
         draws = [gen.integers(0, len(y), len(y)) for _ in range(self.config.bootstrap)]
-        shift = 0.5 * float(np.abs(_joint(y_train, g_train, k, m) / len(y_train) - _joint(y, g_eval, k, m) / len(y)).sum())
+        shift = 0.5 * float(
+            np.abs(_joint(y_train, g_train, k, m) / len(y_train) - _joint(y, g_eval, k, m) / len(y)).sum()
+        )
         rows = [value("train_eval_tv_distance", shift, len(y), group_attr=attribute.name)]
         if shift > 0.1:
             out.warnings.append(
@@ -347,8 +432,16 @@ class GroupsCheck(Check):
         out.figures[f"bias_amplification_{attribute.name}"] = _delta_figure(delta, names, data.classes, attribute.name)
         return rows
 
-    def _counterfactuals(self, model: AuditedModel, data: AuditData, attributes: list[Attribute], pred: np.ndarray,
-                         samples: pd.DataFrame, ctx: CheckContext, out: CheckOutput) -> None:
+    def _counterfactuals(
+        self,
+        model: AuditedModel,
+        data: AuditData,
+        attributes: list[Attribute],
+        pred: np.ndarray,
+        samples: pd.DataFrame,
+        ctx: CheckContext,
+        out: CheckOutput,
+    ) -> None:
         from ..data.bias_sets import counterfactuals_for
 
         chosen = {a.name for a in attributes}
@@ -362,7 +455,9 @@ class GroupsCheck(Check):
                 out.warnings.append(f"counterfactual '{cf.attribute}' unavailable: {exc}")
                 continue
             if redrawn.shape != data.eval.x.shape or float((redrawn - data.eval.x).abs().max()) > 1e-3:
-                out.warnings.append(f"counterfactual '{cf.attribute}': redrawing does not reproduce the evaluation images; skipped")
+                out.warnings.append(
+                    f"counterfactual '{cf.attribute}': redrawing does not reproduce the evaluation images; skipped"
+                )
                 continue
             pairs = self._swaps(original, cf.values, ctx, cf.attribute)
             flips = np.zeros(len(pred), dtype=int)
@@ -389,7 +484,9 @@ class GroupsCheck(Check):
             total = int(tried.sum())
             out.rows.append(rate("counterfactual_flip_rate", int(flips.sum()), total, group_attr=attr))
             out.rows.append(rate("counterfactual_sample_flip_rate", int((flips > 0).sum()), len(pred), group_attr=attr))
-            out.rows.append(rate("counterfactual_accuracy", sum(v[2] for v in per_value.values()), total, group_attr=attr))
+            out.rows.append(
+                rate("counterfactual_accuracy", sum(v[2] for v in per_value.values()), total, group_attr=attr)
+            )
             for v, (f, n, _) in per_value.items():
                 if n:
                     out.rows.append(rate("counterfactual_flip_rate", f, n, group_attr=attr, group=v))
@@ -398,7 +495,9 @@ class GroupsCheck(Check):
             out.figures[f"counterfactual_{attr}"] = _counterfactual_figure(data, examples, pred, attr)
             out.info[f"counterfactual_{attr}"] = {"swaps": total, "values": list(cf.values)}
 
-    def _swaps(self, original: list[str], values: tuple[str, ...], ctx: CheckContext, attr: str) -> list[tuple[int, str]]:
+    def _swaps(
+        self, original: list[str], values: tuple[str, ...], ctx: CheckContext, attr: str
+    ) -> list[tuple[int, str]]:
         """(sample, new value) pairs: every other value, or ``counterfactual_values`` of them drawn per sample."""
         k = self.config.counterfactual_values
         gen = ctx.generator(self.name, "counterfactual", attr)

@@ -7,6 +7,7 @@ confident joint of given and likely true labels; calibrated to the label counts 
 estimates the joint distribution Q, hence the noise rate (1 - trace Q) and, pruning by
 noise rate, which images are mislabelled. Written from the paper; no code from cleanlab.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,7 +35,9 @@ from .groups import select_attributes
 SOURCES = ("cv-features", "cv-logits", "model")
 METHODS = ("prune_by_noise_rate", "confident_joint", "both")
 MAX_FEATURES = 256  # wider features are reduced to this many principal components before the regression
-REGULARIZATION = 0.05  # inverse L2 strength of the regression on standardised features (smooth, well-ranked probabilities)
+REGULARIZATION = (
+    0.05  # inverse L2 strength of the regression on standardised features (smooth, well-ranked probabilities)
+)
 
 
 @dataclass
@@ -51,13 +54,17 @@ class LabelIssuesConfig:
         if self.split not in ("auto", "train", "eval"):
             raise InvalidInputError(f"label-issues: split must be auto, train or eval, got '{self.split}'")
         if self.probabilities not in SOURCES:
-            raise InvalidInputError(f"label-issues: probabilities must be one of {', '.join(SOURCES)}, got '{self.probabilities}'")
+            raise InvalidInputError(
+                f"label-issues: probabilities must be one of {', '.join(SOURCES)}, got '{self.probabilities}'"
+            )
         if self.method not in METHODS:
             raise InvalidInputError(f"label-issues: method must be one of {', '.join(METHODS)}, got '{self.method}'")
         if self.folds < 2:
             raise InvalidInputError(f"label-issues: folds must be at least 2, got {self.folds}")
         if self.max_samples < 0 or self.bootstrap < 0:
-            raise InvalidInputError("label-issues: max_samples and bootstrap must be >= 0 (0 = all samples / no bootstrap)")
+            raise InvalidInputError(
+                "label-issues: max_samples and bootstrap must be >= 0 (0 = all samples / no bootstrap)"
+            )
         if not isinstance(self.attributes, list) or not all(isinstance(a, str) for a in self.attributes):
             raise InvalidInputError("label-issues: attributes must be a list of attribute names")
 
@@ -141,7 +148,9 @@ def penultimate_features(model: AuditedModel, x: torch.Tensor, batch_size: int) 
     if not linears or linears[-1].out_features != model.num_classes:
         return None
     captured: list[torch.Tensor] = []
-    handle = linears[-1].register_forward_hook(lambda _m, inputs, _o: captured.append(inputs[0].detach().flatten(1).float().cpu()))
+    handle = linears[-1].register_forward_hook(
+        lambda _m, inputs, _o: captured.append(inputs[0].detach().flatten(1).float().cpu())
+    )
     try:
         model.logits(x, batch_size)
     finally:
@@ -202,26 +211,55 @@ class LabelIssuesCheck(Check):
         n = len(s)
         names = [data.classes[c] for c in present]
         suggested = present[P_present.argmax(axis=1)]
-        out.rows.append(rate("out_of_sample_accuracy", int((suggested == s_full).sum()), n, split=split_name, variant=source))
+        out.rows.append(
+            rate("out_of_sample_accuracy", int((suggested == s_full).sum()), n, split=split_name, variant=source)
+        )
         ci = self._bootstrap(P_present, s, ctx)
         out.rows.append(value("estimated_noise_rate", result.noise_rate, n, ci, split=split_name, variant=source))
         out.rows.append(rate("label_issue_rate", int(result.issues.sum()), n, split=split_name, variant=source))
         for i, cls in enumerate(names):
             members = s == i
-            out.rows.append(rate("class_label_issue_rate", int(result.issues[members].sum()), int(members.sum()), **{"class": cls}, split=split_name))
+            out.rows.append(
+                rate(
+                    "class_label_issue_rate",
+                    int(result.issues[members].sum()),
+                    int(members.sum()),
+                    **{"class": cls},
+                    split=split_name,
+                )
+            )
             row = result.joint[i]
-            out.rows.append(value("class_noise_rate", 1 - row[i] / row.sum() if row.sum() > 0 else math.nan, int(members.sum()), **{"class": cls}, split=split_name))
+            out.rows.append(
+                value(
+                    "class_noise_rate",
+                    1 - row[i] / row.sum() if row.sum() > 0 else math.nan,
+                    int(members.sum()),
+                    **{"class": cls},
+                    split=split_name,
+                )
+            )
             for j, target in enumerate(names):
                 if j != i and result.joint[i, j] > 0:
-                    out.rows.append(value("noise_joint", float(result.joint[i, j]), n, **{"class": cls}, target=target, split=split_name))
+                    out.rows.append(
+                        value(
+                            "noise_joint",
+                            float(result.joint[i, j]),
+                            n,
+                            **{"class": cls},
+                            target=target,
+                            split=split_name,
+                        )
+                    )
         missing = [data.classes[c] for c in range(data.num_classes) if counts[c] == 0]
         if missing:
-            out.warnings.append(f"classes {', '.join(missing)} have no images in the {split_name} split and were left out")
+            out.warnings.append(
+                f"classes {', '.join(missing)} have no images in the {split_name} split and were left out"
+            )
         accuracy = float((suggested == s_full).mean())
         if accuracy < 0.5:
             out.warnings.append(
                 f"out-of-sample accuracy is only {accuracy:.0%}: the probabilities are weak, so the issue list and noise "
-                "rate are unreliable (try probabilities = \"cv-logits\" or a better model)"
+                'rate are unreliable (try probabilities = "cv-logits" or a better model)'
             )
         out.rows += self._group_rows(split, result.issues, split_name, out)
         out.samples = self._ranked(split, split_name, result, P_present, s, present, data.classes)
@@ -230,7 +268,9 @@ class LabelIssuesCheck(Check):
             position = {sid: i for i, sid in enumerate(split.ids)}
             images = split.x[[position[sid] for sid in top["sample"]]]
             titles = [f"{g} -> {t}?" for g, t in zip(top["given_class"], top["suggested_class"])]
-            out.figures["label_issues"] = image_grid(images, titles, ncols=10, suptitle=f"likely mislabelled ({split_name}): given -> suggested")
+            out.figures["label_issues"] = image_grid(
+                images, titles, ncols=10, suptitle=f"likely mislabelled ({split_name}): given -> suggested"
+            )
         out.info["probabilities"] = source
         return out
 
@@ -238,12 +278,14 @@ class LabelIssuesCheck(Check):
         """Confident learning needs two classes, and cross-validation two images of every class present."""
         present, counts = np.unique(labels, return_counts=True)
         if len(present) < 2:
-            raise InvalidInputError(f"label-issues: the {split_name} split has a single class; confident learning needs at least two")
+            raise InvalidInputError(
+                f"label-issues: the {split_name} split has a single class; confident learning needs at least two"
+            )
         rare = [classes[c] for c, k in zip(present, counts) if k < 2]
         if rare and self.config.probabilities != "model":
             raise InvalidInputError(
                 f"label-issues: class {', '.join(rare)} has a single image in the {split_name} split; cross-validation "
-                "needs at least 2 per class (add images or use probabilities = \"model\" on held-out data)"
+                'needs at least 2 per class (add images or use probabilities = "model" on held-out data)'
             )
 
     def _split(self, data: AuditData) -> tuple[str, Split]:
@@ -252,18 +294,27 @@ class LabelIssuesCheck(Check):
             choice = "train" if data.train is not None and len(data.train) else "eval"
         if choice == "train":
             if data.train is None or not len(data.train):
-                raise InvalidInputError(f"label-issues: split = \"train\" but dataset '{data.name}' has no training split; use split = \"eval\"")
+                raise InvalidInputError(
+                    f'label-issues: split = "train" but dataset \'{data.name}\' has no training split; use split = "eval"'
+                )
             return "train", data.train
         return "eval", data.eval
 
-    def _probabilities(self, model: AuditedModel, split: Split, present: np.ndarray, split_name: str,
-                       ctx: CheckContext, out: CheckOutput) -> tuple[np.ndarray, str]:
+    def _probabilities(
+        self,
+        model: AuditedModel,
+        split: Split,
+        present: np.ndarray,
+        split_name: str,
+        ctx: CheckContext,
+        out: CheckOutput,
+    ) -> tuple[np.ndarray, str]:
         cfg: LabelIssuesConfig = self.config
         source = cfg.probabilities
         if source == "model":
             if split_name == "train":
                 out.warnings.append(
-                    "probabilities = \"model\" on the training split: the model has seen these labels and may have "
+                    'probabilities = "model" on the training split: the model has seen these labels and may have '
                     "memorised the wrong ones, so issues are under-reported; prefer cv-features"
                 )
             logits = model.logits(split.x, ctx.batch_size)
@@ -284,7 +335,9 @@ class LabelIssuesCheck(Check):
         smallest = int(min(np.sum(s == c) for c in present))
         folds = min(cfg.folds, smallest)
         if folds < cfg.folds:
-            out.warnings.append(f"only {smallest} images in the smallest class: {folds}-fold instead of {cfg.folds}-fold cross-validation")
+            out.warnings.append(
+                f"only {smallest} images in the smallest class: {folds}-fold instead of {cfg.folds}-fold cross-validation"
+            )
         code = np.searchsorted(present, s)
         return cross_validated_probabilities(features, code, folds, ctx.seed), source
 
@@ -308,12 +361,28 @@ class LabelIssuesCheck(Check):
         for attribute in select_attributes(split.attrs, cfg.attributes, 20, 4, out.warnings.append, split_name):
             groups = attribute.groups(split.attrs[attribute.name])
             for group, flags in pd.Series(issues).groupby(groups.to_numpy()):
-                rows.append(rate("group_label_issue_rate", int(flags.sum()), len(flags), group_attr=attribute.name, group=str(group), split=split_name))
+                rows.append(
+                    rate(
+                        "group_label_issue_rate",
+                        int(flags.sum()),
+                        len(flags),
+                        group_attr=attribute.name,
+                        group=str(group),
+                        split=split_name,
+                    )
+                )
         return rows
 
     @staticmethod
-    def _ranked(split: Split, split_name: str, result: ConfidentLearning, P: np.ndarray, s: np.ndarray,
-                present: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    def _ranked(
+        split: Split,
+        split_name: str,
+        result: ConfidentLearning,
+        P: np.ndarray,
+        s: np.ndarray,
+        present: np.ndarray,
+        classes: list[str],
+    ) -> pd.DataFrame:
         """The flagged images, most likely mislabelled first (lowest probability of the given label)."""
         idx = np.flatnonzero(result.issues)
         self_conf = P[idx, s[idx]]
@@ -322,17 +391,19 @@ class LabelIssuesCheck(Check):
         best_other = others.argmax(axis=1) if len(idx) else np.zeros(0, dtype=int)
         order = np.argsort(self_conf, kind="stable")
         idx, self_conf, best_other = idx[order], self_conf[order], best_other[order]
-        return pd.DataFrame({
-            "sample": [split.ids[i] for i in idx],
-            "split": split_name,
-            "rank": np.arange(1, len(idx) + 1),
-            "label": present[s[idx]],
-            "suggested": present[best_other],
-            "given_class": [classes[present[s[i]]] for i in idx],
-            "suggested_class": [classes[present[j]] for j in best_other],
-            "self_confidence": self_conf,
-            "suggested_confidence": P[idx, best_other] if len(idx) else np.zeros(0),
-        })
+        return pd.DataFrame(
+            {
+                "sample": [split.ids[i] for i in idx],
+                "split": split_name,
+                "rank": np.arange(1, len(idx) + 1),
+                "label": present[s[idx]],
+                "suggested": present[best_other],
+                "given_class": [classes[present[s[i]]] for i in idx],
+                "suggested_class": [classes[present[j]] for j in best_other],
+                "self_confidence": self_conf,
+                "suggested_confidence": P[idx, best_other] if len(idx) else np.zeros(0),
+            }
+        )
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
         row = table[table["metric"] == "estimated_noise_rate"]

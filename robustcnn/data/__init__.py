@@ -1,4 +1,5 @@
 """Datasets for audits: built-in sets, ImageFolder directories and .npz files, as one ``DatasetRef``."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,7 +41,9 @@ class DatasetRef:
         if name in BUILTINS or "/" not in name and not path.exists():
             options = dict(part.split("=", 1) for part in query.split("&") if "=" in part)
             return load_builtin(name, options)
-        raise InvalidInputError(f"dataset not found: {self.spec} (expected a built-in name, a directory or an .npz file)")
+        raise InvalidInputError(
+            f"dataset not found: {self.spec} (expected a built-in name, a directory or an .npz file)"
+        )
 
     def describe(self) -> dict:
         data = self.load()

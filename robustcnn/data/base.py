@@ -1,4 +1,5 @@
 """In-memory image datasets: splits of [0, 1] NCHW float32 images, labels and group attributes."""
+
 from __future__ import annotations
 
 import hashlib

@@ -16,6 +16,7 @@ given samples again with the given attribute values (native 3x28x28 images). Ren
 depends only on the sample id and the value, never on the options, so the ``groups`` check
 can ask "what would the model say about this very digit in blue / on grass?".
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -87,7 +88,9 @@ COUNTERFACTUALS: dict[str, list[Counterfactual]] = {}
 def register_counterfactual(dataset: str, counterfactual: Counterfactual) -> Counterfactual:
     """Declare that samples of ``dataset`` (its ``ImageData.name``) can be redrawn with another attribute value."""
     COUNTERFACTUALS.setdefault(dataset, [])
-    COUNTERFACTUALS[dataset] = [c for c in COUNTERFACTUALS[dataset] if c.attribute != counterfactual.attribute] + [counterfactual]
+    COUNTERFACTUALS[dataset] = [c for c in COUNTERFACTUALS[dataset] if c.attribute != counterfactual.attribute] + [
+        counterfactual
+    ]
     return counterfactual
 
 
@@ -103,14 +106,18 @@ def _parse_options(name: str, options: dict[str, str]) -> tuple[float, float, in
     known = {"train_corr", "test_corr", "seed"}
     unknown = sorted(set(options) - known)
     if unknown:
-        raise InvalidInputError(f"dataset '{name}' has no option {', '.join(map(repr, unknown))}; options: seed, test_corr, train_corr")
+        raise InvalidInputError(
+            f"dataset '{name}' has no option {', '.join(map(repr, unknown))}; options: seed, test_corr, train_corr"
+        )
     values = {"train_corr": 0.95, "test_corr": 0.1}
     for key in ("train_corr", "test_corr"):
         if key in options:
             try:
                 values[key] = float(options[key])
             except (TypeError, ValueError):
-                raise InvalidInputError(f"dataset '{name}': {key} must be a number in [0, 1], got '{options[key]}'") from None
+                raise InvalidInputError(
+                    f"dataset '{name}': {key} must be a number in [0, 1], got '{options[key]}'"
+                ) from None
             if not 0.0 <= values[key] <= 1.0:
                 raise InvalidInputError(f"dataset '{name}': {key} must lie in [0, 1], got {values[key]}")
     seed = 0
@@ -159,8 +166,14 @@ def _ink_levels() -> np.ndarray:
     return np.searchsorted(cuts, ink, side="right")
 
 
-def _build(name: str, options: dict[str, str], render: Callable[[np.ndarray, np.ndarray], torch.Tensor],
-           attribute: str, names: list[str], masks: bool) -> ImageData:
+def _build(
+    name: str,
+    options: dict[str, str],
+    render: Callable[[np.ndarray, np.ndarray], torch.Tensor],
+    attribute: str,
+    names: list[str],
+    masks: bool,
+) -> ImageData:
     train_corr, test_corr, seed = _parse_options(name, options)
     base = mnist5k()
     ink = _ink_levels()
@@ -169,18 +182,24 @@ def _build(name: str, options: dict[str, str], render: Callable[[np.ndarray, np.
         index = _indices(split.ids, "mnist5k")
         labels = split.y.numpy()
         value = _assign(labels, corr, seed, salt)
-        attrs = pd.DataFrame({
-            attribute: [names[v] for v in value],
-            f"{attribute}_aligned": np.where(value == labels, "aligned", "conflicting"),
-            "ink": [INK_LEVELS[k] for k in ink[index]],
-        })
+        attrs = pd.DataFrame(
+            {
+                attribute: [names[v] for v in value],
+                f"{attribute}_aligned": np.where(value == labels, "aligned", "conflicting"),
+                "ink": [INK_LEVELS[k] for k in ink[index]],
+            }
+        )
         gray = torch.from_numpy(mnist_arrays()[0][index])
         mask = (gray >= MASK_THRESHOLD).float() if masks else None
         return Split(render(index, value), split.y.clone(), [f"{name}-{i}" for i in index], attrs, mask)
 
     assert base.train is not None
-    notes = [f"{attribute} agrees with the label's {attribute} for {train_corr:.0%} of training and {test_corr:.0%} of test images (seed {seed})"]
-    return ImageData(name, list(base.classes), test=make(base.test, test_corr, 1), train=make(base.train, train_corr, 0), notes=notes)
+    notes = [
+        f"{attribute} agrees with the label's {attribute} for {train_corr:.0%} of training and {test_corr:.0%} of test images (seed {seed})"
+    ]
+    return ImageData(
+        name, list(base.classes), test=make(base.test, test_corr, 1), train=make(base.train, train_corr, 0), notes=notes
+    )
 
 
 # ---------------------------------------------------------------- colored-mnist
@@ -203,10 +222,16 @@ def colored_mnist(**options: str) -> ImageData:
     return _build("colored-mnist", options, render_colored, "color", COLOR_NAMES, masks=False)
 
 
-register_counterfactual("colored-mnist", Counterfactual(
-    "color", tuple(COLOR_NAMES),
-    lambda ids, values: render_colored(_indices(ids, "colored-mnist"), _value_indices(values, COLOR_NAMES, "color")),
-))
+register_counterfactual(
+    "colored-mnist",
+    Counterfactual(
+        "color",
+        tuple(COLOR_NAMES),
+        lambda ids, values: render_colored(
+            _indices(ids, "colored-mnist"), _value_indices(values, COLOR_NAMES, "color")
+        ),
+    ),
+)
 
 
 # ---------------------------------------------------------------- background-mnist
@@ -258,10 +283,16 @@ def background_mnist(**options: str) -> ImageData:
     return _build("background-mnist", options, render_background, "background", BACKGROUND_NAMES, masks=True)
 
 
-register_counterfactual("background-mnist", Counterfactual(
-    "background", tuple(BACKGROUND_NAMES),
-    lambda ids, values: render_background(_indices(ids, "background-mnist"), _value_indices(values, BACKGROUND_NAMES, "background")),
-))
+register_counterfactual(
+    "background-mnist",
+    Counterfactual(
+        "background",
+        tuple(BACKGROUND_NAMES),
+        lambda ids, values: render_background(
+            _indices(ids, "background-mnist"), _value_indices(values, BACKGROUND_NAMES, "background")
+        ),
+    ),
+)
 
 
 # ---------------------------------------------------------------- demo models
@@ -284,15 +315,30 @@ class ColorBlindCNN(nn.Module):
 
 zoo.ARCHITECTURES.setdefault("colorblind-mnist-cnn", ColorBlindCNN)
 
-zoo.register_recipe(zoo.Recipe(
-    "colored-mnist-cnn", "mnist-cnn", "colored-mnist",
-    "small CNN trained on colored-mnist (colour = label for 95% of training digits): a shortcut model", epochs=4,
-))
-zoo.register_recipe(zoo.Recipe(
-    "colored-mnist-gray-cnn", "colorblind-mnist-cnn", "colored-mnist",
-    "control: the same CNN seeing only the grayscale digit (max over RGB), trained on colored-mnist", epochs=4,
-))
-zoo.register_recipe(zoo.Recipe(
-    "background-mnist-cnn", "mnist-cnn", "background-mnist",
-    "small CNN trained on background-mnist (background = label for 95% of training digits): a shortcut model", epochs=4,
-))
+zoo.register_recipe(
+    zoo.Recipe(
+        "colored-mnist-cnn",
+        "mnist-cnn",
+        "colored-mnist",
+        "small CNN trained on colored-mnist (colour = label for 95% of training digits): a shortcut model",
+        epochs=4,
+    )
+)
+zoo.register_recipe(
+    zoo.Recipe(
+        "colored-mnist-gray-cnn",
+        "colorblind-mnist-cnn",
+        "colored-mnist",
+        "control: the same CNN seeing only the grayscale digit (max over RGB), trained on colored-mnist",
+        epochs=4,
+    )
+)
+zoo.register_recipe(
+    zoo.Recipe(
+        "background-mnist-cnn",
+        "mnist-cnn",
+        "background-mnist",
+        "small CNN trained on background-mnist (background = label for 95% of training digits): a shortcut model",
+        epochs=4,
+    )
+)

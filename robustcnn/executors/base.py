@@ -1,4 +1,5 @@
 """What a worker needs to rebuild an audit's inputs, and the worker-side task runner."""
+
 from __future__ import annotations
 
 import threading
@@ -53,8 +54,9 @@ class Job:
 
     @property
     def key(self) -> str:
-        return content_key(self.model_ref.fingerprint(), self.model_ref.describe(), self.data, self.n, self.seed,
-                           self.device)
+        return content_key(
+            self.model_ref.fingerprint(), self.model_ref.describe(), self.data, self.n, self.seed, self.device
+        )
 
     def prepare(self) -> Prepared:
         from ..data import DatasetRef

@@ -1,4 +1,5 @@
 """The in-process engine: each task runs when it is submitted (today's one-process behaviour)."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

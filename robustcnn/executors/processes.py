@@ -5,6 +5,7 @@ pools can hang) and use as many torch threads as the driver, so their float resu
 the pool; the task is then resubmitted to a fresh pool, up to ``retries`` times, after which
 ``WorkerLostError`` names the task.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,8 +50,10 @@ class ProcessEngine:
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker, initargs=(self.threads,),
+            self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(self.threads,),
         )
 
     def _submit(self, args: tuple) -> tuple[Future, int]:

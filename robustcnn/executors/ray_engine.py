@@ -5,6 +5,7 @@ Ray is imported only when this engine is asked for. ``address`` joins a running 
 (``ray start --head`` prints it); without it a local Ray runtime is started with ``workers``
 CPUs (or the machine's). ``num_cpus``/``num_gpus`` are what each actor reserves.
 """
+
 from __future__ import annotations
 
 import socket
@@ -76,8 +77,13 @@ class RayEngine:
             if address:
                 probe(address)
             try:
-                ray.init(address=address, num_cpus=None if address else workers, include_dashboard=False,
-                         log_to_driver=False, configure_logging=False)
+                ray.init(
+                    address=address,
+                    num_cpus=None if address else workers,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    configure_logging=False,
+                )
             except ConnectionError as exc:
                 raise EnvironmentProblemError(f"cannot join the Ray cluster at {address}: {exc}") from None
         self.actor_class = ray.remote(ModelWorker)
@@ -87,7 +93,10 @@ class RayEngine:
         key = job.key  # holds the device: one actor per (model, device)
         if key not in self._actors:
             self._actors[key] = self.actor_class.options(
-                num_cpus=self.num_cpus, num_gpus=self.num_gpus, max_restarts=RESTARTS, max_task_retries=RESTARTS,
+                num_cpus=self.num_cpus,
+                num_gpus=self.num_gpus,
+                max_restarts=RESTARTS,
+                max_task_retries=RESTARTS,
             ).remote(torch.get_num_threads())
         return self._actors[key]
 

@@ -2,4 +2,5 @@
 
 Importing the package registers the ``fooling-evolution`` check.
 """
+
 from . import check  # noqa: F401

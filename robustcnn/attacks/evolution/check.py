@@ -1,4 +1,5 @@
 """``fooling-evolution``: black-box evolved fooling images, direct and CPPN encodings (Nguyen et al. 2015)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -12,8 +13,16 @@ from ...models import AuditedModel
 from ...reports.plots import image_grid
 from ...reports.schema import value
 from ..fooling import (
-    DEFAULT_THRESHOLDS, check_outputs, check_thresholds, fooled_label, fooled_share, image_shape, log_probabilities, positive,
-    resolve_classes, warn_if_probabilities,
+    DEFAULT_THRESHOLDS,
+    check_outputs,
+    check_thresholds,
+    fooled_label,
+    fooled_share,
+    image_shape,
+    log_probabilities,
+    positive,
+    resolve_classes,
+    warn_if_probabilities,
 )
 from .cppn import CPPNEncoding, CPPNRates
 from .direct import DirectEncoding
@@ -58,14 +67,18 @@ class FoolingEvolutionCheck(Check):
             check = FoolingEvolutionCheck.name
             unknown = [e for e in self.encodings if e not in ENCODINGS]
             if not self.encodings or unknown:
-                raise InvalidInputError(f"[checks.{check}] encodings must be a non-empty subset of {list(ENCODINGS)}, got {self.encodings}")
+                raise InvalidInputError(
+                    f"[checks.{check}] encodings must be a non-empty subset of {list(ENCODINGS)}, got {self.encodings}"
+                )
             for name in ("population", "generations", "halve_every", "eta", "cppn_max_hidden"):
                 positive(name, getattr(self, name), check)
             if not 0.0 < self.mutation_rate <= 1.0:
                 raise InvalidInputError(f"[checks.{check}] mutation_rate must be in (0, 1], got {self.mutation_rate}")
             check_thresholds(self.thresholds, check)
             if not 0.0 < self.stop_at <= 1.0:
-                raise InvalidInputError(f"[checks.{check}] stop_at must be in (0, 1] (1 = run every generation), got {self.stop_at}")
+                raise InvalidInputError(
+                    f"[checks.{check}] stop_at must be in (0, 1] (1 = run every generation), got {self.stop_at}"
+                )
 
     def encoding(self, name: str, shape: tuple[int, int, int], generator: torch.Generator, device: torch.device):
         c = self.config
@@ -83,15 +96,24 @@ class FoolingEvolutionCheck(Check):
 
         def scores(images: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                return log_probabilities(batched(model, images.to(model.device), ctx.batch_size), model.outputs_probabilities).cpu()
+                return log_probabilities(
+                    batched(model, images.to(model.device), ctx.batch_size), model.outputs_probabilities
+                ).cpu()
 
         out = CheckOutput(info={"seed": ctx.seed, "classes": [data.classes[k] for k in classes], "artifact_order": []})
         champions = []
         for name in c.encodings:
             gen = ctx.generator(self.name, name, device=str(model.device))
             trace, generations, evals = map_elites(
-                self.encoding(name, shape, gen, model.device), scores, classes, shape,
-                c.population, c.generations, c.thresholds, c.stop_at, gen,
+                self.encoding(name, shape, gen, model.device),
+                scores,
+                classes,
+                shape,
+                c.population,
+                c.generations,
+                c.thresholds,
+                c.stop_at,
+                gen,
             )
             out.rows += trace.rows(classes, data.classes, "generations", encoding=name)
             out.rows.append(value("generations_run", generations, None, encoding=name))
@@ -99,7 +121,8 @@ class FoolingEvolutionCheck(Check):
             champions.append(trace.images)
             out.info["artifact_order"] += [f"{name}:{data.classes[k]}" for k in classes]
             out.figures[f"{self.name}-{name}"] = image_grid(
-                trace.images, trace.grid_titles(classes, data.classes),
+                trace.images,
+                trace.grid_titles(classes, data.classes),
                 suptitle=f"{name} encoding: champion per class after {generations} generations of {c.population} (seed {ctx.seed})",
             )
         out.artifacts[f"{self.name}/images"] = torch.cat(champions)

@@ -8,6 +8,7 @@ mutation and node functions are resampled now and then. Mutation rates follow th
 MNIST setup. Any number of channels and any image size can be rendered, and a whole
 population is rendered at once: each genome's graph is padded into one batched weight tensor.
 """
+
 from __future__ import annotations
 
 import random
@@ -57,8 +58,14 @@ class CPPNEncoding:
 
     name = "cppn"
 
-    def __init__(self, shape: tuple[int, int, int], eta: float, generator: torch.Generator,
-                 device: torch.device | str = "cpu", rates: CPPNRates = CPPNRates()) -> None:
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        eta: float,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+        rates: CPPNRates = CPPNRates(),
+    ) -> None:
         self.channels, self.height, self.width = shape
         self.eta, self.rates, self.device = eta, rates, device
         self.rng = random.Random(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)))
@@ -72,14 +79,20 @@ class CPPNEncoding:
     def random(self, n: int) -> list[Genome]:
         b = self.rates.weight_bound
         return [
-            Genome([], {(i, o): self.rng.uniform(-b, b) for i in range(N_INPUTS) for o in self.outputs}, N_INPUTS + self.channels)
+            Genome(
+                [],
+                {(i, o): self.rng.uniform(-b, b) for i in range(N_INPUTS) for o in self.outputs},
+                N_INPUTS + self.channels,
+            )
             for _ in range(n)
         ]
 
     def take(self, population: list[Genome], index: Sequence[int]) -> list[Genome]:
         return [population[i] for i in index]
 
-    def replace(self, population: list[Genome], cells: Sequence[int], children: list[Genome], index: Sequence[int]) -> list[Genome]:
+    def replace(
+        self, population: list[Genome], cells: Sequence[int], children: list[Genome], index: Sequence[int]
+    ) -> list[Genome]:
         out = list(population)
         for cell, i in zip(cells, index):
             out[cell] = children[i]
@@ -106,7 +119,7 @@ class CPPNEncoding:
     def _add_connection(self, g: Genome) -> None:
         order = list(range(N_INPUTS)) + [n for n, _ in g.hidden]
         i = self.rng.randrange(len(order))
-        targets = [n for n, _ in g.hidden[max(0, i - N_INPUTS + 1):]] + list(self.outputs)
+        targets = [n for n, _ in g.hidden[max(0, i - N_INPUTS + 1) :]] + list(self.outputs)
         dst = self.rng.choice(targets)
         if (order[i], dst) not in g.conns:
             g.conns[(order[i], dst)] = self.rng.uniform(-self.rates.weight_bound, self.rates.weight_bound)
@@ -152,9 +165,11 @@ class CPPNEncoding:
                 srcs.append(pos[s])
                 weights.append(w)
         mat = torch.zeros(n, size, size, device=self.device)
-        mat[torch.tensor(rows, dtype=torch.long), torch.tensor(dsts, dtype=torch.long), torch.tensor(srcs, dtype=torch.long)] = torch.tensor(
-            weights, dtype=torch.float32
-        ).to(self.device)
+        mat[
+            torch.tensor(rows, dtype=torch.long),
+            torch.tensor(dsts, dtype=torch.long),
+            torch.tensor(srcs, dtype=torch.long),
+        ] = torch.tensor(weights, dtype=torch.float32).to(self.device)
         kinds = torch.tensor(act, device=self.device)
         values = torch.zeros(n, N_INPUTS + width, self.inputs.shape[1], device=self.device)
         values[:, :N_INPUTS] = self.inputs

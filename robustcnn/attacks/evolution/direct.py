@@ -4,6 +4,7 @@ Genomes start uniformly random in [0, 1]; each gene mutates with probability ``r
 halves every ``halve_every`` generations, by polynomial mutation (Deb & Agrawal 1995) with
 distribution index ``eta``. A population is one (N, C, H, W) tensor, mutated in one operation.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -27,8 +28,15 @@ class DirectEncoding:
 
     name = "direct"
 
-    def __init__(self, shape: tuple[int, int, int], rate: float, halve_every: int, eta: float,
-                 generator: torch.Generator, device: torch.device | str = "cpu") -> None:
+    def __init__(
+        self,
+        shape: tuple[int, int, int],
+        rate: float,
+        halve_every: int,
+        eta: float,
+        generator: torch.Generator,
+        device: torch.device | str = "cpu",
+    ) -> None:
         self.shape, self.rate, self.halve_every, self.eta = shape, rate, halve_every, eta
         self.generator, self.device = generator, device
 
@@ -49,7 +57,9 @@ class DirectEncoding:
     def take(self, population: torch.Tensor, index: Sequence[int]) -> torch.Tensor:
         return population[torch.tensor(list(index), dtype=torch.long, device=population.device)]
 
-    def replace(self, population: torch.Tensor, cells: Sequence[int], children: torch.Tensor, index: Sequence[int]) -> torch.Tensor:
+    def replace(
+        self, population: torch.Tensor, cells: Sequence[int], children: torch.Tensor, index: Sequence[int]
+    ) -> torch.Tensor:
         out = population.clone()
         out[torch.tensor(list(cells), device=out.device)] = children[torch.tensor(list(index), device=children.device)]
         return out

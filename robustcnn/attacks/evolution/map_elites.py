@@ -4,6 +4,7 @@ Each generation, ``population`` parents are drawn uniformly from the champions o
 still below ``stop_at`` (a class that has reached it gets no more offspring) and mutated; the children are rendered and scored in batched forward passes (model outputs only),
 and a child replaces the champion of every class it scores higher on.
 """
+
 from __future__ import annotations
 
 from typing import Callable, Generic, Protocol, Sequence, TypeVar

@@ -4,6 +4,7 @@ Brown, Mané, Roy, Abadi & Gilmer (2017), "Adversarial Patch": train a patch on 
 by expectation over placements (one per evaluated area by default), then paste it on held-out
 images at that area.
 """
+
 from __future__ import annotations
 
 import math
@@ -50,13 +51,19 @@ class PatchConfig:
     def validate(self) -> None:
         areas = self.areas if isinstance(self.areas, list) else None
         if not areas or not all(_is_number(a) and 0 < a < 1 for a in areas):
-            raise InvalidInputError(f"patch areas must be a non-empty list of fractions in (0, 1), got {self.areas!r}; e.g. [0.05, 0.1]")
+            raise InvalidInputError(
+                f"patch areas must be a non-empty list of fractions in (0, 1), got {self.areas!r}; e.g. [0.05, 0.1]"
+            )
         shapes = self.shapes if isinstance(self.shapes, list) else None
         if not shapes or any(s not in SHAPES for s in shapes):
-            raise InvalidInputError(f"patch shapes must be a non-empty list of {', '.join(SHAPES)}, got {self.shapes!r}")
+            raise InvalidInputError(
+                f"patch shapes must be a non-empty list of {', '.join(SHAPES)}, got {self.shapes!r}"
+            )
         items = self.target if isinstance(self.target, list) else [self.target]
         if not all(isinstance(t, (str, int)) and not isinstance(t, bool) for t in items):
-            raise InvalidInputError(f"patch target must be a class name, an index, a list of them, 'hardest' or 'all', got {self.target!r}")
+            raise InvalidInputError(
+                f"patch target must be a class name, an index, a list of them, 'hardest' or 'all', got {self.target!r}"
+            )
         if not (_is_number(self.max_rotation) and 0 <= self.max_rotation <= 180):
             raise InvalidInputError(f"patch max_rotation must be degrees in [0, 180], got {self.max_rotation!r}")
         if not (_is_number(self.scale_jitter) and 0 <= self.scale_jitter < 1):
@@ -116,12 +123,16 @@ class PatchCheck(Check):
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: PatchConfig = self.config
         if data.train is None or len(data.train) == 0:
-            raise InvalidInputError("the patch check trains on the training split, but the dataset has none; supply a train split")
+            raise InvalidInputError(
+                "the patch check trains on the training split, but the dataset has none; supply a train split"
+            )
         _, channels, h, w = data.eval.x.shape
         check_image_size(cfg.areas, cfg.shapes, h, w)
         out = CheckOutput()
         if model.outputs_probabilities:
-            out.warnings.append("the model outputs probabilities: the patch maximises the log of the clamped target probability")
+            out.warnings.append(
+                "the model outputs probabilities: the patch maximises the log of the clamped target probability"
+            )
         train_x, train_y = data.train.x, data.train.y
         targets = parse_targets(cfg.target, data.classes)
         if targets is None:
@@ -131,11 +142,23 @@ class PatchCheck(Check):
         samples = []
         for shape in cfg.shapes:
             setup = self._setup(shape)
-            placements = {a: sample_placements(torch.full((len(data.eval),), a), shape, h, w, cfg.max_rotation, ctx.generator("patch", "place", shape, a)) for a in cfg.areas}
+            placements = {
+                a: sample_placements(
+                    torch.full((len(data.eval),), a),
+                    shape,
+                    h,
+                    w,
+                    cfg.max_rotation,
+                    ctx.generator("patch", "place", shape, a),
+                )
+                for a in cfg.areas
+            }
             for target in targets:
                 own = torch.nonzero(train_y == target).flatten()[:512]
                 if len(own) == 0:
-                    raise InvalidInputError(f"the training split has no image of patch target '{data.classes[target]}' for the real-object control")
+                    raise InvalidInputError(
+                        f"the training split has no image of patch target '{data.classes[target]}' for the real-object control"
+                    )
                 trained, images = self._train(model, train_x, train_y, target, setup, ctx)
                 patches = {}
                 for area, tp in trained.items():
@@ -146,13 +169,19 @@ class PatchCheck(Check):
                 part = self._evaluate(model, data, clean_pred, target, shape, patches, placements, ctx)
                 samples.append(part)
                 distinct = list({id(tp): tp for tp in trained.values()}.values())
-                out.info.setdefault("training", []).append({
-                    "target": data.classes[target], "shape": shape, "images": images,
-                    "patches": len(distinct), "per_area": cfg.per_area,
-                    "steps": sum(tp.steps for tp in distinct), "seconds": round(sum(tp.seconds for tp in distinct), 2),
-                    "loss_per_epoch": {f"{a:g}": [round(v, 4) for v in tp.losses] for a, tp in trained.items()},
-                    "real_object_train_id": data.train.ids[int(own[real_index])],
-                })
+                out.info.setdefault("training", []).append(
+                    {
+                        "target": data.classes[target],
+                        "shape": shape,
+                        "images": images,
+                        "patches": len(distinct),
+                        "per_area": cfg.per_area,
+                        "steps": sum(tp.steps for tp in distinct),
+                        "seconds": round(sum(tp.seconds for tp in distinct), 2),
+                        "loss_per_epoch": {f"{a:g}": [round(v, 4) for v in tp.losses] for a, tp in trained.items()},
+                        "real_object_train_id": data.train.ids[int(own[real_index])],
+                    }
+                )
                 self._figures(out, model, data, target, shape, patches, placements, ctx)
         out.samples = pd.concat(samples, ignore_index=True)
         out.rows.extend(summary_rows(out.samples))
@@ -161,29 +190,57 @@ class PatchCheck(Check):
 
     def _setup(self, shape: str) -> PatchTraining:
         cfg = self.config
-        return PatchTraining(list(cfg.areas), shape, cfg.max_rotation, cfg.scale_jitter, cfg.epochs, cfg.batch_size, cfg.lr)
+        return PatchTraining(
+            list(cfg.areas), shape, cfg.max_rotation, cfg.scale_jitter, cfg.epochs, cfg.batch_size, cfg.lr
+        )
 
     def _train(
-        self, model: AuditedModel, x: torch.Tensor, y: torch.Tensor, target: int, setup: PatchTraining, ctx: CheckContext
+        self,
+        model: AuditedModel,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        target: int,
+        setup: PatchTraining,
+        ctx: CheckContext,
     ) -> tuple[dict[float, TrainedPatch], int]:
         """The patch for each area, trained on at most ``train_images`` training images of other classes, and their number."""
         gen = ctx.generator("patch", "train", target, setup.shape)
         pool = torch.nonzero(y != target).flatten()
         pool = pool[torch.randperm(len(pool), generator=gen)][: self.config.train_images]
         if len(pool) == 0:
-            raise InvalidInputError("the training split has only images of the patch target; the patch needs other classes to train on")
+            raise InvalidInputError(
+                "the training split has only images of the patch target; the patch needs other classes to train on"
+            )
         return train_area_patches(model, x[pool], target, setup, gen, self.config.per_area), len(pool)
 
     def _pick_hardest(self, model: AuditedModel, data: AuditData, ctx: CheckContext, out: CheckOutput) -> int:
         cfg = self.config
         assert data.train is not None
-        setup = PatchTraining(list(cfg.areas), cfg.shapes[0], cfg.max_rotation, cfg.scale_jitter, cfg.pilot_epochs, cfg.batch_size, cfg.lr)
+        setup = PatchTraining(
+            list(cfg.areas), cfg.shapes[0], cfg.max_rotation, cfg.scale_jitter, cfg.pilot_epochs, cfg.batch_size, cfg.lr
+        )
         target, pilots = hardest_target(
-            model, data.train.x, data.train.y, data.num_classes, setup, cfg.pilot_classes, cfg.pilot_images,
-            ctx.generator("patch", "pilot"), ctx.batch_size,
+            model,
+            data.train.x,
+            data.train.y,
+            data.num_classes,
+            setup,
+            cfg.pilot_classes,
+            cfg.pilot_images,
+            ctx.generator("patch", "pilot"),
+            ctx.batch_size,
         )
         for p in pilots:
-            out.rows.append(rate("pilot_targeted_success", p.successes, p.n, target=data.classes[p.target], shape=cfg.shapes[0], split="train"))
+            out.rows.append(
+                rate(
+                    "pilot_targeted_success",
+                    p.successes,
+                    p.n,
+                    target=data.classes[p.target],
+                    shape=cfg.shapes[0],
+                    split="train",
+                )
+            )
         out.info["target_rule"] = (
             f"hardest of {len(pilots)} candidate classes: lowest targeted success of a {cfg.pilot_epochs}-epoch pilot patch "
             f"({cfg.pilot_images} training images, evaluated on as many others over all areas)"
@@ -191,24 +248,51 @@ class PatchCheck(Check):
         return target
 
     def _evaluate(
-        self, model: AuditedModel, data: AuditData, clean_pred: torch.Tensor, target: int, shape: str,
-        patches: dict[float, dict[str, torch.Tensor]], placements: dict, ctx: CheckContext,
+        self,
+        model: AuditedModel,
+        data: AuditData,
+        clean_pred: torch.Tensor,
+        target: int,
+        shape: str,
+        patches: dict[float, dict[str, torch.Tensor]],
+        placements: dict,
+        ctx: CheckContext,
     ) -> pd.DataFrame:
         """Per-sample predictions of every variant at every area, all under the same placements."""
         frames = []
         for area, pl in placements.items():
             for variant in VARIANTS:
-                pred, prob = patched_predictions(model, data.eval.x, patches[area][variant], patches[area]["mask"], pl, target, ctx.batch_size)
-                frames.append(pd.DataFrame({
-                    "sample": data.eval.ids, "label": data.eval.y.numpy(), "clean_pred": clean_pred.numpy(),
-                    "target": data.classes[target], "target_index": target, "shape": shape, "area": area,
-                    "variant": variant, "pred": pred.numpy(), "target_prob": prob.numpy(),
-                }))
+                pred, prob = patched_predictions(
+                    model, data.eval.x, patches[area][variant], patches[area]["mask"], pl, target, ctx.batch_size
+                )
+                frames.append(
+                    pd.DataFrame(
+                        {
+                            "sample": data.eval.ids,
+                            "label": data.eval.y.numpy(),
+                            "clean_pred": clean_pred.numpy(),
+                            "target": data.classes[target],
+                            "target_index": target,
+                            "shape": shape,
+                            "area": area,
+                            "variant": variant,
+                            "pred": pred.numpy(),
+                            "target_prob": prob.numpy(),
+                        }
+                    )
+                )
         return pd.concat(frames, ignore_index=True)
 
     def _figures(
-        self, out: CheckOutput, model: AuditedModel, data: AuditData, target: int, shape: str,
-        patches: dict[float, dict[str, torch.Tensor]], placements: dict, ctx: CheckContext,
+        self,
+        out: CheckOutput,
+        model: AuditedModel,
+        data: AuditData,
+        target: int,
+        shape: str,
+        patches: dict[float, dict[str, torch.Tensor]],
+        placements: dict,
+        ctx: CheckContext,
     ) -> None:
         key = f"{_slug(data.classes[target])}-{shape}"
         out.figures[f"patch-{key}"] = patches_figure(patches, data.classes[target], shape, self.config.per_area)
@@ -216,7 +300,14 @@ class PatchCheck(Check):
             others = torch.nonzero(data.eval.y != target).flatten()[: self.config.examples]
             if len(others):
                 out.figures[f"patched-{key}"] = examples_figure(
-                    model, data.eval.x[others], patches, placements, others, data.classes, target, ctx.batch_size,
+                    model,
+                    data.eval.x[others],
+                    patches,
+                    placements,
+                    others,
+                    data.classes,
+                    target,
+                    ctx.batch_size,
                 )
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
@@ -228,7 +319,9 @@ class PatchCheck(Check):
         areas = rows["area"].astype(float)
         area = float(areas.iloc[(areas - 0.10).abs().argsort().iloc[0]])
         at_area = rows[areas == area]
-        return Headline.from_row(at_area.loc[at_area["value"].idxmax()], f"targeted patch success at {area:.0%} area", "lower")
+        return Headline.from_row(
+            at_area.loc[at_area["value"].idxmax()], f"targeted patch success at {area:.0%} area", "lower"
+        )
 
 
 def summary_rows(samples: pd.DataFrame) -> list[dict]:
@@ -238,14 +331,26 @@ def summary_rows(samples: pd.DataFrame) -> list[dict]:
         others = part[part["label"] != part["target_index"]]
         correct = others[others["clean_pred"] == others["label"]]
         params = {"target": target, "shape": shape, "area": float(area), "variant": variant}
-        rows.append(rate("targeted_success", int((others["pred"] == others["target_index"]).sum()), len(others), **params))
-        rows.append(rate("untargeted_success", int((correct["pred"] != correct["label"]).sum()), len(correct), **params))
+        rows.append(
+            rate("targeted_success", int((others["pred"] == others["target_index"]).sum()), len(others), **params)
+        )
+        rows.append(
+            rate("untargeted_success", int((correct["pred"] != correct["label"]).sum()), len(correct), **params)
+        )
     table = pd.DataFrame(rows)
     adv = table[(table["metric"] == "targeted_success") & (table["variant"] == "patch")]
     for (target, shape), part in adv.groupby(["target", "shape"], sort=False):
         reached = part[part["value"] >= 0.9]["area"]
-        rows.append(value("min_area_targeted_90", float(reached.min()) if len(reached) else math.nan, int(part["n"].iloc[0]),
-                          target=target, shape=shape, variant="patch"))
+        rows.append(
+            value(
+                "min_area_targeted_90",
+                float(reached.min()) if len(reached) else math.nan,
+                int(part["n"].iloc[0]),
+                target=target,
+                shape=shape,
+                variant="patch",
+            )
+        )
     return rows
 
 

@@ -1,4 +1,5 @@
 """Report figures of the patch check: the patches themselves and patched held-out images."""
+
 from __future__ import annotations
 
 import torch
@@ -11,7 +12,9 @@ from .geometry import Placements, apply_patch
 TITLES = {"patch": "adversarial", "noise": "noise control", "real": "real-object control"}
 
 
-def patches_figure(patches: dict[float, dict[str, torch.Tensor]], target: str, shape: str, per_area: bool = True) -> bytes:
+def patches_figure(
+    patches: dict[float, dict[str, torch.Tensor]], target: str, shape: str, per_area: bool = True
+) -> bytes:
     """The adversarial patch and both controls of each area (a row each), masked to their shape on a grey ground;
     a patch shared by all areas (``per_area`` false) is shown once."""
     shown, titles = [], []
@@ -23,8 +26,9 @@ def patches_figure(patches: dict[float, dict[str, torch.Tensor]], target: str, s
             titles.append(f"{TITLES[k]}, {area:.0%}" if per_area else TITLES[k])
     side = max(p.shape[-1] for p in shown)
     shown = [F.pad(p, _centre_pad(p.shape[-1], side), value=1.0) for p in shown]
-    return image_grid(torch.cat(shown), titles, ncols=len(TITLES), scale=2.0,
-                      suptitle=f"{shape} patches for target '{target}'")
+    return image_grid(
+        torch.cat(shown), titles, ncols=len(TITLES), scale=2.0, suptitle=f"{shape} patches for target '{target}'"
+    )
 
 
 def _centre_pad(size: int, side: int) -> tuple[int, int, int, int]:
@@ -35,8 +39,14 @@ def _centre_pad(size: int, side: int) -> tuple[int, int, int, int]:
 
 @torch.no_grad()
 def examples_figure(
-    model: AuditedModel, x: torch.Tensor, patches: dict[float, dict[str, torch.Tensor]], placements: dict[float, Placements],
-    index: torch.Tensor, classes: list[str], target: int, batch_size: int,
+    model: AuditedModel,
+    x: torch.Tensor,
+    patches: dict[float, dict[str, torch.Tensor]],
+    placements: dict[float, Placements],
+    index: torch.Tensor,
+    classes: list[str],
+    target: int,
+    batch_size: int,
 ) -> bytes:
     """Rows of the same held-out images with the adversarial patch at each area, titled with prediction and confidence."""
     images, titles = [], []
@@ -49,4 +59,6 @@ def examples_figure(
         conf, pred = probs.max(dim=1)
         images.append(patched.cpu())
         titles += [f"{area:.0%}: {classes[int(k)]} ({float(c):.2f})" for k, c in zip(pred, conf)]
-    return image_grid(torch.cat(images), titles, ncols=len(x), suptitle=f"patched held-out images (target '{classes[target]}')")
+    return image_grid(
+        torch.cat(images), titles, ncols=len(x), suptitle=f"patched held-out images (target '{classes[target]}')"
+    )

@@ -4,6 +4,7 @@ Placements follow the expectation-over-transformation recipe of Brown et al. (20
 "Adversarial Patch": each image gets its own random position, rotation and size, and the
 patch is pasted with ``affine_grid``/``grid_sample`` so the whole batch is one differentiable op.
 """
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@
 class (the ``pilot_classes`` classes the model gives the least clean probability to other
 classes' images) and the class whose pilot patch fools the fewest held-out training images wins.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,21 +52,30 @@ class PilotResult:
     mean_log_prob: float
 
 
-def candidate_classes(model: AuditedModel, x: torch.Tensor, y: torch.Tensor, num_classes: int, k: int, batch_size: int) -> tuple[list[int], torch.Tensor]:
+def candidate_classes(
+    model: AuditedModel, x: torch.Tensor, y: torch.Tensor, num_classes: int, k: int, batch_size: int
+) -> tuple[list[int], torch.Tensor]:
     """The ``k`` classes with the lowest mean clean log-probability on other classes' images, and all means."""
     logits = model.logits(x, batch_size)
     logp = logits.clamp_min(1e-12).log() if model.outputs_probabilities else logits.log_softmax(dim=1)
-    means = torch.stack([
-        logp[y != c, c].mean() if (y != c).any() else torch.tensor(float("inf")) for c in range(num_classes)
-    ])
+    means = torch.stack(
+        [logp[y != c, c].mean() if (y != c).any() else torch.tensor(float("inf")) for c in range(num_classes)]
+    )
     present = [c for c in range(num_classes) if (y == c).any()]
     order = sorted(present, key=lambda c: float(means[c]))
     return order[:k], means
 
 
 def hardest_target(
-    model: AuditedModel, x: torch.Tensor, y: torch.Tensor, num_classes: int, setup: PatchTraining,
-    k: int, images: int, gen: torch.Generator, batch_size: int,
+    model: AuditedModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    setup: PatchTraining,
+    k: int,
+    images: int,
+    gen: torch.Generator,
+    batch_size: int,
 ) -> tuple[int, list[PilotResult]]:
     """Train a short pilot patch per candidate class on ``images`` training images and evaluate it
     on as many others at every configured area; the class with the fewest successes is the hardest."""
@@ -79,7 +89,9 @@ def hardest_target(
         patch = train_patch(model, fit, target, setup, gen)
         areas = torch.tensor(setup.areas).repeat_interleave(len(held))
         pl = sample_placements(areas, setup.shape, h, w, setup.max_rotation, gen)
-        pred, _ = patched_predictions(model, held.repeat(len(setup.areas), 1, 1, 1), patch.patch, patch.mask, pl, target, batch_size)
+        pred, _ = patched_predictions(
+            model, held.repeat(len(setup.areas), 1, 1, 1), patch.patch, patch.mask, pl, target, batch_size
+        )
         results.append(PilotResult(target, int((pred == target).sum()), len(pred), float(means[target])))
     hardest = min(results, key=lambda r: (r.successes, r.mean_log_prob))
     return hardest.target, results

@@ -6,6 +6,7 @@ projected back to [0, 1] pixels after every step. ``train_area_patches`` trains 
 per evaluated area (the default of the check: each is stored at its own resolution and only
 has to work at its own size) or one patch for all areas (Brown et al.'s multi-scale patch).
 """
+
 from __future__ import annotations
 
 import time
@@ -52,7 +53,9 @@ def target_log_prob(model: AuditedModel, x: torch.Tensor, target: int) -> torch.
     return out.log_softmax(dim=1)[:, target]
 
 
-def train_patch(model: AuditedModel, images: torch.Tensor, target: int, setup: PatchTraining, gen: torch.Generator) -> TrainedPatch:
+def train_patch(
+    model: AuditedModel, images: torch.Tensor, target: int, setup: PatchTraining, gen: torch.Generator
+) -> TrainedPatch:
     """Optimise one patch for ``target`` on ``images`` (M, C, H, W) in [0, 1], starting from uniform noise;
     ``gen`` is a CPU generator."""
     device = model.device
@@ -89,7 +92,12 @@ def train_patch(model: AuditedModel, images: torch.Tensor, target: int, setup: P
 
 
 def train_area_patches(
-    model: AuditedModel, images: torch.Tensor, target: int, setup: PatchTraining, gen: torch.Generator, per_area: bool = True
+    model: AuditedModel,
+    images: torch.Tensor,
+    target: int,
+    setup: PatchTraining,
+    gen: torch.Generator,
+    per_area: bool = True,
 ) -> dict[float, TrainedPatch]:
     """The patch to evaluate at each of ``setup.areas``: one trained at that area alone (``per_area``),
     or one patch trained over all areas and shared by them."""

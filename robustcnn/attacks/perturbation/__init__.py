@@ -7,6 +7,7 @@ Use alone::
     result.min_norm("linf")   # (N,) smallest adversarial L-inf perturbation found (inf: none)
     result.robust("linf")     # (N, 3) robust flags per epsilon
 """
+
 from .apgd import apgd
 from .cascade import TOL, AttackCost, NormResult
 from .check import AdversarialCheck, AdversarialConfig
@@ -18,7 +19,21 @@ from .losses import dlr, margin
 from .square import square_attack
 
 __all__ = [
-    "ATTACKS", "DEFAULT_ATTACKS", "TOL", "WARNING_PREFIX", "AdversarialCheck", "AdversarialConfig", "AttackCost",
-    "AttackSettings", "NormResult", "PerturbationResult", "apgd", "default_eps", "default_headline", "dlr", "evaluate",
-    "margin", "square_attack",
+    "ATTACKS",
+    "DEFAULT_ATTACKS",
+    "TOL",
+    "WARNING_PREFIX",
+    "AdversarialCheck",
+    "AdversarialConfig",
+    "AttackCost",
+    "AttackSettings",
+    "NormResult",
+    "PerturbationResult",
+    "apgd",
+    "default_eps",
+    "default_headline",
+    "dlr",
+    "evaluate",
+    "margin",
+    "square_attack",
 ]

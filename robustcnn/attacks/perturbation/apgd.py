@@ -5,6 +5,7 @@ Step size starts at 2*eps and is halved at checkpoints when the loss stalls or o
 momentum 0.75; restarts from the best point after a halving. Every iterate is checked for
 misclassification, and an input leaves the batch as soon as it is broken.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ def checkpoints(steps: int) -> list[int]:
     return marks
 
 
-def loss_and_grad(model: Model, x: torch.Tensor, y: torch.Tensor, loss: Callable, target: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def loss_and_grad(
+    model: Model, x: torch.Tensor, y: torch.Tensor, loss: Callable, target: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample loss, logits and input gradient; a model without a gradient path gives zeros."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -90,9 +93,20 @@ def apgd(
     cur_loss, logits, grad = loss_and_grad(model, cur, y0, loss_fn, target)
     keep = harvest(cur, logits, y0)
     s = {
-        "x": x0, "y": y0, "t": t0, "eps": e0, "cur": cur, "prev": cur.clone(), "loss": cur_loss, "grad": grad,
-        "best": cur.clone(), "best_loss": cur_loss.clone(), "best_grad": grad.clone(),
-        "step": 2 * e0, "ups": torch.zeros_like(e0), "ck_loss": cur_loss.clone(),
+        "x": x0,
+        "y": y0,
+        "t": t0,
+        "eps": e0,
+        "cur": cur,
+        "prev": cur.clone(),
+        "loss": cur_loss,
+        "grad": grad,
+        "best": cur.clone(),
+        "best_loss": cur_loss.clone(),
+        "best_grad": grad.clone(),
+        "step": 2 * e0,
+        "ups": torch.zeros_like(e0),
+        "ck_loss": cur_loss.clone(),
         "reduced": torch.zeros_like(e0, dtype=torch.bool),
     }
     marks, last_mark = checkpoints(steps), 0
@@ -102,14 +116,22 @@ def apgd(
             s = {name: t[keep] for name, t in s.items()}
         if len(idx) == 0 or k == steps:
             break
-        z = into_box(s["x"], s["cur"] + per_sample(s["step"], s["cur"]) * normalized_step(s["grad"], norm), s["eps"], norm)
+        z = into_box(
+            s["x"], s["cur"] + per_sample(s["step"], s["cur"]) * normalized_step(s["grad"], norm), s["eps"], norm
+        )
         if k > 0:
-            z = into_box(s["x"], s["cur"] + momentum * (z - s["cur"]) + (1 - momentum) * (s["cur"] - s["prev"]), s["eps"], norm)
+            z = into_box(
+                s["x"], s["cur"] + momentum * (z - s["cur"]) + (1 - momentum) * (s["cur"] - s["prev"]), s["eps"], norm
+            )
         new_loss, logits, new_grad = loss_and_grad(model, z, s["y"], loss_fn, s["t"] if target is not None else None)
         keep = harvest(z, logits, s["y"])
         s["ups"] += (new_loss > s["loss"]).to(s["ups"].dtype)
         better = new_loss > s["best_loss"]
-        s["best"][better], s["best_loss"][better], s["best_grad"][better] = z[better], new_loss[better], new_grad[better]
+        s["best"][better], s["best_loss"][better], s["best_grad"][better] = (
+            z[better],
+            new_loss[better],
+            new_grad[better],
+        )
         s["prev"], s["cur"], s["loss"], s["grad"] = s["cur"], z, new_loss, new_grad
         if k + 1 in marks:
             stalled = (~s["reduced"]) & (s["best_loss"] <= s["ck_loss"])

@@ -12,6 +12,7 @@ costly last stand) only start on inputs that survive the largest epsilon, then d
 same way: the budget goes where robustness is claimed.
 Every success is re-checked here: misclassified, inside the box and inside the ball.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -107,12 +108,25 @@ def _target(min_norm: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, t
 class Cascade:
     """Runs the attacks for one norm on a batch of inputs and keeps the per-input minima."""
 
-    def __init__(self, view: CountedView, x: torch.Tensor, y: torch.Tensor, clean_logits: torch.Tensor, norm: str,
-                 eps: tuple[float, ...], settings: AttackSettings, seed: int, batch_size: int, survivors: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        view: CountedView,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        clean_logits: torch.Tensor,
+        norm: str,
+        eps: tuple[float, ...],
+        settings: AttackSettings,
+        seed: int,
+        batch_size: int,
+        survivors: frozenset[str] = frozenset(),
+    ) -> None:
         self.view, self.x, self.y, self.norm, self.eps = view, x, y, norm, eps
         self.settings, self.seed, self.batch_size, self.survivors = settings, seed, batch_size, survivors
         correct = clean_logits.argmax(1).to(y.device) == y
-        self.min_norm = torch.where(correct, torch.full_like(y, math.inf, dtype=x.dtype), torch.zeros_like(y, dtype=x.dtype))
+        self.min_norm = torch.where(
+            correct, torch.full_like(y, math.inf, dtype=x.dtype), torch.zeros_like(y, dtype=x.dtype)
+        )
         self.found_by = ["" if c else "clean" for c in correct.tolist()]
         self.adversarial = x.clone()
         self.adv_logits = clean_logits.to(x.device).clone()
@@ -123,7 +137,15 @@ class Cascade:
         for name in names:
             if self.norm in ATTACKS[name].norms:
                 self._run_one(name)
-        return NormResult(self.norm, self.eps, self.min_norm.cpu(), self.found_by, self.adversarial.cpu(), self.adv_logits.cpu(), self.costs)
+        return NormResult(
+            self.norm,
+            self.eps,
+            self.min_norm.cpu(),
+            self.found_by,
+            self.adversarial.cpu(),
+            self.adv_logits.cpu(),
+            self.costs,
+        )
 
     def _run_one(self, name: str) -> None:
         attack = ATTACKS[name]
@@ -134,14 +156,29 @@ class Cascade:
             todo = torch.nonzero(self.min_norm > floor + TOL).flatten()
             attacked = len(todo)
             for i, part in enumerate(todo.split(self.batch_size)):
-                adv = attack.run(self.view, self.x[part], self.y[part], self.norm, self.settings, _seed(self.seed, name, self.norm, i), self.adv_logits.shape[1])
+                adv = attack.run(
+                    self.view,
+                    self.x[part],
+                    self.y[part],
+                    self.norm,
+                    self.settings,
+                    _seed(self.seed, name, self.norm, i),
+                    self.adv_logits.shape[1],
+                )
                 self._accept(name, part, adv, None)
         else:
             attacked = self._descend(name)
-        self.costs.append(AttackCost(
-            name, self.norm, attacked, int((self.min_norm < before).sum()),
-            self.view.forward_images - f0, self.view.backward_images - b0, time.perf_counter() - t0,
-        ))
+        self.costs.append(
+            AttackCost(
+                name,
+                self.norm,
+                attacked,
+                int((self.min_norm < before).sum()),
+                self.view.forward_images - f0,
+                self.view.backward_images - b0,
+                time.perf_counter() - t0,
+            )
+        )
 
     def _descend(self, name: str) -> int:
         attack = ATTACKS[name]
@@ -155,8 +192,19 @@ class Cascade:
             todo = torch.nonzero(active).flatten()
             broken = torch.zeros_like(active)
             for i, part in enumerate(todo.split(self.batch_size)):
-                gen = torch.Generator(device=self.x.device.type).manual_seed(_seed(self.seed, name, self.norm, level, i))
-                adv = attack.run(self.view, self.x[part], self.y[part], eps[part], self.norm, self.settings, _seed(self.seed, name, level, i), gen)
+                gen = torch.Generator(device=self.x.device.type).manual_seed(
+                    _seed(self.seed, name, self.norm, level, i)
+                )
+                adv = attack.run(
+                    self.view,
+                    self.x[part],
+                    self.y[part],
+                    eps[part],
+                    self.norm,
+                    self.settings,
+                    _seed(self.seed, name, level, i),
+                    gen,
+                )
                 broken[part] = self._accept(name, part, adv, eps[part])
             eps, has = _target(self.min_norm, self.grid)
             active = broken & has
@@ -170,9 +218,20 @@ class Cascade:
             todo = torch.nonzero(self.min_norm > value + TOL).flatten()
             attacked = max(attacked, len(todo))
             for i, part in enumerate(todo.split(self.batch_size)):
-                gen = torch.Generator(device=self.x.device.type).manual_seed(_seed(self.seed, name, self.norm, level, i))
+                gen = torch.Generator(device=self.x.device.type).manual_seed(
+                    _seed(self.seed, name, self.norm, level, i)
+                )
                 eps = value.expand(len(part))
-                adv = attack.run(self.view, self.x[part], self.y[part], eps, self.norm, self.settings, _seed(self.seed, name, level, i), gen)
+                adv = attack.run(
+                    self.view,
+                    self.x[part],
+                    self.y[part],
+                    eps,
+                    self.norm,
+                    self.settings,
+                    _seed(self.seed, name, level, i),
+                    gen,
+                )
                 self._accept(name, part, adv, eps)
         return attacked
 

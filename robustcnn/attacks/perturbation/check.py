@@ -1,5 +1,6 @@
 """``adversarial``: robust accuracy vs epsilon (L-inf, L2) and the minimal perturbation per
 image, from a cascade of attacks that gradient masking cannot fool."""
+
 from __future__ import annotations
 
 import math
@@ -61,7 +62,19 @@ class AdversarialConfig:
             if grid is not None:
                 check_eps(norm, grid)
         check_attacks(self.attacks, self.norms)
-        for name in ("fmn_steps", "ddn_steps", "apgd_steps", "apgd_targets", "apgd_target_steps", "apgd_dlr_steps", "square_queries", "pgd_steps", "cw_steps", "cw_binary_steps", "deepfool_steps"):
+        for name in (
+            "fmn_steps",
+            "ddn_steps",
+            "apgd_steps",
+            "apgd_targets",
+            "apgd_target_steps",
+            "apgd_dlr_steps",
+            "square_queries",
+            "pgd_steps",
+            "cw_steps",
+            "cw_binary_steps",
+            "deepfool_steps",
+        ):
             if int(getattr(self, name)) < 1:
                 raise InvalidInputError(f"checks.adversarial: {name} must be at least 1, got {getattr(self, name)}")
         for name in ("unbounded_images", "examples_per_class", "max_examples"):
@@ -69,7 +82,9 @@ class AdversarialConfig:
                 raise InvalidInputError(f"checks.adversarial: {name} must be >= 0, got {getattr(self, name)}")
         check_survivors(self.survivor_attacks)
         if not 0 < self.square_p_init <= 1 or not 0 <= self.masking_threshold < 1:
-            raise InvalidInputError("checks.adversarial: square_p_init must be in (0, 1] and masking_threshold in [0, 1)")
+            raise InvalidInputError(
+                "checks.adversarial: square_p_init must be in (0, 1] and masking_threshold in [0, 1)"
+            )
         if self.headline_eps is not None:
             check_eps(self.norms[0], [self.headline_eps])
 
@@ -84,7 +99,9 @@ class AdversarialConfig:
         norm = self.norms[0]
         eps = float(self.headline_eps) if self.headline_eps is not None else default_headline(norm, shape)
         if eps > max_radius(norm, shape):
-            raise InvalidInputError(f"checks.adversarial: headline_eps {eps:g} exceeds the {norm} data range {max_radius(norm, shape):.4g}")
+            raise InvalidInputError(
+                f"checks.adversarial: headline_eps {eps:g} exceeds the {norm} data range {max_radius(norm, shape):.4g}"
+            )
         grids[norm] = tuple(sorted(set(grids[norm]) | {eps}))
         return grids, (norm, eps)
 
@@ -121,17 +138,21 @@ class AdversarialCheck(SampleCheck):
             raise InvalidInputError("checks.adversarial needs a model with at least 2 classes")
         seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator(self.name)))
         x = batch.x.to(ctx.device)
-        result = evaluate(model, x, batch.y, cfg.norms, grids, cfg.attacks, cfg.settings(), seed, ctx.batch_size, cfg.survivor_attacks)
+        result = evaluate(
+            model, x, batch.y, cfg.norms, grids, cfg.attacks, cfg.settings(), seed, ctx.batch_size, cfg.survivor_attacks
+        )
         view = CountedView(model, result.probabilities)
         masking = probe(view, x, result.labels.to(x.device), result.correct, ctx.batch_size, cfg.unbounded_images)
         probs = result.clean_logits.softmax(1)
-        samples = pd.DataFrame({
-            "sample": batch.ids,
-            "label": result.labels.numpy(),
-            "pred": probs.argmax(1).numpy(),
-            "correct": result.correct.numpy(),
-            "confidence": probs.amax(1).numpy(),
-        })
+        samples = pd.DataFrame(
+            {
+                "sample": batch.ids,
+                "label": result.labels.numpy(),
+                "pred": probs.argmax(1).numpy(),
+                "correct": result.correct.numpy(),
+                "confidence": probs.amax(1).numpy(),
+            }
+        )
         for norm, res in result.norms.items():
             adv_probs = res.adv_logits.softmax(1)
             samples[f"min_{norm}"] = res.min_norm.double().numpy()
@@ -149,11 +170,18 @@ class AdversarialCheck(SampleCheck):
         chosen = np.flatnonzero((result.correct & (head.min_norm <= h_eps + TOL)).numpy())[: cfg.max_examples]
         samples["example"] = np.isin(np.arange(len(samples)), chosen)
         costs = {(c.norm, c.attack): c for res in result.norms.values() for c in res.costs}
-        table = torch.tensor([[float(getattr(costs[key], f)) for f in COST_FIELDS] for key in cfg.cost_order()], dtype=torch.float64)
-        artifacts = {"adversarial/examples": head.adversarial[torch.from_numpy(chosen)].contiguous(), "adversarial/costs": table}
+        table = torch.tensor(
+            [[float(getattr(costs[key], f)) for f in COST_FIELDS] for key in cfg.cost_order()], dtype=torch.float64
+        )
+        artifacts = {
+            "adversarial/examples": head.adversarial[torch.from_numpy(chosen)].contiguous(),
+            "adversarial/costs": table,
+        }
         return CheckOutput(samples=samples, artifacts=artifacts)
 
-    def summarize(self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext) -> CheckOutput:
+    def summarize(
+        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
+    ) -> CheckOutput:
         cfg: AdversarialConfig = self.config
         grids, headline = cfg.grids(data.eval.shape)
         chain = "+".join(dict.fromkeys(cfg.attacks))
@@ -174,7 +202,13 @@ class AdversarialCheck(SampleCheck):
         examples = self._examples_figure(samples, artifacts.get("adversarial/examples"), data, headline)
         if examples is not None:
             figures["examples"] = examples
-        info = {"attacks": chain, "papers": {a: ATTACKS[a].paper for a in dict.fromkeys(cfg.attacks)}, "eps": {n: list(g) for n, g in grids.items()}, "headline": {"norm": headline[0], "eps": headline[1]}, "costs": costs}
+        info = {
+            "attacks": chain,
+            "papers": {a: ATTACKS[a].paper for a in dict.fromkeys(cfg.attacks)},
+            "eps": {n: list(g) for n, g in grids.items()},
+            "headline": {"norm": headline[0], "eps": headline[1]},
+            "costs": costs,
+        }
         kept = {k: artifacts[k] for k in ("adversarial/examples",) if k in artifacts}
         return CheckOutput(rows=rows, figures=figures, artifacts=kept, info=info)
 
@@ -192,14 +226,24 @@ class AdversarialCheck(SampleCheck):
         if table is None or table.numel() == 0:
             return []
         total = table.view(-1, len(order), len(COST_FIELDS)).sum(0)
-        return [{"norm": n, "attack": a, **{f: (float(v) if f == "seconds" else int(v)) for f, v in zip(COST_FIELDS, row.tolist())}}
-                for (n, a), row in zip(order, total)]
+        return [
+            {
+                "norm": n,
+                "attack": a,
+                **{f: (float(v) if f == "seconds" else int(v)) for f, v in zip(COST_FIELDS, row.tolist())},
+            }
+            for (n, a), row in zip(order, total)
+        ]
 
     def _diagnostics(self, samples: pd.DataFrame) -> tuple[list[dict], list[str]]:
         cfg: AdversarialConfig = self.config
         correct = samples[samples["correct"].astype(bool)]
         rows, shares = [], {}
-        for col, metric in (("zero_grad_ce", "masking_zero_gradient_ce"), ("zero_grad_margin", "masking_zero_gradient_margin"), ("unbounded_robust", "masking_unbounded_robust")):
+        for col, metric in (
+            ("zero_grad_ce", "masking_zero_gradient_ce"),
+            ("zero_grad_margin", "masking_zero_gradient_margin"),
+            ("unbounded_robust", "masking_unbounded_robust"),
+        ):
             tested = correct[col].dropna()
             extra = {"norm": "linf", "eps": 1.0} if col == "unbounded_robust" else {}
             rows.append(rate(metric, float(tested.sum()), len(tested), **extra))
@@ -215,10 +259,20 @@ class AdversarialCheck(SampleCheck):
         drift = 0.0 if math.isnan(drift) else drift
         rows.append(value("masking_probability_outputs", float(probabilities), len(samples)))
         rows.append(value("masking_nondeterminism", drift, len(correct)))
-        warnings = masking_warnings(shares["zero_grad_ce"], shares["zero_grad_margin"], shares["unbounded_robust"], blackbox, probabilities, drift, cfg.masking_threshold)
+        warnings = masking_warnings(
+            shares["zero_grad_ce"],
+            shares["zero_grad_margin"],
+            shares["unbounded_robust"],
+            blackbox,
+            probabilities,
+            drift,
+            cfg.masking_threshold,
+        )
         return rows, warnings
 
-    def _examples_figure(self, samples: pd.DataFrame, adversarial: torch.Tensor | None, data: AuditData, headline: tuple[str, float]) -> bytes | None:
+    def _examples_figure(
+        self, samples: pd.DataFrame, adversarial: torch.Tensor | None, data: AuditData, headline: tuple[str, float]
+    ) -> bytes | None:
         per_class = self.config.examples_per_class
         if adversarial is None or not len(adversarial) or per_class == 0:
             return None
@@ -230,9 +284,16 @@ class AdversarialCheck(SampleCheck):
         clean = data.eval.x[[position[s] for s in picked["sample"]]]
         norm, eps = headline
         titles = [
-            (f"{data.classes[int(r.label)]} ({r.confidence:.0%})", f"x10, {norm} {getattr(r, f'min_{norm}'):.3g}",
-             f"-> {data.classes[int(getattr(r, f'adv_pred_{norm}'))]} ({getattr(r, f'adv_confidence_{norm}'):.0%})")
+            (
+                f"{data.classes[int(r.label)]} ({r.confidence:.0%})",
+                f"x10, {norm} {getattr(r, f'min_{norm}'):.3g}",
+                f"-> {data.classes[int(getattr(r, f'adv_pred_{norm}'))]} ({getattr(r, f'adv_confidence_{norm}'):.0%})",
+            )
             for r in picked.itertuples()
         ]
-        return examples_png(clean, adversarial[torch.tensor(picked.index.tolist(), dtype=torch.long)], titles,
-                            f"Smallest adversarial examples found within {norm} eps {eps:g}: clean / perturbation x10 / adversarial")
+        return examples_png(
+            clean,
+            adversarial[torch.tensor(picked.index.tolist(), dtype=torch.long)],
+            titles,
+            f"Smallest adversarial examples found within {norm} eps {eps:g}: clean / perturbation x10 / adversarial",
+        )

@@ -6,6 +6,7 @@ plain gradient attack fail even with an unbounded budget (L-inf eps = 1, the who
 and do two identical forward passes disagree. The summary turns these, the black-box gain
 (inputs only the score-based Square attack broke) and probability outputs into warnings.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,15 @@ class MaskingProbe:
     nondeterminism: torch.Tensor
 
 
-def probe(view: CountedView, x: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, batch_size: int, unbounded_images: int, unbounded_steps: int = 10) -> MaskingProbe:
+def probe(
+    view: CountedView,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    correct: torch.Tensor,
+    batch_size: int,
+    unbounded_images: int,
+    unbounded_steps: int = 10,
+) -> MaskingProbe:
     """Run the per-input diagnostics on correctly classified inputs (others get nan)."""
     n = len(x)
     zero_ce = torch.full((n,), math.nan)
@@ -53,27 +62,46 @@ def probe(view: CountedView, x: torch.Tensor, y: torch.Tensor, correct: torch.Te
     return MaskingProbe(zero_ce, zero_margin, unbounded, drift)
 
 
-def masking_warnings(zero_ce: float, zero_margin: float, unbounded: float, blackbox: dict[str, float],
-                     probabilities: bool, drift: float, threshold: float) -> list[str]:
+def masking_warnings(
+    zero_ce: float,
+    zero_margin: float,
+    unbounded: float,
+    blackbox: dict[str, float],
+    probabilities: bool,
+    drift: float,
+    threshold: float,
+) -> list[str]:
     """One line per symptom that crosses ``threshold`` (shares of correctly classified inputs)."""
     out = []
     if zero_ce > threshold:
-        out.append(f"{WARNING_PREFIX}: the cross-entropy input gradient is exactly zero for {zero_ce:.0%} of inputs "
-                   "(saturated softmax); CE-based attacks (FGSM, PGD, APGD-CE) under-report, trust the DLR and Square results")
+        out.append(
+            f"{WARNING_PREFIX}: the cross-entropy input gradient is exactly zero for {zero_ce:.0%} of inputs "
+            "(saturated softmax); CE-based attacks (FGSM, PGD, APGD-CE) under-report, trust the DLR and Square results"
+        )
     if zero_margin > threshold:
-        out.append(f"{WARNING_PREFIX}: the logit-margin input gradient is exactly zero for {zero_margin:.0%} of inputs "
-                   "(non-differentiable or quantised input); gradient attacks cannot see this model")
+        out.append(
+            f"{WARNING_PREFIX}: the logit-margin input gradient is exactly zero for {zero_margin:.0%} of inputs "
+            "(non-differentiable or quantised input); gradient attacks cannot see this model"
+        )
     if unbounded > threshold:
-        out.append(f"{WARNING_PREFIX}: a gradient attack with an unbounded budget (L-inf eps = 1) fails on {unbounded:.0%} "
-                   "of the inputs tested, where robust accuracy must be 0")
+        out.append(
+            f"{WARNING_PREFIX}: a gradient attack with an unbounded budget (L-inf eps = 1) fails on {unbounded:.0%} "
+            "of the inputs tested, where robust accuracy must be 0"
+        )
     for norm, gain in blackbox.items():
         if gain > threshold:
-            out.append(f"{WARNING_PREFIX}: the black-box Square attack broke {gain:.0%} of inputs ({norm}) that every "
-                       "gradient attack left standing; white-box results alone would overstate robustness")
+            out.append(
+                f"{WARNING_PREFIX}: the black-box Square attack broke {gain:.0%} of inputs ({norm}) that every "
+                "gradient attack left standing; white-box results alone would overstate robustness"
+            )
     if probabilities:
-        out.append(f"{WARNING_PREFIX}: the model outputs probabilities, not logits; attacks use their logarithm, "
-                   "which saturates where probabilities round to 0 or 1")
+        out.append(
+            f"{WARNING_PREFIX}: the model outputs probabilities, not logits; attacks use their logarithm, "
+            "which saturates where probabilities round to 0 or 1"
+        )
     if drift > 1e-4:
-        out.append(f"{WARNING_PREFIX}: the model is not deterministic (logits differ by up to {drift:.3g} between two "
-                   "identical passes); use an expectation-over-transformation attack for randomised defences")
+        out.append(
+            f"{WARNING_PREFIX}: the model is not deterministic (logits differ by up to {drift:.3g} between two "
+            "identical passes); use an expectation-over-transformation attack for randomised defences"
+        )
     return out

@@ -5,6 +5,7 @@ Pixels live in [0, 1]. Grayscale data (MNIST-like) uses the MNIST threat models:
 the L2 radii scaled by sqrt(pixels / 1024) for images larger than 32x32 (so 0.5 at CIFAR size
 becomes 3.5 at 224x224, as in common ImageNet threat models).
 """
+
 from __future__ import annotations
 
 import math
@@ -54,7 +55,9 @@ def check_norm(norm: str) -> None:
         raise InvalidInputError(f"unknown norm '{norm}'; use one of: {', '.join(NORMS)}")
 
 
-def check_eps(norm: str, values: list[float] | tuple[float, ...], shape: tuple[int, int, int] | None = None) -> tuple[float, ...]:
+def check_eps(
+    norm: str, values: list[float] | tuple[float, ...], shape: tuple[int, int, int] | None = None
+) -> tuple[float, ...]:
     """Validated, sorted, de-duplicated epsilons; raises one clear line on a bad grid."""
     check_norm(norm)
     try:

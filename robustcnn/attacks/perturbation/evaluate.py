@@ -1,5 +1,6 @@
 """The public entry point: given a model and a batch, per-input minimal adversarial norms and
 robust flags per epsilon, for L-inf and L2, from the attack cascade."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -60,15 +61,21 @@ def check_survivors(names: Iterable[str]) -> frozenset[str]:
         raise InvalidInputError(f"unknown survivor attack {', '.join(map(repr, unknown))}; known: {', '.join(ATTACKS)}")
     minimal = [a for a in names if ATTACKS[a].minimal]
     if minimal:
-        raise InvalidInputError(f"survivor_attacks {minimal} are minimal-norm attacks, which always run on every input; list only fixed-epsilon attacks")
+        raise InvalidInputError(
+            f"survivor_attacks {minimal} are minimal-norm attacks, which always run on every input; list only fixed-epsilon attacks"
+        )
     return frozenset(names)
 
 
-def resolve_eps(norms: Sequence[str], eps: Mapping[str, Sequence[float]] | Sequence[float] | None, shape: tuple[int, int, int]) -> dict[str, tuple[float, ...]]:
+def resolve_eps(
+    norms: Sequence[str], eps: Mapping[str, Sequence[float]] | Sequence[float] | None, shape: tuple[int, int, int]
+) -> dict[str, tuple[float, ...]]:
     """Epsilon grid per norm: the given lists (a bare list needs exactly one norm) or the defaults for ``shape``."""
     if eps is not None and not isinstance(eps, Mapping):
         if len(norms) != 1:
-            raise InvalidInputError("a bare eps list is ambiguous with several norms; pass {'linf': [...], 'l2': [...]}")
+            raise InvalidInputError(
+                "a bare eps list is ambiguous with several norms; pass {'linf': [...], 'l2': [...]}"
+            )
         eps = {norms[0]: eps}
     given = dict(eps or {})
     for norm in given:
@@ -130,7 +137,9 @@ def evaluate(
         raise InvalidInputError(f"labels must be {len(x)} class indices in [0, {clean_logits.shape[1] - 1}]")
     settings = settings or AttackSettings()
     results = {
-        norm: Cascade(view, x, labels, clean_logits, norm, grids[norm], settings, _norm_seed(seed, norm), batch_size, survivors).run(names)
+        norm: Cascade(
+            view, x, labels, clean_logits, norm, grids[norm], settings, _norm_seed(seed, norm), batch_size, survivors
+        ).run(names)
         for norm in norms
     }
     return PerturbationResult(labels.cpu(), clean_logits.cpu(), results, probabilities)
@@ -146,4 +155,11 @@ def _device(model: nn.Module, x: torch.Tensor) -> torch.device:
     return x.device
 
 
-__all__ = ["PerturbationResult", "evaluate", "check_attacks", "check_survivors", "resolve_eps", "looks_like_probabilities"]
+__all__ = [
+    "PerturbationResult",
+    "evaluate",
+    "check_attacks",
+    "check_survivors",
+    "resolve_eps",
+    "looks_like_probabilities",
+]

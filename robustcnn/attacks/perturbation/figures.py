@@ -1,5 +1,6 @@
 """Figures of the adversarial check: the robust-accuracy curves and example triples
 (clean / perturbation x10 / adversarial) with labels and confidences."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -24,7 +25,9 @@ def curve_png(rows: pd.DataFrame) -> bytes:
     return figure_png(fig)
 
 
-def examples_png(clean: torch.Tensor, adversarial: torch.Tensor, titles: list[tuple[str, str, str]], suptitle: str) -> bytes:
+def examples_png(
+    clean: torch.Tensor, adversarial: torch.Tensor, titles: list[tuple[str, str, str]], suptitle: str
+) -> bytes:
     """Rows of (clean, perturbation x10 around mid-gray, adversarial) triples, two per row."""
     perturbation = (0.5 + 10 * (adversarial - clean)).clamp(0, 1)
     images = torch.stack([clean, perturbation, adversarial], dim=1).flatten(0, 1)

@@ -1,4 +1,5 @@
 """Norm balls in pixel space: norms, projections and the [0, 1] box, batched per sample."""
+
 from __future__ import annotations
 
 import torch

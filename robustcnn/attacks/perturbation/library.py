@@ -10,6 +10,7 @@ Two kinds: *minimal* attacks return one adversarial per input, as close as they 
 input still survives, since a one-step or fixed-step attack is not monotone in epsilon; the
 others descend from the largest. Every returned point is re-checked by the cascade.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -73,8 +74,20 @@ def _seeded(seed: int, x: torch.Tensor, fn: Callable[[], torch.Tensor]) -> torch
         return fn()
 
 
-def _foolbox_fixed(linf: Callable[[AttackSettings], fb.attacks.base.FixedEpsilonAttack], l2: Callable[[AttackSettings], fb.attacks.base.FixedEpsilonAttack]) -> Callable[..., torch.Tensor]:
-    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, seed: int, gen: torch.Generator) -> torch.Tensor:
+def _foolbox_fixed(
+    linf: Callable[[AttackSettings], fb.attacks.base.FixedEpsilonAttack],
+    l2: Callable[[AttackSettings], fb.attacks.base.FixedEpsilonAttack],
+) -> Callable[..., torch.Tensor]:
+    def run(
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: torch.Tensor,
+        norm: str,
+        settings: AttackSettings,
+        seed: int,
+        gen: torch.Generator,
+    ) -> torch.Tensor:
         attack = (linf if norm == "linf" else l2)(settings)
         out = x.clone()
         for value in torch.unique(eps):
@@ -87,14 +100,32 @@ def _foolbox_fixed(linf: Callable[[AttackSettings], fb.attacks.base.FixedEpsilon
 
 
 def _apgd(loss: str) -> Callable[..., torch.Tensor]:
-    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, seed: int, gen: torch.Generator) -> torch.Tensor:
+    def run(
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        eps: torch.Tensor,
+        norm: str,
+        settings: AttackSettings,
+        seed: int,
+        gen: torch.Generator,
+    ) -> torch.Tensor:
         steps = settings.apgd_dlr_steps if loss == "dlr" else settings.apgd_steps
         return apgd(model, x, y, eps, norm, loss, steps, gen).adversarial
 
     return run
 
 
-def _apgd_targeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, seed: int, gen: torch.Generator) -> torch.Tensor:
+def _apgd_targeted(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: torch.Tensor,
+    norm: str,
+    settings: AttackSettings,
+    seed: int,
+    gen: torch.Generator,
+) -> torch.Tensor:
     """APGD-T as in AutoAttack: targeted DLR towards each of the ``apgd_targets`` runner-up
     classes in turn (by clean logit), each on the inputs the previous targets left unbroken."""
     with torch.no_grad():
@@ -104,17 +135,46 @@ def _apgd_targeted(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torc
         todo = torch.nonzero(~done).flatten()
         if not len(todo):
             break
-        run = apgd(model, x[todo], y[todo], eps[todo], norm, "dlr-t", settings.apgd_target_steps, gen, target=ranked[todo, rank])
+        run = apgd(
+            model,
+            x[todo],
+            y[todo],
+            eps[todo],
+            norm,
+            "dlr-t",
+            settings.apgd_target_steps,
+            gen,
+            target=ranked[todo, rank],
+        )
         out[todo], done[todo] = run.adversarial, run.success
     return out
 
 
-def _square(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: torch.Tensor, norm: str, settings: AttackSettings, seed: int, gen: torch.Generator) -> torch.Tensor:
+def _square(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: torch.Tensor,
+    norm: str,
+    settings: AttackSettings,
+    seed: int,
+    gen: torch.Generator,
+) -> torch.Tensor:
     return square_attack(model, x, y, eps, norm, settings.square_queries, settings.square_p_init, gen).adversarial
 
 
-def _minimal(make: Callable[[AttackSettings, str, int], fb.attacks.base.MinimizationAttack]) -> Callable[..., torch.Tensor]:
-    def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, settings: AttackSettings, seed: int, num_classes: int) -> torch.Tensor:
+def _minimal(
+    make: Callable[[AttackSettings, str, int], fb.attacks.base.MinimizationAttack],
+) -> Callable[..., torch.Tensor]:
+    def run(
+        model: nn.Module,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        norm: str,
+        settings: AttackSettings,
+        seed: int,
+        num_classes: int,
+    ) -> torch.Tensor:
         attack = make(settings, norm, num_classes)
         return _seeded(seed, x, lambda: attack.run(_fmodel(model, x), x, fb.criteria.Misclassification(y)))
 
@@ -130,16 +190,77 @@ BOTH = ("linf", "l2")
 ATTACKS: dict[str, Attack] = {
     a.name: a
     for a in (
-        Attack("fmn", True, ("linf",), False, True, "Pintor et al. 2021 (foolbox LInfFMNAttack)", _minimal(lambda s, norm, k: fb.attacks.LInfFMNAttack(steps=s.fmn_steps))),
-        Attack("ddn", True, ("l2",), False, True, "Rony et al. 2019 (foolbox DDNAttack)", _minimal(lambda s, norm, k: fb.attacks.DDNAttack(steps=s.ddn_steps))),
-        Attack("cw", True, ("l2",), False, True, "Carlini & Wagner 2017 (foolbox L2CarliniWagnerAttack)",
-               _minimal(lambda s, norm, k: fb.attacks.L2CarliniWagnerAttack(binary_search_steps=s.cw_binary_steps, steps=s.cw_steps, initial_const=1e-2))),
+        Attack(
+            "fmn",
+            True,
+            ("linf",),
+            False,
+            True,
+            "Pintor et al. 2021 (foolbox LInfFMNAttack)",
+            _minimal(lambda s, norm, k: fb.attacks.LInfFMNAttack(steps=s.fmn_steps)),
+        ),
+        Attack(
+            "ddn",
+            True,
+            ("l2",),
+            False,
+            True,
+            "Rony et al. 2019 (foolbox DDNAttack)",
+            _minimal(lambda s, norm, k: fb.attacks.DDNAttack(steps=s.ddn_steps)),
+        ),
+        Attack(
+            "cw",
+            True,
+            ("l2",),
+            False,
+            True,
+            "Carlini & Wagner 2017 (foolbox L2CarliniWagnerAttack)",
+            _minimal(
+                lambda s, norm, k: fb.attacks.L2CarliniWagnerAttack(
+                    binary_search_steps=s.cw_binary_steps, steps=s.cw_steps, initial_const=1e-2
+                )
+            ),
+        ),
         Attack("deepfool", True, BOTH, False, True, "Moosavi-Dezfooli et al. 2016 (foolbox)", _minimal(_deepfool)),
-        Attack("fgsm", False, BOTH, True, True, "Goodfellow et al. 2014 (foolbox FGSM / FGM)", _foolbox_fixed(lambda s: fb.attacks.FGSM(), lambda s: fb.attacks.FGM())),
-        Attack("pgd", False, BOTH, True, True, "Madry et al. 2017 (foolbox LinfPGD / L2PGD)", _foolbox_fixed(lambda s: fb.attacks.LinfPGD(steps=s.pgd_steps), lambda s: fb.attacks.L2PGD(steps=s.pgd_steps))),
+        Attack(
+            "fgsm",
+            False,
+            BOTH,
+            True,
+            True,
+            "Goodfellow et al. 2014 (foolbox FGSM / FGM)",
+            _foolbox_fixed(lambda s: fb.attacks.FGSM(), lambda s: fb.attacks.FGM()),
+        ),
+        Attack(
+            "pgd",
+            False,
+            BOTH,
+            True,
+            True,
+            "Madry et al. 2017 (foolbox LinfPGD / L2PGD)",
+            _foolbox_fixed(
+                lambda s: fb.attacks.LinfPGD(steps=s.pgd_steps), lambda s: fb.attacks.L2PGD(steps=s.pgd_steps)
+            ),
+        ),
         Attack("apgd-ce", False, BOTH, False, True, "Croce & Hein 2020, cross-entropy loss", _apgd("ce")),
-        Attack("apgd-dlr", False, BOTH, False, True, "Croce & Hein 2020, DLR loss (margin loss below 3 classes)", _apgd("dlr")),
-        Attack("apgd-t", False, BOTH, False, True, "Croce & Hein 2020, targeted DLR loss over the runner-up classes (targeted margin below 4 classes)", _apgd_targeted),
+        Attack(
+            "apgd-dlr",
+            False,
+            BOTH,
+            False,
+            True,
+            "Croce & Hein 2020, DLR loss (margin loss below 3 classes)",
+            _apgd("dlr"),
+        ),
+        Attack(
+            "apgd-t",
+            False,
+            BOTH,
+            False,
+            True,
+            "Croce & Hein 2020, targeted DLR loss over the runner-up classes (targeted margin below 4 classes)",
+            _apgd_targeted,
+        ),
         Attack("square", False, BOTH, False, False, "Andriushchenko et al. 2020, score-based", _square),
     )
 }

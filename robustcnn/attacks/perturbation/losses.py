@@ -1,4 +1,5 @@
 """Per-sample losses on logits used by the attacks: cross-entropy, margin and DLR."""
+
 from __future__ import annotations
 
 import torch

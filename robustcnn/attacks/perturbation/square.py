@@ -5,6 +5,7 @@ Score-based: it reads only the model's outputs (the margin loss on logits), neve
 so masked or shattered gradients do not stop it. Random search over square-shaped updates
 whose side shrinks on the paper's schedule; a candidate is kept only if it lowers the margin.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,7 +29,9 @@ def square_fraction(p_init: float, it: int, queries: int) -> float:
     return p_init / 2 ** sum(scaled > h for h in _HALVINGS)
 
 
-def _windows(n: int, h: int, w: int, side: int, gen: torch.Generator, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _windows(
+    n: int, h: int, w: int, side: int, gen: torch.Generator, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random square windows, one per image: a (N, 1, H, W) mask and the in-window row/column offsets."""
     top = torch.randint(0, h - side + 1, (n,), generator=gen, device=device)
     left = torch.randint(0, w - side + 1, (n,), generator=gen, device=device)
@@ -80,7 +83,9 @@ def _l2_init(x: torch.Tensor, eps: torch.Tensor, gen: torch.Generator) -> torch.
     return (x + delta).clamp(0, 1)
 
 
-def _linf_candidate(x: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, side: int, gen: torch.Generator) -> torch.Tensor:
+def _linf_candidate(
+    x: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, side: int, gen: torch.Generator
+) -> torch.Tensor:
     n, c, h, w = x.shape
     mask, _, _ = _windows(n, h, w, side, gen, x.device)
     signs = torch.randint(0, 2, (n, c, 1, 1), generator=gen, device=x.device).to(x.dtype) * 2 - 1
@@ -91,7 +96,9 @@ def _linf_candidate(x: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, side
     return (x + delta).clamp(0, 1)
 
 
-def _l2_candidate(x: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, side: int, gen: torch.Generator) -> torch.Tensor:
+def _l2_candidate(
+    x: torch.Tensor, best: torch.Tensor, eps: torch.Tensor, side: int, gen: torch.Generator
+) -> torch.Tensor:
     """Move the perturbation mass of a second window (and any unused budget) into a new bump
     in the first window; the total L2 norm stays at most ``eps``."""
     n, c, h, w = x.shape

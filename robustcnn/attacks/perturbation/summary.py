@@ -1,4 +1,5 @@
 """Turn the merged per-sample table of the adversarial check into tidy rows."""
+
 from __future__ import annotations
 
 import math
@@ -32,11 +33,20 @@ def quantile_with_ci(values: np.ndarray, q: float, level: float = 0.95) -> tuple
     return float(point), (float(v[lo - 1]), float(v[hi - 1]))
 
 
-def curve_rows(samples: pd.DataFrame, norm: str, grid: list[float], chain: str, headline: tuple[str, float]) -> list[dict]:
+def curve_rows(
+    samples: pd.DataFrame, norm: str, grid: list[float], chain: str, headline: tuple[str, float]
+) -> list[dict]:
     n = len(samples)
     return [
-        rate("robust_accuracy", int(samples[robust_column(norm, e)].sum()), n, norm=norm, eps=e, attack=chain,
-             headline=bool((norm, e) == headline))
+        rate(
+            "robust_accuracy",
+            int(samples[robust_column(norm, e)].sum()),
+            n,
+            norm=norm,
+            eps=e,
+            attack=chain,
+            headline=bool((norm, e) == headline),
+        )
         for e in grid
     ]
 
@@ -65,7 +75,16 @@ def class_rows(samples: pd.DataFrame, classes: list[str], norm: str, eps: float)
         part = samples[samples["label"] == k]
         if not len(part):
             continue
-        rows.append(rate("class_robust_accuracy", int((part[f"min_{norm}"] > eps + TOL).sum()), len(part), norm=norm, eps=eps, **{"class": name}))
+        rows.append(
+            rate(
+                "class_robust_accuracy",
+                int((part[f"min_{norm}"] > eps + TOL).sum()),
+                len(part),
+                norm=norm,
+                eps=eps,
+                **{"class": name},
+            )
+        )
         ok = part.loc[part["correct"].astype(bool), f"min_{norm}"].to_numpy(float)
         point, ci = quantile_with_ci(ok, 0.5)
         rows.append(value("class_min_perturbation_median", point, len(ok), ci, norm=norm, **{"class": name}))

@@ -5,6 +5,7 @@ follow the libraries the reference corruption code used: ``replicate`` (scipy ``
 ``reflect101`` (OpenCV's default, scipy ``mirror``, torch ``reflect``) and ``symmetric``
 (scipy ``reflect``).
 """
+
 from __future__ import annotations
 
 import math
@@ -99,7 +100,9 @@ def warp_affine(x: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     ``affine_grid`` grid, computed as one matrix product."""
     n, c, h, w = x.shape
     inverse = inverse.to(torch.float64)
-    corners = torch.tensor([[0.0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=torch.float64, device=x.device)
+    corners = torch.tensor(
+        [[0.0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=torch.float64, device=x.device
+    )
     reached = corners @ inverse.transpose(1, 2)  # (N, 4, 2): an affine map's extremes are at the corners
     low, high = reached.amin(dim=(0, 1)).tolist(), reached.amax(dim=(0, 1)).tolist()
     pads, folded = [], []
@@ -111,8 +114,12 @@ def warp_affine(x: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     padded = F.pad(x, (pw, pw, ph, ph), mode="reflect") if pw or ph else x
     hp, wp = h + 2 * ph, w + 2 * pw
     # affine_grid's output coordinate u in [-1, 1] is pixel (u + 1) W / 2 - 1/2; source pixel s is u' = (2 (s + p) + 1) / W' - 1
-    to_pixels = torch.tensor([[w / 2, 0, (w - 1) / 2], [0, h / 2, (h - 1) / 2], [0, 0, 1]], dtype=torch.float64, device=x.device)
-    to_unit = torch.tensor([[2 / wp, 0, (2 * pw + 1) / wp - 1], [0, 2 / hp, (2 * ph + 1) / hp - 1]], dtype=torch.float64, device=x.device)
+    to_pixels = torch.tensor(
+        [[w / 2, 0, (w - 1) / 2], [0, h / 2, (h - 1) / 2], [0, 0, 1]], dtype=torch.float64, device=x.device
+    )
+    to_unit = torch.tensor(
+        [[2 / wp, 0, (2 * pw + 1) / wp - 1], [0, 2 / hp, (2 * ph + 1) / hp - 1]], dtype=torch.float64, device=x.device
+    )
     theta = to_unit @ torch.cat([inverse, to_pixels[2:].expand(n, 1, 3)], dim=1) @ to_pixels
     grid = torch.matmul(_unit_grid(h, w, x.dtype, x.device), theta.to(x.dtype).transpose(1, 2)).view(n, h, w, 2)
     for axis, (size, pad, padded_size) in enumerate(((w, pw, wp), (h, ph, hp))):

@@ -3,6 +3,7 @@
 Radii and sigmas are in pixels at the reference resolution and are multiplied by ``scale``
 (image size / reference size) by the caller's table; zoom factors are relative and kept.
 """
+
 from __future__ import annotations
 
 import math
@@ -14,7 +15,12 @@ import torch
 from scipy import sparse
 
 from ._ops import (
-    apply_axes, clipped_zoom_matrix, correlate, gather_pixels, gaussian_filter, quantize_floor,
+    apply_axes,
+    clipped_zoom_matrix,
+    correlate,
+    gather_pixels,
+    gaussian_filter,
+    quantize_floor,
 )
 from ._random import integers, uniform
 
@@ -170,7 +176,15 @@ def motion_blur_at(x: torch.Tensor, radius: int, sigma: float, angle: torch.Tens
     return blurred.transpose(-1, -2).contiguous() if transposed else blurred
 
 
-def _row_shift_matrices(dx: torch.Tensor, row_shift: torch.Tensor, tap_weight: torch.Tensor, base: torch.Tensor, n_down: int, w: int, total: int) -> torch.Tensor:
+def _row_shift_matrices(
+    dx: torch.Tensor,
+    row_shift: torch.Tensor,
+    tap_weight: torch.Tensor,
+    base: torch.Tensor,
+    n_down: int,
+    w: int,
+    total: int,
+) -> torch.Tensor:
     """The (W, W) column matrix of every (image, row shift) pair in use, for taps (N, T) already
     in image order, acting on images whose columns are reversed.
 
@@ -189,7 +203,11 @@ def _row_shift_matrices(dx: torch.Tensor, row_shift: torch.Tensor, tap_weight: t
     pair = base[group[:, None], row_shift] + (image - group * n_down)[:, None]  # (N, T)
     span = 2 * w - 1  # column shifts -(W-1) .. W-1; taps beyond are invalid (weight 0)
     shift = (dx + (w - 1)).clamp_(0, span - 1)
-    v = torch.zeros(total * span, dtype=tap_weight.dtype).scatter_add_(0, (pair * span + shift).flatten(), tap_weight.flatten()).view(total, span)
+    v = (
+        torch.zeros(total * span, dtype=tap_weight.dtype)
+        .scatter_add_(0, (pair * span + shift).flatten(), tap_weight.flatten())
+        .view(total, span)
+    )
     mats = v.as_strided((total, w, w), (span, 1, 1)).contiguous()
     mats[:, 0] = v.cumsum(1)[:, :w]  # source column W-1 gets every tap that lands at or beyond it
     mats[:, w - 1] = v.flip(1).cumsum(1).flip(1)[:, w - 1 :]  # source column 0 likewise
@@ -210,8 +228,10 @@ def _zoom_sum(h: int, w: int, factors: tuple[float, ...]) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
         return torch.sparse_csr_tensor(
-            torch.from_numpy(total.indptr).long(), torch.from_numpy(total.indices).long(),
-            torch.from_numpy(total.data).float(), size=total.shape,
+            torch.from_numpy(total.indptr).long(),
+            torch.from_numpy(total.indices).long(),
+            torch.from_numpy(total.data).float(),
+            size=total.shape,
         )
 
 
@@ -247,10 +267,20 @@ PARAMS = {
     ),
     "zoom_blur": (
         zoom_blur,
-        (np.arange(1, 1.06, 0.01), np.arange(1, 1.11, 0.01), np.arange(1, 1.16, 0.01),
-         np.arange(1, 1.21, 0.01), np.arange(1, 1.26, 0.01)),
-        (np.arange(1, 1.11, 0.01), np.arange(1, 1.16, 0.01), np.arange(1, 1.21, 0.02),
-         np.arange(1, 1.26, 0.02), np.arange(1, 1.31, 0.03)),
+        (
+            np.arange(1, 1.06, 0.01),
+            np.arange(1, 1.11, 0.01),
+            np.arange(1, 1.16, 0.01),
+            np.arange(1, 1.21, 0.01),
+            np.arange(1, 1.26, 0.01),
+        ),
+        (
+            np.arange(1, 1.11, 0.01),
+            np.arange(1, 1.16, 0.01),
+            np.arange(1, 1.21, 0.02),
+            np.arange(1, 1.26, 0.02),
+            np.arange(1, 1.31, 0.03),
+        ),
     ),
     "gaussian_blur": (gaussian_blur, (0.4, 0.6, 0.7, 0.8, 1), (1, 2, 3, 4, 6)),
 }

@@ -1,5 +1,6 @@
 """``corruptions``: accuracy under the ImageNet-C / CIFAR-10-C corruptions (Hendrycks & Dietterich 2019),
 per corruption and severity, and, against a baseline model's report, corruption error and (relative) mCE."""
+
 from __future__ import annotations
 
 import math
@@ -57,14 +58,18 @@ class CorruptionsCheck(SampleCheck):
                 raise InvalidInputError("corruptions: the corruptions list is empty; name at least one, e.g. ['fog']")
             unknown = [c for c in self.corruptions if c not in CORRUPTIONS]
             if unknown:
-                raise InvalidInputError(f"corruptions: unknown corruption {', '.join(map(repr, unknown))}; known: {', '.join(CORRUPTIONS)}")
+                raise InvalidInputError(
+                    f"corruptions: unknown corruption {', '.join(map(repr, unknown))}; known: {', '.join(CORRUPTIONS)}"
+                )
             if len(set(self.corruptions)) != len(self.corruptions):
                 raise InvalidInputError("corruptions: a corruption is listed twice")
             if not self.severities:
                 raise InvalidInputError("corruptions: the severities list is empty; use integers from 1 to 5")
             bad = [s for s in self.severities if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5]
             if bad or len(set(self.severities)) != len(self.severities):
-                raise InvalidInputError(f"corruptions: severities must be distinct integers from 1 to 5, got {self.severities}")
+                raise InvalidInputError(
+                    f"corruptions: severities must be distinct integers from 1 to 5, got {self.severities}"
+                )
             if self.preset != "auto" and self.preset not in PRESETS:
                 raise InvalidInputError(f"corruptions: unknown preset '{self.preset}'; use auto, cifar or imagenet")
             if self.artifact_size < 0:
@@ -72,8 +77,10 @@ class CorruptionsCheck(SampleCheck):
 
     def _corrupt(self, x: torch.Tensor, name: str, severity: int, ctx: CheckContext) -> torch.Tensor:
         gen = ctx.generator(self.name, name, severity, device=ctx.device)
-        parts = [corrupt(x[i : i + ctx.batch_size].to(ctx.device), name, severity, gen, preset=self.config.preset)
-                 for i in range(0, len(x), ctx.batch_size)]
+        parts = [
+            corrupt(x[i : i + ctx.batch_size].to(ctx.device), name, severity, gen, preset=self.config.preset)
+            for i in range(0, len(x), ctx.batch_size)
+        ]
         return torch.cat(parts)
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
@@ -98,7 +105,9 @@ class CorruptionsCheck(SampleCheck):
             artifacts[ARTIFACT] = lent
         return CheckOutput(samples=pd.DataFrame(rec), artifacts=artifacts)
 
-    def summarize(self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext) -> CheckOutput:
+    def summarize(
+        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
+    ) -> CheckOutput:
         cfg = self.config
         n = len(samples)
         rows = [rate("clean_accuracy", int(samples["clean"].sum()), n)]
@@ -114,7 +123,15 @@ class CorruptionsCheck(SampleCheck):
         for variant, group in (("benchmark", BENCHMARK), ("held-out", HELD_OUT), ("all", CORRUPTIONS)):
             present = [per[c] for c in group if c in per]
             if present:
-                rows.append(value("mean_corruption_accuracy", float(np.mean(present)), n, variant=variant, corruptions=len(present)))
+                rows.append(
+                    value(
+                        "mean_corruption_accuracy",
+                        float(np.mean(present)),
+                        n,
+                        variant=variant,
+                        corruptions=len(present),
+                    )
+                )
         out = CheckOutput(rows=rows)
         if ctx.baseline is not None:
             rows += self._versus_baseline(samples, ctx.baseline, out)
@@ -160,7 +177,11 @@ class CorruptionsCheck(SampleCheck):
         for metric, table in (("mce", ce), ("relative_mce", rel)):
             vals = [table[c] for c in BENCHMARK if c in table and math.isfinite(table[c])]
             if vals:
-                rows.append(value(metric, float(np.mean(vals)), n, variant="benchmark", baseline=base_name, corruptions=len(vals)))
+                rows.append(
+                    value(
+                        metric, float(np.mean(vals)), n, variant="benchmark", baseline=base_name, corruptions=len(vals)
+                    )
+                )
         return rows
 
     def _examples(self, data: AuditData, ctx: CheckContext) -> bytes:
@@ -174,8 +195,13 @@ class CorruptionsCheck(SampleCheck):
                 gen = ctx.generator(self.name, "figure", name, severity)
                 images.append(corrupt(x, name, severity, gen, preset=self.config.preset)[0])
                 titles.append(f"severity {severity}")
-        return image_grid(torch.stack(images), titles, ncols=len(self.config.severities) + 1, scale=1.1,
-                          suptitle="Corruptions of one evaluation image (clean image first)")
+        return image_grid(
+            torch.stack(images),
+            titles,
+            ncols=len(self.config.severities) + 1,
+            scale=1.1,
+            suptitle="Corruptions of one evaluation image (clean image first)",
+        )
 
     def _heatmap(self, samples: pd.DataFrame) -> bytes:
         import matplotlib.pyplot as plt
@@ -189,7 +215,15 @@ class CorruptionsCheck(SampleCheck):
         ax.set_xlabel("severity")
         for i in range(len(names)):
             for j in range(len(sev)):
-                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=6, color="w" if grid[i, j] < 0.6 else "k")
+                ax.text(
+                    j,
+                    i,
+                    f"{grid[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="w" if grid[i, j] < 0.6 else "k",
+                )
         fig.colorbar(im, ax=ax, label="accuracy")
         return figure_png(fig)
 

@@ -8,6 +8,7 @@ sigmas, motion-blur length, glass-blur displacement, spatter and elastic scales)
 by ``size / 32`` or ``size / 224``; relative ones (noise levels, zoom factors, pixelation ratio,
 JPEG quality, blend weights) are kept.
 """
+
 from __future__ import annotations
 
 import math
@@ -19,10 +20,21 @@ from . import blur, digital, jpeg, noise, weather
 from ._ops import luma
 
 BENCHMARK: tuple[str, ...] = (
-    "gaussian_noise", "shot_noise", "impulse_noise",
-    "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
-    "snow", "frost", "fog",
-    "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression",
+    "gaussian_noise",
+    "shot_noise",
+    "impulse_noise",
+    "defocus_blur",
+    "glass_blur",
+    "motion_blur",
+    "zoom_blur",
+    "snow",
+    "frost",
+    "fog",
+    "brightness",
+    "contrast",
+    "elastic_transform",
+    "pixelate",
+    "jpeg_compression",
 )
 HELD_OUT: tuple[str, ...] = ("speckle_noise", "gaussian_blur", "spatter", "saturate")
 CORRUPTIONS: tuple[str, ...] = BENCHMARK + HELD_OUT
@@ -79,7 +91,9 @@ def in_unit_range(x: torch.Tensor) -> bool:
     return bool(low >= 0) and bool(high <= 1)
 
 
-def corrupt(images: torch.Tensor, name: str, severity: int, generator: torch.Generator | None = None, *, preset: str = "auto") -> torch.Tensor:
+def corrupt(
+    images: torch.Tensor, name: str, severity: int, generator: torch.Generator | None = None, *, preset: str = "auto"
+) -> torch.Tensor:
     """Corrupt (N, C, H, W) images in [0, 1] with corruption ``name`` at ``severity`` (1..5).
 
     Returns a tensor of the same shape, dtype and device, in [0, 1]. Random corruptions draw
@@ -106,7 +120,9 @@ def corrupt(images: torch.Tensor, name: str, severity: int, generator: torch.Gen
     out = fn(x, parameters(name, severity, table), image_size(h, w) / PRESETS[table], generator)
     if name not in IN_RANGE:
         # clamp in place unless the result shares memory with the caller's images (an identity corruption)
-        out = out.clamp(0, 1) if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() else out.clamp_(0, 1)
+        out = (
+            out.clamp(0, 1) if out.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() else out.clamp_(0, 1)
+        )
     if grey:
         out = luma(out)
     return out.to(images.dtype)

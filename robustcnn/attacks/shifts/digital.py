@@ -1,5 +1,6 @@
 """Digital corruptions of Hendrycks & Dietterich (2019): contrast, brightness, saturate (held out),
 pixelate and the elastic transform. JPEG compression lives in ``jpeg``."""
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -63,7 +64,9 @@ def _affine_from_points(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve(a, dst).transpose(1, 2)
 
 
-def elastic_transform(x: torch.Tensor, c: tuple[float, float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def elastic_transform(
+    x: torch.Tensor, c: tuple[float, float, float], scale: float, gen: torch.Generator | None
+) -> torch.Tensor:
     """A random affine warp (three points moved by up to ``c2`` pixels, reflect-101 border), then a
     displacement field of Gaussian-smoothed (sigma ``c1``, truncate 3) uniform noise times ``c0``
     (bilinear, symmetric border)."""
@@ -77,7 +80,9 @@ def elastic_transform(x: torch.Tensor, c: tuple[float, float, float], scale: flo
     dst = src + uniform((n, 3, 2), gen, x, -shift, shift).to(dt)
     warped = warp_affine(x, _affine_from_points(dst, src))  # output pixel -> source pixel
     # the x field's draws, then the y field's, smoothed in one call
-    fields = gaussian_filter(uniform((2 * n, 1, h, w), gen, x, -1.0, 1.0), sigma, "symmetric", truncate=3).view(2, n, h, w)
+    fields = gaussian_filter(uniform((2 * n, 1, h, w), gen, x, -1.0, 1.0), sigma, "symmetric", truncate=3).view(
+        2, n, h, w
+    )
     fields.mul_(alpha)
     return displace(warped, fields[1], fields[0])
 
@@ -85,11 +90,21 @@ def elastic_transform(x: torch.Tensor, c: tuple[float, float, float], scale: flo
 PARAMS = {
     "contrast": (contrast, (0.75, 0.5, 0.4, 0.3, 0.15), (0.4, 0.3, 0.2, 0.1, 0.05)),
     "brightness": (brightness, (0.05, 0.1, 0.15, 0.2, 0.3), (0.1, 0.2, 0.3, 0.4, 0.5)),
-    "saturate": (saturate, ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)), ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2))),
+    "saturate": (
+        saturate,
+        ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),
+        ((0.3, 0), (0.1, 0), (2, 0), (5, 0.1), (20, 0.2)),
+    ),
     "pixelate": (pixelate, (0.95, 0.9, 0.85, 0.75, 0.65), (0.6, 0.5, 0.4, 0.3, 0.25)),
     "elastic_transform": (
         elastic_transform,
-        tuple((32 * a, 32 * s, 32 * t) for a, s, t in ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))),
-        tuple((244 * a, 244 * s, 244 * t) for a, s, t in ((2, 0.7, 0.1), (2, 0.08, 0.2), (0.05, 0.01, 0.02), (0.07, 0.01, 0.02), (0.12, 0.01, 0.02))),
+        tuple(
+            (32 * a, 32 * s, 32 * t)
+            for a, s, t in ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05), (0.1, 0.03, 0.03))
+        ),
+        tuple(
+            (244 * a, 244 * s, 244 * t)
+            for a, s, t in ((2, 0.7, 0.1), (2, 0.08, 0.2), (0.05, 0.01, 0.02), (0.07, 0.01, 0.02), (0.12, 0.01, 0.02))
+        ),
     ),
 }

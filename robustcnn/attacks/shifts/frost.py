@@ -7,6 +7,7 @@ the hexagonal habit of ice), over a low-frequency fractal haze and a fine grain,
 slightly blue. A texture's side is four times the image's (rounded up to a power of two), so a
 crop shows a few crystals, as the reference's crops of the down-scaled photographs do.
 """
+
 from __future__ import annotations
 
 import math
@@ -22,10 +23,15 @@ TINT = (0.86, 0.93, 1.0)
 def _segments(rng: np.random.Generator, side: int) -> np.ndarray:
     """(M, 5) segments ``x, y, angle, length, intensity`` of crystal trunks and two levels of branches."""
     count = max(4, int(30 * (side / 128) ** 2))
-    trunks = np.column_stack([
-        rng.uniform(0, side, count), rng.uniform(0, side, count), rng.uniform(0, 2 * np.pi, count),
-        side * rng.uniform(0.06, 0.25, count), rng.uniform(0.5, 1.0, count),
-    ])
+    trunks = np.column_stack(
+        [
+            rng.uniform(0, side, count),
+            rng.uniform(0, side, count),
+            rng.uniform(0, 2 * np.pi, count),
+            side * rng.uniform(0.06, 0.25, count),
+            rng.uniform(0.5, 1.0, count),
+        ]
+    )
     levels = [trunks]
     for _ in range(2):
         parents = levels[-1]
@@ -35,8 +41,15 @@ def _segments(rng: np.random.Generator, side: int) -> np.ndarray:
             for t in np.arange(spacing, length, spacing):
                 for sign in (-1, 1):
                     if rng.random() < 0.8:
-                        kids.append((x + t * math.cos(angle), y + t * math.sin(angle), angle + sign * np.pi / 3,
-                                     (length - t) * rng.uniform(0.25, 0.5), strength * 0.8))
+                        kids.append(
+                            (
+                                x + t * math.cos(angle),
+                                y + t * math.sin(angle),
+                                angle + sign * np.pi / 3,
+                                (length - t) * rng.uniform(0.25, 0.5),
+                                strength * 0.8,
+                            )
+                        )
         if not kids:
             break
         levels.append(np.array(kids))
@@ -89,6 +102,8 @@ def texture_side(h: int, w: int) -> int:
     return max(64, 1 << math.ceil(math.log2(4 * max(h, w))))
 
 
-def frost_textures(h: int, w: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def frost_textures(
+    h: int, w: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """The five (3, S, S) RGB frost textures in [0, 1] for (h, w) images, on ``device``."""
     return _bank(texture_side(h, w)).to(device=device, dtype=dtype)

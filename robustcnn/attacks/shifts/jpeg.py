@@ -8,6 +8,7 @@ like PIL's mode "L". Floating-point DCTs and colour conversions replace libjpeg'
 ones, so a coefficient near a quantisation step can round the other way: against PIL, the mean
 absolute difference is about 0.4 grey levels on 32x32 photographs (1.4 at worst on the test's).
 """
+
 from __future__ import annotations
 
 import math
@@ -18,12 +19,74 @@ import torch
 import torch.nn.functional as F
 
 
-LUMINANCE = np.array([
-    16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
-    14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
-    18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-    49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99,
-]).reshape(8, 8)
+LUMINANCE = np.array(
+    [
+        16,
+        11,
+        10,
+        16,
+        24,
+        40,
+        51,
+        61,
+        12,
+        12,
+        14,
+        19,
+        26,
+        58,
+        60,
+        55,
+        14,
+        13,
+        16,
+        24,
+        40,
+        57,
+        69,
+        56,
+        14,
+        17,
+        22,
+        29,
+        51,
+        87,
+        80,
+        62,
+        18,
+        22,
+        37,
+        56,
+        68,
+        109,
+        103,
+        77,
+        24,
+        35,
+        55,
+        64,
+        81,
+        104,
+        113,
+        92,
+        49,
+        64,
+        78,
+        87,
+        103,
+        121,
+        120,
+        101,
+        72,
+        92,
+        95,
+        98,
+        112,
+        100,
+        103,
+        99,
+    ]
+).reshape(8, 8)
 CHROMINANCE = np.full((8, 8), 99)
 CHROMINANCE[:4, :4] = [[17, 18, 24, 47], [18, 21, 26, 66], [24, 26, 56, 99], [47, 66, 99, 99]]
 
@@ -64,8 +127,14 @@ def _code_planes(planes: torch.Tensor, quality: int, chroma: bool) -> torch.Tens
     forward, inverse = (torch.as_tensor(m, device=planes.device, dtype=planes.dtype) for m in _coders(quality, chroma))
     blocks = planes.reshape(n, c, h // 8, 8, w // 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(-1, 64)
     scaled = torch.addmm(forward.sum(0), blocks, forward, alpha=1, beta=-128)  # (blocks - 128) @ forward
-    levels = scaled.add_(torch.copysign(torch.tensor(0.5, dtype=scaled.dtype, device=scaled.device), scaled)).trunc_()  # halves away from 0
-    out = torch.addmm(torch.full((64,), 128.0, dtype=planes.dtype, device=planes.device), levels, inverse).round_().clamp_(0, 255)
+    levels = scaled.add_(
+        torch.copysign(torch.tensor(0.5, dtype=scaled.dtype, device=scaled.device), scaled)
+    ).trunc_()  # halves away from 0
+    out = (
+        torch.addmm(torch.full((64,), 128.0, dtype=planes.dtype, device=planes.device), levels, inverse)
+        .round_()
+        .clamp_(0, 255)
+    )
     return out.reshape(n, c, h // 8, w // 8, 8, 8).permute(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
 
 
@@ -107,7 +176,9 @@ def jpeg_roundtrip(x: torch.Tensor, quality: int) -> torch.Tensor:
     y = _code_planes(ycc[:, :1], quality, chroma=False)[..., :h, :w]
     ch, cw = math.ceil(h / 2), math.ceil(w / 2)
     halve_rows, halve_cols = (torch.as_tensor(_halving_matrix(k), dtype=v.dtype, device=v.device) for k in (hp, wp))
-    chroma = _code_planes(torch.matmul(torch.matmul(halve_rows, ycc[:, 1:]), halve_cols.T), quality, chroma=True)[..., :ch, :cw]
+    chroma = _code_planes(torch.matmul(torch.matmul(halve_rows, ycc[:, 1:]), halve_cols.T), quality, chroma=True)[
+        ..., :ch, :cw
+    ]
     up_rows = torch.as_tensor(_fancy_matrix(ch)[:h], dtype=v.dtype, device=v.device)
     up_cols = torch.as_tensor(_fancy_matrix(cw)[:w], dtype=v.dtype, device=v.device)
     chroma = torch.matmul(torch.matmul(up_rows, chroma), up_cols.T).round_().sub_(128)

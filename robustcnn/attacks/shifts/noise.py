@@ -1,5 +1,6 @@
 """Noise corruptions of Hendrycks & Dietterich (2019): Gaussian, shot (Poisson), impulse (salt and
 pepper) and speckle noise, drawn independently per pixel and channel as in the reference code."""
+
 from __future__ import annotations
 
 import torch

@@ -1,5 +1,6 @@
 """``spatial``: translation jaggedness (Azulay & Weiss 2019) and the worst-of-grid rotation and
 translation attack (Engstrom et al. 2019)."""
+
 from __future__ import annotations
 
 import math
@@ -29,10 +30,13 @@ def rotate_translate(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     cos, sin = torch.cos(a), torch.sin(a)
     # output pixel u (centred, pixel units) samples source R(-a) (u - t); normalise by half the size
     sx, sy = w / 2, h / 2
-    theta = torch.stack([
-        torch.stack([cos, sin * sy / sx, -(cos * p[:, 1] + sin * p[:, 2]) / sx], dim=1),
-        torch.stack([-sin * sx / sy, cos, (sin * p[:, 1] - cos * p[:, 2]) / sy], dim=1),
-    ], dim=1)
+    theta = torch.stack(
+        [
+            torch.stack([cos, sin * sy / sx, -(cos * p[:, 1] + sin * p[:, 2]) / sx], dim=1),
+            torch.stack([-sin * sx / sy, cos, (sin * p[:, 1] - cos * p[:, 2]) / sy], dim=1),
+        ],
+        dim=1,
+    )
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
@@ -47,8 +51,15 @@ def diagonal_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
     return canvas[..., m - shift : m - shift + h, m - shift : m - shift + w]
 
 
-def worst_of(model: AuditedModel, x: torch.Tensor, y: torch.Tensor, params: torch.Tensor, active: torch.Tensor,
-             ctx: CheckContext, round_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def worst_of(
+    model: AuditedModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    params: torch.Tensor,
+    active: torch.Tensor,
+    ctx: CheckContext,
+    round_size: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Search each active image's transforms ``params`` (n, T, 3) in order until one misclassifies it.
 
     Rounds evaluate the next k transforms of every image still unbroken (k grows as images
@@ -124,7 +135,9 @@ class SpatialCheck(SampleCheck):
                 raise InvalidInputError("spatial: both jaggedness and grid are off; enable at least one")
             for key in ("n_angles", "n_translations"):
                 if int(getattr(self, key)) < 1:
-                    raise InvalidInputError(f"spatial: {key} must be at least 1 (got {getattr(self, key)}); use 1 for none")
+                    raise InvalidInputError(
+                        f"spatial: {key} must be at least 1 (got {getattr(self, key)}); use 1 for none"
+                    )
             if self.random_trials < 0 or self.round_size < 1 or self.examples < 0:
                 raise InvalidInputError("spatial: random_trials and examples must be >= 0 and round_size >= 1")
             if not 0 <= self.max_angle <= 180:
@@ -182,8 +195,11 @@ class SpatialCheck(SampleCheck):
             rec.update(self._grid(model, x, y, clean, ctx, h, w))
         return CheckOutput(samples=pd.DataFrame(rec), artifacts=artifacts)
 
-    def _jaggedness(self, model: AuditedModel, x: torch.Tensor, logits: torch.Tensor, ctx: CheckContext, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _jaggedness(
+        self, model: AuditedModel, x: torch.Tensor, logits: torch.Tensor, ctx: CheckContext, s: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, 2s+1) probability of the unshifted top class at shifts -s..s, and top-1 changes per image."""
+
         def probs(z: torch.Tensor) -> torch.Tensor:
             return z.clamp(0, 1) if model.outputs_probabilities else z.softmax(dim=1)
 
@@ -196,7 +212,16 @@ class SpatialCheck(SampleCheck):
         top = torch.stack(tops, dim=1)
         return torch.stack(curves, dim=1), (top[:, 1:] != top[:, :-1]).sum(dim=1)
 
-    def _grid(self, model: AuditedModel, x: torch.Tensor, y: torch.Tensor, clean: torch.Tensor, ctx: CheckContext, h: int, w: int) -> dict[str, np.ndarray]:
+    def _grid(
+        self,
+        model: AuditedModel,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        clean: torch.Tensor,
+        ctx: CheckContext,
+        h: int,
+        w: int,
+    ) -> dict[str, np.ndarray]:
         cfg = self.config
         n = len(x)
         grids = self.grids(h, w)
@@ -234,7 +259,9 @@ class SpatialCheck(SampleCheck):
             out["random_evals"] = spent.numpy()
         return out
 
-    def summarize(self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext) -> CheckOutput:
+    def summarize(
+        self, samples: pd.DataFrame, artifacts: dict[str, torch.Tensor], data: AuditData, ctx: CheckContext
+    ) -> CheckOutput:
         cfg = self.config
         n = len(samples)
         h, w = data.eval.x.shape[-2:]
@@ -253,12 +280,26 @@ class SpatialCheck(SampleCheck):
         if cfg.grid and "grid_correct" in samples:
             t_max = self.translation_range(h, w)
             variant = f"rotation +-{cfg.max_angle:g} deg x{cfg.n_angles}, translation +-{t_max:.3g} px x{cfg.n_translations}x{cfg.n_translations}"
-            rows.append(rate("accuracy", int(samples["translation_correct"].sum()), n, transform="translation", variant=variant))
-            rows.append(rate("accuracy", int(samples["rotation_correct"].sum()), n, transform="rotation", variant=variant))
+            rows.append(
+                rate("accuracy", int(samples["translation_correct"].sum()), n, transform="translation", variant=variant)
+            )
+            rows.append(
+                rate("accuracy", int(samples["rotation_correct"].sum()), n, transform="rotation", variant=variant)
+            )
             rows.append(rate("accuracy", int(samples["grid_correct"].sum()), n, transform="grid", variant=variant))
-            rows.append(value("transforms_per_image", float(samples["grid_evals"].mean()), n, transform="grid", variant=variant))
+            rows.append(
+                value("transforms_per_image", float(samples["grid_evals"].mean()), n, transform="grid", variant=variant)
+            )
             if "random_correct" in samples:
-                rows.append(rate("accuracy", int(samples["random_correct"].sum()), n, transform=f"random-{cfg.random_trials}", variant=variant))
+                rows.append(
+                    rate(
+                        "accuracy",
+                        int(samples["random_correct"].sum()),
+                        n,
+                        transform=f"random-{cfg.random_trials}",
+                        variant=variant,
+                    )
+                )
             if cfg.examples:
                 fig = self._grid_figure(samples, data)
                 if fig is not None:
@@ -273,7 +314,9 @@ class SpatialCheck(SampleCheck):
         pairs = int(part["jag_pairs"].sum())
         rows = [
             rate("top1_change", int(part["jag_changes"].sum()), pairs, **params),
-            value("mean_abs_change", float(part["jag_abs_change"].sum()) / pairs if pairs else math.nan, pairs, **params),
+            value(
+                "mean_abs_change", float(part["jag_abs_change"].sum()) / pairs if pairs else math.nan, pairs, **params
+            ),
         ]
         if cls is None:
             rows.append(rate("images_changed", int((part["jag_changes"] > 0).sum()), len(part), **params))
@@ -307,7 +350,12 @@ class SpatialCheck(SampleCheck):
         for (_, r), (a, dx, dy) in zip(broken.iterrows(), params.tolist()):
             titles.append(f"{data.classes[int(r['label'])]}")
             titles.append(f"-> {data.classes[int(r['break_pred'])]}\n{a:+.0f}deg ({dx:+.1f},{dy:+.1f})")
-        return image_grid(images, titles, ncols=min(8, len(images)), suptitle="Worst-of-grid transforms that break correct predictions")
+        return image_grid(
+            images,
+            titles,
+            ncols=min(8, len(images)),
+            suptitle="Worst-of-grid transforms that break correct predictions",
+        )
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
         if "transform" in table:

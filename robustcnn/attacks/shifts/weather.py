@@ -2,6 +2,7 @@
 
 Colour corruptions receive RGB images (grey images are expanded by the caller).
 """
+
 from __future__ import annotations
 
 import math
@@ -15,7 +16,9 @@ from .blur import clipped_zoom, motion_blur_at
 from .frost import frost_textures
 
 
-def diamond_square(n: int, mapsize: int, wibbledecay: float, gen: torch.Generator | None, device: torch.device) -> torch.Tensor:
+def diamond_square(
+    n: int, mapsize: int, wibbledecay: float, gen: torch.Generator | None, device: torch.device
+) -> torch.Tensor:
     """(n, mapsize, mapsize) unnormalised diamond-square maps: the reference ``plasma_fractal``
     (including its random offsets ``wibble * U(-wibble, wibble)``) before its rescaling to [0, 1].
 
@@ -113,7 +116,8 @@ def _canny(img: torch.Tensor, low: float, high: float) -> torch.Tensor:
     diag_a = torch.where(s > 0, neighbour(-1, -1), neighbour(-1, 1))
     diag_b = torch.where(s > 0, neighbour(1, 1), neighbour(1, -1))
     local_max = torch.where(
-        horizontal, (mag > neighbour(0, -1)) & (mag >= neighbour(0, 1)),
+        horizontal,
+        (mag > neighbour(0, -1)) & (mag >= neighbour(0, 1)),
         torch.where(vertical, (mag > neighbour(-1, 0)) & (mag >= neighbour(1, 0)), (mag > diag_a) & (mag > diag_b)),
     )
     candidate = local_max & (mag > low)
@@ -206,10 +210,20 @@ def spatter(x: torch.Tensor, c: tuple[float, ...], scale: float, gen: torch.Gene
 PARAMS = {
     "snow": (
         snow,
-        ((0.1, 0.2, 1, 0.6, 8, 3, 0.95), (0.1, 0.2, 1, 0.5, 10, 4, 0.9), (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
-         (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85), (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8)),
-        ((0.1, 0.3, 3, 0.5, 10, 4, 0.8), (0.2, 0.3, 2, 0.5, 12, 4, 0.7), (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
-         (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65), (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55)),
+        (
+            (0.1, 0.2, 1, 0.6, 8, 3, 0.95),
+            (0.1, 0.2, 1, 0.5, 10, 4, 0.9),
+            (0.15, 0.3, 1.75, 0.55, 10, 4, 0.9),
+            (0.25, 0.3, 2.25, 0.6, 12, 6, 0.85),
+            (0.3, 0.3, 1.25, 0.65, 14, 12, 0.8),
+        ),
+        (
+            (0.1, 0.3, 3, 0.5, 10, 4, 0.8),
+            (0.2, 0.3, 2, 0.5, 12, 4, 0.7),
+            (0.55, 0.3, 4, 0.9, 12, 8, 0.7),
+            (0.55, 0.3, 4.5, 0.85, 12, 8, 0.65),
+            (0.55, 0.3, 2.5, 0.85, 12, 12, 0.55),
+        ),
     ),
     "frost": (
         frost,
@@ -223,9 +237,19 @@ PARAMS = {
     ),
     "spatter": (
         spatter,
-        ((0.62, 0.1, 0.7, 0.7, 0.5, 0), (0.65, 0.1, 0.8, 0.7, 0.5, 0), (0.65, 0.3, 1, 0.69, 0.5, 0),
-         (0.65, 0.1, 0.7, 0.69, 0.6, 1), (0.65, 0.1, 0.5, 0.68, 0.6, 1)),
-        ((0.65, 0.3, 4, 0.69, 0.6, 0), (0.65, 0.3, 3, 0.68, 0.6, 0), (0.65, 0.3, 2, 0.68, 0.5, 0),
-         (0.65, 0.3, 1, 0.65, 1.5, 1), (0.67, 0.4, 1, 0.65, 1.5, 1)),
+        (
+            (0.62, 0.1, 0.7, 0.7, 0.5, 0),
+            (0.65, 0.1, 0.8, 0.7, 0.5, 0),
+            (0.65, 0.3, 1, 0.69, 0.5, 0),
+            (0.65, 0.1, 0.7, 0.69, 0.6, 1),
+            (0.65, 0.1, 0.5, 0.68, 0.6, 1),
+        ),
+        (
+            (0.65, 0.3, 4, 0.69, 0.6, 0),
+            (0.65, 0.3, 3, 0.68, 0.6, 0),
+            (0.65, 0.3, 2, 0.68, 0.5, 0),
+            (0.65, 0.3, 1, 0.65, 1.5, 1),
+            (0.67, 0.4, 1, 0.65, 1.5, 1),
+        ),
     ),
 }

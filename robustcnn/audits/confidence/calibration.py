@@ -7,6 +7,7 @@
 - Misclassification detection: AUROC of the score separating right from wrong
   predictions (Hendrycks & Gimpel 2017, "success detection").
 """
+
 from __future__ import annotations
 
 import math

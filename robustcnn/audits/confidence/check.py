@@ -1,5 +1,6 @@
 """``confidence``: can a threshold on the model's confidence reject fooling, adversarial,
 noisy and shifted inputs? (Hendrycks & Gimpel 2017; Liu et al. 2020; Shafaei et al. 2018)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -49,9 +50,13 @@ class ConfidenceConfig:
     def validate(self) -> None:
         bad = [s for s in self.scores if s not in SCORES]
         if bad or not self.scores:
-            raise InvalidInputError(f"confidence: unknown or empty scores {bad or self.scores}; choose from {', '.join(SCORES)}")
+            raise InvalidInputError(
+                f"confidence: unknown or empty scores {bad or self.scores}; choose from {', '.join(SCORES)}"
+            )
         if self.primary_score not in self.scores:
-            raise InvalidInputError(f"confidence: primary_score '{self.primary_score}' must be one of scores {self.scores}")
+            raise InvalidInputError(
+                f"confidence: primary_score '{self.primary_score}' must be one of scores {self.scores}"
+            )
         bad = [s for s in self.sets if s not in SET_NAMES]
         if bad:
             raise InvalidInputError(f"confidence: unknown sets {bad}; choose from {', '.join(SET_NAMES)}")
@@ -59,14 +64,25 @@ class ConfidenceConfig:
             raise InvalidInputError("confidence: no OOD sets; list some in 'sets' or give an 'ood' dataset path")
         if not 0.5 <= self.tpr < 1.0:
             raise InvalidInputError(f"confidence: tpr must lie in [0.5, 1), got {self.tpr}")
-        for key in ("noise_n", "max_per_set", "fooling_n", "fooling_steps", "adversarial_n", "adversarial_steps", "corruption_n", "ece_bins"):
+        for key in (
+            "noise_n",
+            "max_per_set",
+            "fooling_n",
+            "fooling_steps",
+            "adversarial_n",
+            "adversarial_steps",
+            "corruption_n",
+            "ece_bins",
+        ):
             if int(getattr(self, key)) < 1:
                 raise InvalidInputError(f"confidence: {key} must be at least 1, got {getattr(self, key)}")
         for key in ("noise_std", "fooling_step_size", "energy_temperature"):
             if not getattr(self, key) > 0:
                 raise InvalidInputError(f"confidence: {key} must be positive, got {getattr(self, key)}")
         if not 0 < self.adversarial_eps <= 1:
-            raise InvalidInputError(f"confidence: adversarial_eps must lie in (0, 1] (pixels in [0, 1]), got {self.adversarial_eps}")
+            raise InvalidInputError(
+                f"confidence: adversarial_eps must lie in (0, 1] (pixels in [0, 1]), got {self.adversarial_eps}"
+            )
 
 
 @register
@@ -94,8 +110,10 @@ class ConfidenceCheck(Check):
         names, dropped = usable_scores(cfg.scores, model.outputs_probabilities)
         primary = cfg.primary_score
         if dropped:
-            ctx.warn(f"the model outputs probabilities; scores are computed from log-probabilities and "
-                     f"{', '.join(dropped)} are not meaningful (energy is constant, max log-probability repeats MSP): left out")
+            ctx.warn(
+                f"the model outputs probabilities; scores are computed from log-probabilities and "
+                f"{', '.join(dropped)} are not meaningful (energy is constant, max log-probability repeats MSP): left out"
+            )
         if not names:
             names = ["msp"]
         if primary not in names:
@@ -103,7 +121,9 @@ class ConfidenceCheck(Check):
             primary = names[0]
 
         def score(x: torch.Tensor) -> dict[str, np.ndarray]:
-            return confidence_scores(model.logits(x, ctx.batch_size), names, model.outputs_probabilities, cfg.energy_temperature)
+            return confidence_scores(
+                model.logits(x, ctx.batch_size), names, model.outputs_probabilities, cfg.energy_temperature
+            )
 
         clean_out = model.logits(data.eval.x, ctx.batch_size)
         clean = confidence_scores(clean_out, names, model.outputs_probabilities, cfg.energy_temperature)
@@ -129,7 +149,15 @@ class ConfidenceCheck(Check):
         rows: list[dict] = []
         worst: tuple[float, str, int, int, str] | None = None
         for name in names:
-            rows.append(value("mean_score", float(np.mean(display_values(name, clean[name]))), len(clean[name]), score=name, ood="clean"))
+            rows.append(
+                value(
+                    "mean_score",
+                    float(np.mean(display_values(name, clean[name]))),
+                    len(clean[name]),
+                    score=name,
+                    ood="clean",
+                )
+            )
             for s in sets:
                 ood = set_scores[s.name][name]
                 det = detection(clean[name], ood, tpr)
@@ -145,10 +173,16 @@ class ConfidenceCheck(Check):
                 if name == primary and (worst is None or det.accepted / det.n_ood > worst[0]):
                     worst = (det.accepted / det.n_ood, s.name, det.accepted, det.n_ood, s.source)
             threshold = threshold_at_tpr(clean[name], tpr)
-            rows.append(value("threshold", float(display_values(name, threshold)), len(clean[name]), score=name, tpr=tpr))
-            rows.append(rate("clean_accepted", int(np.sum(clean[name] >= threshold)), len(clean[name]), score=name, tpr=tpr))
+            rows.append(
+                value("threshold", float(display_values(name, threshold)), len(clean[name]), score=name, tpr=tpr)
+            )
+            rows.append(
+                rate("clean_accepted", int(np.sum(clean[name] >= threshold)), len(clean[name]), score=name, tpr=tpr)
+            )
         if worst is not None:
-            rows.append(rate("worst_accepted_share", worst[2], worst[3], score=primary, ood=worst[1], tpr=tpr, source=worst[4]))
+            rows.append(
+                rate("worst_accepted_share", worst[2], worst[3], score=primary, ood=worst[1], tpr=tpr, source=worst[4])
+            )
         return rows
 
     @staticmethod
@@ -161,7 +195,9 @@ class ConfidenceCheck(Check):
             cross = [r for r in results if r.fit_on != r.test_on]
             if cross:
                 low = min(cross, key=lambda r: r.accuracy)
-                rows.append(value("od_accuracy_worst", low.accuracy, low.n_test, score=name, ood=low.test_on, fit_on=low.fit_on))
+                rows.append(
+                    value("od_accuracy_worst", low.accuracy, low.n_test, score=name, ood=low.test_on, fit_on=low.fit_on)
+                )
         return rows
 
     @staticmethod
@@ -181,17 +217,22 @@ class ConfidenceCheck(Check):
         return rows
 
     @staticmethod
-    def _figures(names, primary, clean, correct, sets: list[OODSet], set_scores, cfg: ConfidenceConfig) -> dict[str, bytes]:
+    def _figures(
+        names, primary, clean, correct, sets: list[OODSet], set_scores, cfg: ConfidenceConfig
+    ) -> dict[str, bytes]:
         figs: dict[str, bytes] = {}
         if "msp" in names:
             figs["reliability"] = figures.reliability_diagram(reliability(np.exp(clean["msp"]), correct, cfg.ece_bins))
-        figs["risk_coverage"] = figures.risk_coverage_plot({name: risk_coverage(clean[name], correct) for name in names})
+        figs["risk_coverage"] = figures.risk_coverage_plot(
+            {name: risk_coverage(clean[name], correct) for name in names}
+        )
         if sets:
             threshold = threshold_at_tpr(clean[primary], cfg.tpr)
             per_set = {s.name: set_scores[s.name][primary] for s in sets}
             figs["score_histograms"] = figures.score_histograms(primary, clean[primary], per_set, threshold, cfg.tpr)
             figs["most_confident_bad_inputs"] = figures.accepted_examples(
-                {s.name: s.images for s in sets}, per_set, primary, threshold)
+                {s.name: s.images for s in sets}, per_set, primary, threshold
+            )
         return figs
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
@@ -204,10 +245,26 @@ class ConfidenceCheck(Check):
 
 def _samples(data: AuditData, names, clean, correct, sets: list[OODSet], set_scores) -> pd.DataFrame:
     """One record per scored input: clean images by id, OOD inputs as ``<set>-<i>``; scores in display units."""
-    frames = [pd.DataFrame({"sample": data.eval.ids, "set": "clean", "correct": correct,
-                            **{n: display_values(n, clean[n]) for n in names}})]
+    frames = [
+        pd.DataFrame(
+            {
+                "sample": data.eval.ids,
+                "set": "clean",
+                "correct": correct,
+                **{n: display_values(n, clean[n]) for n in names},
+            }
+        )
+    ]
     for s in sets:
         k = len(s.images)
-        frames.append(pd.DataFrame({"sample": [f"{s.name}-{i}" for i in range(k)], "set": s.name, "correct": None,
-                                    **{n: display_values(n, set_scores[s.name][n]) for n in names}}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "sample": [f"{s.name}-{i}" for i in range(k)],
+                    "set": s.name,
+                    "correct": None,
+                    **{n: display_values(n, set_scores[s.name][n]) for n in names},
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)

@@ -1,4 +1,5 @@
 """Figures of the confidence check: reliability diagram, score histograms, risk-coverage curves."""
+
 from __future__ import annotations
 
 import math
@@ -20,13 +21,26 @@ def reliability_diagram(rel: Reliability) -> bytes:
     filled = rel.counts > 0
     ax.bar(centers[filled], rel.accuracy[filled], width=width, edgecolor="black", color="#4c78a8", label="accuracy")
     acc, conf = rel.accuracy[filled], rel.confidence[filled]
-    ax.bar(centers[filled], np.abs(conf - acc), bottom=np.minimum(conf, acc), width=width, fill=False,
-           edgecolor="#e45756", hatch="//", label="gap to mean confidence")
+    ax.bar(
+        centers[filled],
+        np.abs(conf - acc),
+        bottom=np.minimum(conf, acc),
+        width=width,
+        fill=False,
+        edgecolor="#e45756",
+        hatch="//",
+        label="gap to mean confidence",
+    )
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     for c, a, k in zip(centers[filled], rel.accuracy[filled], rel.counts[filled]):
         ax.text(c, min(a, 0.93) + 0.02, str(int(k)), ha="center", fontsize=6)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (max softmax probability)", ylabel="accuracy",
-           title=f"Reliability ({len(rel.counts)} bins), ECE = {rel.ece:.3f}")
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="confidence (max softmax probability)",
+        ylabel="accuracy",
+        title=f"Reliability ({len(rel.counts)} bins), ECE = {rel.ece:.3f}",
+    )
     ax.legend(fontsize=7, loc="upper left")
     return figure_png(fig)
 
@@ -40,9 +54,15 @@ def risk_coverage_plot(curves: dict[str, RiskCoverage]) -> bytes:
     errors = round(first.risk[-1] * len(first.risk))
     n = len(first.risk)
     k = np.arange(1, n + 1)
-    ax.plot(first.coverage, np.maximum(0, k - (n - errors)) / k, "k:", lw=1, label=f"oracle (AURC {first.optimal_aurc:.4f})")
-    ax.set(xlabel="coverage (share of inputs answered)", ylabel="risk (error rate of answered)",
-           xlim=(0, 1), title="Risk-coverage: abstain on the least confident inputs")
+    ax.plot(
+        first.coverage, np.maximum(0, k - (n - errors)) / k, "k:", lw=1, label=f"oracle (AURC {first.optimal_aurc:.4f})"
+    )
+    ax.set(
+        xlabel="coverage (share of inputs answered)",
+        ylabel="risk (error rate of answered)",
+        xlim=(0, 1),
+        title="Risk-coverage: abstain on the least confident inputs",
+    )
     ax.set_ylim(bottom=0)
     ax.legend(fontsize=7)
     return figure_png(fig)
@@ -68,14 +88,16 @@ def score_histograms(name: str, clean: np.ndarray, sets: dict[str, np.ndarray], 
         ax.set_yscale("log")
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(sets):]:
+    for ax in list(axes.flat)[len(sets) :]:
         ax.axis("off")
     fig.suptitle(f"{LABELS[name]}; dashed: threshold keeping {tpr:.0%} of clean inputs", fontsize=9)
     fig.tight_layout()
     return figure_png(fig)
 
 
-def accepted_examples(images: dict[str, torch.Tensor], scores: dict[str, np.ndarray], name: str, threshold: float, per_set: int = 5) -> bytes:
+def accepted_examples(
+    images: dict[str, torch.Tensor], scores: dict[str, np.ndarray], name: str, threshold: float, per_set: int = 5
+) -> bytes:
     """The most confidently scored inputs of each OOD set, titled with their score and verdict."""
     shown, titles = [], []
     for set_name, x in images.items():
@@ -85,5 +107,9 @@ def accepted_examples(images: dict[str, torch.Tensor], scores: dict[str, np.ndar
             shown.append(x[int(i)])
             verdict = "accepted" if s >= threshold else "rejected"
             shown_value = float(display_values(name, s))
-            titles.append(f"{set_name[:16]}\n{shown_value:.6f} {verdict}" if name == "msp" else f"{set_name[:16]}\n{shown_value:.3g} {verdict}")
+            titles.append(
+                f"{set_name[:16]}\n{shown_value:.6f} {verdict}"
+                if name == "msp"
+                else f"{set_name[:16]}\n{shown_value:.3g} {verdict}"
+            )
     return image_grid(torch.stack(shown), titles, ncols=per_set, suptitle=f"Most confident bad inputs ({LABELS[name]})")

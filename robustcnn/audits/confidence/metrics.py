@@ -6,6 +6,7 @@ scikit-learn; ``aupr_in`` treats clean inputs as positives, ``aupr_out`` the bad
 ``tpr`` of clean inputs is the operating point a deployment would choose without seeing
 bad inputs; ``accepted`` counts the bad inputs that pass it (its share is FPR@TPR).
 """
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@ then tested on (clean test half, OOD set B test half); the detection accuracy is
 of the clean share accepted and the bad share rejected (the balanced test set of the paper).
 Fitting and testing on the same set (A = B) gives the in-set baseline on held-out halves.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

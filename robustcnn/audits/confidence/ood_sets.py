@@ -12,6 +12,7 @@
   ``fooling-evolution`` is measured only from its check's artifact.
 - ``user:<name>``: a dataset given by the ``ood`` option, resized to the model's input.
 """
+
 from __future__ import annotations
 
 import math
@@ -52,7 +53,9 @@ class OODSet:
     source: str
 
 
-def gaussian_noise(n: int, shape: tuple[int, int, int], gen: torch.Generator, mean: float = 0.5, std: float = 0.25) -> torch.Tensor:
+def gaussian_noise(
+    n: int, shape: tuple[int, int, int], gen: torch.Generator, mean: float = 0.5, std: float = 0.25
+) -> torch.Tensor:
     return (mean + std * torch.randn((n, *shape), generator=gen)).clamp(0.0, 1.0)
 
 
@@ -138,7 +141,10 @@ def shifted_images(x: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor,
     for i, name in enumerate(BENCHMARK):
         if len(x[i :: len(BENCHMARK)]):
             out[i :: len(BENCHMARK)] = corrupt(x[i :: len(BENCHMARK)], name, 5, gen)
-    return out, f"generated: robustcnn.attacks.shifts.corrupt, {len(BENCHMARK)} ImageNet-C corruptions at severity 5, round-robin"
+    return (
+        out,
+        f"generated: robustcnn.attacks.shifts.corrupt, {len(BENCHMARK)} ImageNet-C corruptions at severity 5, round-robin",
+    )
 
 
 def subsample(images: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
@@ -155,14 +161,18 @@ def load_user_set(spec: str, shape: tuple[int, int, int], notes: list[str]) -> O
     except InvalidInputError as exc:
         raise InvalidInputError(f"confidence: cannot use ood dataset '{spec}': {exc}") from exc
     if len(data.test) == 0:
-        raise InvalidInputError(f"confidence: ood dataset '{spec}' has no images; give a dataset with at least one image")
+        raise InvalidInputError(
+            f"confidence: ood dataset '{spec}' has no images; give a dataset with at least one image"
+        )
     converted: list[str] = []
     split = adapt_split(data.test, shape[0], shape[1:], converted, f"ood dataset '{spec}'")
     notes.extend(converted)
     return OODSet(f"user:{data.name}", split.x.float(), f"user dataset {spec}")
 
 
-def build_sets(model: AuditedModel, data: AuditData, cfg: "ConfidenceConfig", ctx: CheckContext) -> tuple[list[OODSet], list[str]]:
+def build_sets(
+    model: AuditedModel, data: AuditData, cfg: "ConfidenceConfig", ctx: CheckContext
+) -> tuple[list[OODSet], list[str]]:
     """The OOD sets asked for in ``cfg``, with notes on what was generated, resized or skipped."""
     shape = data.eval.shape
     notes: list[str] = []
@@ -173,9 +183,13 @@ def build_sets(model: AuditedModel, data: AuditData, cfg: "ConfidenceConfig", ct
 
     builders: dict[str, Callable[[], OODSet | None]] = {
         "gaussian-noise": lambda: OODSet(
-            "gaussian-noise", gaussian_noise(cfg.noise_n, shape, gen("gaussian-noise"), 0.5, cfg.noise_std),
-            f"generated: N(0.5, {cfg.noise_std}^2) clipped to [0, 1]"),
-        "uniform-noise": lambda: OODSet("uniform-noise", uniform_noise(cfg.noise_n, shape, gen("uniform-noise")), "generated: U(0, 1)"),
+            "gaussian-noise",
+            gaussian_noise(cfg.noise_n, shape, gen("gaussian-noise"), 0.5, cfg.noise_std),
+            f"generated: N(0.5, {cfg.noise_std}^2) clipped to [0, 1]",
+        ),
+        "uniform-noise": lambda: OODSet(
+            "uniform-noise", uniform_noise(cfg.noise_n, shape, gen("uniform-noise")), "generated: U(0, 1)"
+        ),
     }
     for name in cfg.sets:
         if name in builders:
@@ -217,18 +231,26 @@ def adapt_split_images(images: torch.Tensor, shape: tuple[int, int, int], name: 
     return adapt_split(split, shape[0], shape[1:], notes, name).x
 
 
-def _generate(name: str, model: AuditedModel, data: AuditData, cfg: "ConfidenceConfig", gen: torch.Generator) -> tuple[torch.Tensor, str] | None:
+def _generate(
+    name: str, model: AuditedModel, data: AuditData, cfg: "ConfidenceConfig", gen: torch.Generator
+) -> tuple[torch.Tensor, str] | None:
     if name == "fooling-gradient":
-        images, fooled = fooling_images(model, cfg.fooling_n, data.eval.shape, cfg.fooling_steps, cfg.fooling_step_size, gen)
+        images, fooled = fooling_images(
+            model, cfg.fooling_n, data.eval.shape, cfg.fooling_steps, cfg.fooling_step_size, gen
+        )
         return images, (
             f"generated: signed-gradient ascent from uniform noise, {cfg.fooling_steps} steps of {cfg.fooling_step_size}; "
-            f"{fooled}/{len(images)} reached 99.99%")
+            f"{fooled}/{len(images)} reached 99.99%"
+        )
     if name == "adversarial":
         pick = torch.randperm(len(data.eval), generator=gen)[: cfg.adversarial_n]
-        images = pgd_examples(model, data.eval.x[pick], data.eval.y[pick], cfg.adversarial_eps, cfg.adversarial_steps, gen)
+        images = pgd_examples(
+            model, data.eval.x[pick], data.eval.y[pick], cfg.adversarial_eps, cfg.adversarial_steps, gen
+        )
         return images, (
             f"generated: L-inf PGD eps={cfg.adversarial_eps}, {cfg.adversarial_steps} steps; "
-            f"{len(images)}/{len(pick)} successful kept")
+            f"{len(images)}/{len(pick)} successful kept"
+        )
     if name == "corruptions":
         pick = torch.randperm(len(data.eval), generator=gen)[: cfg.corruption_n]
         return shifted_images(data.eval.x[pick], gen)

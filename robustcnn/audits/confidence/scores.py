@@ -12,6 +12,7 @@ Models whose outputs are already probabilities are scored from ``log p``: ``msp`
 ``neg_entropy`` are then exact, while ``max_logit`` (a monotone function of MSP) and
 ``energy`` (constant ``log sum p = 0``) carry no information and are not computed.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -52,7 +53,9 @@ def confidence_scores(
     names = list(names)
     bad = [s for s in names if s not in (PROBABILITY_SCORES if outputs_probabilities else SCORES)]
     if bad:
-        raise ValueError(f"score(s) {bad} are not defined for {'probability' if outputs_probabilities else 'logit'} outputs")
+        raise ValueError(
+            f"score(s) {bad} are not defined for {'probability' if outputs_probabilities else 'logit'} outputs"
+        )
     out = outputs.detach().double().cpu()
     log_p = log_probabilities(out, outputs_probabilities)
     if outputs_probabilities:
