@@ -10,6 +10,11 @@ Models: the demo MNIST CNN, and an MNIST CNN adversarially trained here (PGD, L-
 Madry et al. 2017), fine-tuned from the demo weights and cached next to the zoo.
 
 Run: ``.venv/bin/python benchmarks/bench_adversarial.py [--n 500] [--aa-n 100] [--threads 2]``.
+
+``--three-models N`` instead prints the check's headline (median smallest perturbation per norm, with
+its 95% interval) next to robust accuracy at L-inf 0.3 for a linear model, the demo CNN and an
+FGSM-trained CNN (the recipes of ``tests/reference_models.py``) on N stratified test images: the
+headline must order the three where the fixed-epsilon number does not.
 Targets (issue 3): our robust accuracy <= PGD-40 and <= FMN at every epsilon, within 1 point
 of AutoAttack; whole L-inf curve at most 0.5x (aim 0.35x) the wall time of PGD-40 over the same
 8 epsilons; median minimal L2 on the demo CNN in 1-3; FGSM at 0.25 breaks most images.
@@ -20,14 +25,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import math
+import sys
 import time
+from pathlib import Path
 
 import foolbox as fb
-import robustcnn  # noqa: F401,E402  (first: it sets passive OpenMP waiting before torch starts)
+import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from robustcnn.attacks.perturbation import evaluate
+import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
+from robustcnn.attacks.perturbation import AdversarialCheck, evaluate
+from robustcnn.checks import AuditData, CheckContext
 from robustcnn.data import DatasetRef
 from robustcnn.models import AuditedModel, ModelRef
 from robustcnn.zoo import cache_dir, load_demo, random_shift
@@ -44,7 +54,7 @@ def timed(fn):
 def foolbox_pgd(model: AuditedModel, x: torch.Tensor, y: torch.Tensor) -> dict[float, float]:
     torch.manual_seed(0)
     _, _, success = fb.attacks.LinfPGD(steps=40)(fb.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=EPS)
-    return {e: 1 - float(s.float().mean()) for e, s in zip(EPS, success)}
+    return {e: 1 - float(s.float().mean()) for e, s in zip(EPS, success, strict=False)}
 
 
 def foolbox_fmn(model: AuditedModel, x: torch.Tensor, y: torch.Tensor) -> dict[float, float]:
@@ -175,16 +185,65 @@ def sanity(model: AuditedModel, x, y) -> None:
     )
 
 
+def three_models(data, n: int) -> None:
+    """The adversarial headline and the fixed-epsilon row for a weak, the demo and an adversarially trained model."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from reference_models import reference_model
+
+    per_class = max(1, n // 10)
+    idx = np.concatenate([np.flatnonzero(data.test.y.numpy() == k)[:per_class] for k in range(10)])
+    audit = AuditData("mnist5k", data.classes, data.test.subset(np.sort(idx)), data.train)
+    models = {
+        "linear (weak)": reference_model("weak", data.train.x, data.train.y),
+        "demo:mnist-cnn": load_demo("mnist-cnn")[0],
+        "CNN-8, FGSM-RS L-inf 0.3": reference_model("adversarial", data.train.x, data.train.y),
+    }
+    lines = []
+    for name, net in models.items():
+        check = AdversarialCheck()
+        started = time.perf_counter()
+        table = pd.DataFrame(check.run(AuditedModel(net, 10, 1, (28, 28), name=name), audit, CheckContext(seed=0)).rows)
+        head = check.headline(table.assign(model=name, check="adversarial"))
+        fixed = table[(table["metric"] == "robust_accuracy") & (table["norm"] == "linf") & (table["eps"] == 0.3)].iloc[
+            0
+        ]
+        clean = table[(table["metric"] == "robust_accuracy") & (table["norm"] == "linf") & (table["eps"] == 0.0)].iloc[
+            0
+        ]
+        median = table[table["metric"] == "min_perturbation_median"].set_index("norm")
+        lines.append(
+            {
+                "model": name,
+                "clean acc": f"{clean['value']:.3f}",
+                "robust acc L-inf 0.3 (95% CI)": f"{fixed['value']:.3f} ({fixed['ci_low']:.3f}-{fixed['ci_high']:.3f})",
+                **{
+                    f"median min {norm} (95% CI)": f"{r['value']:.4f} ({r['ci_low']:.4f}-{r['ci_high']:.4f})"
+                    for norm, r in median.iterrows()
+                },
+                "headline": f"{head.value:.4f}",
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+    print(f"adversarial headline on {len(audit.eval)} stratified test images, default cascade (seed 0):")
+    print(pd.DataFrame(lines).to_string(index=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500, help="test images for the curves and the cost ratio")
     parser.add_argument("--n-robust", type=int, default=500, help="test images for the adversarially trained model")
     parser.add_argument("--aa-n", type=int, default=100, help="test images for AutoAttack (costly on CPU)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument(
+        "--three-models", type=int, default=0, metavar="N", help="only the headline on three models, N images"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     data = DatasetRef("mnist5k").load()
+    if args.three_models:
+        three_models(data, args.three_models)
+        return
     demo = ModelRef("demo:mnist-cnn").load(10, 1, (28, 28))
     x, y = data.test.x[: args.n], data.test.y[: args.n]
     compare("demo MNIST CNN", demo, x, y, args.aa_n, [0.0, 0.05, 0.1, 0.15], cost=True)

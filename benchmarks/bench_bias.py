@@ -27,19 +27,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import robustcnn  # noqa: F401,E402  (first: it sets passive OpenMP waiting before torch starts)
 import torch
+
+import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("ROBUSTCNN_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "robustcnn"))
 
-from robustcnn import zoo  # noqa: E402
-from robustcnn.audits.dataset_bias import DatasetBiasCheck  # noqa: E402
-from robustcnn.audits.groups import GroupsCheck  # noqa: E402
-from robustcnn.audits.labels import LabelIssuesCheck, cross_validated_probabilities, penultimate_features  # noqa: E402
-from robustcnn.checks import AuditData, CheckContext  # noqa: E402
-from robustcnn.data import DatasetRef, ImageData, Split, stratified_sample  # noqa: E402
-from robustcnn.models import AuditedModel, ModelRef  # noqa: E402
+from robustcnn import zoo
+from robustcnn.audits.dataset_bias import DatasetBiasCheck
+from robustcnn.audits.groups import GroupsCheck
+from robustcnn.audits.labels import LabelIssuesCheck, cross_validated_probabilities, penultimate_features
+from robustcnn.checks import AuditData, CheckContext
+from robustcnn.data import DatasetRef, ImageData, Split, stratified_sample
+from robustcnn.models import AuditedModel, ModelRef
 
 PAIRS = [(1, 7), (7, 1), (3, 5), (5, 3), (4, 9), (9, 4), (2, 8), (8, 2)]
 
@@ -119,7 +120,7 @@ def groups_table(spec: str, attribute: str, models: list[tuple[str, str]], n: in
 def plant_noise(split: Split, rate: float, seed: int) -> tuple[Split, np.ndarray]:
     rng = np.random.default_rng(seed)
     y = split.y.clone()
-    per_pair = int(round(rate * len(y))) // len(PAIRS)
+    per_pair = round(rate * len(y)) // len(PAIRS)
     flipped = np.zeros(len(y), dtype=bool)
     for a, b in PAIRS:
         idx = rng.choice(np.flatnonzero(split.y.numpy() == a), per_pair, replace=False)
@@ -197,7 +198,7 @@ def _argmax_disagreement(model: AuditedModel, split: Split, source: str) -> np.n
 
 
 def train_times() -> None:
-    print("\n## demo model training from scratch (seconds on this machine, threads: %d)" % torch.get_num_threads())
+    print(f"\n## demo model training from scratch (seconds on this machine, threads: {torch.get_num_threads()})")
     for name in ("colored-mnist-cnn", "colored-mnist-gray-cnn", "background-mnist-cnn"):
         recipe = zoo.RECIPES[name]
         blob = zoo.train_recipe(recipe)

@@ -20,17 +20,17 @@ from pathlib import Path
 
 os.environ.setdefault("ROBUSTCNN_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "robustcnn"))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import robustcnn  # noqa: F401,E402  (first: it sets passive OpenMP waiting before torch starts)
-import torch  # noqa: E402
+import numpy as np
+import pandas as pd
+import torch
 
-from robustcnn.audits.confidence import ConfidenceCheck  # noqa: E402
-from robustcnn.audits.confidence.metrics import detection  # noqa: E402
-from robustcnn.audits.confidence.scores import SCORES, confidence_scores  # noqa: E402
-from robustcnn.checks import AuditData, CheckContext  # noqa: E402
-from robustcnn.data import DatasetRef, stratified_sample  # noqa: E402
-from robustcnn.models import ModelRef  # noqa: E402
+import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
+from robustcnn.audits.confidence import ConfidenceCheck
+from robustcnn.audits.confidence.metrics import detection
+from robustcnn.audits.confidence.scores import SCORES, confidence_scores
+from robustcnn.checks import AuditData, CheckContext
+from robustcnn.data import DatasetRef, stratified_sample
+from robustcnn.models import ModelRef
 
 PAPER_AUROC = {"gaussian-noise": 88.29, "uniform-noise": 97.89}
 PAPER_MEAN_MSP = {"gaussian-noise": 0.917, "uniform-noise": 0.881}
@@ -121,7 +121,10 @@ def main() -> None:
     worst = rows[rows.metric == "worst_accepted_share"].iloc[0]
     print(f"Headline: worst set {worst['ood']}, {worst['value']:.0%} accepted.")
     cal = rows[rows.metric.isin(["ece", "aurc", "excess_aurc", "misclassification_auroc"]) & (rows.score == "msp")]
-    print("\nCalibration on clean inputs (MSP): " + ", ".join(f"{m} {v:.4f}" for m, v in zip(cal.metric, cal.value)))
+    print(
+        "\nCalibration on clean inputs (MSP): "
+        + ", ".join(f"{m} {v:.4f}" for m, v in zip(cal.metric, cal.value, strict=False))
+    )
     od = rows[(rows.metric == "od_accuracy") & (rows.score == "msp")].pivot(
         index="fit_on", columns="ood", values="value"
     )

@@ -34,15 +34,16 @@ import skimage.exposure
 import skimage.feature
 import skimage.filters
 import skimage.util
-import robustcnn  # noqa: F401,E402  (first: it sets passive OpenMP waiting before torch starts)
 import torch
 from PIL import Image
 
+import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from robustcnn.attacks.shifts import CORRUPTIONS, corrupt  # noqa: E402
-from robustcnn.attacks.shifts.corruptions import parameters  # noqa: E402
-from robustcnn.attacks.shifts.frost import TEXTURES, _texture  # noqa: E402
+from robustcnn.attacks.shifts import CORRUPTIONS, corrupt
+from robustcnn.attacks.shifts.corruptions import parameters
+from robustcnn.attacks.shifts.frost import TEXTURES, _texture
 
 RNG = np.random.default_rng(0)
 FROST_DIR = Path(tempfile.mkdtemp(prefix="frost-"))
@@ -291,16 +292,16 @@ def bench_corruptions(
     ratios = []
     for name in names:
         c = parameters(name, severity, "cifar")
-        t_ref = timed(lambda: [ref(name, img, c) for img in pil_images]) / ref_images
+        t_ref = timed(lambda name=name, c=c: [ref(name, img, c) for img in pil_images]) / ref_images
         gen = torch.Generator(device=device).manual_seed(0)
 
-        def ours():
+        def ours(name: str = name, gen: torch.Generator = gen) -> None:
             corrupt(x, name, severity, gen)
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
 
         t_ours = timed(ours) / batch
-        t_floor = timed(lambda: floor_work(name, x, gen, device)) / batch
+        t_floor = timed(lambda name=name, gen=gen: floor_work(name, x, gen, device)) / batch
         ratios.append(t_ref / t_ours)
         print(
             f"{name:20s} {1 / t_ref:16.0f} {1 / t_ours:12.0f} {t_ref / t_ours:8.1f}x  {'ok' if t_ref / t_ours >= 20 else 'MISSED':10s}  "
@@ -330,10 +331,10 @@ def floor_work(name: str, x: torch.Tensor, gen: torch.Generator, device: str) ->
 
 
 def bench_spatial() -> None:
+    from robustcnn.attacks.shifts.spatial import SpatialCheck
     from robustcnn.checks import AuditData, CheckContext
     from robustcnn.data import DatasetRef, stratified_sample
     from robustcnn.models import ModelRef
-    from robustcnn.attacks.shifts.spatial import SpatialCheck
     from robustcnn.reports.schema import tidy
 
     data = DatasetRef("mnist5k").load()
@@ -346,11 +347,11 @@ def bench_spatial() -> None:
     seconds = time.perf_counter() - start
     t = tidy(out.rows, "demo:mnist-cnn", "spatial")
     overall = t[t["class"].isna()] if "class" in t else t
-    get = lambda metric, **kw: float(
-        overall[
-            (overall.metric == metric) & np.logical_and.reduce([overall[k] == v for k, v in kw.items()] or [True])
-        ].value.iloc[0]
-    )  # noqa: E731
+
+    def get(metric: str, **kw: str) -> float:
+        match = np.logical_and.reduce([overall[k] == v for k, v in kw.items()] or [True])
+        return float(overall[(overall.metric == metric) & match].value.iloc[0])
+
     clean = get("accuracy", transform="none")
     grid = get("accuracy", transform="grid")
     print(

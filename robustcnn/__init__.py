@@ -10,4 +10,4 @@ __version__ = "0.1.0"
 from .api import audit, load_report  # noqa: E402
 from .reports.report import Report  # noqa: E402
 
-__all__ = ["audit", "load_report", "Report", "__version__"]
+__all__ = ["Report", "__version__", "audit", "load_report"]

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -33,6 +34,9 @@ def audit(
     resume: bool = False,
     progress: bool = False,
     force: bool = False,
+    resize: int | None = None,
+    center_crop: int | tuple[int, int] | None = None,
+    train_n: int | None = None,
 ) -> Report:
     """Audit one model and write its report directory; returns the loaded ``Report``.
 
@@ -40,6 +44,7 @@ def audit(
     taking [0, 1] pixels (after ``mean``/``std``). Arguments left as None take the plan's
     values (``plan`` file, else the defaults: mnist5k, seed 0, cpu, batch size 256).
     ``out`` must be new, empty or an earlier report unless ``force`` (see ``reports.writer``).
+    ``resize``/``center_crop`` (torchvision's eval transforms) and ``train_n`` are as on the CLI.
     """
     base = load_plan(plan) if plan is not None else Plan()
     if isinstance(model, ModelRef):
@@ -56,6 +61,9 @@ def audit(
         checks=list(checks) if checks is not None else None,
         options={**base.options, **(options or {})},
         n=n,
+        resize=resize,
+        center_crop=(center_crop, center_crop) if isinstance(center_crop, int) else center_crop,
+        train_n=train_n,
         seed=seed,
         device=device,
         batch_size=batch_size,

@@ -4,11 +4,10 @@ retried task gives the same numbers; the batch size that worked is recorded in m
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
-
-from .errors import InvalidInputError
 
 T = TypeVar("T")
 
@@ -28,7 +27,8 @@ def release_cached_memory(device: str) -> None:
 
 def run_with_backoff(work: Callable[[int], T], batch_size: int, device: str) -> tuple[T, int]:
     """``work(batch_size)``, halving ``batch_size`` after each out-of-memory error; returns the
-    result and the batch size that fitted. Out of memory at batch size 1 is an input problem."""
+    result and the batch size that fitted. Out of memory at batch size 1 is raised as it came
+    (the command line reports it as an environment problem, exit 4)."""
     size = batch_size
     while True:
         try:
@@ -38,8 +38,5 @@ def run_with_backoff(work: Callable[[int], T], batch_size: int, device: str) -> 
                 raise
             release_cached_memory(device)
             if size == 1:
-                raise InvalidInputError(
-                    f"the model does not fit in {device} memory even one image at a time; "
-                    "use a smaller --input-size or another --device"
-                ) from exc
+                raise
             size //= 2

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import pandas as pd
 import torch
@@ -20,6 +21,7 @@ import torch
 from .data import Split
 from .errors import InvalidInputError
 from .models import AuditedModel
+from .seeding import SampleStreams
 
 
 @dataclass
@@ -42,7 +44,7 @@ class AuditData:
     def attributes(self) -> list[str]:
         return list(self.eval.attrs.columns)
 
-    def with_eval(self, split: Split) -> "AuditData":
+    def with_eval(self, split: Split) -> AuditData:
         return AuditData(self.name, self.classes, split, self.train)
 
 
@@ -69,15 +71,22 @@ class CheckContext:
     progress: bool = False
     artifacts: dict[str, torch.Tensor] = field(default_factory=dict)
     baseline: pd.DataFrame | None = None
-    shard: int = 0
     warnings: list[str] = field(default_factory=list)
+    eval_size: int = 0  # evaluation images in the whole run, of which a shard is part (0: not sharded)
 
     def generator(self, *salt: object, device: str | None = None) -> torch.Generator:
-        """A torch generator seeded from the run seed, the shard and ``salt`` (e.g. the check name)."""
-        digest = hashlib.sha256(repr((self.seed, self.shard) + salt).encode()).digest()
+        """A torch generator seeded from the run seed and ``salt`` (e.g. the check name), for draws
+        that belong to the whole run; per-image draws take ``streams``. (The 0 is where a shard
+        number once went; keeping it keeps the draws, and so the results, of earlier versions.)"""
+        digest = hashlib.sha256(repr((self.seed, 0, *salt)).encode()).digest()
         gen = torch.Generator(device=device or "cpu")
         gen.manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
         return gen
+
+    def streams(self, ids: Sequence[str], *salt: object, device: str | None = None) -> SampleStreams:
+        """One random stream per image, keyed by (run seed, ``salt``, sample id): an image's draws
+        do not depend on the shard or batch it is measured in."""
+        return SampleStreams.for_ids(self.seed, ids, *salt, device=device or "cpu")
 
     def warn(self, message: str) -> None:
         self.warnings.append(message)
@@ -103,7 +112,7 @@ class Headline:
     where: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_row(cls, row: pd.Series, label: str, better: str, kind: str = "rate") -> "Headline":
+    def from_row(cls, row: pd.Series, label: str, better: str, kind: str = "rate") -> Headline:
         """The headline read off one long-table row (its parameters become ``where``)."""
         n = row.get("n")
         params = {k: v for k, v in row.items() if k not in _NOT_PARAMETERS and not _missing(v)}
@@ -153,7 +162,7 @@ class Check:
         self.config = config if config is not None else self.Config()
 
     @classmethod
-    def from_options(cls, options: dict[str, Any] | None) -> "Check":
+    def from_options(cls, options: dict[str, Any] | None) -> Check:
         options = dict(options or {})
         fields = {f.name: f for f in dataclasses.fields(cls.Config)}
         unknown = sorted(set(options) - set(fields))

@@ -12,8 +12,9 @@ import functools
 import logging
 import sys
 import traceback
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import click
 
@@ -44,7 +45,7 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException):
             raise
-        except Exception as exc:  # noqa: BLE001  every error ends as one line and an exit code
+        except Exception as exc:
             code, message = _classify(exc)
             if debug:
                 traceback.print_exc()
@@ -140,8 +141,9 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     "--model",
     "model_specs",
     multiple=True,
-    help="Model file (TorchScript, .pt2, state_dict, pickled module) or demo:NAME. Default: demo:mnist-cnn. "
-    "Repeat to audit several models with the same other flags (one report each, plus index.html).",
+    help="Model file (safetensors or torch.save state_dict with --arch; .pt2, TorchScript or pickle with --trust-model) "
+    "or demo:NAME. Default: demo:mnist-cnn. Repeat to audit several models with the same other flags "
+    "(one report each, plus index.html).",
 )
 @click.option("--arch", help="Architecture for a state_dict: torchvision:NAME, demo:NAME or package.module:factory.")
 @click.option(
@@ -151,16 +153,35 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
 @click.option("--input-size", help="Input size HxW the model takes, e.g. 224x224 (default: the dataset's).")
 @click.option("--mean", help="Per-channel normalisation mean applied inside the wrapper, e.g. 0.485,0.456,0.406.")
 @click.option("--std", help="Per-channel normalisation std applied inside the wrapper, e.g. 0.229,0.224,0.225.")
-@click.option("--trust-model", is_flag=True, help="Allow loading a fully pickled nn.Module (runs code from the file).")
+@click.option(
+    "--trust-model",
+    is_flag=True,
+    help="Allow files that can run code when loaded: .pt2, TorchScript, pickled modules, pickles torch's weights-only loader refuses.",
+)
 @click.option("--name", help="Model name used in tables and the default output folder.")
 @click.option(
     "--data",
     "data_spec",
     help="Dataset: mnist5k (default), digits, a built-in bias set, an ImageFolder directory or an .npz file.",
 )
-@click.option("--checks", help="Comma-separated checks to run (see `robustcnn list`).")
+@click.option(
+    "--checks",
+    help="Comma-separated checks, families, `all`, or a profile: quick, standard, thorough "
+    "(budgets in docs/profiles.md; see `robustcnn list`). Default: the plan's checks, or clean alone without a plan.",
+)
 @click.option(
     "--n", type=click.IntRange(min=1), help="Evaluate a seeded, class-stratified sample of this many test images."
+)
+@click.option(
+    "--resize",
+    type=click.IntRange(min=1),
+    help="Resize each image's shorter side to this many pixels (like torchvision's Resize(S)).",
+)
+@click.option("--center-crop", help="Then cut the centre HxW or S (like torchvision's CenterCrop), e.g. 224.")
+@click.option(
+    "--train-n",
+    type=click.IntRange(min=1),
+    help="Training images a check may decode, a seeded class-stratified sample (default 5000).",
 )
 @click.option("--seed", type=int, help="Random seed (default 0); the same seed gives the same results.csv.")
 @click.option("--device", help="cpu (default), cuda or cuda:N.")
@@ -220,6 +241,9 @@ def audit(
     data_spec: str | None,
     checks: str | None,
     n: int | None,
+    resize: int | None,
+    center_crop: str | None,
+    train_n: int | None,
     seed: int | None,
     device: str | None,
     batch_size: int | None,
@@ -247,6 +271,7 @@ def audit(
     code is then 1 if a gate failed."""
     from .models import ModelRef
     from .plan import load_plan, validate_plan
+    from .profiles import resolve_checks
     from .runner import run_plan
 
     plan_path = plan_file or (_demo_plan() if not model_specs and data_spec is None else None)
@@ -270,20 +295,27 @@ def audit(
             )
             for model_spec in (model_specs or (None,))
         ]
-    selected = [c.strip() for c in checks.split(",") if c.strip()] if checks is not None else None
+    selection = resolve_checks(checks) if checks is not None else None
+    selected = selection.checks if selection else None
     # --checks narrows the plan: the plan's own options for the checks it leaves out are no mistake to warn about
     options = {k: dict(v) for k, v in plan.options.items() if selected is None or k in selected or k not in plan.checks}
-    for check, table in _parse_set(set_options).items():
-        options.setdefault(check, {}).update(table)
+    for check, table in (selection.options if selection else {}).items():
+        options[check] = {**table, **options.get(check, {})}
+    given: dict[str, dict[str, Any]] = _parse_set(set_options)
     if attacks:
-        options.setdefault("adversarial", {})["attacks"] = [a.strip() for a in attacks.split(",") if a.strip()]
+        given.setdefault("adversarial", {})["attacks"] = [a.strip() for a in attacks.split(",") if a.strip()]
     if target is not None:
-        options.setdefault("patch", {})["target"] = target
+        given.setdefault("patch", {})["target"] = target
     if ood is not None:
-        options.setdefault("confidence", {})["ood"] = ood
+        given.setdefault("confidence", {})["ood"] = ood
+    for check, table in given.items():
+        options.setdefault(check, {}).update(table)
     plan = plan.with_overrides(
         data=data_spec,
-        n=n,
+        n=n or (selection.n if selection else None),
+        resize=resize,
+        center_crop=_size(center_crop, "--center-crop"),
+        train_n=train_n,
         seed=seed,
         device=device,
         batch_size=batch_size,
@@ -291,8 +323,11 @@ def audit(
         baseline=baseline,
         checks=selected,
         options=options,
+        optional=selection.optional if selection else None,
     )
     validate_plan(plan)
+    _reject_unselected(plan.checks, set_options, attacks, target, ood)
+    _announce_checks(plan, selection, plan_path)
     gates = _plan_gates(plan, policy)
     if junit and not gates:
         raise UsageError("--junit needs gates: give --policy FILE or [[gate]] tables in the plan")
@@ -310,8 +345,9 @@ def audit(
 
         check_index_target(Path(plan.out or "reports"))
     verdicts = {}
+    lines = not no_progress and not progress
     with _engine(executor, workers, ray_address, plan) as engine:
-        reports = run_plan(plan, resume=resume, progress=progress, force=force, engine=engine)
+        reports = run_plan(plan, resume=resume, progress=progress, force=force, lines=lines, engine=engine)
     for report in reports:
         click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
         _print_headlines(report)
@@ -347,6 +383,39 @@ def _engine(name: str, workers: int | None, ray_address: str | None, plan) -> It
         engine.close(cancel=True)
         raise
     engine.close()
+
+
+def _reject_unselected(
+    checks: list[str], set_options: tuple[str, ...], attacks: str | None, target: str | None, ood: str | None
+) -> None:
+    """Options given on the command line for a check that will not run are a mistake, not a no-op."""
+    given = {item.partition("=")[0].partition(".")[0]: f"--set {item}" for item in set_options}
+    for flag, check, value in (
+        ("--attacks", "adversarial", attacks),
+        ("--target", "patch", target),
+        ("--ood", "confidence", ood),
+    ):
+        if value is not None:
+            given.setdefault(check, flag)
+    for check, flag in given.items():
+        if check not in checks:
+            raise InvalidInputError(
+                f"{flag} sets an option of check '{check}', which is not selected; add it to --checks"
+            )
+
+
+def _announce_checks(plan, selection, plan_path: str | None) -> None:
+    """Say which checks run and where that choice came from, so no default is silent (checks
+    named one by one on the command line need no announcement)."""
+    if selection is not None and not selection.optional and not selection.profile:
+        return
+    if selection is not None:
+        origin = f"profile {selection.profile}, n={plan.n}" if selection.profile else "--checks"
+    elif plan_path:
+        origin = f"from {plan_path}; --checks all|quick|standard|thorough|NAME,... selects others"
+    else:
+        origin = "the default; --checks all|quick|standard|thorough|NAME,... selects more"
+    click.echo(f"running checks: {', '.join(plan.checks)} ({origin})")
 
 
 def _plan_gates(plan, policy: str | None) -> list:
@@ -399,13 +468,14 @@ def _plain_plan():
     return Plan()
 
 
-def _size(text: str | None) -> tuple[int, int] | None:
+def _size(text: str | None, option: str = "--input-size") -> tuple[int, int] | None:
     if text is None:
         return None
     try:
-        h, w = (int(v) for v in text.lower().split("x"))  # range checked with the plan (exit 4)
+        parts = [int(v) for v in text.lower().split("x")]  # range checked with the plan (exit 4)
+        h, w = parts * 2 if option == "--center-crop" and len(parts) == 1 else parts
     except ValueError as exc:
-        raise UsageError(f"--input-size takes HxW, e.g. 224x224, got '{text}'") from exc
+        raise UsageError(f"{option} takes HxW, e.g. 224x224, got '{text}'") from exc
     return h, w
 
 
@@ -421,13 +491,18 @@ def list_command(debug: bool) -> None:
     """List the checks, built-in datasets and demo models."""
     from . import zoo
     from .checks import load_registry
-    from .data import BUILTINS
+    from .data import (
+        BUILTINS,
+        bias_sets,  # noqa: F401
+    )
     from .data.builtin import load_builtin  # noqa: F401  (registers every built-in set)
-    from .data import bias_sets  # noqa: F401
 
+    registry = load_registry()
     sections = {
-        "checks": [
-            (name, cls.title) for name, cls in sorted(load_registry().items(), key=lambda kv: (kv[1].order, kv[0]))
+        "checks": [(name, cls.title) for name, cls in sorted(registry.items(), key=lambda kv: (kv[1].order, kv[0]))],
+        "check families (for --checks; 'all' selects every check)": [
+            (family.replace(" ", "-"), ", ".join(n for n, c in sorted(registry.items()) if c.family == family))
+            for family in sorted({c.family for c in registry.values()})
         ],
         "datasets": [(name, builtin.description) for name, builtin in sorted(BUILTINS.items())],
         "demo models": [(f"demo:{recipe.name}", recipe.description) for recipe in zoo.list_demos()],
@@ -570,6 +645,7 @@ def gate(
 )
 @click.option("--ray-address", help="Join this Ray cluster (HOST:PORT) instead of a local runtime.")
 @click.option("--force", is_flag=True, help="Write into a non-empty --out that is not a robustcnn report.")
+@click.option("--trust-model", is_flag=True, help="Needed when the shards loaded a model with --trust-model.")
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
 @debug_option
 @handle_errors
@@ -580,6 +656,7 @@ def merge_command(
     workers: int | None,
     ray_address: str | None,
     force: bool,
+    trust_model: bool,
     no_progress: bool,
     debug: bool,
 ) -> None:
@@ -588,14 +665,15 @@ def merge_command(
     the summaries and the tasks left to the merge."""
     from .sharding import merge, read_shards
 
-    plan, _ = read_shards([Path(d) for d in directories])
+    plan, stores = read_shards([Path(d) for d in directories], trust_model)
     if len(plan.models) > 1:
         from .reports.index_page import check_index_target
 
         check_index_target(Path(out))
+    progress = not no_progress and sys.stderr.isatty()
     with _engine(executor, workers, ray_address, plan) as engine:
         reports = merge(
-            [Path(d) for d in directories], Path(out), engine, force, not no_progress and sys.stderr.isatty()
+            plan, stores, Path(out), engine, force, progress=progress, lines=not no_progress and not progress
         )
     for report in reports:
         click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
@@ -625,7 +703,14 @@ def report_compare(directories: tuple[str, ...], out: str, debug: bool) -> None:
     from .reports.report import Report, expand_report_paths
     from .reports.scorecard import format_value
 
-    reports = [Report.load(p) for p in expand_report_paths(directories)]
+    reports = []
+    for path in expand_report_paths(directories):
+        try:
+            reports.append(Report.load(path))
+        except InvalidInputError as exc:
+            click.echo(f"robustcnn: skipped {path}: {exc}", err=True)
+    if not reports:
+        raise InvalidInputError(f"no complete robustcnn report among {' '.join(directories)}")
     click.echo(compare_headlines(reports).map(format_value).to_string(index=False))
     table = compare_tables(reports)
     write_comparison(table, out)

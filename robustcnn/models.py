@@ -1,9 +1,9 @@
 """Load a user's trained model and wrap it so every check sees [0, 1] NCHW pixels.
 
-Formats: TorchScript (``torch.jit.save``), ``torch.export`` archives (``.pt2``), a
-state_dict plus an architecture (``--arch torchvision:resnet18`` or
-``package.module:factory``), demo zoo names (``demo:mnist-cnn``) and, only with
-``trust=True``, fully pickled modules.
+Sources: a state_dict (``torch.save`` or safetensors) plus an architecture
+(``--arch torchvision:resnet18`` or ``package.module:factory``), demo zoo names
+(``demo:mnist-cnn``) and, only with ``trust=True``, files that can run code when loaded:
+``torch.export`` archives, TorchScript and full pickles (see ``model_files``).
 """
 
 from __future__ import annotations
@@ -11,16 +11,15 @@ from __future__ import annotations
 import hashlib
 import importlib
 import inspect
-import warnings
-import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from .errors import InvalidInputError, UsageError
+from .model_files import read_model_file
 
 
 @dataclass
@@ -32,6 +31,9 @@ class EvalCounter:
 
     def snapshot(self) -> tuple[int, int]:
         return self.forward, self.backward
+
+
+MIN_BATCH = 16  # smallest batch the network sees; see AuditedModel.forward
 
 
 class AuditedModel(nn.Module):
@@ -64,7 +66,7 @@ class AuditedModel(nn.Module):
         self.register_buffer("std", _channel_tensor(std, in_channels, 1.0))
         self.eval()
 
-    def train(self, mode: bool = True) -> "AuditedModel":
+    def train(self, mode: bool = True) -> AuditedModel:
         """Set the mode of the network; torch.export modules are frozen in eval and refuse it."""
         self.training = mode
         try:
@@ -74,10 +76,17 @@ class AuditedModel(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.counter.forward += x.shape[0]
+        """Logits of ``x``. A batch of fewer than ``MIN_BATCH`` images is padded with zero images
+        (which get no gradient), since BLAS and oneDNN take differently rounded kernels for a few
+        rows (the demo CNN's logits change in the last bit at batch sizes 1-3, 5-7, 9-11): an
+        image's logits then do not depend on how many images share its batch."""
+        n = x.shape[0]
+        self.counter.forward += n
         if torch.is_grad_enabled() and x.requires_grad:
-            self.counter.backward += x.shape[0]
-        return self.net((x - self.mean) / self.std)
+            self.counter.backward += n
+        if 0 < n < MIN_BATCH:
+            x = torch.cat([x, x.new_zeros((MIN_BATCH - n, *x.shape[1:]))])
+        return self.net((x - self.mean) / self.std)[:n]
 
     @property
     def device(self) -> torch.device:
@@ -253,69 +262,9 @@ def _read_file(path: str) -> bytes:
     return _require_file(path).read_bytes()
 
 
-def _zip_names(path: Path) -> list[str]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            return zf.namelist()
-    except (zipfile.BadZipFile, OSError):
-        return []
-
-
 def _load_network(ref: ModelRef, num_classes: int, in_channels: int) -> nn.Module:
     path = _require_file(ref.spec)
-    names = _zip_names(path)
-    if (
-        any("serialized_exported_program" in n or n.endswith("/models/model.json") for n in names)
-        or path.suffix == ".pt2"
-    ):
-        return _load_exported(path)
-    if any("/code/" in n or n.endswith("constants.pkl") for n in names):
-        return _load_torchscript(path)
-    return _load_pickle(ref, path, num_classes, in_channels)
-
-
-def _load_exported(path: Path) -> nn.Module:
-    try:
-        program = torch.export.load(str(path))
-    except Exception as exc:
-        raise InvalidInputError(
-            f"cannot read torch.export archive {path}: {str(exc).splitlines()[0] if str(exc) else exc!r}"
-        ) from exc
-    return program.module()
-
-
-def _load_torchscript(path: Path) -> nn.Module:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            return torch.jit.load(str(path), map_location="cpu")
-        except Exception as exc:
-            raise InvalidInputError(f"cannot read TorchScript file {path}: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _load_pickle(ref: ModelRef, path: Path, num_classes: int, in_channels: int) -> nn.Module:
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        if "Unsupported global" in str(exc):
-            if not ref.trust:
-                raise InvalidInputError(
-                    f"{path} is a pickled Python object, which runs code when loaded; "
-                    "save a state_dict or TorchScript, or pass --trust-model if you trust the file"
-                ) from exc
-            try:
-                obj = torch.load(str(path), map_location="cpu", weights_only=False)
-            except Exception as exc2:
-                raise InvalidInputError(f"cannot unpickle {path}: {_first_line(exc2)}") from exc2
-        else:
-            raise InvalidInputError(
-                f"{path} is not a model file torch can read (TorchScript, .pt2 or state_dict): {_first_line(exc)}"
-            ) from exc
+    obj = read_model_file(path, ref.trust)
     if isinstance(obj, nn.Module):
         return obj
     state = _extract_state_dict(obj, path)
@@ -333,6 +282,11 @@ def _load_pickle(ref: ModelRef, path: Path, num_classes: int, in_channels: int) 
     return net
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
     if isinstance(obj, dict):
         for key in ("state_dict", "model_state_dict", "model"):
@@ -345,7 +299,11 @@ def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
 
 
 def build_architecture(arch: str, num_classes: int, in_channels: int) -> nn.Module:
-    """Build ``torchvision:NAME``, ``demo:NAME`` or ``package.module:factory`` untrained."""
+    """Build ``torchvision:NAME``, ``timm:NAME``, ``demo:NAME`` or ``package.module:factory`` untrained.
+
+    Nothing is downloaded: torchvision and timm models are built without pretrained weights
+    (the user's state_dict supplies them). timm is an optional extra (``robustcnn[timm]``).
+    """
     if ":" not in arch:
         raise UsageError(f"--arch must look like torchvision:resnet18 or package.module:factory, got '{arch}'")
     source, name = arch.split(":", 1)
@@ -359,6 +317,8 @@ def build_architecture(arch: str, num_classes: int, in_channels: int) -> nn.Modu
         if in_channels != 3:
             _adapt_first_conv(net, in_channels)
         return net
+    if source == "timm":
+        return _build_timm(name, num_classes, in_channels)
     if source in ("demo", "zoo"):
         from . import zoo
 
@@ -374,6 +334,16 @@ def build_architecture(arch: str, num_classes: int, in_channels: int) -> nn.Modu
     if not isinstance(net, nn.Module):
         raise InvalidInputError(f"factory '{arch}' returned {type(net).__name__}, not a torch.nn.Module")
     return net
+
+
+def _build_timm(name: str, num_classes: int, in_channels: int) -> nn.Module:
+    try:
+        import timm
+    except ImportError as exc:
+        raise InvalidInputError("--arch timm:NAME needs the timm package: pip install 'robustcnn[timm]'") from exc
+    if not timm.is_model(name):
+        raise InvalidInputError(f"timm has no architecture '{name}' (see timm.list_models())")
+    return timm.create_model(name, pretrained=False, num_classes=num_classes, in_chans=in_channels)
 
 
 def _adapt_first_conv(net: nn.Module, in_channels: int) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .data import DEFAULT_TRAIN_N, Policy
 from .errors import InvalidInputError
 from .models import ModelRef
 
@@ -21,7 +22,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MODEL_KEYS = {"spec", "arch", "num_classes", "in_channels", "input_size", "mean", "std", "trust_model", "name"}
-DATA_KEYS = {"spec", "n"}
+DATA_KEYS = {"spec", "n", "resize", "center_crop", "train_n"}
 RUN_KEYS = {"seed", "device", "batch_size", "checks", "out", "baseline", "shard_size", "num_cpus", "num_gpus"}
 TOP_KEYS = {"model", "data", "run", "checks", "gate", "description"}
 DEFAULT_CHECKS = ["clean"]
@@ -35,6 +36,9 @@ class Plan:
     models: list[ModelRef] = field(default_factory=lambda: [ModelRef()])
     data: str = "mnist5k"
     n: int | None = None
+    resize: int | None = None
+    center_crop: tuple[int, int] | None = None
+    train_n: int | None = DEFAULT_TRAIN_N
     seed: int = 0
     device: str = "cpu"
     batch_size: int = 256
@@ -45,6 +49,7 @@ class Plan:
     shard_size: int | None = None
     gates: list[dict[str, Any]] = field(default_factory=list)
     source: str | None = None
+    optional: list[str] = field(default_factory=list)  # checks skipped with a note when the data cannot feed them
     num_cpus: float = 1  # what each Ray worker reserves (see docs/scale-out.md); results do not depend on it
     num_gpus: float | None = None  # None: 1 with --device cuda, else 0
 
@@ -54,6 +59,9 @@ class Plan:
             "models": [m.describe() for m in self.models],
             "data": self.data,
             "n": self.n,
+            "resize": self.resize,
+            "center_crop": list(self.center_crop) if self.center_crop else None,
+            "train_n": self.train_n,
             "seed": self.seed,
             "device": self.device,
             "batch_size": self.batch_size,
@@ -63,7 +71,12 @@ class Plan:
             "gates": self.gates,
         }
 
-    def with_overrides(self, **overrides: Any) -> "Plan":
+    @property
+    def policy(self) -> Policy:
+        """How images reach the model's input: resize the shorter side, then centre-crop."""
+        return Policy(self.resize, self.center_crop)
+
+    def with_overrides(self, **overrides: Any) -> Plan:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -102,6 +115,9 @@ def plan_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Plan:
         models=models,
         data=_typed(data, "spec", str, source, "[data]", "a dataset name or path", "mnist5k"),
         n=_typed(data, "n", int, source, "[data]", "a positive integer"),
+        resize=_typed(data, "resize", int, source, "[data]", "a positive integer"),
+        center_crop=_crop(data.get("center_crop"), source),
+        train_n=_typed(data, "train_n", int, source, "[data]", "a positive integer", DEFAULT_TRAIN_N),
         seed=_typed(run, "seed", int, source, "[run]", f"an integer from 0 to {SEED_MAX}", 0),
         device=_typed(run, "device", str, source, "[run]", "cpu, cuda or cuda:N", "cpu"),
         batch_size=_typed(run, "batch_size", int, source, "[run]", "a positive integer", 256),
@@ -145,6 +161,13 @@ def validate_plan(plan: Plan) -> None:
         raise InvalidInputError(f"num_gpus must be a number from 0, got {plan.num_gpus!r}")
     if plan.shard_size is not None and (not _is_int(plan.shard_size) or plan.shard_size < 1):
         raise InvalidInputError(f"shard_size must be a positive integer, got {plan.shard_size!r}")
+    for key in ("resize", "train_n"):
+        value = getattr(plan, key)
+        if value is not None and (not _is_int(value) or value < 1):
+            raise InvalidInputError(f"{key} must be a positive integer, got {value!r}")
+    crop = plan.center_crop
+    if crop is not None and (len(crop) != 2 or not all(_is_int(v) and v >= 1 for v in crop)):
+        raise InvalidInputError(f"center_crop must be two positive integers HxW, e.g. 224x224, got {list(crop)!r}")
     for ref in plan.models:
         validate_model_ref(ref)
 
@@ -196,6 +219,16 @@ def _typed(
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InvalidInputError(f"{source}: {where} {key} must be {expected}, got {value!r}")
     return value
+
+
+def _crop(value: Any, source: str) -> tuple[int, int] | None:
+    """``center_crop = 224`` or ``[224, 224]`` as (H, W)."""
+    if value is None:
+        return None
+    values = [value, value] if isinstance(value, int) else value
+    if not isinstance(values, list) or len(values) != 2 or not all(_is_int(v) for v in values):
+        raise InvalidInputError(f"{source}: center_crop must be an integer or [H, W], got {value!r}")
+    return (values[0], values[1])
 
 
 def _reject_unknown(table: Any, known: set[str], source: str, where: str) -> None:

@@ -17,22 +17,25 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import __version__
+from .batch_backoff import run_with_backoff
 from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check
-from .data import DatasetRef, ImageData, Split, stratified_sample
+from .data import DataIndex, DatasetRef, Target
+from .data.sample import SampledData, probe_eval, sample_data
+from .errors import EnvironmentProblemError, InvalidInputError, NothingEvaluatedError, UsageError
 from .executors import Engine, Handle, Job
 from .executors.local import LocalEngine
-from .errors import EnvironmentProblemError, InvalidInputError, NothingEvaluatedError, UsageError
 from .fragments import CorruptFragmentError, FragmentStore, content_key
 from .models import AuditedModel, ModelRef
 from .plan import Plan
@@ -60,31 +63,32 @@ class Prepared:
 
     model: AuditedModel
     data: AuditData
-    image_data: ImageData
+    image_data: SampledData
     eval_index: np.ndarray
 
 
 def prepare(model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int, device: str) -> Prepared:
-    """Load the data and model, adapt images to the model, validate, and draw the evaluation sample."""
+    """Index the data, draw the evaluation sample, load the model, decode only the sampled images
+    at the model's input, and validate. The training split is decoded when a check first reads it."""
     _check_device(device)
-    raw = data_ref.load()
-    if n is not None and n > len(raw.test):
-        total = len(raw.test)
+    index = data_ref.index()
+    if n is not None and n > len(index.test):
+        total = len(index.test)
         log.warning("--n %d is more than the %d test images of %s; evaluating all %d", n, total, data_ref.spec, total)
-    channels = raw.test.shape[0]
+    probe = probe_eval(index, n, seed)
     model = model_ref.load(
-        num_classes=raw.num_classes, in_channels=channels, input_size=model_ref.input_size, device=device
+        num_classes=index.num_classes, in_channels=probe.channels, input_size=model_ref.input_size, device=device
     )
     if model.input_size is None:
-        model.input_size = tuple(raw.test.shape[1:])  # type: ignore[assignment]
-    data = raw.adapted(model.in_channels, model.input_size)
-    _check_labels(data, model)
-    model.validate(data.test.x[:2])
-    model.choose_layout(data.test.x[:64])
-    index = stratified_sample(data.test.y, n, seed) if n else np.arange(len(data.test))
-    classes = list(data.classes) + [str(k) for k in range(data.num_classes, model.num_classes)]
-    audit_data = AuditData(data.name, classes, data.test.subset(index), data.train)
-    return Prepared(model, audit_data, data, index)
+        model.input_size = probe.input_size(data_ref.policy)  # type: ignore[assignment]
+    target = Target(model.in_channels, tuple(model.input_size), data_ref.policy)  # type: ignore[arg-type]
+    data = sample_data(index, probe, n, seed, target, data_ref.train_n)
+    _check_labels(index, model)
+    model.validate(data.eval.x[:2])
+    model.choose_layout(data.eval.x[:16])
+    classes = list(index.classes) + [str(k) for k in range(index.num_classes, model.num_classes)]
+    audit_data = AuditData(index.name, classes, data.eval, data.train)  # type: ignore[arg-type]
+    return Prepared(model, audit_data, data, data.positions)
 
 
 def _check_device(device: str) -> None:
@@ -96,7 +100,7 @@ def _check_device(device: str) -> None:
         raise UsageError(f"--device {device}: torch sees {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
 
 
-def _check_labels(data: ImageData, model: AuditedModel) -> None:
+def _check_labels(data: DataIndex, model: AuditedModel) -> None:
     for split in (data.test, data.train):
         if split is None or len(split) == 0:
             continue
@@ -110,6 +114,23 @@ def _check_labels(data: ImageData, model: AuditedModel) -> None:
             )
 
 
+def _preflight(check: Check, prepared: Prepared, plan: Plan) -> bool:
+    """Whether ``check`` can run on this model and data; a check the plan selected by name raises
+    ``InvalidInputError`` when it cannot, one that came from ``all``, a family or a profile is skipped."""
+    try:
+        if check.needs_train and prepared.data.train is None:
+            raise InvalidInputError(
+                f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)"
+            )
+        check.preflight(prepared.model, prepared.data)
+    except InvalidInputError as exc:
+        if check.name not in plan.optional:
+            raise
+        log.info("skipping %s: %s", check.name, exc)
+        return False
+    return True
+
+
 def build_tasks(
     checks: list[Check], prepared: Prepared, base_key: tuple, shard_size: int | None
 ) -> dict[str, list[Task]]:
@@ -121,7 +142,7 @@ def build_tasks(
     ids = prepared.data.eval.ids
     upstream: list[str] = []
     for check in checks:
-        check_key = base_key + (check.name, check.version, check.config_dict(), tuple(upstream))
+        check_key = (*base_key, check.name, check.version, check.config_dict(), tuple(upstream))
         if isinstance(check, SampleCheck):
             size = shard_size or check.shard_size
             shards = [np.arange(i, min(i + size, len(ids))) for i in range(0, len(ids), size)]
@@ -141,20 +162,47 @@ def _ids_hash(ids: list[str], idx: np.ndarray | None) -> str:
 
 
 def run_task(task: Task, check: Check, prepared: Prepared, ctx: CheckContext) -> tuple[CheckOutput, dict[str, Any]]:
-    """Run one task and measure its cost (images forward/backward, seconds)."""
+    """Run one task and measure its cost (images forward/backward, seconds). On out-of-memory the
+    task runs again with half the batch (``batch_backoff``); the batch size that fitted is recorded
+    as a warning, and the numbers do not depend on it (random streams are per sample)."""
     model, data = prepared.model, prepared.data
-    torch.manual_seed(ctx.seed)
     before = model.counter.snapshot()
     started = time.perf_counter()
-    if task.indices is not None:
-        assert isinstance(check, SampleCheck)
-        output = check.measure(model, data.eval.subset(task.indices), ctx)
-    else:
-        output = check.run(model, data, ctx)
+    asked = ctx.batch_size
+
+    def attempt(batch_size: int) -> CheckOutput:
+        torch.manual_seed(ctx.seed)
+        ctx.batch_size = batch_size
+        if task.indices is not None:
+            assert isinstance(check, SampleCheck)
+            return check.measure(model, data.eval.subset(task.indices), ctx)
+        return check.run(model, data, ctx)
+
+    output, fitted = run_with_backoff(attempt, asked, ctx.device)
+    if fitted != asked:
+        ctx.warn(f"out of {ctx.device} memory at batch size {asked}; this task ran at batch size {fitted}")
     output.warnings = list(dict.fromkeys(output.warnings + ctx.warnings))
     after = model.counter.snapshot()
     cost = {"seconds": time.perf_counter() - started, "forward": after[0] - before[0], "backward": after[1] - before[1]}
     return output, cost
+
+
+class TaskLines:
+    """One stderr line per finished task (``[3/13] adversarial: task done, 41 s elapsed``)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled, self.done, self.check = total, enabled, 0, ""
+        self.started = time.perf_counter()
+
+    def update(self, k: int) -> None:
+        self.done += k
+        if self.enabled:
+            elapsed = time.perf_counter() - self.started
+            print(
+                f"robustcnn: [{self.done}/{self.total}] {self.check}: task done, {elapsed:.0f} s elapsed",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 class LocalExecutor:
@@ -179,13 +227,13 @@ class LocalExecutor:
         self.sources = list(sources)
 
     def run_tasks(
-        self, tasks: list[Task], check: Check, prepared: Prepared, context: Callable[[int], CheckContext]
+        self, tasks: list[Task], check: Check, prepared: Prepared, context: Callable[[], CheckContext]
     ) -> list[tuple[CheckOutput, dict[str, Any], bool]]:
         """Run ``tasks`` of one check: a parallel engine gets every missing task at once (it runs them
         side by side), the local one computes each when asked; results come back in task order."""
 
         def submit(t: Task) -> Handle:
-            return self.engine.submit(self.job, check, t, context(t.shard or 0), prepared)
+            return self.engine.submit(self.job, check, t, context(), prepared)
 
         if not self.engine.parallel:
             return [self.run(t, lambda t=t: submit(t).result()) for t in tasks]
@@ -233,20 +281,19 @@ class LocalExecutor:
         return output, cost, False
 
 
-def plan_model(plan: Plan, model_ref: ModelRef) -> tuple[list[Check], Prepared, dict[str, list[Task]]]:
-    """The checks of ``plan`` in run order, the prepared inputs of one model (checks preflighted),
-    and the tasks of each check; the same for every executor and every ``--shard``."""
+def plan_model(
+    plan: Plan, model_ref: ModelRef, data_ref: DatasetRef | None = None
+) -> tuple[list[Check], Prepared, dict[str, list[Task]]]:
+    """The checks of ``plan`` in run order (those that cannot run here preflighted out), the
+    prepared inputs of one model, and the tasks of each check: the same for every executor and
+    every ``--shard``."""
     checks = sorted(
         (get_check(name).from_options(plan.options.get(name)) for name in plan.checks),
         key=lambda c: (c.order, plan.checks.index(c.name)),
     )
-    prepared = prepare(model_ref, DatasetRef(plan.data), plan.n, plan.seed, plan.device)
-    for check in checks:
-        if check.needs_train and prepared.data.train is None:
-            raise InvalidInputError(
-                f"check '{check.name}' needs a training split, and dataset '{plan.data}' has none (add ROOT/train and ROOT/test folders)"
-            )
-        check.preflight(prepared.model, prepared.data)
+    data_ref = data_ref or DatasetRef(plan.data, plan.policy, plan.train_n)
+    prepared = prepare(model_ref, data_ref, plan.n, plan.seed, plan.device)
+    checks = [c for c in checks if _preflight(c, prepared, plan)]
     base_key = (__version__, model_ref.fingerprint(), prepared.image_data.fingerprint(), plan.seed, plan.device)
     return checks, prepared, build_tasks(checks, prepared, base_key, plan.shard_size)
 
@@ -260,13 +307,15 @@ def audit_model(
     force: bool = False,
     engine: Engine | None = None,
     sources: Iterable[FragmentStore] = (),
+    lines: bool = False,
 ) -> Report:
     """Audit one model according to ``plan`` and write its report directory (see ``reports.writer``:
     the work happens in a staging folder, swapped into ``out`` at the end; ``force`` allows a
-    non-empty ``out`` that is not a report)."""
+    non-empty ``out`` that is not a report). ``progress`` shows a bar; ``lines`` prints a line per
+    finished task to stderr instead (for logs, where a bar is noise)."""
     staging = writer.begin(out, resume, force)
     try:
-        return _audit_into(plan, model_ref, out, staging, resume, progress, engine, sources)
+        return _audit_into(plan, model_ref, out, staging, resume, progress, lines, engine, sources)
     except EnvironmentProblemError as exc:
         staging.abandon()
         if staging.fragments.is_dir():
@@ -284,6 +333,7 @@ def _audit_into(
     staging: writer.Staging,
     resume: bool,
     progress: bool,
+    lines: bool,
     engine: Engine | None = None,
     sources: Iterable[FragmentStore] = (),
 ) -> Report:
@@ -292,20 +342,22 @@ def _audit_into(
     for name in plan.options:
         if name not in plan.checks:
             log.warning("options given for check '%s', which is not selected", name)
-    data_ref = DatasetRef(plan.data)
+    data_ref = DatasetRef(plan.data, plan.policy, plan.train_n)
     baseline = Report.load(plan.baseline).table if plan.baseline else None
-    checks, prepared, tasks = plan_model(plan, model_ref)
+    checks, prepared, tasks = plan_model(plan, model_ref, data_ref)
     store = FragmentStore(staging.fragments)
     total = sum(len(t) for t in tasks.values()) + sum(isinstance(c, SampleCheck) for c in checks)
     from tqdm import tqdm
 
     bar = tqdm(total=total, desc=model_ref.display_name(), disable=not progress, unit="task", leave=False)
-    job = Job(model_ref, plan.data, plan.n, plan.seed, plan.device)
-    executor = LocalExecutor(store, resume, bar.update, engine, job, sources)
+    task_lines = TaskLines(total, enabled=lines)
+    job = Job.of(plan, model_ref)
+    executor = LocalExecutor(store, resume, lambda k: (bar.update(k), task_lines.update(k)), engine, job, sources)
     shared_artifacts: dict[str, torch.Tensor] = {}
     frames, sample_frames, figures, check_meta = [], [], {}, {}
     for check in checks:
         bar.set_postfix_str(check.name)
+        task_lines.check = check.name
         output, cost, reused = _run_check(
             check, tasks[check.name], prepared, plan, executor, shared_artifacts, baseline
         )
@@ -346,8 +398,10 @@ def _run_check(
     artifacts: dict[str, torch.Tensor],
     baseline: pd.DataFrame | None,
 ) -> tuple[CheckOutput, dict[str, float], int]:
-    def context(shard: int) -> CheckContext:
-        return CheckContext(plan.device, plan.seed, plan.batch_size, False, dict(artifacts), baseline, shard)
+    def context() -> CheckContext:
+        return CheckContext(
+            plan.device, plan.seed, plan.batch_size, False, dict(artifacts), baseline, eval_size=len(prepared.data.eval)
+        )
 
     if not isinstance(check, SampleCheck):
         output, cost, reused = executor.run_tasks(tasks, check, prepared, context)[0]
@@ -368,7 +422,7 @@ def _run_check(
             return _summarize()
 
     def _summarize() -> tuple[CheckOutput, dict[str, Any]]:
-        ctx = context(0)
+        ctx = context()
         before = prepared.model.counter.snapshot()
         started = time.perf_counter()
         out = check.summarize(samples, shard_artifacts, prepared.data, ctx)
@@ -441,6 +495,7 @@ def _meta(
         "checks": checks,
         "started": started_at.isoformat(timespec="seconds"),
         "seconds": seconds,
+        "work_seconds": sum(float(c.get("seconds") or 0.0) for c in checks.values()),
     }
 
 
@@ -459,6 +514,7 @@ def run_plan(
     force: bool = False,
     engine: Engine | None = None,
     sources: Iterable[FragmentStore] = (),
+    lines: bool = False,
 ) -> list[Report]:
     """Audit every model of the plan; one report directory per model. A parallel ``engine`` audits
     the models side by side (each model's checks still run in order)."""
@@ -468,7 +524,7 @@ def run_plan(
     sources = list(sources)
 
     def one(ref: ModelRef) -> Report:
-        return audit_model(plan, ref, default_out(ref, plan), resume, progress, force, engine, sources)
+        return audit_model(plan, ref, default_out(ref, plan), resume, progress, force, engine, sources, lines)
 
     if engine is None or not engine.parallel or len(plan.models) == 1:
         return [one(ref) for ref in plan.models]

@@ -34,7 +34,22 @@ from .reports.writer import atomic_write
 MANIFEST = "shard.json"
 FRAGMENTS = ".fragments"
 MODEL_FIELDS = ("spec", "arch", "num_classes", "in_channels", "input_size", "mean", "std", "trust", "name")
-PLAN_FIELDS = ("data", "n", "seed", "device", "batch_size", "checks", "options", "baseline", "shard_size", "gates")
+PLAN_FIELDS = (
+    "data",
+    "n",
+    "resize",
+    "center_crop",
+    "train_n",
+    "seed",
+    "device",
+    "batch_size",
+    "checks",
+    "optional",
+    "options",
+    "baseline",
+    "shard_size",
+    "gates",
+)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -70,12 +85,23 @@ def plan_record(plan: Plan) -> dict[str, Any]:
         models.append(
             {k: list(v) if isinstance(v, tuple) else v for k, v in ((f, getattr(ref, f)) for f in MODEL_FIELDS)}
         )
-    return {"models": models, **{k: getattr(plan, k) for k in PLAN_FIELDS}}
+    fields = {k: list(v) if isinstance(v, tuple) else v for k, v in ((f, getattr(plan, f)) for f in PLAN_FIELDS)}
+    return {"models": models, **fields}
 
 
-def plan_from_record(record: dict[str, Any], out: str) -> Plan:
+def plan_from_record(record: dict[str, Any], out: str, trust_model: bool = False) -> Plan:
+    """The plan a shard folder records; a model the shards loaded with ``--trust-model`` (code in
+    its file runs) is loaded again only when the merge is given ``--trust-model`` too."""
     models = [ModelRef(**{k: tuple(v) if isinstance(v, list) else v for k, v in m.items()}) for m in record["models"]]
-    plan = Plan(models=models, out=out, **{k: record[k] for k in PLAN_FIELDS})
+    for ref in models:
+        if ref.trust and not trust_model:
+            raise InvalidInputError(
+                f"the shards loaded model {ref.display_name()} with --trust-model (code in its file runs); "
+                "give `robustcnn merge` --trust-model too if you trust it"
+            )
+    fields = {k: record[k] for k in PLAN_FIELDS}
+    fields["center_crop"] = tuple(fields["center_crop"]) if fields["center_crop"] else None
+    plan = Plan(models=models, out=out, **fields)
     validate_plan(plan)
     return plan
 
@@ -98,7 +124,7 @@ def run_shard(plan: Plan, index: int, count: int, folder: Path, engine: Engine) 
     position, pending = 0, []
     for ref in plan.models:
         checks, prepared, tasks = plan_model(plan, ref)
-        job = Job(ref, plan.data, plan.n, plan.seed, plan.device)
+        job = Job.of(plan, ref)
         for number, check in enumerate(checks):
             for task in tasks[check.name]:
                 mine = position % count == index - 1
@@ -106,7 +132,15 @@ def run_shard(plan: Plan, index: int, count: int, folder: Path, engine: Engine) 
                 if not mine:
                     continue
                 artifacts: Mapping = {} if number == 0 else UpstreamArtifacts()
-                ctx = CheckContext(plan.device, plan.seed, plan.batch_size, False, artifacts, baseline, task.shard or 0)  # type: ignore[arg-type]
+                ctx = CheckContext(
+                    plan.device,
+                    plan.seed,
+                    plan.batch_size,
+                    False,
+                    artifacts,  # type: ignore[arg-type]
+                    baseline,
+                    eval_size=len(prepared.data.eval),
+                )
                 pending.append((ref, check.name, task, _submit(engine, job, check, task, ctx, prepared)))
     listed, done = [], 0
     for ref, check_name, task, handle in pending:
@@ -153,8 +187,17 @@ def _claim(folder: Path) -> None:
             (folder / MANIFEST).unlink(missing_ok=True)  # not complete until this run writes it again
 
 
-def read_shards(folders: list[Path]) -> tuple[Plan, list[FragmentStore]]:
+def read_shards(folders: list[Path], trust_model: bool = False) -> tuple[Plan, list[FragmentStore]]:
     """Check that ``folders`` are the complete slices of one plan; the plan and their fragment stores."""
+    try:
+        return _read_shards(folders, trust_model)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InvalidInputError(
+            f"a {MANIFEST} among {', '.join(map(str, folders))} is malformed ({exc!r}); rerun that shard"
+        ) from None
+
+
+def _read_shards(folders: list[Path], trust_model: bool) -> tuple[Plan, list[FragmentStore]]:
     manifests = []
     for folder in folders:
         path = folder / MANIFEST
@@ -202,7 +245,7 @@ def read_shards(folders: list[Path]) -> tuple[Plan, list[FragmentStore]]:
                     f"damaged ({store.path(task['key'])}); rerun shard {manifest['shard']}/{count}"
                 )
         stores.append(store)
-    return plan_from_record(first["plan"], ""), stores
+    return plan_from_record(first["plan"], "", trust_model), stores
 
 
 def _loads(store: FragmentStore, key: str) -> bool:
@@ -213,10 +256,12 @@ def _loads(store: FragmentStore, key: str) -> bool:
     return True
 
 
-def merge(folders: list[Path], out: Path, engine: Engine, force: bool = False, progress: bool = False) -> list[Any]:
-    """Assemble the report(s) of a sharded run in ``out`` (computing summaries and deferred tasks)."""
+def merge(
+    plan: Plan, stores: list[FragmentStore], out: Path, engine: Engine, force: bool = False, **progress: bool
+) -> list[Any]:
+    """Assemble the report(s) of a sharded run (``read_shards``) in ``out``: the shards' fragments
+    are reused, the summaries and deferred tasks computed here."""
     from .runner import run_plan
 
-    plan, stores = read_shards(folders)
     plan.out = os.fspath(out)
-    return run_plan(plan, resume=True, progress=progress, force=force, engine=engine, sources=stores)
+    return run_plan(plan, resume=True, force=force, engine=engine, sources=stores, **progress)

@@ -10,11 +10,11 @@ import pytest
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see robustcnn/_runtime.py
 os.environ.setdefault("ROBUSTCNN_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "robustcnn"))
 
-import torch  # noqa: E402
+import torch
 
-from robustcnn.checks import AuditData, CheckContext  # noqa: E402
-from robustcnn.data import DatasetRef, stratified_sample  # noqa: E402
-from robustcnn.models import AuditedModel, ModelRef  # noqa: E402
+from robustcnn.checks import AuditData, CheckContext
+from robustcnn.data import DatasetRef, stratified_sample
+from robustcnn.models import AuditedModel, ModelRef
 
 # Under pytest-xdist each worker gets one core: more torch threads only contend.
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))

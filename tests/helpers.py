@@ -38,7 +38,7 @@ def write_image_folder(
 ) -> Path:
     """Write (N, C, H, W) [0, 1] images as PNGs in ROOT/<class>/ with an optional metadata.csv."""
     rows = []
-    for i, (img, label) in enumerate(zip(images, labels)):
+    for i, (img, label) in enumerate(zip(images, labels, strict=False)):
         folder = root / classes[int(label)]
         folder.mkdir(parents=True, exist_ok=True)
         arr = (img.clamp(0, 1) * 255).round().byte().numpy()

@@ -7,22 +7,22 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-
 from misleading_models import FirstClasses, QuantisedInput, SaturatedSoftmax, SoftmaxOutputs, wrap
+
 from robustcnn.attacks.perturbation import WARNING_PREFIX, AdversarialCheck, AttackSettings, evaluate
 from robustcnn.checks import AuditData, CheckContext
 from robustcnn.errors import InvalidInputError
 
-QUICK = dict(
-    fmn_steps=20,
-    ddn_steps=20,
-    apgd_steps=8,
-    apgd_targets=2,
-    apgd_target_steps=5,
-    apgd_dlr_steps=10,
-    square_queries=150,
-    unbounded_images=8,
-)
+QUICK = {
+    "fmn_steps": 20,
+    "ddn_steps": 20,
+    "apgd_steps": 8,
+    "apgd_targets": 2,
+    "apgd_target_steps": 5,
+    "apgd_dlr_steps": 10,
+    "square_queries": 150,
+    "unbounded_images": 8,
+}
 FAST = AttackSettings(
     fmn_steps=20, ddn_steps=20, apgd_steps=8, apgd_targets=2, apgd_target_steps=5, apgd_dlr_steps=10, square_queries=150
 )
@@ -92,7 +92,14 @@ def test_check_rows_figures_artifacts_and_headline(quick_run, small):
     assert examples.shape[1:] == (1, 28, 28) and len(examples) == int(out.samples["example"].sum()) > 0
     table = rows.assign(model="demo", check="adversarial")
     label, value = (h := check.headline(table)).label, h.value
-    assert label == "robust accuracy (linf 0.3)" and value == linf["value"].iloc[-1]
+    assert label == "median smallest L-inf perturbation that flips a correct prediction" and h.kind == "value"
+    assert h.where == {"metric": "min_perturbation_median", "norm": "linf"} and h.better == "higher"
+    median = rows[(rows["metric"] == "min_perturbation_median") & (rows["norm"] == "linf")].iloc[0]
+    assert (value, h.ci_low, h.ci_high) == (median["value"], median["ci_low"], median["ci_high"])
+    # the median is the radius at which robust accuracy falls to half the clean accuracy
+    clean = out.samples["correct"].mean()
+    mins = out.samples["min_linf"].to_numpy(float)
+    assert (mins > value + 1e-6).mean() <= clean / 2 < (mins > value - 1e-6).mean()
     assert {"min_linf", "min_l2", "robust_linf@0.1", "by_l2"} <= set(out.samples.columns)
 
 
@@ -107,17 +114,19 @@ def test_same_seed_gives_identical_samples(demo_model, small, quick_run):
 def test_shards_merge_into_one_summary(demo_model, small):
     check = AdversarialCheck.from_options({**QUICK, "norms": ["linf"], "eps_linf": [0.0, 0.1]})
     parts = [
-        check.measure(demo_model, small.eval.subset(list(idx)), CheckContext(shard=s))
-        for s, idx in enumerate((range(0, 20), range(20, 40)))
+        check.measure(demo_model, small.eval.subset(list(idx)), CheckContext(eval_size=40))
+        for idx in (range(20), range(20, 40))
     ]
     samples = pd.concat([p.samples for p in parts], ignore_index=True)
     artifacts = {k: torch.cat([p.artifacts[k] for p in parts]) for k in parts[0].artifacts}
     out = check.summarize(samples, artifacts, small, CheckContext())
     rows = pd.DataFrame(out.rows)
     assert (rows[rows["metric"] == "robust_accuracy"]["n"] == 40).all()
-    fmn = [c for c in out.info["costs"] if c["attack"] == "fmn"][0]
+    fmn = next(c for c in out.info["costs"] if c["attack"] == "fmn")
     assert fmn["images"] == sum(int(p.artifacts["adversarial/costs"][0, 0]) for p in parts)
     assert "examples" in out.figures
+    whole = check.measure(demo_model, small.eval.subset(list(range(40))), CheckContext()).samples
+    pd.testing.assert_frame_equal(whole, samples)
 
 
 @pytest.mark.parametrize("make", [SaturatedSoftmax, QuantisedInput], ids=["saturated-softmax", "quantised-input"])
@@ -210,4 +219,29 @@ def test_end_to_end_through_the_audit_api(tmp_path):
     assert report.meta["checks"]["adversarial"]["info"]["costs"]
     head = AdversarialCheck().headline(report.table[report.table["check"] == "adversarial"])
     label, value = head.label, head.value
-    assert label == "robust accuracy (linf 0.3)" and value == curve[curve["eps"] == 0.3]["value"].iloc[0]
+    median = table[table["metric"] == "min_perturbation_median"]["value"].iloc[0]
+    assert label.startswith("median smallest L-inf perturbation") and value == median and 0 < value < 0.3
+
+
+def test_headline_ranks_a_weak_the_demo_and_an_adversarially_trained_model(demo_model, small, mnist):
+    from misleading_models import wrap
+    from reference_models import reference_model
+
+    options = {**QUICK, "norms": ["linf"], "eps_linf": [0.0, 0.3]}
+    models = {
+        "weak": wrap(reference_model("weak", mnist.train.x, mnist.train.y), sample=small.eval.x[:2]),
+        "demo": demo_model,
+        "adversarial": wrap(reference_model("adversarial", mnist.train.x, mnist.train.y), sample=small.eval.x[:2]),
+    }
+    heads, fixed = {}, {}
+    for name, model in models.items():
+        check = AdversarialCheck.from_options(options)
+        table = pd.DataFrame(check.run(model, small, CheckContext(seed=0)).rows).assign(model=name, check="adversarial")
+        heads[name] = check.headline(table)
+        fixed[name] = table[(table["metric"] == "robust_accuracy") & (table["eps"] == 0.3)]["value"].iloc[0]
+    # robust accuracy at L-inf 0.3 cannot tell them apart; the median smallest perturbation orders them,
+    # each point outside its neighbours' confidence intervals
+    assert max(fixed.values()) - min(fixed.values()) <= 0.05
+    weak, demo, adversarial = heads["weak"], heads["demo"], heads["adversarial"]
+    assert weak.ci_high < demo.value < adversarial.ci_low
+    assert weak.value < demo.ci_low and demo.ci_high < adversarial.value

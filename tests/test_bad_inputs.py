@@ -138,7 +138,13 @@ def test_labels_outside_the_classes_name_the_label(tmp_path):
     x = np.zeros((4, 28, 28), dtype=np.uint8)
     np.savez(tmp_path / "neg.npz", x=x, y=np.array([0, 1, -1, 42]))
     result = cli("--data", str(tmp_path / "neg.npz"), "--n", "4", "--out", str(tmp_path / "a"))
-    assert_one_line(result, 4, "labels")  # the .npz loader's own check (robustcnn/data) comes first
+    assert_one_line(result, 4, "labels must be class indices 0, 1, ...; found -1")
+    np.savez(tmp_path / "named.npz", x=x, y=np.array([0, 1, 2, 42]), classes=np.array(["a", "b", "c"]))
+    assert_one_line(
+        cli("--data", str(tmp_path / "named.npz"), "--n", "4", "--out", str(tmp_path / "c")),
+        4,
+        "label 42 has no class name; 'classes' lists 3 (labels 0..2)",
+    )
     np.savez(tmp_path / "many.npz", x=x, y=np.array([0, 1, 2, 42]), classes=np.array([str(i) for i in range(50)]))
     assert_one_line(
         cli("--data", str(tmp_path / "many.npz"), "--n", "4", "--out", str(tmp_path / "b")),
@@ -159,7 +165,7 @@ def test_input_size_is_used_not_ignored(tmp_path):
     from helpers import save_torchscript, small_net
 
     model = save_torchscript(small_net(), tmp_path / "m.pt")
-    result = cli("--model", str(model), "--input-size", "12x12", "--out", str(tmp_path / "r"))
+    result = cli("--model", str(model), "--trust-model", "--input-size", "12x12", "--out", str(tmp_path / "r"))
     assert result.exit_code == 0, result.stderr
     assert robustcnn.load_report(tmp_path / "r").meta["model"]["input_size"] == [12, 12]
 
@@ -398,14 +404,14 @@ def test_crash_during_the_swap_marks_incomplete_and_resume_finishes(tmp_path, mo
 def _run_cli(args: list[str], prefix: list[str], tmp: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MPLCONFIGDIR": str(tmp / "mpl")}
     code = "from robustcnn.cli import main; main()"
-    command = prefix + [sys.executable, "-c", code, "audit", *TINY, *args]
+    command = [*prefix, sys.executable, "-c", code, "audit", *TINY, *args]
     return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
 
 
 def _can(prefix: list[str]) -> bool:
     if shutil.which(prefix[0]) is None:
         return False
-    return subprocess.run(prefix + ["true"], capture_output=True, check=False).returncode == 0
+    return subprocess.run([*prefix, "true"], capture_output=True, check=False).returncode == 0
 
 
 def test_real_permission_denied(tmp_path):

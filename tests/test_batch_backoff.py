@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from robustcnn.batch_backoff import is_out_of_memory, run_with_backoff
-from robustcnn.errors import InvalidInputError
 
 
 def work_that_fits(limit: int, calls: list[int]):
@@ -32,9 +31,11 @@ def test_a_batch_that_fits_runs_once():
     assert calls == [256]
 
 
-def test_out_of_memory_at_one_image_is_an_input_error():
-    with pytest.raises(InvalidInputError, match="even one image at a time"):
-        run_with_backoff(work_that_fits(0, []), 4, "cpu")
+def test_out_of_memory_at_one_image_is_raised_as_it_came():
+    calls: list[int] = []
+    with pytest.raises(torch.OutOfMemoryError):
+        run_with_backoff(work_that_fits(0, calls), 4, "cpu")
+    assert calls == [4, 2, 1]
 
 
 def test_other_errors_are_not_retried():
@@ -61,3 +62,24 @@ def test_other_errors_are_not_retried():
 )
 def test_recognises_out_of_memory(exc, expected):
     assert is_out_of_memory(exc) is expected
+
+
+def test_an_audit_that_runs_out_of_memory_finishes_at_a_smaller_batch_with_the_same_numbers(tmp_path, monkeypatch):
+    import robustcnn
+    from robustcnn.models import AuditedModel
+
+    options = {"data": "digits", "n": 40, "checks": ["clean", "spatial"], "seed": 0}
+    reference = robustcnn.audit(out=tmp_path / "small", batch_size=32, **options)
+    forward = AuditedModel.forward
+
+    def limited(self, x):
+        if x.shape[0] > 32:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+        return forward(self, x)
+
+    monkeypatch.setattr(AuditedModel, "forward", limited)
+    report = robustcnn.audit(out=tmp_path / "big", batch_size=256, **options)
+    assert (tmp_path / "big" / "results.csv").read_bytes() == (tmp_path / "small" / "results.csv").read_bytes()
+    warnings = report.meta["checks"]["clean"]["warnings"]
+    assert any("at batch size 256; this task ran at batch size 32" in w for w in warnings)
+    assert reference.meta["checks"]["clean"]["warnings"] == []

@@ -3,10 +3,9 @@
 import pytest
 import torch
 from click.testing import CliRunner
+from helpers import save_torchscript, small_net, write_npz
 
 from robustcnn.cli import main
-
-from helpers import save_torchscript, small_net, write_npz
 
 
 def run(*args):
@@ -50,6 +49,7 @@ def test_labels_outside_model_classes(tmp_path):
         "audit",
         "--model",
         str(path),
+        "--trust-model",
         "--num-classes",
         "3",
         "--data",
@@ -64,7 +64,7 @@ def test_labels_outside_model_classes(tmp_path):
 
 def test_channel_mismatch(tmp_path):
     path = save_torchscript(small_net(in_channels=3), tmp_path / "m.pt")
-    code, out = run("audit", "--model", str(path), "--checks", "clean", "--out", str(tmp_path / "r"))
+    code, out = run("audit", "--model", str(path), "--trust-model", "--checks", "clean", "--out", str(tmp_path / "r"))
     assert_clean_error(code, out, 4, "failed on input of shape (2, 1, 28, 28)")
 
 
@@ -103,15 +103,14 @@ def test_cuda_without_gpu_is_a_usage_error(tmp_path):
     assert_clean_error(code, out, 2, "no CUDA GPU")
 
 
-def test_narrowing_the_demo_plan_warns_only_about_options_given_on_the_command_line(tmp_path):
+def test_narrowing_the_demo_plan_refuses_only_options_given_on_the_command_line(tmp_path):
     code, out = run("audit", "--checks", "clean", "--n", "20", "--out", str(tmp_path / "a"), "--no-progress")
     assert code == 0, out
     assert "wrote" in out and "not selected" not in out
     code, out = run(
         "audit", "--checks", "clean", "--n", "20", "--target", "3", "--out", str(tmp_path / "b"), "--no-progress"
     )
-    assert code == 0, out
-    assert "options given for check 'patch', which is not selected" in out
+    assert_clean_error(code, out, 4, "--target sets an option of check 'patch', which is not selected")
 
 
 def test_list_and_report_show(tmp_path):
@@ -148,8 +147,9 @@ def test_every_option_has_help():
 
 
 def test_train_command_and_audit_the_result(tmp_path, mnist):
-    from robustcnn.data import stratified_sample
     from helpers import write_image_folder
+
+    from robustcnn.data import stratified_sample
 
     classes = [str(i) for i in range(10)]
     tr = stratified_sample(mnist.train.y, 200, 0)
@@ -186,3 +186,21 @@ def test_plan_with_several_models_writes_one_report_each(tmp_path):
     assert code == 0, out
     assert (tmp_path / "out" / "first" / "meta.json").exists()
     assert (tmp_path / "out" / "second" / "meta.json").exists()
+
+
+def test_options_for_a_check_that_does_not_run_are_refused(tmp_path):
+    code, out = run(
+        "audit", "--data", "digits", "--checks", "clean", "--set", "adversarial.bogus=1", "--out", str(tmp_path / "r")
+    )
+    assert code == 4 and "--set adversarial.bogus=1 sets an option of check 'adversarial', which is not selected" in out
+    assert not (tmp_path / "r").exists()
+    code, out = run("audit", "--data", "digits", "--checks", "clean", "--target", "3", "--out", str(tmp_path / "r"))
+    assert code == 4 and "--target sets an option of check 'patch', which is not selected" in out
+
+
+def test_the_audit_says_which_checks_run(tmp_path):
+    code, out = run("audit", "--data", "digits", "--n", "10", "--out", str(tmp_path / "r"), "--no-progress")
+    assert (
+        code == 0
+        and "running checks: clean (the default; --checks all|quick|standard|thorough|NAME,... selects more)" in out
+    )

@@ -106,7 +106,7 @@ def test_generated_sets_are_seeded(demo_model, mnist_audit):
     a, _ = build_sets(demo_model, mnist_audit, cfg, CheckContext(seed=3))
     b, _ = build_sets(demo_model, mnist_audit, cfg, CheckContext(seed=3))
     c, _ = build_sets(demo_model, mnist_audit, cfg, CheckContext(seed=4))
-    assert all(torch.equal(x.images, y.images) for x, y in zip(a, b))
+    assert all(torch.equal(x.images, y.images) for x, y in zip(a, b, strict=False))
     assert not torch.equal(a[0].images, c[0].images)
     assert len(a[0].images) == 40 and "random 40 of 60" in a[0].source
     assert a[0].images.min() == 0 and a[0].images.max() == 1
@@ -158,7 +158,7 @@ def test_user_ood_dataset_is_resized_with_a_note(demo_model, mnist_audit, tmp_pa
 def test_empty_user_ood_dataset_is_a_clear_error(demo_model, mnist_audit, ctx, tmp_path):
     path = tmp_path / "empty.npz"
     np.savez(path, x=np.zeros((0, 28, 28), dtype=np.uint8), y=np.zeros(0, dtype=np.int64))
-    with pytest.raises(InvalidInputError, match="ood dataset .*no evaluation images"):
+    with pytest.raises(InvalidInputError, match=r"ood dataset .*no evaluation images"):
         ConfidenceCheck.from_options({"sets": [], "ood": str(path)}).run(demo_model, mnist_audit, ctx)
     with pytest.raises(InvalidInputError, match="ood dataset"):
         ConfidenceCheck.from_options({"sets": [], "ood": str(tmp_path / "missing.npz")}).run(

@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from robustcnn.attacks.shifts import CORRUPTIONS, corrupt
-from robustcnn.attacks.shifts.corruptions import IN_RANGE
 from robustcnn.attacks.shifts.blur import glass_index, motion_blur_at
+from robustcnn.attacks.shifts.corruptions import IN_RANGE
 from robustcnn.errors import InvalidInputError
 
 CIFAR = {
@@ -127,7 +127,7 @@ def test_deterministic_corruptions_match_reference(photos, name):
     x = torch.from_numpy(photos).permute(0, 3, 1, 2).float() / 255
     for severity in range(1, 6):
         ours = corrupt(x, name, severity).permute(0, 2, 3, 1).numpy()
-        for img, out in zip(photos, ours):
+        for img, out in zip(photos, ours, strict=False):
             ref = REFERENCES[name](img, CIFAR[name][severity - 1])
             mad = np.abs(out - ref).mean()
             assert mad <= 2 / 255, f"{name} severity {severity}: mean abs difference {mad * 255:.2f}/255"
@@ -183,7 +183,7 @@ def test_motion_blur_matches_numpy_shift_reference(photos):
     x = torch.from_numpy(photos).permute(0, 3, 1, 2).double() / 255
     angles = torch.tensor([-37.0, 12.5])  # shallow: rows shift
     ours = motion_blur_at(x, 10, 2.5, angles).permute(0, 2, 3, 1).numpy()
-    for img, out, a in zip(photos, ours, angles.tolist()):
+    for img, out, a in zip(photos, ours, angles.tolist(), strict=False):
         np.testing.assert_allclose(out, reference(img / 255.0, 10, 2.5, a), atol=1e-9)
 
 
@@ -209,7 +209,7 @@ def test_steep_motion_blur_matches_numpy_shift_reference(photos):
     angles = torch.tensor([-130.0, -60.0])
     assert float(motion_blur_at(x, 10, 4.0, angles).sub(x).abs().mean()) > 0.01
     ours = motion_blur_at(x, 10, 4.0, angles).permute(0, 2, 3, 1).numpy()
-    for img, out, a in zip(photos, ours, angles.tolist()):
+    for img, out, a in zip(photos, ours, angles.tolist(), strict=False):
         np.testing.assert_allclose(out, reference(img / 255.0, 10, 4.0, a), atol=1e-9)
 
 
@@ -228,7 +228,7 @@ def test_affine_warp_and_displacement_match_scipy(photos):
     ours = warp_affine(x, torch.from_numpy(inverse)[None].expand(n, 2, 3))
     matrix = np.array([[inverse[1, 1], inverse[1, 0]], [inverse[0, 1], inverse[0, 0]]])  # in scipy's (row, col) order
     offset = np.array([inverse[1, 2], inverse[0, 2]])
-    for img, out in zip(photos, ours):
+    for img, out in zip(photos, ours, strict=False):
         for ch in range(3):
             ref = ndi.affine_transform(img[..., ch] / 255.0, matrix, offset, order=1, mode="mirror")
             np.testing.assert_allclose(out[ch].numpy(), ref, atol=1e-6)
@@ -269,7 +269,7 @@ def test_spatter_edge_distance_matches_scipy(shape, density):
 
     edges = torch.rand(64, 1, *shape, generator=torch.Generator().manual_seed(0)) < density
     ours = _distance_to(edges, 20)
-    for mask, out in zip(edges[:, 0].numpy(), ours[:, 0].numpy()):
+    for mask, out in zip(edges[:, 0].numpy(), ours[:, 0].numpy(), strict=False):
         ref = np.minimum(ndi.distance_transform_edt(~mask), 20) if mask.any() else np.full(shape, 20.0)
         np.testing.assert_allclose(out, ref, atol=1e-5)
 
@@ -384,8 +384,15 @@ def test_cuda_matches_cpu_for_deterministic_and_runs_random():
         gen = torch.Generator(device="cuda").manual_seed(0)
         out = corrupt(x.cuda(), name, 3, gen)
         assert out.is_cuda and out.shape == x.shape
-        if name in REFERENCES:
-            torch.testing.assert_close(out.cpu(), corrupt(x, name, 3), atol=2e-3, rtol=0)
+        if name not in REFERENCES:
+            continue
+        diff = (out.cpu() - corrupt(x, name, 3)).abs()
+        if name == "jpeg_compression":
+            # a DCT coefficient whose rounding flips between devices moves its 8x8 block by a few grey levels
+            # (measured on an H200: 1.5% of pixels, at most 3/255)
+            assert float(diff.max()) <= 4 / 255 and float((diff > 1 / 255).float().mean()) < 0.05, name
+        else:
+            assert float(diff.max()) <= 2e-3, (name, float(diff.max()))
 
 
 def _plasma_reference(rng: np.random.Generator, mapsize: int, wibbledecay: float) -> np.ndarray:

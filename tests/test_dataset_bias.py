@@ -104,12 +104,12 @@ def test_near_duplicates_are_found(mnist_audit, ctx):
     planted = [3, 50, 120]
     copies = (e.x[planted] * 0.9 + 0.02 * torch.randn(e.x[planted].shape, generator=gen)).clamp(0, 1)  # dimmed, noisy
     leaky = Split(
-        torch.cat([train.x, copies]), torch.cat([train.y, e.y[planted]]), train.ids + ["copy-a", "copy-b", "copy-c"]
+        torch.cat([train.x, copies]), torch.cat([train.y, e.y[planted]]), [*train.ids, "copy-a", "copy-b", "copy-c"]
     )
     audit = AuditData(mnist_audit.name, mnist_audit.classes, e, leaky)
     out = DatasetBiasCheck.from_options({"probe": False}).run(None, audit, ctx)
     assert _rows(out, "near_duplicate_rate")["value"].iloc[0] == 3 / len(e)
-    found = dict(zip(out.samples["sample"], out.samples["train_match"]))
+    found = dict(zip(out.samples["sample"], out.samples["train_match"], strict=False))
     assert found == {e.ids[3]: "copy-a", e.ids[50]: "copy-b", e.ids[120]: "copy-c"}
     assert "near_duplicates" in out.figures
     clean = DatasetBiasCheck.from_options({"probe": False}).run(None, mnist_audit, ctx)

@@ -191,6 +191,6 @@ def test_direct_encoding_reproduces_the_papers_mnist_figure_on_lenet():
         with torch.no_grad():
             return log_probabilities(model(x), False)
 
-    trace, generations, _ = map_elites(enc, scores, list(range(10)), (1, 28, 28), 200, 49, [0.9999], 0.99999, gen)
+    trace, _, _ = map_elites(enc, scores, list(range(10)), (1, 28, 28), 200, 49, [0.9999], 0.99999, gen)
     assert (trace.best >= 0.9999).all(), trace.best
     assert int(trace.step_at[:, 0].max()) < 50

@@ -199,7 +199,7 @@ def one_task(plan_file):
     plan = load_plan(plan_file)
     plan.checks = ["clean"]
     _, prepared, tasks = plan_model(plan, plan.models[0])
-    job = Job(plan.models[0], plan.data, plan.n, plan.seed, plan.device)
+    job = Job.of(plan, plan.models[0])
     return job, prepared, tasks["clean"][0]
 
 
@@ -297,7 +297,7 @@ def test_ctrl_c_stops_workers_and_resume_finishes(plan_file, tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # noqa: PLW1509
+    )
     fragments = out / ".mnist-cnn.robustcnn-staging" / ".fragments"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (fragments.is_dir() and any(fragments.glob("*/info.json"))):

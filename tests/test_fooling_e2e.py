@@ -24,7 +24,9 @@ def test_audit_writes_rows_figures_and_headlines(tmp_path):
     assert set(evo.encoding.dropna()) == {"direct", "cppn"}
     assert evo[evo.metric == "generations_to_confidence"]["status"].isin(["reached", "unreached"]).all()
     heads = report.headlines()
-    assert heads["fooling-gradient"][1] == 1.0 and 0.0 <= heads["fooling-evolution"][1] <= 1.0 and "noise" in heads
+    assert (
+        heads["fooling-gradient"].value == 1.0 and 0.0 <= heads["fooling-evolution"].value <= 1.0 and "noise" in heads
+    )
     assert {"fooling-gradient-contrast", "fooling-gradient-fooling", "fooling-gradient-prototype"} <= set(
         report.figures["fooling-gradient"]
     )

@@ -8,11 +8,11 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from test_html_helpers import CLASSES, clean_rows, curve_rows
 
 from robustcnn.errors import InvalidInputError, NothingEvaluatedError, UsageError
 from robustcnn.reports.gates import evaluate, exit_code, junit_xml, load_policy, parse_gates, select_rows, summary_line
 from robustcnn.reports.schema import combine, tidy
-from test_html_helpers import CLASSES, clean_rows, curve_rows
 
 
 def report(drop: float = 0.0, status: str = "complete", rows: list | None = None) -> SimpleNamespace:

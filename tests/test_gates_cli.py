@@ -9,11 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from test_html_helpers import write_synthetic
 
 from robustcnn.cli import main
 from robustcnn.reports.schema import combine
 from robustcnn.reports.writer import write_report
-from test_html_helpers import write_synthetic
 
 PASSING = """
 [[gate]]

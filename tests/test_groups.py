@@ -79,16 +79,16 @@ def test_by_group_numbers_match_pandas(demo_model, mnist_audit, ctx):
     assert np.isclose(_rows(out, "accuracy_gap")["value"].iloc[0], direct["mean"].max() - direct["mean"].min())
     for c in (3, 8):
         cls = str(c)
-        recall = df[df.y == c].groupby("g").apply(lambda t: (t.p == c).mean(), include_groups=False)
+        recall = df[df.y == c].groupby("g").apply(lambda t, c=c: (t.p == c).mean(), include_groups=False)
         got = _rows(out, "group_recall", **{"class": cls}).set_index("group")["value"]
         assert np.allclose(got.loc[recall.index], recall)
-        sel = df.groupby("g").apply(lambda t: (t.p == c).mean(), include_groups=False)
+        sel = df.groupby("g").apply(lambda t, c=c: (t.p == c).mean(), include_groups=False)
         got = _rows(out, "group_selection_rate", **{"class": cls}).set_index("group")["value"]
         assert np.allclose(got.loc[sel.index], sel)
         dp = _rows(out, "demographic_parity_difference", **{"class": cls})["value"].iloc[0]
         assert np.isclose(dp, sel.max() - sel.min())
         assert np.isclose(dp, demographic_parity_difference(df.y == c, df.p == c, sensitive_features=df.g))
-        fpr = df[df.y != c].groupby("g").apply(lambda t: (t.p == c).mean(), include_groups=False)
+        fpr = df[df.y != c].groupby("g").apply(lambda t, c=c: (t.p == c).mean(), include_groups=False)
         eo = _rows(out, "equalized_odds_difference", **{"class": cls})["value"].iloc[0]
         assert np.isclose(eo, max(recall.max() - recall.min(), fpr.max() - fpr.min()))
         assert np.isclose(eo, fairlearn_eod((df.y == c).astype(int), (df.p == c).astype(int), sensitive_features=df.g))

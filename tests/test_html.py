@@ -7,15 +7,15 @@ import re
 from html.parser import HTMLParser
 
 import pytest
+from test_html_helpers import EVIL, SCRIPT_CLASS, write_synthetic
 
 from robustcnn.audits.clean import CleanCheck
-from robustcnn.reports.gates import evaluate, parse_gates
 from robustcnn.reports import html as html_module
+from robustcnn.reports.gates import evaluate, parse_gates
 from robustcnn.reports.html import render_html, styled_table
 from robustcnn.reports.markdown import append_step_summary, md_table, render_summary
 from robustcnn.reports.report import Report
 from robustcnn.reports.scorecard import scorecard, scorecard_text
-from test_html_helpers import EVIL, SCRIPT_CLASS, write_synthetic
 
 
 class Elements(HTMLParser):
@@ -167,3 +167,11 @@ def test_append_step_summary(tmp_path):
     append_step_summary("first", env={"GITHUB_STEP_SUMMARY": str(target)})
     append_step_summary("second\n", env={"GITHUB_STEP_SUMMARY": str(target)})
     assert target.read_text() == "first\nsecond\n"
+
+
+def test_header_time_counts_resumed_work_and_this_run():
+    from robustcnn.reports.html import _time_facts
+
+    assert _time_facts({"seconds": 41.0, "work_seconds": 270.0}) == [("work", "270.0 s"), ("this run", "41.0 s")]
+    assert _time_facts({"seconds": 3.0}) == [("time", "3.0 s")]
+    assert _time_facts({}) == []

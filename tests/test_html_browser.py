@@ -11,10 +11,10 @@ from pathlib import Path
 import matplotlib.image
 import numpy as np
 import pytest
+from test_html_helpers import write_synthetic
 
 import robustcnn
 from robustcnn.reports.html import render_html
-from test_html_helpers import write_synthetic
 
 pytestmark = pytest.mark.browser
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from test_html_helpers import SCRIPT_CLASS, write_synthetic
 
 from robustcnn.cli import main
 from robustcnn.errors import InvalidInputError, UsageError
 from robustcnn.reports.compare import compare_headlines, compare_tables, labels_for, write_comparison
-from test_html_helpers import SCRIPT_CLASS, write_synthetic
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +79,17 @@ def test_cli_compare_with_a_glob(reports, tmp_path):
     assert "Δ shortcut" in pd.read_csv(out).columns
     missing = CliRunner().invoke(main, ["report", "compare", str(tmp_path / "nope")])
     assert missing.exit_code == 4
+
+
+def test_cli_compare_skips_what_is_not_a_report(reports, tmp_path):
+    root = tmp_path / "reports"
+    root.mkdir()
+    for report in reports:
+        (root / Path(report.path).name).symlink_to(report.path)
+    (root / "README.md").write_text("the output root\n")
+    (root / "half").mkdir()
+    out = tmp_path / "comparison.csv"
+    result = CliRunner().invoke(main, ["report", "compare", str(root / "*"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert f"skipped {root / 'README.md'}" in result.output and f"skipped {root / 'half'}" in result.output
+    assert {"plain", "shortcut"} <= set(pd.read_csv(out).columns)

@@ -25,7 +25,7 @@ def plant_noise(split: Split, rate: float, seed: int) -> tuple[Split, np.ndarray
     """Flip ``rate`` of the labels, evenly over the class pairs of PAIRS; returns the split and the flipped mask."""
     rng = np.random.default_rng(seed)
     y = split.y.clone()
-    per_pair = int(round(rate * len(y))) // len(PAIRS)
+    per_pair = round(rate * len(y)) // len(PAIRS)
     flipped = np.zeros(len(y), dtype=bool)
     for a, b in PAIRS:
         idx = rng.choice(np.flatnonzero(split.y.numpy() == a), per_pair, replace=False)
@@ -50,7 +50,7 @@ def test_planted_noise_is_found(demo_model, mnist_audit, ctx):
     s = out.samples
     assert s["rank"].tolist() == list(range(1, len(s) + 1))
     assert s["self_confidence"].is_monotonic_increasing
-    true_label = dict(zip(mnist_audit.train.ids, mnist_audit.train.y.numpy()))
+    true_label = dict(zip(mnist_audit.train.ids, mnist_audit.train.y.numpy(), strict=False))
     top = s.head(50)
     assert (top["suggested"].to_numpy() == top["sample"].map(true_label).to_numpy()).mean() > 0.9
     # the estimated joint puts its off-diagonal mass on the planted pairs
@@ -101,7 +101,7 @@ def test_clean_labels_give_a_low_noise_estimate_and_group_rates(demo_model, mnis
     groups = _rows(out, "group_label_issue_rate", group_attr="site").set_index("group")
     flagged = set(out.samples["sample"])
     for g in ("north", "south"):
-        members = [i for i, s in zip(e.ids, site) if s == g]
+        members = [i for i, s in zip(e.ids, site, strict=False) if s == g]
         assert groups.loc[g, "n"] == len(members)
         assert np.isclose(groups.loc[g, "value"], sum(m in flagged for m in members) / len(members))
     assert not any("memorised" in w for w in out.warnings)

@@ -4,12 +4,11 @@ import warnings
 
 import pytest
 import torch
+from helpers import save_exported, save_torchscript, small_net
 from torch import nn
 
 from robustcnn.errors import InvalidInputError, UsageError
 from robustcnn.models import ModelRef, build_architecture
-
-from helpers import save_exported, save_torchscript, small_net
 
 X = torch.rand(4, 1, 28, 28)
 
@@ -24,7 +23,7 @@ def test_torchscript_loads_without_warnings(tmp_path):
     path = save_torchscript(net, tmp_path / "m.pt")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = ModelRef(str(path)).load(10, 1, (28, 28))
+        model = ModelRef(str(path), trust=True).load(10, 1, (28, 28))
     model.validate(X)
     assert torch.allclose(model.logits(X), expected(net), atol=1e-5)
     assert not caught
@@ -33,7 +32,7 @@ def test_torchscript_loads_without_warnings(tmp_path):
 def test_torch_export_archive(tmp_path):
     net = small_net()
     path = save_exported(net, tmp_path / "m.pt2")
-    model = ModelRef(str(path)).load(10, 1, (28, 28))
+    model = ModelRef(str(path), trust=True).load(10, 1, (28, 28))
     assert torch.allclose(model.logits(X), expected(net), atol=1e-5)
 
 
@@ -62,7 +61,7 @@ def test_factory_arch(tmp_path):
 def test_normalisation_lives_in_the_wrapper(tmp_path):
     net = small_net()
     path = save_torchscript(net, tmp_path / "m.pt")
-    model = ModelRef(str(path), mean=(0.5,), std=(0.25,)).load(10, 1, (28, 28))
+    model = ModelRef(str(path), mean=(0.5,), std=(0.25,), trust=True).load(10, 1, (28, 28))
     with torch.no_grad():
         assert torch.allclose(model.logits(X), net((X - 0.5) / 0.25), atol=1e-5)
 
@@ -121,7 +120,7 @@ class Probabilities(nn.Module):
 )
 def test_bad_outputs_are_refused(tmp_path, net, match):
     path = save_torchscript(net, tmp_path / "m.pt")
-    model = ModelRef(str(path)).load(10, 1, (28, 28))
+    model = ModelRef(str(path), trust=True).load(10, 1, (28, 28))
     with pytest.raises(InvalidInputError, match=match):
         model.validate(X)
 
@@ -173,7 +172,7 @@ def test_layout_choice_keeps_logits_and_falls_back(tmp_path, source):
             if source == "torchscript"
             else save_exported(net, tmp_path / "m.pt2")
         )
-        ref = ModelRef(str(path))
+        ref = ModelRef(str(path), trust=True)
     model = ref.load(10, 1, (28, 28))
     before = model.logits(X)
     model.choose_layout(X)

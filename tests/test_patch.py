@@ -115,7 +115,7 @@ def test_rows_cover_every_area_and_variant_with_target_images_excluded(result, s
     _, out = result
     table = tidy(out.rows, "demo", "patch")
     success = table[table["metric"] == "targeted_success"]
-    assert set(zip(success["area"], success["variant"])) == {
+    assert set(zip(success["area"], success["variant"], strict=False)) == {
         (a, v) for a in (0.1, 0.25) for v in ("patch", "noise", "real")
     }
     non_target = int((small_audit.eval.y != 3).sum())
@@ -148,7 +148,7 @@ def test_one_shared_patch_for_all_areas(demo_model, small_audit):
     assert out.info["training"][0]["patches"] == 1 and out.info["training"][0]["steps"] == 1
     assert {"patch-3-square", "patched-3-square"} <= set(out.figures)
     success = pd.DataFrame(out.rows).query("metric == 'targeted_success'")
-    assert set(zip(success["area"], success["variant"])) == {
+    assert set(zip(success["area"], success["variant"], strict=False)) == {
         (a, v) for a in (0.1, 0.25) for v in ("patch", "noise", "real")
     }
 
@@ -159,18 +159,22 @@ def test_same_seed_gives_identical_results(result, demo_model, small_audit):
     pd.testing.assert_frame_equal(pd.DataFrame(out.rows), pd.DataFrame(again.rows))
 
 
+PILOT = {
+    **SMALL,
+    "train_images": 32,
+    "epochs": 1,
+    "pilot_classes": 3,
+    "pilot_images": 32,
+    "pilot_epochs": 1,
+    "areas": [0.25],
+    "examples": 0,
+}
+
+
 def test_hardest_target_is_the_pilot_with_fewest_successes(demo_model, small_audit):
-    options = {
-        **SMALL,
-        "train_images": 32,
-        "epochs": 1,
-        "pilot_classes": 3,
-        "pilot_images": 32,
-        "pilot_epochs": 1,
-        "areas": [0.25],
-        "examples": 0,
-    }
-    out = PatchCheck.from_options(options).run(demo_model, small_audit, CheckContext(seed=0, batch_size=128))
+    out = PatchCheck.from_options({**PILOT, "target": "hardest"}).run(
+        demo_model, small_audit, CheckContext(seed=0, batch_size=128)
+    )
     table = pd.DataFrame(out.rows)
     pilots = table[table["metric"] == "pilot_targeted_success"]
     assert len(pilots) == 3
@@ -178,11 +182,64 @@ def test_hardest_target_is_the_pilot_with_fewest_successes(demo_model, small_aud
     assert len(chosen) == 1 and chosen[0] in set(pilots["target"])
     assert pilots.set_index("target").loc[chosen[0], "value"] == pilots["value"].min()
     assert "hardest" in out.info["target_rule"]
+    assert "hardest to reach of 3 piloted" in PatchCheck().headline(tidy(out.rows, "demo", "patch")).label
+
+
+def test_default_targets_are_the_most_vulnerable_pilots_and_all_are_reported(demo_model, small_audit):
+    options = {**PILOT, "pilot_classes": 10, "vulnerable_targets": 2}
+    out = PatchCheck.from_options(options).run(demo_model, small_audit, CheckContext(seed=0, batch_size=128))
+    table = tidy(out.rows, "demo", "patch")
+    pilots = table[table["metric"] == "pilot_targeted_success"]
+    assert len(pilots) == 10 and (pilots["selection"] == "most vulnerable").all()
+    trained = set(table[table["metric"] == "targeted_success"]["target"])
+    assert trained == set(pilots[pilots["chosen"].astype(bool)]["target"]) and len(trained) == 2
+    assert (
+        pilots[pilots["target"].isin(trained)]["value"].min() >= pilots[~pilots["target"].isin(trained)]["value"].max()
+    )
+    headline = PatchCheck().headline(table)
+    best = table[(table["metric"] == "targeted_success") & (table["variant"] == "patch")]["value"].max()
+    assert headline.value == best and headline.where["target"] in trained
+    assert (
+        "most vulnerable of 10 piloted" in headline.label and f"target '{headline.where['target']}'" in headline.label
+    )
+
+
+def _split(labels: list[int], seed: int = 0) -> Split:
+    x = torch.rand(len(labels), 1, 28, 28, generator=torch.Generator().manual_seed(seed))
+    return Split(x, torch.tensor(labels), [str(i) for i in range(len(labels))])
+
+
+@pytest.mark.parametrize("rule", ["vulnerable", "hardest"])
+@pytest.mark.parametrize(
+    "train_labels",
+    [
+        [0] * 20 + [1] * 20 + [2] * 20,  # 3 classes x 20 images (crashed before)
+        [0, 1],  # 2 classes, one image each
+        [0, 0, 0, 0, 1],  # a class with one image, 5 images in all
+        [0, 0, 2, 2, 2, 0],  # a split without one class
+    ],
+)
+def test_automatic_targets_on_tiny_training_splits(demo_model, rule, train_labels):
+    classes = [str(k) for k in range(10)]
+    audit = AuditData("tiny", classes, _split([0, 1, 2, 3], 1), _split(train_labels))
+    options = {**PILOT, "target": rule, "pilot_images": 256}
+    out = PatchCheck.from_options(options).run(demo_model, audit, CheckContext(seed=0))
+    table = tidy(out.rows, "demo", "patch")
+    pilots = table[table["metric"] == "pilot_targeted_success"]
+    assert set(pilots["target"]) <= {classes[k] for k in set(train_labels)} and (pilots["n"] >= 1).all()
+    assert set(table[table["metric"] == "targeted_success"]["target"]) <= set(pilots["target"])
+
+
+def test_automatic_target_needs_two_classes(demo_model):
+    audit = AuditData("tiny", ["a", "b"], _split([0, 1]), _split([1, 1, 1]))
+    with pytest.raises(InvalidInputError, match="at least two classes"):
+        PatchCheck.from_options(PILOT).run(demo_model, audit, CheckContext())
 
 
 def test_targets_by_name_index_list_and_all():
     classes = ["cat", "dog", "cow"]
-    assert parse_targets("hardest", classes) is None
+    assert parse_targets("hardest", classes) is None and parse_targets("vulnerable", classes) is None
+    assert parse_targets("hardest", ["hardest", "easy"]) == [0]
     assert parse_targets("all", classes) == [0, 1, 2]
     assert parse_targets(["cow", 0, "cow"], classes) == [2, 0]
     assert parse_targets(1, classes) == [1]

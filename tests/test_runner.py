@@ -10,13 +10,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from helpers import save_torchscript, small_net, write_image_folder
 
 import robustcnn
 from robustcnn.cli import main
 from robustcnn.data import stratified_sample
 from robustcnn.reports.writer import staging_path
-
-from helpers import save_torchscript, small_net, write_image_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,13 +32,14 @@ def user_files(tmp_path_factory, mnist):
 
 def test_torchscript_on_image_folder_cli_and_python_agree(user_files, tmp_path):
     model, data = user_files
-    report = robustcnn.audit(str(model), str(data), checks=["clean"], out=tmp_path / "py")
+    report = robustcnn.audit(str(model), str(data), checks=["clean"], out=tmp_path / "py", trust_model=True)
     result = CliRunner().invoke(
         main,
         [
             "audit",
             "--model",
             str(model),
+            "--trust-model",
             "--data",
             str(data),
             "--checks",
@@ -66,7 +66,7 @@ def test_same_seed_same_results_and_report_files(tmp_path):
         assert (tmp_path / "a" / name).exists()
     assert a.meta["schema_version"] == 1 and a.meta["status"] == "complete"
     assert a.meta["checks"]["clean"]["forward"] >= 40
-    assert set(["model", "check", "metric", "value", "n", "ci_low", "ci_high"]) <= set(a.table.columns)
+    assert {"model", "check", "metric", "value", "n", "ci_low", "ci_high"} <= set(a.table.columns)
     summary = robustcnn.Report.summaries([a, tmp_path / "b"])
     assert len(summary) == 2 and "clean accuracy" in summary.columns
     side_by_side = robustcnn.Report.compare([a, tmp_path / "b"])
@@ -87,10 +87,10 @@ def test_resume_after_sigkill_gives_the_same_table(tmp_path):
     plan = tmp_path / "plan.toml"
     plan.write_text('[run]\nchecks = ["clean"]\nshard_size = 2\n[data]\nspec = "mnist5k"\nn = 120\n')
     fresh = tmp_path / "fresh"
-    subprocess.run(cmd + [str(plan), "--out", str(fresh)], check=True, env=env, cwd=ROOT, capture_output=True)
+    subprocess.run([*cmd, str(plan), "--out", str(fresh)], check=True, env=env, cwd=ROOT, capture_output=True)
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
-        cmd + [str(plan), "--out", str(killed)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        [*cmd, str(plan), "--out", str(killed)], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     frags = staging_path(killed) / ".fragments"  # completed work waits beside the report until it is complete
     deadline = time.time() + 120
@@ -105,7 +105,7 @@ def test_resume_after_sigkill_gives_the_same_table(tmp_path):
         robustcnn.load_report(killed)
     done_before = len([p for p in frags.iterdir() if not p.name.startswith(".")])
     resumed = subprocess.run(
-        cmd + [str(plan), "--out", str(killed), "--resume"], env=env, cwd=ROOT, capture_output=True, text=True
+        [*cmd, str(plan), "--out", str(killed), "--resume"], env=env, cwd=ROOT, capture_output=True, text=True
     )
     assert resumed.returncode == 0, resumed.stderr
     report = robustcnn.load_report(killed)

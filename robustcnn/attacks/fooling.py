@@ -12,8 +12,9 @@ All classes are optimised together in one batch. The helpers at the top are shar
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 import torch
@@ -103,7 +104,7 @@ class Trace:
     evals_at: torch.Tensor  # (K, T) model evaluations spent when that happened, -1 if never
 
     @classmethod
-    def empty(cls, k: int, shape: tuple[int, int, int], thresholds: Sequence[float]) -> "Trace":
+    def empty(cls, k: int, shape: tuple[int, int, int], thresholds: Sequence[float]) -> Trace:
         t = len(thresholds)
         return cls(
             list(thresholds),

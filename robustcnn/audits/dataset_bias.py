@@ -74,7 +74,7 @@ def class_balance(y: np.ndarray, classes: list[str], split: str) -> list[dict]:
     counts = np.bincount(y, minlength=len(classes))[: len(classes)]
     n = int(counts.sum())
     rows = []
-    for cls, count in zip(classes, counts):
+    for cls, count in zip(classes, counts, strict=False):
         rows.append(value("class_count", int(count), n, **{"class": cls}, split=split))
         rows.append(rate("class_share", int(count), n, **{"class": cls}, split=split))
     smallest = counts.min()
@@ -218,7 +218,8 @@ class DatasetBiasCheck(Check):
             for attribute in attributes:
                 out.rows += self._attribute_rows(attribute, split, split_name, data.classes, gen, out)
                 if split_name == reference_split:
-                    v = next(r["value"] for r in reversed(out.rows) if r["metric"] == "cramers_v")
+                    # a split without the attribute (metadata for the test images only) has no association row
+                    v = next((r["value"] for r in reversed(out.rows) if r["metric"] == "cramers_v"), math.nan)
                     if v >= cfg.flag_cramers_v:
                         flagged.add(attribute.name)
             if cfg.probe:
@@ -240,8 +241,9 @@ class DatasetBiasCheck(Check):
             )
         if cfg.duplicates and "train" in splits:
             self._duplicates(data, out)
-        if attributes:
-            out.figures["attribute_association"] = _contingency_figure(data, attributes, reference_split)
+        figure = _contingency_figure(data, attributes, reference_split) if attributes else None
+        if figure is not None:
+            out.figures["attribute_association"] = figure
         return out
 
     def preflight(self, model: AuditedModel | None, data: AuditData) -> None:
@@ -363,14 +365,17 @@ class DatasetBiasCheck(Check):
         return None
 
 
-def _contingency_figure(data: AuditData, attributes: list[Attribute], split_name: str) -> bytes:
+def _contingency_figure(data: AuditData, attributes: list[Attribute], split_name: str) -> bytes | None:
+    """Label x attribute counts on the split, or None when the split carries none of the attributes."""
     import matplotlib.pyplot as plt
 
     split = data.train if split_name == "train" else data.eval
     assert split is not None
     usable = [a for a in attributes if a.name in split.attrs.columns]
+    if not usable:
+        return None
     fig, axes = plt.subplots(1, len(usable), figsize=(4.2 * len(usable), 3.6), squeeze=False)
-    for ax, attribute in zip(axes[0], usable):
+    for ax, attribute in zip(axes[0], usable, strict=False):
         table = pd.crosstab(attribute.groups(split.attrs[attribute.name]).to_numpy(), split.y.numpy())
         share = table.div(table.sum(axis=1), axis=0)
         ax.imshow(share.to_numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")

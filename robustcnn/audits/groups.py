@@ -9,8 +9,8 @@ attributes into groups (missing values, numeric binning, identifiers, single gro
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -474,12 +474,12 @@ class GroupsCheck(Check):
                 flipped = new != pred[idx]
                 np.add.at(flips, idx, flipped.astype(int))
                 np.add.at(tried, idx, 1)
-                for v, f, ok in zip(vals, flipped, new == y[idx]):
+                for v, f, ok in zip(vals, flipped, new == y[idx], strict=False):
                     per_value[v][0] += int(f)
                     per_value[v][1] += 1
                     per_value[v][2] += int(ok)
                 if not examples:
-                    examples = list(zip(idx[:40], vals[:40], new[:40], images[:40]))
+                    examples = list(zip(idx[:40], vals[:40], new[:40], images[:40], strict=False))
             attr = cf.attribute
             total = int(tried.sum())
             out.rows.append(rate("counterfactual_flip_rate", int(flips.sum()), total, group_attr=attr))
@@ -530,12 +530,12 @@ def _accuracy_figure(rows: list[dict]) -> bytes:
     table = pd.DataFrame([r for r in rows if r["metric"] == "group_accuracy"])
     attrs = list(dict.fromkeys(table["group_attr"]))
     fig, axes = plt.subplots(len(attrs), 1, figsize=(7, 1.2 + 0.28 * len(table)), squeeze=False)
-    for ax, attr in zip(axes[:, 0], attrs):
+    for ax, attr in zip(axes[:, 0], attrs, strict=False):
         part = table[table["group_attr"] == attr]
         pos = np.arange(len(part))
         err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
         ax.barh(pos, part["value"], xerr=err, color="#4c72b0", capsize=2)
-        ax.set_yticks(pos, [f"{g} (n={n})" for g, n in zip(part["group"], part["n"])], fontsize=7)
+        ax.set_yticks(pos, [f"{g} (n={n})" for g, n in zip(part["group"], part["n"], strict=False)], fontsize=7)
         ax.set_xlim(0, 1)
         ax.set_title(f"accuracy by {attr} (95% Wilson CI)", fontsize=9)
     fig.tight_layout()

@@ -143,28 +143,71 @@ def find_label_issues(P: np.ndarray, s: np.ndarray, method: str = "prune_by_nois
 
 def penultimate_features(model: AuditedModel, x: torch.Tensor, batch_size: int) -> np.ndarray | None:
     """Inputs of the network's final linear layer (the one producing the class scores), or None
-    when there is no such layer to hook (TorchScript, exported programs, other heads)."""
+    when the network has none. An eager ``nn.Linear`` is read with a forward hook; in TorchScript
+    and ``torch.export`` modules, where hooks do not run, the last 2-D weight with one row per class
+    is swapped for an identity for the duration of one pass, so the network returns that layer's inputs."""
     linears = [m for m in model.net.modules() if isinstance(m, nn.Linear)]
-    if not linears or linears[-1].out_features != model.num_classes:
-        return None
+    if linears:
+        if linears[-1].out_features != model.num_classes:
+            return None
+        return _hooked_features(model, linears[-1], x, batch_size)
+    return _identity_head_features(model, x, batch_size)
+
+
+def _hooked_features(model: AuditedModel, layer: nn.Module, x: torch.Tensor, batch_size: int) -> np.ndarray | None:
     captured: list[torch.Tensor] = []
-    handle = linears[-1].register_forward_hook(
+    handle = layer.register_forward_hook(
         lambda _m, inputs, _o: captured.append(inputs[0].detach().flatten(1).float().cpu())
     )
+    parts = []
     try:
-        model.logits(x, batch_size)
+        for start in range(0, len(x), batch_size):
+            chunk = x[start : start + batch_size]
+            captured.clear()
+            model.logits(chunk, batch_size)
+            if len(captured) != 1 or len(captured[0]) < len(chunk):
+                return None
+            parts.append(captured[0][: len(chunk)])  # the wrapper may pad a small batch (models.MIN_BATCH)
     finally:
         handle.remove()
-    if not captured or sum(len(c) for c in captured) != len(x):
+    return torch.cat(parts).double().numpy() if parts else None
+
+
+def _identity_head_features(model: AuditedModel, x: torch.Tensor, batch_size: int) -> np.ndarray | None:
+    heads = [(name, p) for name, p in model.net.named_parameters() if name.endswith("weight") and p.dim() == 2]
+    if not heads or heads[-1][1].shape[0] != model.num_classes:
         return None
-    return torch.cat(captured).double().numpy()
+    prefix = heads[-1][0].rpartition(".")[0]
+    owner = model.net
+    for part in prefix.split(".") if prefix else []:  # get_submodule is not supported on ScriptModules
+        owner = getattr(owner, part)
+    weight = owner.weight
+    bias = getattr(owner, "bias", None)
+    width = weight.shape[1]
+    try:
+        owner.weight = nn.Parameter(torch.eye(width, dtype=weight.dtype, device=weight.device), requires_grad=False)
+        if isinstance(bias, torch.Tensor):
+            owner.bias = nn.Parameter(torch.zeros(width, dtype=bias.dtype, device=bias.device), requires_grad=False)
+        features = model.logits(x, batch_size)
+    except RuntimeError:  # a graph that fixed the head's shape: no features, the caller falls back to logits
+        return None
+    finally:
+        owner.weight = weight
+        if isinstance(bias, torch.Tensor):
+            owner.bias = bias
+    if features.dim() != 2 or features.shape != (len(x), width) or model.outputs_probabilities:
+        return None
+    return features.double().numpy()
 
 
 def cross_validated_probabilities(features: np.ndarray, s: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Out-of-fold probabilities of a standardised multinomial logistic regression (PCA first when wide)."""
     steps = [StandardScaler()]
-    if features.shape[1] > MAX_FEATURES:
-        steps.append(PCA(MAX_FEATURES, random_state=seed))
+    # a training fold holds at least n - n / folds - classes images (stratified folds round per class)
+    smallest_fold = len(features) - len(features) // folds - len(np.unique(s)) - 1
+    components = min(MAX_FEATURES, features.shape[1], max(smallest_fold, 1))
+    if features.shape[1] > components:
+        steps.append(PCA(components, random_state=seed))
     model = make_pipeline(*steps, LogisticRegression(C=REGULARIZATION, max_iter=1000))
     cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
     with threadpool_limits(limits=1):  # small problems: threaded BLAS only adds contention
@@ -267,7 +310,7 @@ class LabelIssuesCheck(Check):
             top = out.samples.head(20)
             position = {sid: i for i, sid in enumerate(split.ids)}
             images = split.x[[position[sid] for sid in top["sample"]]]
-            titles = [f"{g} -> {t}?" for g, t in zip(top["given_class"], top["suggested_class"])]
+            titles = [f"{g} -> {t}?" for g, t in zip(top["given_class"], top["suggested_class"], strict=False)]
             out.figures["label_issues"] = image_grid(
                 images, titles, ncols=10, suptitle=f"likely mislabelled ({split_name}): given -> suggested"
             )
@@ -281,7 +324,7 @@ class LabelIssuesCheck(Check):
             raise InvalidInputError(
                 f"label-issues: the {split_name} split has a single class; confident learning needs at least two"
             )
-        rare = [classes[c] for c, k in zip(present, counts) if k < 2]
+        rare = [classes[c] for c, k in zip(present, counts, strict=False) if k < 2]
         if rare and self.config.probabilities != "model":
             raise InvalidInputError(
                 f"label-issues: class {', '.join(rare)} has a single image in the {split_name} split; cross-validation "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,7 +41,7 @@ class Split:
     def __len__(self) -> int:
         return self.x.shape[0]
 
-    def subset(self, index: np.ndarray | list[int]) -> "Split":
+    def subset(self, index: np.ndarray | list[int]) -> Split:
         idx = np.asarray(index, dtype=np.int64)
         t = torch.from_numpy(idx)
         return Split(
@@ -67,7 +66,6 @@ class ImageData:
     test: Split
     train: Split | None = None
     notes: list[str] = field(default_factory=list)
-    _fingerprint: str | None = field(default=None, repr=False)
 
     @property
     def num_classes(self) -> int:
@@ -77,21 +75,7 @@ class ImageData:
     def attributes(self) -> list[str]:
         return list(self.test.attrs.columns)
 
-    def fingerprint(self) -> str:
-        """sha256 over the decoded images, labels and attributes of every split."""
-        if self._fingerprint is None:
-            h = hashlib.sha256(repr(self.classes).encode())
-            for split in (self.train, self.test):
-                if split is None:
-                    h.update(b"none")
-                    continue
-                h.update(split.x.numpy().tobytes())
-                h.update(split.y.numpy().tobytes())
-                h.update(split.attrs.to_csv(index=False).encode())
-            self._fingerprint = h.hexdigest()
-        return self._fingerprint
-
-    def adapted(self, channels: int, size: tuple[int, int] | None) -> "ImageData":
+    def adapted(self, channels: int, size: tuple[int, int] | None) -> ImageData:
         """The same data converted to ``channels`` and resized to ``size`` (H, W) if given."""
         notes = list(self.notes)
         test = adapt_split(self.test, channels, size, notes, "test")
@@ -142,7 +126,7 @@ def stratified_sample(y: torch.Tensor, n: int, seed: int) -> np.ndarray:
     remainder = n - take.sum()
     order = np.argsort(-(quota - take), kind="stable")
     take[order[:remainder]] += 1
-    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    chosen = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take, strict=False)]
     return np.sort(np.concatenate(chosen))
 
 

@@ -19,9 +19,9 @@ can ask "what would the model say about this very digit in blue / on grass?".
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd

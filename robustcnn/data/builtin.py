@@ -5,9 +5,9 @@ Other modules add built-in sets (e.g. the bias benchmarks) with ``register_built
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Callable
 
 import numpy as np
 import torch

@@ -3,6 +3,10 @@
 Layout: ``ROOT/<class>/<image>``; or ``ROOT/train/<class>/...`` and ``ROOT/test/<class>/...``
 (``val`` is accepted for ``test``). ``metadata.csv`` at the root has columns
 ``path,label,<attribute...>`` with ``path`` relative to the root.
+
+``index_folder`` lists the files (paths, labels, attributes, sizes and mtimes) without opening
+any image; audits decode only the images they sample. ``load_folder`` decodes every image
+(for training and small folders).
 """
 
 from __future__ import annotations
@@ -10,38 +14,71 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 
 from ..errors import InvalidInputError
-from .base import ImageData, Split
+from .base import ImageData
+from .files import IMAGE_SUFFIXES, FileSource, list_files
+from .index import BadImage, DataIndex, SplitIndex, decode_sample
+from .policy import Target
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+__all__ = ["IMAGE_SUFFIXES", "index_folder", "load_folder"]
 
 
-def load_folder(root: Path) -> ImageData:
+def index_folder(root: Path) -> DataIndex:
+    """The folder as an index; unusable files found while listing are recorded in ``skipped``."""
     if not root.is_dir():
         raise InvalidInputError(f"dataset directory not found: {root}")
     split_dirs = {name: root / name for name in ("train", "test", "val") if (root / name).is_dir()}
     if "test" not in split_dirs and "val" in split_dirs:
         split_dirs["test"] = split_dirs.pop("val")
     split_dirs.pop("val", None)
-    if "test" in split_dirs:
-        roots = split_dirs
-    else:
-        roots = {"test": root}
+    roots = split_dirs if "test" in split_dirs else {"test": root}
     classes = sorted({d.name for r in roots.values() for d in r.iterdir() if d.is_dir() and not d.name.startswith(".")})
     if not classes:
         raise InvalidInputError(f"{root} has no class folders; expected ROOT/<class>/<image files>")
     metadata = _read_metadata(root)
     notes: list[str] = []
-    splits = {name: _load_split(r, root, classes, metadata, notes) for name, r in roots.items()}
+    skipped: list[dict] = []
+    splits = {name: _index_split(name, r, root, classes, metadata, notes, skipped) for name, r in roots.items()}
     if len(splits["test"]) == 0:
-        raise InvalidInputError(f"{roots['test']} holds no readable images")
-    return ImageData(root.name, classes, test=splits["test"], train=splits.get("train"), notes=notes)
+        raise InvalidInputError(f"{roots['test']} holds no image files{_skip_hint(skipped)}")
+    return DataIndex(root.name, classes, splits["test"], splits.get("train"), notes, skipped)
+
+
+def load_folder(root: Path) -> ImageData:
+    """Every image of the folder, decoded at the most common size (3 channels if any image has colour)."""
+    index = index_folder(root)
+    splits = {}
+    for name, split in (("test", index.test), ("train", index.train)):
+        if split is None:
+            continue
+        probes = split.source.probe(list(range(len(split))))
+        for p, result in probes.items():
+            if isinstance(result, BadImage):
+                split.mark_bad(p, str(result), index.skipped)
+        good = [r for r in probes.values() if not isinstance(r, BadImage)]
+        if not good:
+            if name == "test":
+                raise InvalidInputError(f"{root} holds no readable images{_skip_hint(index.skipped)}")
+            continue
+        channels = 3 if any(c == 3 for c, _ in good) else 1
+        sizes = Counter(size for _, size in good)
+        size = sizes.most_common(1)[0][0]
+        if len(sizes) > 1:
+            index.notes.append(f"{name}: images of {len(sizes)} sizes resized to {size[0]}x{size[1]}")
+        splits[name], _ = decode_sample(split, None, 0, Target(channels, size), index.skipped, [])
+    if index.skipped:
+        index.notes.append(f"skipped {len(index.skipped)} unusable files{_skip_hint(index.skipped)}")
+    return ImageData(index.name, index.classes, splits["test"], splits.get("train"), index.notes)
+
+
+def _skip_hint(skipped: list[dict]) -> str:
+    if not skipped:
+        return ""
+    first = skipped[0]
+    return f" ({len(skipped)} skipped, e.g. {first['file']}: {first['reason']})"
 
 
 def _read_metadata(root: Path) -> pd.DataFrame | None:
@@ -60,24 +97,32 @@ def _read_metadata(root: Path) -> pd.DataFrame | None:
     return meta.set_index("path")
 
 
-def _load_split(
-    split_root: Path, root: Path, classes: list[str], metadata: pd.DataFrame | None, notes: list[str]
-) -> Split:
-    files: list[tuple[Path, int]] = []
+def _index_split(
+    name: str,
+    split_root: Path,
+    root: Path,
+    classes: list[str],
+    metadata: pd.DataFrame | None,
+    notes: list[str],
+    skipped: list[dict],
+) -> SplitIndex:
+    files: list[tuple[Path, int, int]] = []
+    labels: list[int] = []
+    bad: list[tuple[Path, str]] = []
+    empty = []
     for label, cls in enumerate(classes):
         folder = split_root / cls
-        if folder.is_dir():
-            files += [(f, label) for f in sorted(folder.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
-    images = [_read_image(f) for f, _ in files]
-    if not images:
-        return Split(torch.zeros(0, 1, 1, 1), torch.zeros(0, dtype=torch.long), [])
-    channels = 3 if any(img.shape[0] == 3 for img in images) else 1
-    sizes = Counter(tuple(img.shape[1:]) for img in images)
-    size = sizes.most_common(1)[0][0]
-    if len(sizes) > 1:
-        notes.append(f"{split_root.name}: images of {len(sizes)} sizes resized to {size[0]}x{size[1]}")
-    x = torch.stack([_conform(img, channels, size) for img in images])
-    rel = [f.relative_to(root).as_posix() for f, _ in files]
+        found = list_files(folder, bad) if folder.is_dir() else []
+        if not found:
+            empty.append(cls)
+        files += found
+        labels += [label] * len(found)
+    skipped += [{"split": name, "file": _relative(path, root), "reason": reason} for path, reason in bad]
+    if empty and files:
+        notes.append(
+            f"{name}: {len(empty)} classes have no images ({', '.join(empty[:10])}{', ...' if len(empty) > 10 else ''})"
+        )
+    rel = [_relative(path, root) for path, _, _ in files]
     attrs = pd.DataFrame(index=range(len(rel)))
     if metadata is not None:
         attr_cols = [c for c in metadata.columns if c != "label"]
@@ -88,23 +133,12 @@ def _load_split(
                 f"{split_root.name}: {missing} images have no metadata.csv row; their attributes are 'missing'"
             )
         attrs = joined[attr_cols].fillna("missing").reset_index(drop=True)
-    return Split(x, torch.tensor([label for _, label in files], dtype=torch.long), rel, attrs)
+    source = FileSource(root, rel, [(size, mtime) for _, size, mtime in files])
+    return SplitIndex(torch.tensor(labels, dtype=torch.long), rel, attrs, source, name)
 
 
-def _read_image(path: Path) -> torch.Tensor:
+def _relative(path: Path, root: Path) -> str:
     try:
-        with Image.open(path) as img:
-            img = img.convert("L" if img.mode in ("L", "1", "I", "I;16", "F") else "RGB")
-            arr = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InvalidInputError(f"cannot read image {path}: {exc}") from exc
-    t = torch.from_numpy(arr.copy()).float() / 255.0
-    return t[None] if t.dim() == 2 else t.permute(2, 0, 1)
-
-
-def _conform(img: torch.Tensor, channels: int, size: tuple[int, int]) -> torch.Tensor:
-    if img.shape[0] != channels:
-        img = img.expand(channels, -1, -1)
-    if tuple(img.shape[1:]) != size:
-        img = F.interpolate(img[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0].clamp(0, 1)
-    return img.contiguous()
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.as_posix()

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..data import DEFAULT_TRAIN_N, DatasetRef
+from ..data.policy import Policy
 from ..errors import EnvironmentProblemError
 from ..fragments import content_key
 from ..models import ModelRef
 
 if TYPE_CHECKING:
     from ..checks import Check, CheckContext, CheckOutput
+    from ..plan import Plan
     from ..runner import Prepared, Task
 
 CACHED_JOBS = 2  # prepared (model, data) pairs a worker keeps: memory stays bounded by a few models
@@ -51,18 +54,30 @@ class Job:
     n: int | None
     seed: int
     device: str
+    policy: Policy = field(default_factory=Policy)
+    train_n: int | None = DEFAULT_TRAIN_N
+
+    @classmethod
+    def of(cls, plan: Plan, model_ref: ModelRef) -> Job:
+        return cls(model_ref, plan.data, plan.n, plan.seed, plan.device, plan.policy, plan.train_n)
 
     @property
     def key(self) -> str:
         return content_key(
-            self.model_ref.fingerprint(), self.model_ref.describe(), self.data, self.n, self.seed, self.device
+            self.model_ref.fingerprint(),
+            self.model_ref.describe(),
+            self.data,
+            self.n,
+            self.seed,
+            self.device,
+            self.policy,
+            self.train_n,
         )
 
     def prepare(self) -> Prepared:
-        from ..data import DatasetRef
         from ..runner import prepare
 
-        return prepare(self.model_ref, DatasetRef(self.data), self.n, self.seed, self.device)
+        return prepare(self.model_ref, DatasetRef(self.data, self.policy, self.train_n), self.n, self.seed, self.device)
 
 
 def describe_task(job: Job, task: Task) -> str:

@@ -360,7 +360,7 @@ def evaluate(gates: Sequence[Gate], report: Any, baseline: Any | None = None, wa
 
 
 def exit_code(results: Iterable[GateResult]) -> int:
-    """0 when no gate failed, 1 otherwise (DESIGN.md exit codes)."""
+    """0 when no gate failed, 1 otherwise (the exit codes in the README)."""
     return 1 if any(r.status == "fail" for r in results) else 0
 
 

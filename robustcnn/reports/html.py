@@ -150,7 +150,7 @@ def _section(report: Any, name: str, figures: dict[str, Any]) -> dict[str, Any]:
 
 def _status_class(status: str) -> str:
     if status in ("ok", "complete"):
-        return "ok"
+        return "other"  # a check that ran is not a good result: colour comes from the verdict
     return status if status in ("pass", "warn", "fail", "error", "skipped") else "other"
 
 
@@ -169,8 +169,19 @@ def _facts(report: Any) -> list[tuple[str, str]]:
     facts += [(k, str(v)) for k, v in versions.items()]
     if meta.get("started"):
         facts.append(("started", str(meta["started"])))
-    if isinstance(meta.get("seconds"), (int, float)):
-        facts.append(("time", f"{meta['seconds']:.1f} s"))
+    facts += _time_facts(meta)
+    return facts
+
+
+def _time_facts(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """The compute time of all checks (``work_seconds``, which counts tasks reused by ``--resume``
+    at their original cost) and the wall time of the run that wrote the report (``seconds``)."""
+    wall, work = meta.get("seconds"), meta.get("work_seconds")
+    if not isinstance(work, (int, float)):
+        return [("time", f"{wall:.1f} s")] if isinstance(wall, (int, float)) else []
+    facts = [("work", f"{work:.1f} s")]
+    if isinstance(wall, (int, float)):
+        facts.append(("this run", f"{wall:.1f} s"))
     return facts
 
 
@@ -203,6 +214,7 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
             "anchor": anchor(row["check"]),
             "value": format_value(row["value"]),
             "status_class": _status_class(str(row["status"])),
+            "verdict_class": row["verdict"] or "other",
         } for row in card.to_dict("records")],
         has_notes=bool((card["note"] != "").any()),
         sections=[_section(report, n, all_figures.get(n) or {}) for n in names],

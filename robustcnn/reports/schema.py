@@ -1,4 +1,4 @@
-"""The long results table: one row per measured number (see DESIGN.md, "Output directory").
+"""The long results table: one row per measured number (the README's "Report schema"; docs/architecture.md).
 
 Core columns: ``model, check, metric, value, n, ci_low, ci_high``; every other column is a
 parameter of the row (``norm, eps, class, ...``), empty where it does not apply.

@@ -16,10 +16,11 @@ import pandas as pd
 from ..checks import Check, load_registry
 from ..errors import InvalidInputError
 from .schema import CORE_COLUMNS
+from .verdicts import default_verdict
 
 BREAKDOWN_COLUMNS = ("class", "pred")  # a metric broken down by these is detail, not headline
 LONG_METRIC_ROWS = 60  # a metric with more rows than this is detail too
-SCORECARD_COLUMNS = ["family", "check", "title", "headline", "value", "status", "gate", "note"]
+SCORECARD_COLUMNS = ["family", "check", "title", "headline", "value", "ci_low", "ci_high", "verdict", "status", "gate", "note"]
 GATE_ORDER = {"pass": 0, "warn": 1, "fail": 2}
 
 
@@ -74,7 +75,8 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
     """One line per check: family, check, title, headline label and value, run status, gate verdict.
 
     ``gate`` is the worst verdict (pass < warn < fail) of the gates on that check, empty when
-    no gate looked at it. ``note`` explains a missing headline (an error in the check or in its
+    no gate looked at it; ``verdict`` is that gate verdict when gates ran, else the advisory
+    default policy's verdict on the headline (``audits/default-policy.toml``). ``note`` explains a missing headline (an error in the check or in its
     ``headline``), so that a missing number is never silent.
     """
     checks_meta = ((report.meta or {}).get("checks") or {})
@@ -83,7 +85,7 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
         info = checks_meta.get(name) or {}
         instance = check_instance(name, report.meta)
         table = check_table(report, name)
-        label, val, note = "", math.nan, ""
+        label, val, note, head = "", math.nan, "", None
         if instance is None:
             note = "check not in the registry"
         elif table.empty:
@@ -103,6 +105,9 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
             "title": getattr(instance, "title", "") or name,
             "headline": label,
             "value": val,
+            "ci_low": getattr(head, "ci_low", math.nan),
+            "ci_high": getattr(head, "ci_high", math.nan),
+            "verdict": _gate_verdict(gate_results, name) if gate_results else (default_verdict(head) if head else ""),
             "status": info.get("status", "ok" if not table.empty else ""),
             "gate": _gate_verdict(gate_results, name),
             "note": note or "; ".join(info.get("warnings") or [])[:300],
@@ -130,7 +135,7 @@ def scorecard_text(card: pd.DataFrame) -> str:
         return "(no checks in this report)"
     view = card.copy()
     view["value"] = view["value"].map(format_value)
-    view = view.drop(columns=[c for c in ("title",) if c in view.columns])
+    view = view.drop(columns=[c for c in ("title", "ci_low", "ci_high") if c in view.columns])
     view = view.loc[:, [c for c in view.columns if c in ("check", "value") or (view[c].astype(str) != "").any()]]
     return view.to_string(index=False)
 

@@ -12,8 +12,8 @@ population is rendered at once: each genome's graph is padded into one batched w
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -49,7 +49,7 @@ class Genome:
     conns: dict[tuple[int, int], float]
     next_id: int
 
-    def copy(self) -> "Genome":
+    def copy(self) -> Genome:
         return Genome(list(self.hidden), dict(self.conns), self.next_id)
 
 
@@ -94,7 +94,7 @@ class CPPNEncoding:
         self, population: list[Genome], cells: Sequence[int], children: list[Genome], index: Sequence[int]
     ) -> list[Genome]:
         out = list(population)
-        for cell, i in zip(cells, index):
+        for cell, i in zip(cells, index, strict=False):
             out[cell] = children[i]
         return out
 
@@ -144,7 +144,7 @@ class CPPNEncoding:
         w = torch.tensor([g.conns[k] for k in chosen], dtype=torch.float64)
         u = torch.tensor([self.rng.random() for _ in chosen], dtype=torch.float64)
         new = polynomial_mutation((w + b) / (2 * b), u, self.eta, 0.0, 1.0) * (2 * b) - b
-        g.conns.update(zip(chosen, new.tolist()))
+        g.conns.update(zip(chosen, new.tolist(), strict=False))
 
     def render(self, population: list[Genome]) -> torch.Tensor:
         """Images (N, C, H, W) in [0, 1]: each output node's sigmoid, one node position at a time for all genomes."""

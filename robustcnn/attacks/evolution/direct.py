@@ -7,7 +7,7 @@ distribution index ``eta``. A population is one (N, C, H, W) tensor, mutated in 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -7,7 +7,8 @@ and a child replaces the champion of every class it scores higher on.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Generic, Protocol, TypeVar
 
 import torch
 

@@ -22,7 +22,7 @@ from ...reports.schema import rate, value
 from .evaluate import noise_patch, patched_predictions, real_object_patch
 from .figures import examples_figure, patches_figure
 from .geometry import SHAPES, patch_side, sample_placements
-from .targets import TargetSpec, hardest_target, parse_targets
+from .targets import TargetSpec, choose_targets, parse_targets, run_pilots
 from .train import PatchTraining, TrainedPatch, train_area_patches
 
 MIN_PATCH_PIXELS = 2.0
@@ -33,7 +33,8 @@ VARIANTS = ("patch", "noise", "real")
 class PatchConfig:
     """Options of ``[checks.patch]``."""
 
-    target: TargetSpec = "hardest"
+    target: TargetSpec = "vulnerable"
+    vulnerable_targets: int = 3
     areas: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.10, 0.15, 0.25])
     shapes: list[str] = field(default_factory=lambda: ["square", "circle"])
     max_rotation: float = 22.5
@@ -62,7 +63,7 @@ class PatchConfig:
         items = self.target if isinstance(self.target, list) else [self.target]
         if not all(isinstance(t, (str, int)) and not isinstance(t, bool) for t in items):
             raise InvalidInputError(
-                f"patch target must be a class name, an index, a list of them, 'hardest' or 'all', got {self.target!r}"
+                f"patch target must be a class name, an index, a list of them, 'vulnerable', 'hardest' or 'all', got {self.target!r}"
             )
         if not (_is_number(self.max_rotation) and 0 <= self.max_rotation <= 180):
             raise InvalidInputError(f"patch max_rotation must be degrees in [0, 180], got {self.max_rotation!r}")
@@ -70,7 +71,15 @@ class PatchConfig:
             raise InvalidInputError(f"patch scale_jitter must be in [0, 1), got {self.scale_jitter!r}")
         if not (_is_number(self.lr) and self.lr > 0):
             raise InvalidInputError(f"patch lr must be positive, got {self.lr!r}")
-        for name in ("train_images", "epochs", "batch_size", "pilot_classes", "pilot_images", "pilot_epochs"):
+        for name in (
+            "train_images",
+            "epochs",
+            "batch_size",
+            "vulnerable_targets",
+            "pilot_classes",
+            "pilot_images",
+            "pilot_epochs",
+        ):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise InvalidInputError(f"patch {name} must be a positive integer, got {v!r}")
@@ -115,7 +124,7 @@ class PatchCheck(Check):
         "Brown, Mané, Roy, Abadi & Gilmer (2017), Adversarial Patch, arXiv:1712.09665; "
         "Athalye et al. (2018), expectation over transformation."
     )
-    version = "2"
+    version = "3"
     needs_train = True
     order = 40
     Config = PatchConfig
@@ -136,7 +145,7 @@ class PatchCheck(Check):
         train_x, train_y = data.train.x, data.train.y
         targets = parse_targets(cfg.target, data.classes)
         if targets is None:
-            targets = [self._pick_hardest(model, data, ctx, out)]
+            targets = self._pick_targets(model, data, ctx, out)
         started = time.perf_counter()
         clean_pred = model.logits(data.eval.x, ctx.batch_size).argmax(dim=1)
         samples = []
@@ -213,13 +222,15 @@ class PatchCheck(Check):
             )
         return train_area_patches(model, x[pool], target, setup, gen, self.config.per_area), len(pool)
 
-    def _pick_hardest(self, model: AuditedModel, data: AuditData, ctx: CheckContext, out: CheckOutput) -> int:
+    def _pick_targets(self, model: AuditedModel, data: AuditData, ctx: CheckContext, out: CheckOutput) -> list[int]:
+        """The automatic targets (``"vulnerable"`` or ``"hardest"``) from pilot patches; every pilot becomes a row."""
         cfg = self.config
         assert data.train is not None
+        rule = cfg.target
         setup = PatchTraining(
             list(cfg.areas), cfg.shapes[0], cfg.max_rotation, cfg.scale_jitter, cfg.pilot_epochs, cfg.batch_size, cfg.lr
         )
-        target, pilots = hardest_target(
+        pilots = run_pilots(
             model,
             data.train.x,
             data.train.y,
@@ -229,7 +240,10 @@ class PatchCheck(Check):
             cfg.pilot_images,
             ctx.generator("patch", "pilot"),
             ctx.batch_size,
+            easiest=rule == "vulnerable",
         )
+        chosen = choose_targets(pilots, rule, cfg.vulnerable_targets)
+        selection = "most vulnerable" if rule == "vulnerable" else "hardest"
         for p in pilots:
             out.rows.append(
                 rate(
@@ -239,13 +253,16 @@ class PatchCheck(Check):
                     target=data.classes[p.target],
                     shape=cfg.shapes[0],
                     split="train",
+                    selection=selection,
+                    chosen=p.target in chosen,
                 )
             )
+        kept = f"the {len(chosen)} highest" if rule == "vulnerable" else "the lowest"
         out.info["target_rule"] = (
-            f"hardest of {len(pilots)} candidate classes: lowest targeted success of a {cfg.pilot_epochs}-epoch pilot patch "
-            f"({cfg.pilot_images} training images, evaluated on as many others over all areas)"
+            f"{selection}: {kept} targeted success of a {cfg.pilot_epochs}-epoch pilot patch per candidate class "
+            f"({len(pilots)} piloted; {cfg.pilot_images} training images each, evaluated on as many others over all areas)"
         )
-        return target
+        return chosen
 
     def _evaluate(
         self,
@@ -311,6 +328,7 @@ class PatchCheck(Check):
                 )
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
+        """The highest targeted success at the area nearest 10% over the trained targets, saying how they were chosen."""
         if "variant" not in table:
             return None
         rows = table[(table["metric"] == "targeted_success") & (table["variant"] == "patch")]
@@ -319,9 +337,24 @@ class PatchCheck(Check):
         areas = rows["area"].astype(float)
         area = float(areas.iloc[(areas - 0.10).abs().argsort().iloc[0]])
         at_area = rows[areas == area]
+        row = at_area.loc[at_area["value"].idxmax()]
         return Headline.from_row(
-            at_area.loc[at_area["value"].idxmax()], f"targeted patch success at {area:.0%} area", "lower"
+            row,
+            f"targeted patch success at {area:.0%} area, target '{row['target']}' "
+            f"({target_reason(table, len(at_area['target'].unique()))})",
+            "lower",
         )
+
+
+def target_reason(table: pd.DataFrame, trained: int) -> str:
+    """Why the headline's target was trained: an automatic rule over pilots, or the user's choice."""
+    pilots = table[table["metric"] == "pilot_targeted_success"]
+    if pilots.empty or "selection" not in pilots:
+        return f"the highest of {trained} named target{'s' if trained > 1 else ''}"
+    selection = pilots["selection"].iloc[0]
+    if selection == "hardest":
+        return f"the hardest to reach of {len(pilots)} piloted classes"
+    return f"the highest of the {trained} most vulnerable of {len(pilots)} piloted classes"
 
 
 def summary_rows(samples: pd.DataFrame) -> list[dict]:

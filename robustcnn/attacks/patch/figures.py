@@ -58,7 +58,7 @@ def examples_figure(
         probs = out if model.outputs_probabilities else out.softmax(dim=1)
         conf, pred = probs.max(dim=1)
         images.append(patched.cpu())
-        titles += [f"{area:.0%}: {classes[int(k)]} ({float(c):.2f})" for k, c in zip(pred, conf)]
+        titles += [f"{area:.0%}: {classes[int(k)]} ({float(c):.2f})" for k, c in zip(pred, conf, strict=False)]
     return image_grid(
         torch.cat(images), titles, ncols=len(x), suptitle=f"patched held-out images (target '{classes[target]}')"
     )

@@ -27,7 +27,7 @@ class Placements:
     def __len__(self) -> int:
         return len(self.side)
 
-    def to(self, device: torch.device | str) -> "Placements":
+    def to(self, device: torch.device | str) -> Placements:
         return Placements(self.side.to(device), self.angle.to(device), self.centre.to(device))
 
 

@@ -103,5 +103,5 @@ def train_area_patches(
     or one patch trained over all areas and shared by them."""
     if not per_area:
         shared = train_patch(model, images, target, setup, gen)
-        return {a: shared for a in setup.areas}
+        return dict.fromkeys(setup.areas, shared)
     return {a: train_patch(model, images, target, replace(setup, areas=[a]), gen) for a in setup.areas}

@@ -9,6 +9,7 @@ Use alone::
 """
 
 from .apgd import apgd
+from .bpda import MaskingResponse
 from .cascade import TOL, AttackCost, NormResult
 from .check import AdversarialCheck, AdversarialConfig
 from .diagnostics import WARNING_PREFIX
@@ -27,6 +28,7 @@ __all__ = [
     "AdversarialConfig",
     "AttackCost",
     "AttackSettings",
+    "MaskingResponse",
     "NormResult",
     "PerturbationResult",
     "apgd",

@@ -8,11 +8,12 @@ misclassification, and an input leaves the batch as soon as it is broken.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
+from ...seeding import SampleStreams
 from .geometry import into_box, normalized_step, per_sample, random_in_ball
 from .losses import LOSSES
 
@@ -64,14 +65,15 @@ def apgd(
     norm: str = "linf",
     loss: str = "ce",
     steps: int = 100,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | SampleStreams | None = None,
     random_start: bool = True,
     rho: float = 0.75,
     momentum: float = 0.75,
     target: torch.Tensor | None = None,
 ) -> AttackRun:
     """APGD with cross-entropy (``"ce"``), DLR (``"dlr"``) or targeted DLR (``"dlr-t"``, needs
-    ``target`` classes) loss; ``eps`` per sample or scalar. Success is any misclassification."""
+    ``target`` classes) loss; ``eps`` per sample or scalar. Success is any misclassification.
+    The random start comes from ``generator``: per-input streams, or one generator for the batch."""
     n = len(x)
     eps = torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(n).clone() if n else x.new_zeros(0)
     loss_fn = LOSSES[loss]

@@ -11,11 +11,12 @@ not monotone in epsilon, attack every epsilon an input survives.
 costly last stand) only start on inputs that survive the largest epsilon, then descend the
 same way: the budget goes where robustness is claimed.
 Every success is re-checked here: misclassified, inside the box and inside the ball.
+Random draws come from per-input streams (``SampleStreams``), forked per norm, attack and
+descent level, so an input's attacks do not depend on the other inputs of its batch.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ...seeding import SampleStreams
 from .geometry import lp_norm
 from .library import ATTACKS, AttackSettings
 
@@ -90,11 +92,7 @@ class NormResult:
 
     def robust_accuracy(self) -> dict[float, float]:
         rob = self.robust.float().mean(0) if len(self.min_norm) else torch.full((len(self.eps),), math.nan)
-        return {e: float(r) for e, r in zip(self.eps, rob)}
-
-
-def _seed(*parts: object) -> int:
-    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "little") & ((1 << 62) - 1)
+        return {e: float(r) for e, r in zip(self.eps, rob, strict=False)}
 
 
 def _target(min_norm: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,12 +115,17 @@ class Cascade:
         norm: str,
         eps: tuple[float, ...],
         settings: AttackSettings,
-        seed: int,
+        streams: SampleStreams,
         batch_size: int,
         survivors: frozenset[str] = frozenset(),
     ) -> None:
         self.view, self.x, self.y, self.norm, self.eps = view, x, y, norm, eps
-        self.settings, self.seed, self.batch_size, self.survivors = settings, seed, batch_size, survivors
+        self.settings, self.streams, self.batch_size, self.survivors = (
+            settings,
+            streams.to(x.device),
+            batch_size,
+            survivors,
+        )
         correct = clean_logits.argmax(1).to(y.device) == y
         self.min_norm = torch.where(
             correct, torch.full_like(y, math.inf, dtype=x.dtype), torch.zeros_like(y, dtype=x.dtype)
@@ -155,14 +158,15 @@ class Cascade:
             floor = self.grid[0] if len(self.grid) else torch.tensor(0.0)
             todo = torch.nonzero(self.min_norm > floor + TOL).flatten()
             attacked = len(todo)
-            for i, part in enumerate(todo.split(self.batch_size)):
+            streams = self.streams.fork(name)
+            for part in todo.split(self.batch_size):
                 adv = attack.run(
                     self.view,
                     self.x[part],
                     self.y[part],
                     self.norm,
                     self.settings,
-                    _seed(self.seed, name, self.norm, i),
+                    streams.subset(part),
                     self.adv_logits.shape[1],
                 )
                 self._accept(name, part, adv, None)
@@ -191,19 +195,10 @@ class Cascade:
         while active.any():
             todo = torch.nonzero(active).flatten()
             broken = torch.zeros_like(active)
-            for i, part in enumerate(todo.split(self.batch_size)):
-                gen = torch.Generator(device=self.x.device.type).manual_seed(
-                    _seed(self.seed, name, self.norm, level, i)
-                )
+            streams = self.streams.fork(name, level)
+            for part in todo.split(self.batch_size):
                 adv = attack.run(
-                    self.view,
-                    self.x[part],
-                    self.y[part],
-                    eps[part],
-                    self.norm,
-                    self.settings,
-                    _seed(self.seed, name, level, i),
-                    gen,
+                    self.view, self.x[part], self.y[part], eps[part], self.norm, self.settings, streams.subset(part)
                 )
                 broken[part] = self._accept(name, part, adv, eps[part])
             eps, has = _target(self.min_norm, self.grid)
@@ -217,20 +212,11 @@ class Cascade:
         for level, value in enumerate(self.grid.flip(0)):
             todo = torch.nonzero(self.min_norm > value + TOL).flatten()
             attacked = max(attacked, len(todo))
-            for i, part in enumerate(todo.split(self.batch_size)):
-                gen = torch.Generator(device=self.x.device.type).manual_seed(
-                    _seed(self.seed, name, self.norm, level, i)
-                )
+            streams = self.streams.fork(name, level)
+            for part in todo.split(self.batch_size):
                 eps = value.expand(len(part))
                 adv = attack.run(
-                    self.view,
-                    self.x[part],
-                    self.y[part],
-                    eps,
-                    self.norm,
-                    self.settings,
-                    _seed(self.seed, name, level, i),
-                    gen,
+                    self.view, self.x[part], self.y[part], eps, self.norm, self.settings, streams.subset(part)
                 )
                 self._accept(name, part, adv, eps)
         return attacked

@@ -15,6 +15,7 @@ from ...data import Split
 from ...errors import InvalidInputError
 from ...models import AuditedModel
 from ...reports.schema import rate, value
+from .bpda import check_bpda, find_modules
 from .cascade import TOL, CountedView
 from .diagnostics import masking_warnings, probe
 from .epsilons import check_eps, check_norm, default_headline, max_radius
@@ -23,6 +24,7 @@ from .figures import curve_png, examples_png
 from .library import ATTACKS, DEFAULT_ATTACKS, DEFAULT_SURVIVOR_ATTACKS, AttackSettings
 from .summary import class_rows, cost_rows, curve_rows, found_by_rows, min_norm_rows, robust_column
 
+NORM_LABELS = {"linf": "L-inf", "l2": "L2"}
 COST_FIELDS = ("images", "improved", "forward", "backward", "seconds")
 
 
@@ -48,6 +50,8 @@ class AdversarialConfig:
     cw_steps: int = AttackSettings.cw_steps
     cw_binary_steps: int = AttackSettings.cw_binary_steps
     deepfool_steps: int = AttackSettings.deepfool_steps
+    bpda: str = "auto"
+    bpda_modules: list[str] = field(default_factory=list)
     unbounded_images: int = 32
     masking_threshold: float = 0.02
     examples_per_class: int = 2
@@ -81,6 +85,7 @@ class AdversarialConfig:
             if int(getattr(self, name)) < 0:
                 raise InvalidInputError(f"checks.adversarial: {name} must be >= 0, got {getattr(self, name)}")
         check_survivors(self.survivor_attacks)
+        check_bpda(self.bpda, self.bpda_modules)
         if not 0 < self.square_p_init <= 1 or not 0 <= self.masking_threshold < 1:
             raise InvalidInputError(
                 "checks.adversarial: square_p_init must be in (0, 1] and masking_threshold in [0, 1)"
@@ -127,22 +132,41 @@ class AdversarialCheck(SampleCheck):
         "Moosavi-Dezfooli et al. 2016 (DeepFool); Rony et al. 2019 (DDN); Pintor et al. 2021 (FMN); "
         "Croce & Hein 2020 (APGD, AutoAttack); Andriushchenko et al. 2020 (Square); Athalye et al. 2018 (obfuscated gradients)"
     )
-    version = "1"
+    version = "2"
     order = 20
     Config = AdversarialConfig
+
+    def preflight(self, model: AuditedModel, data: AuditData) -> None:
+        find_modules(model, self.config.bpda_modules)
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg: AdversarialConfig = self.config
         grids, (h_norm, h_eps) = cfg.grids(batch.shape)
         if model.num_classes < 2:
             raise InvalidInputError("checks.adversarial needs a model with at least 2 classes")
-        seed = int(torch.randint(0, 2**62, (1,), generator=ctx.generator(self.name)))
+        streams = ctx.streams(batch.ids, self.name)
         x = batch.x.to(ctx.device)
         result = evaluate(
-            model, x, batch.y, cfg.norms, grids, cfg.attacks, cfg.settings(), seed, ctx.batch_size, cfg.survivor_attacks
+            model,
+            x,
+            batch.y,
+            cfg.norms,
+            grids,
+            cfg.attacks,
+            cfg.settings(),
+            ctx.seed,
+            ctx.batch_size,
+            cfg.survivor_attacks,
+            cfg.bpda,
+            cfg.bpda_modules,
+            cfg.masking_threshold,
+            streams.keys,
         )
         view = CountedView(model, result.probabilities)
-        masking = probe(view, x, result.labels.to(x.device), result.correct, ctx.batch_size, cfg.unbounded_images)
+        # about unbounded_images of the whole evaluation sample, each picked by its own stream
+        share = cfg.unbounded_images / max(ctx.eval_size or len(batch), 1)
+        unbounded = streams.fork("unbounded").uniform(()) < share
+        masking = probe(view, x, result.labels.to(x.device), result.correct, ctx.batch_size, unbounded)
         probs = result.clean_logits.softmax(1)
         samples = pd.DataFrame(
             {
@@ -159,13 +183,16 @@ class AdversarialCheck(SampleCheck):
             samples[f"by_{norm}"] = res.found_by
             samples[f"adv_pred_{norm}"] = adv_probs.argmax(1).numpy()
             samples[f"adv_confidence_{norm}"] = adv_probs.amax(1).numpy()
-            for e, flags in zip(res.eps, res.robust.T):
+            for e, flags in zip(res.eps, res.robust.T, strict=False):
                 samples[robust_column(norm, e)] = flags.numpy()
         samples["zero_grad_ce"] = masking.zero_grad_ce.numpy()
         samples["zero_grad_margin"] = masking.zero_grad_margin.numpy()
         samples["unbounded_robust"] = masking.unbounded_robust.numpy()
         samples["nondeterminism"] = masking.nondeterminism.numpy()
         samples["probabilities"] = result.probabilities
+        samples["bpda"] = result.masking.bpda
+        samples["bpda_ops"] = ",".join(result.masking.ops)
+        samples["square_everywhere"] = result.masking.square_everywhere
         head = result.norms[h_norm]
         chosen = np.flatnonzero((result.correct & (head.min_norm <= h_eps + TOL)).numpy())[: cfg.max_examples]
         samples["example"] = np.isin(np.arange(len(samples)), chosen)
@@ -188,7 +215,7 @@ class AdversarialCheck(SampleCheck):
         rows: list[dict] = []
         for norm in cfg.norms:
             applicable = [a for a in dict.fromkeys(cfg.attacks) if norm in ATTACKS[a].norms]
-            rows += curve_rows(samples, norm, list(grids[norm]), "+".join(applicable), headline)
+            rows += curve_rows(samples, norm, list(grids[norm]), "+".join(applicable))
             rows += min_norm_rows(samples, norm)
             rows += found_by_rows(samples, norm, applicable)
         rows += class_rows(samples, data.classes, *headline)
@@ -213,13 +240,22 @@ class AdversarialCheck(SampleCheck):
         return CheckOutput(rows=rows, figures=figures, artifacts=kept, info=info)
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
-        if "headline" not in table.columns:
+        """The median smallest flipping perturbation (L-inf if measured, else L2), with its order-statistic CI.
+
+        Unlike robust accuracy at one fixed radius, which is 0 for nearly every undefended model at the usual
+        MNIST radius, it keeps ranking models however fragile they are; it is also the radius at which robust
+        accuracy halves."""
+        rows = table[table["metric"] == "min_perturbation_median"]
+        if "norm" not in rows or not len(rows):
             return None
-        rows = table[(table["metric"] == "robust_accuracy") & (table["headline"].astype(str) == "True")]
-        if not len(rows):
-            return None
-        row = rows.iloc[0]
-        return Headline.from_row(row, f"robust accuracy ({row['norm']} {float(row['eps']):g})", "higher")
+        norm = "linf" if (rows["norm"] == "linf").any() else str(rows["norm"].iloc[0])
+        row = rows[rows["norm"] == norm].iloc[0]
+        return Headline.from_row(
+            row,
+            f"median smallest {NORM_LABELS.get(norm, norm)} perturbation that flips a correct prediction",
+            "higher",
+            "value",
+        )
 
     def _costs(self, table: torch.Tensor | None) -> list[dict]:
         order = self.config.cost_order()
@@ -230,9 +266,11 @@ class AdversarialCheck(SampleCheck):
             {
                 "norm": n,
                 "attack": a,
-                **{f: (float(v) if f == "seconds" else int(v)) for f, v in zip(COST_FIELDS, row.tolist())},
+                **{
+                    f: (float(v) if f == "seconds" else int(v)) for f, v in zip(COST_FIELDS, row.tolist(), strict=False)
+                },
             }
-            for (n, a), row in zip(order, total)
+            for (n, a), row in zip(order, total, strict=False)
         ]
 
     def _diagnostics(self, samples: pd.DataFrame) -> tuple[list[dict], list[str]]:
@@ -259,6 +297,17 @@ class AdversarialCheck(SampleCheck):
         drift = 0.0 if math.isnan(drift) else drift
         rows.append(value("masking_probability_outputs", float(probabilities), len(samples)))
         rows.append(value("masking_nondeterminism", drift, len(correct)))
+        rows += self._response_rows(samples, correct)
+        ops = tuple(
+            sorted(
+                {
+                    op
+                    for cell in samples.get("bpda_ops", pd.Series(dtype=str)).dropna()
+                    for op in str(cell).split(",")
+                    if op
+                }
+            )
+        )
         warnings = masking_warnings(
             shares["zero_grad_ce"],
             shares["zero_grad_margin"],
@@ -267,8 +316,26 @@ class AdversarialCheck(SampleCheck):
             probabilities,
             drift,
             cfg.masking_threshold,
+            ops,
         )
         return rows, warnings
+
+    def _response_rows(self, samples: pd.DataFrame, correct: pd.DataFrame) -> list[dict]:
+        """How the cascade answered masking: shares of images attacked through BPDA and by Square on
+        every robust image, and per norm the share whose smallest adversarial a BPDA gradient attack found."""
+        if "bpda" not in samples.columns:
+            return []
+        rows = [
+            rate("masking_bpda", int(samples["bpda"].astype(bool).sum()), len(samples)),
+            rate("masking_square_everywhere", int(samples["square_everywhere"].astype(bool).sum()), len(samples)),
+        ]
+        for norm in self.config.norms:
+            whitebox = [
+                a for a in dict.fromkeys(self.config.attacks) if ATTACKS[a].whitebox and norm in ATTACKS[a].norms
+            ]
+            hits = int((correct["bpda"].astype(bool) & correct[f"by_{norm}"].isin(whitebox)).sum())
+            rows.append(rate("found_by_bpda", hits, len(correct), norm=norm, attack="+".join(whitebox)))
+        return rows
 
     def _examples_figure(
         self, samples: pd.DataFrame, adversarial: torch.Tensor | None, data: AuditData, headline: tuple[str, float]

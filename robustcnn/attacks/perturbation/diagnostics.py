@@ -37,14 +37,15 @@ def probe(
     y: torch.Tensor,
     correct: torch.Tensor,
     batch_size: int,
-    unbounded_images: int,
+    unbounded: torch.Tensor,
     unbounded_steps: int = 10,
 ) -> MaskingProbe:
-    """Run the per-input diagnostics on correctly classified inputs (others get nan)."""
+    """Run the per-input diagnostics on correctly classified inputs (others get nan); the unbounded-budget
+    attack only on those flagged in ``unbounded`` ((N,) booleans)."""
     n = len(x)
     zero_ce = torch.full((n,), math.nan)
     zero_margin = torch.full((n,), math.nan)
-    unbounded = torch.full((n,), math.nan)
+    flagged, unbounded = unbounded.to(x.device), torch.full((n,), math.nan)
     drift = torch.full((n,), math.nan)
     todo = torch.nonzero(correct.to(x.device)).flatten()
     for part in todo.split(batch_size):
@@ -55,7 +56,7 @@ def probe(
         zero_ce[part.cpu()] = (g_ce.flatten(1).abs().amax(1) == 0).float().cpu()
         zero_margin[part.cpu()] = (g_margin.flatten(1).abs().amax(1) == 0).float().cpu()
         drift[part.cpu()] = (again - logits).abs().amax(1).float().cpu()
-    tested = todo[:unbounded_images]
+    tested = todo[flagged[todo]]
     if len(tested):
         run = apgd(view, x[tested], y[tested], 1.0, "linf", "ce", unbounded_steps, random_start=False)
         unbounded[tested.cpu()] = (~run.success).float().cpu()
@@ -70,9 +71,17 @@ def masking_warnings(
     probabilities: bool,
     drift: float,
     threshold: float,
+    ops: tuple[str, ...] = (),
 ) -> list[str]:
-    """One line per symptom that crosses ``threshold`` (shares of correctly classified inputs)."""
+    """One line per symptom that crosses ``threshold`` (shares of correctly classified inputs);
+    ``ops``: non-differentiable operations seen on the model's input path."""
     out = []
+    if ops:
+        out.append(
+            f"{WARNING_PREFIX}: the model applies non-differentiable operations to its input ({', '.join(ops)}); "
+            "gradient attacks ran through BPDA surrogates (straight-through, median plus mean) and Square attacked "
+            "every image still robust"
+        )
     if zero_ce > threshold:
         out.append(
             f"{WARNING_PREFIX}: the cross-entropy input gradient is exactly zero for {zero_ce:.0%} of inputs "

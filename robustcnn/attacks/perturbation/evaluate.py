@@ -3,14 +3,16 @@ robust flags per epsilon, for L-inf and L2, from the attack cascade."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from ...errors import InvalidInputError
-from .cascade import CountedView, NormResult, Cascade
+from ...seeding import SampleStreams, sample_keys
+from .bpda import MaskingResponse, SurrogateView, check_bpda, find_modules, respond
+from .cascade import Cascade, CountedView, NormResult
 from .epsilons import check_eps, check_norm, default_eps
 from .library import ATTACKS, DEFAULT_ATTACKS, DEFAULT_SURVIVOR_ATTACKS, AttackSettings
 
@@ -23,6 +25,7 @@ class PerturbationResult:
     clean_logits: torch.Tensor
     norms: dict[str, NormResult]
     probabilities: bool
+    masking: MaskingResponse = field(default_factory=MaskingResponse)
 
     @property
     def correct(self) -> torch.Tensor:
@@ -99,19 +102,35 @@ def evaluate(
     seed: int = 0,
     batch_size: int = 256,
     survivor_attacks: Sequence[str] = DEFAULT_SURVIVOR_ATTACKS,
+    bpda: str = "auto",
+    bpda_modules: Sequence[str] = (),
+    masking_threshold: float = 0.02,
+    keys: torch.Tensor | None = None,
 ) -> PerturbationResult:
     """Attack ``x`` ([0, 1] NCHW) with the cascade and return per-input minimal norms and robust flags.
 
     ``model`` returns logits (probabilities are detected and turned into log-probabilities).
     Without labels ``y`` the model's own clean predictions are attacked, so the curve then
     measures how stable its decisions are rather than robust accuracy. ``survivor_attacks``
-    only start on inputs still unbroken at the largest epsilon.
+    only start on inputs still unbroken at the largest epsilon. Random draws come from one
+    stream per input, keyed by ``keys`` ((N,) int64, e.g. ``seeding.sample_keys`` of sample ids)
+    or else by ``seed`` and the input's position, so an input's result does not depend on the
+    batch size or the other inputs.
+
+    Gradient masking (Athalye, Carlini & Wagner 2018): with ``bpda="auto"``, when the model applies
+    non-differentiable operations to its input or its margin gradient is zero on more than
+    ``masking_threshold`` of the correctly classified inputs, gradient attacks run through BPDA
+    surrogates (see ``bpda.py``) and the gradient-free survivor attacks (Square) start on every input
+    still robust, as AutoAttack runs them. ``"on"`` always does so, ``"off"`` never; ``bpda_modules``
+    names preprocessing submodules to treat as the identity in the backward pass (and implies "on").
     """
     if x.dim() != 4:
         raise InvalidInputError(f"images must be (N, C, H, W), got shape {tuple(x.shape)}")
     if len(x) and (x.min() < 0 or x.max() > 1 or not torch.isfinite(x).all()):
         raise InvalidInputError("images must be finite pixels in [0, 1]; the model wrapper does any normalisation")
     survivors = check_survivors(survivor_attacks)
+    check_bpda(bpda, bpda_modules)
+    modules = find_modules(model, bpda_modules)
     norms = list(dict.fromkeys(norms))
     for norm in norms:
         check_norm(norm)
@@ -136,17 +155,24 @@ def evaluate(
     if labels.shape != (len(x),) or labels.min() < 0 or labels.max() >= clean_logits.shape[1]:
         raise InvalidInputError(f"labels must be {len(x)} class indices in [0, {clean_logits.shape[1] - 1}]")
     settings = settings or AttackSettings()
+    if keys is None:
+        keys = sample_keys(seed, [str(i) for i in range(len(x))], "evaluate")
+    if keys.shape != (len(x),):
+        raise InvalidInputError(f"keys must be one int64 per image, got shape {tuple(keys.shape)}")
+    streams = SampleStreams(keys)
+    correct = clean_logits.argmax(1) == labels
+    masking = respond(model, view, x, labels, correct, bpda, bool(modules), masking_threshold, batch_size)
+    if masking.bpda:
+        view = SurrogateView(model, probabilities, modules)
+    if masking.square_everywhere:
+        survivors = frozenset(a for a in survivors if ATTACKS[a].whitebox)
     results = {
         norm: Cascade(
-            view, x, labels, clean_logits, norm, grids[norm], settings, _norm_seed(seed, norm), batch_size, survivors
+            view, x, labels, clean_logits, norm, grids[norm], settings, streams.fork(norm), batch_size, survivors
         ).run(names)
         for norm in norms
     }
-    return PerturbationResult(labels.cpu(), clean_logits.cpu(), results, probabilities)
-
-
-def _norm_seed(seed: int, norm: str) -> int:
-    return seed * 2 + (0 if norm == "linf" else 1)
+    return PerturbationResult(labels.cpu(), clean_logits.cpu(), results, probabilities, masking)
 
 
 def _device(model: nn.Module, x: torch.Tensor) -> torch.device:
@@ -157,9 +183,9 @@ def _device(model: nn.Module, x: torch.Tensor) -> torch.device:
 
 __all__ = [
     "PerturbationResult",
-    "evaluate",
     "check_attacks",
     "check_survivors",
-    "resolve_eps",
+    "evaluate",
     "looks_like_probabilities",
+    "resolve_eps",
 ]

@@ -13,7 +13,7 @@ def curve_png(rows: pd.DataFrame) -> bytes:
     """Robust accuracy vs epsilon, one panel per norm, with 95% Wilson bands."""
     norms = list(dict.fromkeys(rows["norm"]))
     fig, axes = plt.subplots(1, len(norms), figsize=(4.2 * len(norms), 3.2), squeeze=False)
-    for ax, norm in zip(axes[0], norms):
+    for ax, norm in zip(axes[0], norms, strict=False):
         part = rows[rows["norm"] == norm].sort_values("eps")
         ax.plot(part["eps"], part["value"], marker="o", color="tab:red")
         ax.fill_between(part["eps"], part["ci_low"], part["ci_high"], color="tab:red", alpha=0.2)

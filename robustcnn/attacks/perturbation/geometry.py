@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from ...seeding import SampleStreams
+
 NORMS = ("linf", "l2")
 
 
@@ -47,11 +49,17 @@ def normalized_step(grad: torch.Tensor, norm: str) -> torch.Tensor:
     return grad / per_sample(lp_norm(grad, "l2").clamp_min(1e-12), grad)
 
 
-def random_in_ball(x: torch.Tensor, eps: torch.Tensor, norm: str, gen: torch.Generator) -> torch.Tensor:
-    """A random start inside the ball (uniform per pixel for L-inf, a random direction for L2), clipped."""
+def random_in_ball(x: torch.Tensor, eps: torch.Tensor, norm: str, gen: torch.Generator | SampleStreams) -> torch.Tensor:
+    """A random start inside the ball (uniform per pixel for L-inf, a random direction for L2), clipped;
+    drawn from per-input streams or from one generator for the batch."""
+    per_input = isinstance(gen, SampleStreams)
     if norm == "linf":
-        noise = torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1
+        noise = (
+            gen.uniform(x.shape[1:], -1.0, 1.0)
+            if per_input
+            else torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1
+        )
     else:
-        noise = torch.randn(x.shape, generator=gen, device=x.device)
+        noise = gen.normal(x.shape[1:]) if per_input else torch.randn(x.shape, generator=gen, device=x.device)
         noise = noise / per_sample(lp_norm(noise, "l2").clamp_min(1e-12), noise)
     return (x + noise * per_sample(eps, x)).clamp(0.0, 1.0)

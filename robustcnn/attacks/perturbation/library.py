@@ -9,18 +9,28 @@ Two kinds: *minimal* attacks return one adversarial per input, as close as they 
 (FGSM, PGD, APGD, Square). ``every_eps`` attacks (FGSM, PGD) are run at every epsilon an
 input still survives, since a one-step or fixed-step attack is not monotone in epsilon; the
 others descend from the largest. Every returned point is re-checked by the cascade.
+
+Each attack gets per-input random streams (``SampleStreams``). Ours (APGD, Square) and PGD's
+random start draw from them, so those results do not depend on the batch. Foolbox's other
+attacks draw nothing random, except DDN, which replaces an exactly zero gradient by a Gaussian
+draw from torch's global generator; that generator is seeded from the batch's inputs, so only
+an input whose cross-entropy gradient vanishes (a logit margin beyond about 100) can depend on
+which inputs share its batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
+import eagerpy as ep
 import foolbox as fb
 import torch
 from torch import nn
 
+from ...seeding import SampleStreams
 from .apgd import apgd
+from .geometry import random_in_ball
 from .square import square_attack
 
 
@@ -66,12 +76,24 @@ def _fmodel(model: nn.Module, x: torch.Tensor) -> fb.PyTorchModel:
     return fb.PyTorchModel(model, bounds=(0.0, 1.0), device=x.device)
 
 
-def _seeded(seed: int, x: torch.Tensor, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """Run a foolbox attack with torch's global generator seeded, leaving the caller's state intact."""
+def _seeded(streams: SampleStreams, x: torch.Tensor, fn: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """Run a foolbox attack with torch's global generator seeded from the batch, leaving the caller's state intact."""
     devices = [x.device] if x.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
+        torch.manual_seed(streams.batch_seed())
         return fn()
+
+
+def _start_from(attack: fb.attacks.base.FixedEpsilonAttack, streams: SampleStreams, norm: str) -> None:
+    """Make a foolbox gradient attack draw its random start from per-input streams (uniform in the
+    L-inf box; for L2 a random direction at radius eps, where foolbox draws uniformly in the ball)."""
+
+    def start(x0: ep.Tensor, epsilon: float) -> ep.Tensor:
+        eps = torch.full((len(x0.raw),), epsilon, dtype=x0.raw.dtype, device=x0.raw.device)
+        return ep.astensor(random_in_ball(x0.raw, eps, norm, streams))
+
+    if getattr(attack, "random_start", False):
+        attack.get_random_start = start
 
 
 def _foolbox_fixed(
@@ -85,15 +107,21 @@ def _foolbox_fixed(
         eps: torch.Tensor,
         norm: str,
         settings: AttackSettings,
-        seed: int,
-        gen: torch.Generator,
+        streams: SampleStreams,
     ) -> torch.Tensor:
-        attack = (linf if norm == "linf" else l2)(settings)
         out = x.clone()
         for value in torch.unique(eps):
             part = eps == value
+            attack = (linf if norm == "linf" else l2)(settings)
+            _start_from(attack, streams.subset(part), norm)
             crit = fb.criteria.Misclassification(y[part])
-            out[part] = _seeded(seed, x, lambda: attack.run(_fmodel(model, x), x[part], crit, epsilon=float(value)))
+            out[part] = _seeded(
+                streams.subset(part),
+                x,
+                lambda attack=attack, part=part, crit=crit, value=value: attack.run(
+                    _fmodel(model, x), x[part], crit, epsilon=float(value)
+                ),
+            )
         return out
 
     return run
@@ -107,11 +135,10 @@ def _apgd(loss: str) -> Callable[..., torch.Tensor]:
         eps: torch.Tensor,
         norm: str,
         settings: AttackSettings,
-        seed: int,
-        gen: torch.Generator,
+        streams: SampleStreams,
     ) -> torch.Tensor:
         steps = settings.apgd_dlr_steps if loss == "dlr" else settings.apgd_steps
-        return apgd(model, x, y, eps, norm, loss, steps, gen).adversarial
+        return apgd(model, x, y, eps, norm, loss, steps, streams).adversarial
 
     return run
 
@@ -123,8 +150,7 @@ def _apgd_targeted(
     eps: torch.Tensor,
     norm: str,
     settings: AttackSettings,
-    seed: int,
-    gen: torch.Generator,
+    streams: SampleStreams,
 ) -> torch.Tensor:
     """APGD-T as in AutoAttack: targeted DLR towards each of the ``apgd_targets`` runner-up
     classes in turn (by clean logit), each on the inputs the previous targets left unbroken."""
@@ -135,6 +161,7 @@ def _apgd_targeted(
         todo = torch.nonzero(~done).flatten()
         if not len(todo):
             break
+        gen = streams.fork("target", rank).subset(todo)
         run = apgd(
             model,
             x[todo],
@@ -157,10 +184,9 @@ def _square(
     eps: torch.Tensor,
     norm: str,
     settings: AttackSettings,
-    seed: int,
-    gen: torch.Generator,
+    streams: SampleStreams,
 ) -> torch.Tensor:
-    return square_attack(model, x, y, eps, norm, settings.square_queries, settings.square_p_init, gen).adversarial
+    return square_attack(model, x, y, eps, norm, settings.square_queries, settings.square_p_init, streams).adversarial
 
 
 def _minimal(
@@ -172,11 +198,11 @@ def _minimal(
         y: torch.Tensor,
         norm: str,
         settings: AttackSettings,
-        seed: int,
+        streams: SampleStreams,
         num_classes: int,
     ) -> torch.Tensor:
         attack = make(settings, norm, num_classes)
-        return _seeded(seed, x, lambda: attack.run(_fmodel(model, x), x, fb.criteria.Misclassification(y)))
+        return _seeded(streams, x, lambda: attack.run(_fmodel(model, x), x, fb.criteria.Misclassification(y)))
 
     return run
 

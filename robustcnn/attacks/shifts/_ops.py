@@ -94,22 +94,37 @@ def gaussian_filter(x: torch.Tensor, sigma: float, mode: str = "replicate", trun
 def warp_affine(x: torch.Tensor, inverse: torch.Tensor) -> torch.Tensor:
     """Bilinear affine warp of every image, as OpenCV ``warpAffine`` with its default reflect-101
     border: ``inverse`` (N, 2, 3) maps output pixel (x, y, 1) to source pixel (x, y). Each axis is
-    padded by reflection just far enough to hold every source coordinate, or, when that would
-    exceed the axis (reflect-101 repeats every 2 (n - 1) pixels), padded by n - 1 with the
-    coordinates folded into one period. The image is then sampled once by ``grid_sample`` on an
-    ``affine_grid`` grid, computed as one matrix product."""
-    n, c, h, w = x.shape
+    padded by reflection just far enough to hold every source coordinate of the image, or, when that
+    would exceed the axis (reflect-101 repeats every 2 (n - 1) pixels), padded by n - 1 with the
+    coordinates folded into one period. Images needing the same padding are sampled together by
+    one ``grid_sample`` on an ``affine_grid`` grid, computed as one matrix product; an image's
+    output therefore does not depend on the other images of the batch."""
+    n, _, h, w = x.shape
     inverse = inverse.to(torch.float64)
     corners = torch.tensor(
         [[0.0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], dtype=torch.float64, device=x.device
     )
     reached = corners @ inverse.transpose(1, 2)  # (N, 4, 2): an affine map's extremes are at the corners
-    low, high = reached.amin(dim=(0, 1)).tolist(), reached.amax(dim=(0, 1)).tolist()
-    pads, folded = [], []
-    for axis, size in enumerate((w, h)):
-        need = math.ceil(max(0.0, -low[axis], high[axis] - (size - 1))) + 1
-        pads.append(min(need, size - 1))
-        folded.append(need > size - 1 and size > 1)
+    sizes = torch.tensor([w, h], dtype=torch.float64, device=x.device)
+    need = (torch.maximum(-reached.amin(dim=1), reached.amax(dim=1) - (sizes - 1)).clamp_min(0).ceil() + 1).long().cpu()
+    limit = torch.tensor([w - 1, h - 1])
+    plans = torch.cat(
+        [torch.minimum(need, limit), ((need > limit) & (limit > 0)).long()], dim=1
+    )  # (N, 4): pw, ph, fold x, fold y
+    if n == 0:
+        return x.clone()
+    out = torch.empty_like(x)
+    for plan in torch.unique(plans, dim=0):
+        members = torch.nonzero((plans == plan).all(dim=1)).flatten().to(x.device)
+        pw, ph, fold_x, fold_y = plan.tolist()
+        out[members] = _warp_padded(x[members], inverse[members], (pw, ph), (bool(fold_x), bool(fold_y)))
+    return out
+
+
+def _warp_padded(
+    x: torch.Tensor, inverse: torch.Tensor, pads: tuple[int, int], folded: tuple[bool, bool]
+) -> torch.Tensor:
+    n, _, h, w = x.shape
     pw, ph = pads
     padded = F.pad(x, (pw, pw, ph, ph), mode="reflect") if pw or ph else x
     hp, wp = h + 2 * ph, w + 2 * pw
@@ -140,7 +155,7 @@ def _unit_grid(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torc
 def displace(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
     """Bilinear samples of every image at (y + dy, x + dx) for displacements (N, H, W), with the
     symmetric border, as ``scipy.ndimage.map_coordinates(order=1, mode='reflect')``."""
-    n, _, h, w = x.shape
+    _, _, h, w = x.shape
     # grid_sample's coordinate of pixel (y, x) is ((2 x + 1) / W - 1, (2 y + 1) / H - 1)
     identity = F.affine_grid(torch.eye(2, 3, dtype=x.dtype, device=x.device)[None], [1, 1, h, w], align_corners=False)
     step = torch.tensor([2 / w, 2 / h], dtype=x.dtype, device=x.device)
@@ -177,7 +192,7 @@ def linear_zoom_matrix(in_size: int, out_size: int) -> np.ndarray:
     step = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
     for o in range(out_size):
         pos = o * step
-        i0 = min(int(math.floor(pos)), in_size - 1)
+        i0 = min(math.floor(pos), in_size - 1)
         frac = pos - i0
         m[o, i0] += 1 - frac
         if frac > 0:
@@ -188,9 +203,9 @@ def linear_zoom_matrix(in_size: int, out_size: int) -> np.ndarray:
 def clipped_zoom_matrix(size: int, factor: float) -> np.ndarray:
     """(size, size) weights of the reference ``clipped_zoom`` along one axis: crop the centre
     ``ceil(size / factor)`` pixels, zoom them linearly by ``factor``, keep the centre ``size``."""
-    crop = int(math.ceil(size / factor))
+    crop = math.ceil(size / factor)
     top = (size - crop) // 2
-    out = int(round(crop * factor))
+    out = round(crop * factor)
     trim = (out - size) // 2
     m = np.zeros((size, size))
     m[:, top : top + crop] = linear_zoom_matrix(crop, out)[trim : trim + size]

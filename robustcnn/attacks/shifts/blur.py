@@ -22,14 +22,14 @@ from ._ops import (
     gaussian_filter,
     quantize_floor,
 )
-from ._random import integers, uniform
+from ._random import Source, integers, uniform
 
 
 def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
     """The reference ``disk``: an aliased disk of ``radius`` (on a grid of at least 17x17) smoothed by
     a 3x3 (5x5 above radius 8) Gaussian of sigma ``alias_blur`` (OpenCV GaussianBlur, reflect-101 border),
     trimmed to its non-zero support."""
-    half = 8 if radius <= 8 else int(math.ceil(radius))
+    half = 8 if radius <= 8 else math.ceil(radius)
     ksize = 3 if radius <= 8 else 5
     grid = np.arange(-half, half + 1)
     xx, yy = np.meshgrid(grid, grid)
@@ -45,12 +45,12 @@ def disk_kernel(radius: float, alias_blur: float) -> torch.Tensor:
     return k[half - r : half + r + 1, half - r : half + r + 1]
 
 
-def defocus_blur(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def defocus_blur(x: torch.Tensor, c: tuple[float, float], scale: float, gen: Source) -> torch.Tensor:
     """Correlate with ``disk(radius, alias_blur)`` (OpenCV filter2D, reflect-101 border)."""
     return correlate(x, disk_kernel(c[0] * scale, c[1] * scale), "reflect101")
 
 
-def gaussian_blur(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def gaussian_blur(x: torch.Tensor, c: float, scale: float, gen: Source) -> torch.Tensor:
     """``skimage.filters.gaussian(sigma=c)`` (truncate 4, nearest border)."""
     return gaussian_filter(x, c * scale)
 
@@ -67,7 +67,7 @@ def glass_index(offsets: torch.Tensor, h: int, w: int, delta: int) -> torch.Tens
     for every (image, iteration, row, column) of the scan. Rows are processed in order; the
     chains of copies inside a row are resolved by pointer jumping.
     """
-    n, iterations, nrows, ncols, _ = offsets.shape
+    n, iterations, _, ncols, _ = offsets.shape
     device = offsets.device
     idx = torch.arange(h * w, device=device).repeat(n, 1).view(n, h, w)
     cols = torch.arange(w - delta, delta, -1, device=device)
@@ -88,7 +88,7 @@ def glass_index(offsets: torch.Tensor, h: int, w: int, delta: int) -> torch.Tens
     return idx.view(n, h * w)
 
 
-def glass_blur(x: torch.Tensor, c: tuple[float, int, int], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def glass_blur(x: torch.Tensor, c: tuple[float, int, int], scale: float, gen: Source) -> torch.Tensor:
     """Blur, quantise to uint8 (truncating, as the reference), shuffle pixels locally, blur again."""
     sigma, delta, iterations = c[0] * scale, max(1, round(c[1] * scale)), c[2]
     n, _, h, w = x.shape
@@ -214,7 +214,7 @@ def _row_shift_matrices(
     return mats
 
 
-def motion_blur(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def motion_blur(x: torch.Tensor, c: tuple[float, float], scale: float, gen: Source) -> torch.Tensor:
     """Motion blur at an angle drawn uniformly from [-45, 45] degrees per image."""
     angle = uniform((x.shape[0],), gen, x, -45.0, 45.0)
     return motion_blur_at(x, max(1, round(c[0] * scale)), max(c[1] * scale, 1e-3), angle)
@@ -235,7 +235,7 @@ def _zoom_sum(h: int, w: int, factors: tuple[float, ...]) -> torch.Tensor:
         )
 
 
-def zoom_blur(x: torch.Tensor, factors: np.ndarray, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def zoom_blur(x: torch.Tensor, factors: np.ndarray, scale: float, gen: Source) -> torch.Tensor:
     """Average of the image and its centre zooms (the reference ``clipped_zoom``, linear interpolation)."""
     n, c, h, w = x.shape
     zoom = _zoom_sum(h, w, tuple(float(z) for z in factors)).to(device=x.device, dtype=x.dtype)

@@ -43,7 +43,7 @@ class CorruptionsCheck(SampleCheck):
         "Hendrycks & Dietterich, Benchmarking neural network robustness to common corruptions and perturbations, "
         "ICLR 2019."
     )
-    version = "2"
+    version = "3"
     order = 60
 
     @dataclass
@@ -75,11 +75,19 @@ class CorruptionsCheck(SampleCheck):
             if self.artifact_size < 0:
                 raise InvalidInputError("corruptions: artifact_size must be >= 0")
 
-    def _corrupt(self, x: torch.Tensor, name: str, severity: int, ctx: CheckContext) -> torch.Tensor:
-        gen = ctx.generator(self.name, name, severity, device=ctx.device)
+    def _corrupt(self, batch: Split, name: str, severity: int, ctx: CheckContext) -> torch.Tensor:
+        """The corrupted images; each image's random draws come from its own stream (seed, corruption, severity, id)."""
+        streams = ctx.streams(batch.ids, self.name, name, severity, device=ctx.device)
+        x, size = batch.x, ctx.batch_size
         parts = [
-            corrupt(x[i : i + ctx.batch_size].to(ctx.device), name, severity, gen, preset=self.config.preset)
-            for i in range(0, len(x), ctx.batch_size)
+            corrupt(
+                x[i : i + size].to(ctx.device),
+                name,
+                severity,
+                streams.subset(slice(i, i + size)),
+                preset=self.config.preset,
+            )
+            for i in range(0, len(x), size)
         ]
         return torch.cat(parts)
 
@@ -94,7 +102,7 @@ class CorruptionsCheck(SampleCheck):
         lent = torch.zeros_like(batch.x)
         for name in names:
             for severity in cfg.severities:
-                xc = self._corrupt(batch.x, name, severity, ctx)
+                xc = self._corrupt(batch, name, severity, ctx)
                 rec[column(name, severity)] = (model.logits(xc, ctx.batch_size).argmax(dim=1) == y).numpy()
                 if severity == 5:
                     mask = torch.from_numpy(lend == name)

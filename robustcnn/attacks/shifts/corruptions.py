@@ -18,6 +18,7 @@ import torch
 from ...errors import InvalidInputError
 from . import blur, digital, jpeg, noise, weather
 from ._ops import luma
+from ._random import Source
 
 BENCHMARK: tuple[str, ...] = (
     "gaussian_noise",
@@ -92,13 +93,14 @@ def in_unit_range(x: torch.Tensor) -> bool:
 
 
 def corrupt(
-    images: torch.Tensor, name: str, severity: int, generator: torch.Generator | None = None, *, preset: str = "auto"
+    images: torch.Tensor, name: str, severity: int, generator: Source = None, *, preset: str = "auto"
 ) -> torch.Tensor:
     """Corrupt (N, C, H, W) images in [0, 1] with corruption ``name`` at ``severity`` (1..5).
 
     Returns a tensor of the same shape, dtype and device, in [0, 1]. Random corruptions draw
-    from ``generator`` (on the images' device; ``None`` uses torch's global generator), so a
-    seeded generator gives identical output.
+    from ``generator``: a ``torch.Generator`` on the images' device (``None`` uses torch's global
+    generator), or ``SampleStreams`` with one stream per image, which makes each image's output
+    independent of the rest of the batch. Either way a seeded source gives identical output.
     """
     check_name(name, severity)
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():

@@ -9,16 +9,16 @@ import numpy as np
 import torch
 
 from ._ops import apply_axes, displace, gaussian_filter, pil_box_matrix, warp_affine
-from ._random import uniform
+from ._random import Source, uniform
 
 
-def contrast(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def contrast(x: torch.Tensor, c: float, scale: float, gen: Source) -> torch.Tensor:
     """Pull every channel towards its mean: ``(x - mean) c + mean``."""
     means = x.mean(dim=(2, 3), keepdim=True)
     return torch.lerp(means.expand_as(x), x, c)
 
 
-def brightness(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def brightness(x: torch.Tensor, c: float, scale: float, gen: Source) -> torch.Tensor:
     """Add ``c`` to the HSV value (clipped), keeping hue and saturation: with H and S fixed every
     channel is proportional to V, so the RGB pixel scales by ``V' / V`` (grey ``V'`` where V = 0).
     Identical to ``skimage.color`` rgb2hsv, add, hsv2rgb."""
@@ -28,7 +28,7 @@ def brightness(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | N
     return out.add_(v_new * (v == 0))
 
 
-def saturate(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def saturate(x: torch.Tensor, c: tuple[float, float], scale: float, gen: Source) -> torch.Tensor:
     """Set the HSV saturation to ``clip(s c0 + c1)`` keeping hue and value: each channel moves from V
     by ``s' / s`` times its distance; a grey pixel (hue 0) becomes ``(V, V (1 - s'), V (1 - s'))``.
     Identical to ``skimage.color`` rgb2hsv, scale, hsv2rgb."""
@@ -49,7 +49,7 @@ def _pixelate_matrix(size: int, ratio: float) -> np.ndarray:
     return pil_box_matrix(small, size) @ pil_box_matrix(size, small)
 
 
-def pixelate(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def pixelate(x: torch.Tensor, c: float, scale: float, gen: Source) -> torch.Tensor:
     """Box-downsample to ``int(size c)`` and box-upsample back (PIL ``Image.BOX``): down then up
     along each axis, folded into one matrix per axis."""
     h, w = x.shape[-2:]
@@ -64,9 +64,7 @@ def _affine_from_points(src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve(a, dst).transpose(1, 2)
 
 
-def elastic_transform(
-    x: torch.Tensor, c: tuple[float, float, float], scale: float, gen: torch.Generator | None
-) -> torch.Tensor:
+def elastic_transform(x: torch.Tensor, c: tuple[float, float, float], scale: float, gen: Source) -> torch.Tensor:
     """A random affine warp (three points moved by up to ``c2`` pixels, reflect-101 border), then a
     displacement field of Gaussian-smoothed (sigma ``c1``, truncate 3) uniform noise times ``c0``
     (bilinear, symmetric border)."""
@@ -79,12 +77,11 @@ def elastic_transform(
     src = pts.expand(n, 3, 2)
     dst = src + uniform((n, 3, 2), gen, x, -shift, shift).to(dt)
     warped = warp_affine(x, _affine_from_points(dst, src))  # output pixel -> source pixel
-    # the x field's draws, then the y field's, smoothed in one call
-    fields = gaussian_filter(uniform((2 * n, 1, h, w), gen, x, -1.0, 1.0), sigma, "symmetric", truncate=3).view(
-        2, n, h, w
-    )
+    # each image's x field draws, then its y field's, smoothed in one call
+    noise = uniform((n, 2, h, w), gen, x, -1.0, 1.0).view(2 * n, 1, h, w)
+    fields = gaussian_filter(noise, sigma, "symmetric", truncate=3).view(n, 2, h, w)
     fields.mul_(alpha)
-    return displace(warped, fields[1], fields[0])
+    return displace(warped, fields[:, 1], fields[:, 0])
 
 
 PARAMS = {

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._random import Source
 
 LUMINANCE = np.array(
     [
@@ -193,7 +194,7 @@ def _pad_to(v: torch.Tensor, h: int, w: int) -> torch.Tensor:
     return F.pad(v, (0, pw, 0, ph), mode="replicate") if ph or pw else v
 
 
-def jpeg_compression(x: torch.Tensor, c: int, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def jpeg_compression(x: torch.Tensor, c: int, scale: float, gen: Source) -> torch.Tensor:
     """JPEG at quality ``c``."""
     return jpeg_roundtrip(x, c)
 

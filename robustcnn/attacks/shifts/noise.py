@@ -5,27 +5,27 @@ from __future__ import annotations
 
 import torch
 
-from ._random import normal, uniform
+from ._random import Source, normal, poisson, uniform
 
 
-def gaussian_noise(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def gaussian_noise(x: torch.Tensor, c: float, scale: float, gen: Source) -> torch.Tensor:
     """``x + N(0, c^2)``."""
     return normal(x.shape, gen, x, scale=c).add_(x)
 
 
-def shot_noise(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def shot_noise(x: torch.Tensor, c: float, scale: float, gen: Source) -> torch.Tensor:
     """``Poisson(c x) / c``: photon noise with ``c`` photons at full intensity."""
-    return torch.poisson(x * c, generator=gen) / c
+    return poisson(x * c, gen) / c
 
 
-def impulse_noise(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def impulse_noise(x: torch.Tensor, c: float, scale: float, gen: Source) -> torch.Tensor:
     """Salt and pepper as ``skimage.util.random_noise(mode='s&p', amount=c)``: a share ``c`` of the
     values is replaced, half by 0 and half by 1."""
     u = uniform(x.shape, gen, x)  # one draw decides both: u < c flips, and then u < c / 2 (probability 1/2) salts
     return torch.where(u < c, (u >= c / 2).to(x.dtype), x)
 
 
-def speckle_noise(x: torch.Tensor, c: float, scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def speckle_noise(x: torch.Tensor, c: float, scale: float, gen: Source) -> torch.Tensor:
     """``x + x N(0, c^2)``: multiplicative noise."""
     return normal(x.shape, gen, x, scale=c).mul_(x).add_(x)
 

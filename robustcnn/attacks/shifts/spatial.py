@@ -24,7 +24,7 @@ CURVES = "spatial/jaggedness-curves"
 def rotate_translate(x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
     """Rotate each image by ``params[:, 0]`` degrees about its centre, then
     translate it by ``params[:, 1:]`` = (dx, dy) pixels; bilinear, zero (black) fill."""
-    n, _, h, w = x.shape
+    _, _, h, w = x.shape
     p = params.to(device=x.device, dtype=x.dtype)
     a = torch.deg2rad(p[:, 0])
     cos, sin = torch.cos(a), torch.sin(a)
@@ -65,7 +65,9 @@ def worst_of(
     Rounds evaluate the next k transforms of every image still unbroken (k grows as images
     break, so a round is about ``round_size`` images); the model sees ``ctx.batch_size`` at a
     time. Returns broken (n,), index of the first breaking transform (n,; -1 if none),
-    transforms evaluated per image (n,), and the prediction under the breaking transform (n,).
+    transforms searched per image (n,: up to and including the first breaking one, all T if
+    none; the rounds may evaluate a few more, which depends on the batch), and the prediction
+    under the breaking transform (n,).
     """
     n, t = params.shape[:2]
     broken = torch.zeros(n, dtype=torch.bool)
@@ -86,9 +88,9 @@ def worst_of(
             preds.append(model.logits(images, ctx.batch_size).argmax(dim=1))
         pred = torch.cat(preds).view(len(idx), k)
         wrong = pred != y[idx, None]
-        evals[idx] += k
         hit = wrong.any(dim=1)
         at = wrong.float().argmax(dim=1)
+        evals[idx] += torch.where(hit, at + 1, k)
         newly = idx[hit]
         broken[newly] = True
         first[newly] = pos + at[hit]
@@ -114,7 +116,7 @@ class SpatialCheck(SampleCheck):
         "Azulay & Weiss, Why do deep convolutional networks generalize so poorly to small image transformations? "
         "JMLR 2019; Engstrom, Tran, Tsipras, Schmidt & Madry, Exploring the landscape of spatial robustness, ICML 2019."
     )
-    version = "1"
+    version = "2"
     order = 62
 
     @dataclass
@@ -192,7 +194,7 @@ class SpatialCheck(SampleCheck):
             rec["jag_abs_change"] = (curves[:, 1:] - curves[:, :-1]).abs().sum(dim=1).numpy()
             artifacts[CURVES] = curves
         if cfg.grid:
-            rec.update(self._grid(model, x, y, clean, ctx, h, w))
+            rec.update(self._grid(model, x, y, clean, ctx, h, w, batch.ids))
         return CheckOutput(samples=pd.DataFrame(rec), artifacts=artifacts)
 
     def _jaggedness(
@@ -221,6 +223,7 @@ class SpatialCheck(SampleCheck):
         ctx: CheckContext,
         h: int,
         w: int,
+        ids: list[str],
     ) -> dict[str, np.ndarray]:
         cfg = self.config
         n = len(x)
@@ -250,9 +253,8 @@ class SpatialCheck(SampleCheck):
         out["break_angle"], out["break_dx"], out["break_dy"] = (found[:, i].numpy() for i in range(3))
         out["break_pred"] = found_pred.numpy()
         if cfg.random_trials:
-            gen = ctx.generator(self.name, "random")
             t_max = self.translation_range(h, w)
-            u = torch.rand(n, cfg.random_trials, 3, generator=gen) * 2 - 1
+            u = ctx.streams(ids, self.name, "random").uniform((cfg.random_trials, 3), -1.0, 1.0)
             params = u * torch.tensor([cfg.max_angle, t_max, t_max])
             broken, _, spent, _ = worst_of(model, x, y, params, clean, ctx, cfg.round_size)
             out["random_correct"] = (clean & ~broken).numpy()
@@ -347,7 +349,7 @@ class SpatialCheck(SampleCheck):
         moved = rotate_translate(originals, params)
         images = torch.stack([originals, moved], dim=1).flatten(0, 1)
         titles = []
-        for (_, r), (a, dx, dy) in zip(broken.iterrows(), params.tolist()):
+        for (_, r), (a, dx, dy) in zip(broken.iterrows(), params.tolist(), strict=False):
             titles.append(f"{data.classes[int(r['label'])]}")
             titles.append(f"-> {data.classes[int(r['break_pred'])]}\n{a:+.0f}deg ({dx:+.1f},{dy:+.1f})")
         return image_grid(

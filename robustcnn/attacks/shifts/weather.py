@@ -11,14 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from ._ops import correlate, gaussian_filter, luma, quantize_floor, quantize_round
-from ._random import integers, normal, uniform
+from ._random import Source, integers, normal, uniform
 from .blur import clipped_zoom, motion_blur_at
 from .frost import frost_textures
 
 
-def diamond_square(
-    n: int, mapsize: int, wibbledecay: float, gen: torch.Generator | None, device: torch.device
-) -> torch.Tensor:
+def diamond_square(n: int, mapsize: int, wibbledecay: float, gen: Source, device: torch.device) -> torch.Tensor:
     """(n, mapsize, mapsize) unnormalised diamond-square maps: the reference ``plasma_fractal``
     (including its random offsets ``wibble * U(-wibble, wibble)``) before its rescaling to [0, 1].
 
@@ -31,8 +29,7 @@ def diamond_square(
     wibble = 100.0
 
     def wibbled(total: torch.Tensor) -> torch.Tensor:
-        noise = torch.empty(total.shape, dtype=torch.float32, device=device)
-        return noise.uniform_(-wibble * wibble, wibble * wibble, generator=gen).add_(total, alpha=0.25)
+        return uniform(tuple(total.shape), gen, total, -wibble * wibble, wibble * wibble).add_(total, alpha=0.25)
 
     for _ in range(max(0, int(math.log2(mapsize)))):
         k = corners.shape[1]
@@ -51,7 +48,7 @@ def diamond_square(
     return corners
 
 
-def fog(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def fog(x: torch.Tensor, c: tuple[float, float], scale: float, gen: Source) -> torch.Tensor:
     """Add ``c0`` times a plasma fractal (the next power-of-two map, cropped) and rescale by the maximum:
     ``(x + c0 p) M / (M + c0)`` with M the image's maximum, p the fractal rescaled to [0, 1]."""
     n, _, h, w = x.shape
@@ -67,7 +64,7 @@ def fog(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Genera
     return torch.addcmul(fractal, x, shrink)
 
 
-def snow(x: torch.Tensor, c: tuple[float, ...], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def snow(x: torch.Tensor, c: tuple[float, ...], scale: float, gen: Source) -> torch.Tensor:
     """Zoomed, thresholded Gaussian flakes, motion-blurred at -135..-45 degrees, added twice (once
     rotated by 180 degrees) to an image lightened towards ``1.5 grey + 0.5``."""
     n, _, h, w = x.shape
@@ -80,7 +77,7 @@ def snow(x: torch.Tensor, c: tuple[float, ...], scale: float, gen: torch.Generat
     return lightened.add_(layer + layer.flip(-1, -2))
 
 
-def frost(x: torch.Tensor, c: tuple[float, float], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def frost(x: torch.Tensor, c: tuple[float, float], scale: float, gen: Source) -> torch.Tensor:
     """``c0 x + c1 frost``, with a random crop of one of five procedurally generated frost textures."""
     n, _, h, w = x.shape
     bank = frost_textures(h, w, x.device, x.dtype)  # (5, 3, S, S)
@@ -192,7 +189,7 @@ def _water(liquid: torch.Tensor, strength: float) -> torch.Tensor:
     return m / m.amax(dim=(2, 3), keepdim=True).clamp_min(1e-12) * strength
 
 
-def spatter(x: torch.Tensor, c: tuple[float, ...], scale: float, gen: torch.Generator | None) -> torch.Tensor:
+def spatter(x: torch.Tensor, c: tuple[float, ...], scale: float, gen: Source) -> torch.Tensor:
     """A thresholded, blurred Gaussian liquid layer rendered as pale-turquoise water (c5 = 0) or as
     mud-brown splashes (c5 = 1)."""
     n, _, h, w = x.shape

@@ -32,7 +32,7 @@ def reliability_diagram(rel: Reliability) -> bytes:
         label="gap to mean confidence",
     )
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
-    for c, a, k in zip(centers[filled], rel.accuracy[filled], rel.counts[filled]):
+    for c, a, k in zip(centers[filled], rel.accuracy[filled], rel.counts[filled], strict=False):
         ax.text(c, min(a, 0.93) + 0.02, str(int(k)), ha="center", fontsize=6)
     ax.set(
         xlim=(0, 1),
@@ -75,7 +75,7 @@ def score_histograms(name: str, clean: np.ndarray, sets: dict[str, np.ndarray], 
     rows = math.ceil(len(sets) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.5 * rows), squeeze=False)
     thr = float(display_values(name, threshold))
-    for ax, (set_name, values) in zip(axes.flat, sets.items()):
+    for ax, (set_name, values) in zip(axes.flat, sets.items(), strict=False):
         ood_v = np.asarray(display_values(name, values))
         both = np.concatenate([clean_v, ood_v])
         lo, hi = float(both.min()), float(both.max())

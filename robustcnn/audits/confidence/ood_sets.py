@@ -16,8 +16,9 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -171,7 +172,7 @@ def load_user_set(spec: str, shape: tuple[int, int, int], notes: list[str]) -> O
 
 
 def build_sets(
-    model: AuditedModel, data: AuditData, cfg: "ConfidenceConfig", ctx: CheckContext
+    model: AuditedModel, data: AuditData, cfg: ConfidenceConfig, ctx: CheckContext
 ) -> tuple[list[OODSet], list[str]]:
     """The OOD sets asked for in ``cfg``, with notes on what was generated, resized or skipped."""
     shape = data.eval.shape
@@ -232,7 +233,7 @@ def adapt_split_images(images: torch.Tensor, shape: tuple[int, int, int], name: 
 
 
 def _generate(
-    name: str, model: AuditedModel, data: AuditData, cfg: "ConfidenceConfig", gen: torch.Generator
+    name: str, model: AuditedModel, data: AuditData, cfg: ConfidenceConfig, gen: torch.Generator
 ) -> tuple[torch.Tensor, str] | None:
     if name == "fooling-gradient":
         images, fooled = fooling_images(
