@@ -188,21 +188,35 @@ def run_task(task: Task, check: Check, prepared: Prepared, ctx: CheckContext) ->
 
 
 class TaskLines:
-    """One stderr line per finished task (``[3/13] adversarial: task done, 41 s elapsed``)."""
+    """One stderr line per finished task (``[3/13] adversarial: task done, 41 s elapsed, about 2 min
+    left``); with several models audited side by side each line names its model."""
 
-    def __init__(self, total: int, enabled: bool) -> None:
+    def __init__(self, total: int, enabled: bool, model: str = "") -> None:
         self.total, self.enabled, self.done, self.check = total, enabled, 0, ""
+        self.prefix = f"robustcnn: {model} " if model else "robustcnn: "
         self.started = time.perf_counter()
 
     def update(self, k: int) -> None:
         self.done += k
         if self.enabled:
             elapsed = time.perf_counter() - self.started
+            left = elapsed / self.done * (self.total - self.done)
+            eta = f", about {_duration(left)} left" if self.done < self.total else ""
             print(
-                f"robustcnn: [{self.done}/{self.total}] {self.check}: task done, {elapsed:.0f} s elapsed",
+                f"{self.prefix}[{self.done}/{self.total}] {self.check}: task done, {elapsed:.0f} s elapsed{eta}",
                 file=sys.stderr,
                 flush=True,
             )
+
+
+def _duration(seconds: float) -> str:
+    return (
+        f"{seconds:.0f} s"
+        if seconds < 90
+        else f"{seconds / 60:.0f} min"
+        if seconds < 5400
+        else f"{seconds / 3600:.1f} h"
+    )
 
 
 class LocalExecutor:
@@ -349,8 +363,9 @@ def _audit_into(
     total = sum(len(t) for t in tasks.values()) + sum(isinstance(c, SampleCheck) for c in checks)
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=model_ref.display_name(), disable=not progress, unit="task", leave=False)
-    task_lines = TaskLines(total, enabled=lines)
+    row = next((i for i, m in enumerate(plan.models) if m is model_ref), 0)  # one bar per model side by side
+    bar = tqdm(total=total, desc=model_ref.display_name(), disable=not progress, unit="task", leave=False, position=row)
+    task_lines = TaskLines(total, enabled=lines, model=model_ref.display_name() if len(plan.models) > 1 else "")
     job = Job.of(plan, model_ref)
     executor = LocalExecutor(store, resume, lambda k: (bar.update(k), task_lines.update(k)), engine, job, sources)
     shared_artifacts: dict[str, torch.Tensor] = {}
@@ -528,7 +543,8 @@ def run_plan(
 
     if engine is None or not engine.parallel or len(plan.models) == 1:
         return [one(ref) for ref in plan.models]
-    with ThreadPoolExecutor(len(plan.models), thread_name_prefix="robustcnn-model") as pool:
+    side_by_side = min(len(plan.models), engine.slots or len(plan.models))
+    with ThreadPoolExecutor(side_by_side, thread_name_prefix="robustcnn-model") as pool:
         futures = [pool.submit(one, ref) for ref in plan.models]
         try:
             return [f.result() for f in futures]

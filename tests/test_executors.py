@@ -1,8 +1,9 @@
 """Same tables whichever executor, worker count or shard split runs an audit; faults and bad input.
 
 Two demo models, a per-sample check split in shards (``clean``, ``adversarial``) and a check that
-reads another's artifacts (``confidence`` reads the adversarial examples). Timing rows
-(``*_seconds``) measure the run, not the model, and are the only rows left out of the comparison.
+reads another's artifacts (``confidence`` reads the adversarial examples); results.csv and the
+per-sample table must be byte-identical. Ray runs twice: a local runtime the audit starts with
+2 CPUs, and a ``ray start --head`` process (one per module, ``ray_head``) joined by address.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -52,13 +54,13 @@ odtest = false
 MODELS = ("mnist-cnn", "mnist-lenet")
 
 
-def tables(root: Path) -> dict[str, str]:
-    """results.csv of each model without the timing rows."""
-    out = {}
-    for model in MODELS:
-        lines = (root / model / "results.csv").read_text().splitlines()
-        out[model] = "\n".join(line for line in lines if "_seconds," not in line)
-    return out
+def tables(root: Path) -> dict[str, bytes]:
+    """results.csv of each model, byte for byte, and its per-sample table."""
+    return {
+        model: (root / model / "results.csv").read_bytes()
+        + pd.read_parquet(root / model / "samples.parquet").to_csv().encode()
+        for model in MODELS
+    }
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +76,7 @@ def local(plan_file, tmp_path_factory) -> dict[str, str]:
     result = CliRunner().invoke(main, ["audit", str(plan_file), "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     found = tables(out)
-    assert all("confidence,auroc" in t and "adversarial" in t for t in found.values())
-    assert (out / "mnist-cnn" / "samples.parquet").exists()
+    assert all(b"confidence,auroc" in t and b"adversarial" in t for t in found.values())
     return found
 
 
@@ -230,89 +231,108 @@ def test_worker_killed_every_time_names_the_task(one_task, tmp_path):
         engine.close()
 
 
-def test_ray_matches_local(local, plan_file, tmp_path):
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        assert audit_with(plan_file, tmp_path / "out", make_engine("ray")) == local
-    finally:
-        ray.shutdown()
+def test_ray_local_runtime_matches_local(local, plan_file, tmp_path):
+    pytest.importorskip("ray")
+    result = CliRunner().invoke(
+        main,
+        [
+            "audit",
+            str(plan_file),
+            "--out",
+            str(tmp_path / "out"),
+            "--no-progress",
+            "--executor",
+            "ray",
+            "--workers",
+            "2",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert tables(tmp_path / "out") == local
 
 
-def test_ray_cluster_by_address_matches_local(local, plan_file, tmp_path):
+@pytest.fixture(scope="module")
+def ray_head():
+    """A Ray cluster in its own processes (``ray start --head``, 2 CPUs); its address."""
     pytest.importorskip("ray")
     ray_bin = Path(sys.executable).parent / "ray"
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    subprocess.run(
-        [
-            str(ray_bin),
-            "start",
-            "--head",
-            "--num-cpus",
-            "1",
-            "--port",
-            str(port),
-            "--include-dashboard=false",
-            "--disable-usage-stats",
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
+    start = [str(ray_bin), "start", "--head", "--num-cpus", "2", "--port", str(port), "--include-dashboard=false"]
+    subprocess.run([*start, "--disable-usage-stats"], check=True, env=env, capture_output=True)
     try:
-        result = CliRunner().invoke(
-            main,
-            [
-                "audit",
-                str(plan_file),
-                "--out",
-                str(tmp_path / "out"),
-                "--no-progress",
-                "--executor",
-                "ray",
-                "--ray-address",
-                f"127.0.0.1:{port}",
-            ],
-        )
-        assert result.exit_code == 0, result.output
-        assert tables(tmp_path / "out") == local
+        yield f"127.0.0.1:{port}"
     finally:
         subprocess.run([str(ray_bin), "stop"], check=False, env=env, capture_output=True)
 
 
-def test_ctrl_c_stops_workers_and_resume_finishes(plan_file, tmp_path):
-    """SIGINT mid-run: exit 130, no report presented as complete, workers gone; --resume reuses the fragments."""
+def test_ray_cluster_by_address_matches_local(local, plan_file, ray_head, tmp_path):
+    args = ["audit", str(plan_file), "--out", str(tmp_path / "out"), "--no-progress", "--executor", "ray"]
+    result = CliRunner().invoke(main, [*args, "--ray-address", ray_head])
+    assert result.exit_code == 0, result.output
+    assert tables(tmp_path / "out") == local
+
+
+def test_killed_ray_worker_is_retried(one_task, ray_head, tmp_path):
+    """SIGKILL the actor's process mid-task: Ray restarts the actor and runs the task again."""
+    from robustcnn.checks import CheckContext
+    from robustcnn.runner import run_task
+
+    job, prepared, task = one_task
+    engine = make_engine("ray", ray_address=ray_head)
+    try:
+        output, _ = engine.submit(job, KillOnce(str(tmp_path / "m")), task, CheckContext(), prepared).result()
+    finally:
+        engine.close()
+    expected, _ = run_task(task, CleanCheck(), prepared, CheckContext())
+    assert (tmp_path / "m").exists() and output.samples.equals(expected.samples)
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c", "kill-driver"])
+def test_interrupted_run_stops_workers_and_resume_computes_only_the_rest(stop, plan_file, tmp_path):
+    """Ctrl-C (SIGINT to the process group) or SIGKILL of the driver mid-run: no report presented as
+    complete, no worker left; --resume reuses every finished fragment and computes only the rest."""
     out = tmp_path / "out"
     args = [sys.executable, "-m", "robustcnn", "audit", str(plan_file), "--out", str(out), "--no-progress"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    log = tmp_path / "log"  # a file, not a pipe: orphaned workers would hold a pipe open
     # a shell's background job ignores SIGINT and children inherit that: give the driver the terminal's default
     proc = subprocess.Popen(
         [*args, "--executor", "processes", "--workers", "2"],
         env=env,
         start_new_session=True,
-        stdout=subprocess.PIPE,
+        stdout=log.open("w"),
         stderr=subprocess.STDOUT,
-        text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    fragments = out / ".mnist-cnn.robustcnn-staging" / ".fragments"
+    staged = [out / f".{m}.robustcnn-staging" / ".fragments" for m in MODELS]
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and not (fragments.is_dir() and any(fragments.glob("*/info.json"))):
+    while time.monotonic() < deadline and not any(f.is_dir() and any(f.glob("*/info.json")) for f in staged):
         time.sleep(0.2)
-    assert proc.poll() is None, proc.communicate()[0]
-    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
-    output = proc.communicate(timeout=120)[0]
-    assert proc.returncode == 130, output
-    assert not (out / "mnist-cnn" / "meta.json").exists() and not (out / "mnist-lenet" / "meta.json").exists()
-    assert any(fragments.glob("*/info.json"))
-    deadline = time.monotonic() + 15  # the pool's helper processes (e.g. its resource tracker) end on their own
+    assert proc.poll() is None, log.read_text()
+    if stop == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole process group
+    else:
+        os.kill(proc.pid, signal.SIGKILL)  # the driver alone: its workers must notice and end
+    proc.wait(timeout=120)
+    assert proc.returncode == (130 if stop == "ctrl-c" else -signal.SIGKILL), log.read_text()
+    assert not any((out / m / "meta.json").exists() for m in MODELS)
+    deadline = time.monotonic() + 30  # the pool's helper processes (e.g. its resource tracker) end on their own
     while subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, check=False).returncode == 0:
         assert time.monotonic() < deadline, "processes of the interrupted run are still alive"
         time.sleep(0.2)
+    kept = sum(len(list(f.glob("*/info.json"))) for f in staged if f.is_dir())
+    assert kept >= 1
     done = subprocess.run([*args, "--resume"], env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    meta = json.loads((out / "mnist-cnn" / "meta.json").read_text())
-    assert meta["status"] == "complete" and sum(c["resumed_tasks"] for c in meta["checks"].values()) >= 1
+    metas = [json.loads((out / m / "meta.json").read_text()) for m in MODELS]
+    assert all(meta["status"] == "complete" for meta in metas)
+    assert sum(c["resumed_tasks"] for meta in metas for c in meta["checks"].values()) == kept
+
+
+def test_ray_is_imported_only_for_the_ray_executor():
+    code = "import sys, robustcnn.cli, robustcnn.runner, robustcnn.sharding; assert 'ray' not in sys.modules"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)

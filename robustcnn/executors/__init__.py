@@ -26,9 +26,11 @@ class Handle(Protocol):
 
 
 class Engine(Protocol):
-    """Runs tasks; ``parallel`` engines let the driver audit several models at once."""
+    """Runs tasks; ``parallel`` engines let the driver audit several models at once, at most
+    ``slots`` of them (``None``: all)."""
 
     parallel: bool
+    slots: int | None
 
     def submit(self, job: Job, check: Check, task: Task, ctx: CheckContext, prepared: Prepared) -> Handle: ...
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -105,9 +106,17 @@ class PreparedCache:
             return self._items[key]
 
 
-_WORKER_CACHE = PreparedCache()
+WORKER_CACHE = PreparedCache()
 
 
 def run_in_worker(job: Job, check: Check, task: Task, ctx: CheckContext) -> tuple[CheckOutput, dict[str, Any]]:
     """Run one task in a worker process, with the job's inputs loaded once per worker."""
-    return run_guarded(task, check, _WORKER_CACHE.get(job), ctx)
+    return run_guarded(task, check, WORKER_CACHE.get(job), ctx)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover  (macOS, Windows)
+        return os.cpu_count() or 1

@@ -23,6 +23,7 @@ class Done:
 
 class LocalEngine:
     parallel = False
+    slots = 1
 
     def submit(self, job: Job, check: Check, task: Task, ctx: CheckContext, prepared: Prepared) -> Done:
         return Done(run_guarded(task, check, prepared, ctx))

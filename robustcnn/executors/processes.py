@@ -1,23 +1,27 @@
 """A process pool on one machine (``concurrent.futures``): shards and models run side by side.
 
 Workers are spawned (not forked: a forked copy of a process that already ran torch's thread
-pools can hang) and use as many torch threads as the driver, so their float results match. A worker that dies mid-task breaks
-the pool; the task is then resubmitted to a fresh pool, up to ``retries`` times, after which
-``WorkerLostError`` names the task.
+pools can hang) and share the machine's cores: each uses cores / workers torch threads, so the
+pool does not oversubscribe them. A worker keeps the models of the jobs in flight loaded
+(``slots``: the driver audits at most that many models at once). A worker that dies mid-task
+breaks the pool; the task is then resubmitted to a fresh pool, up to ``retries`` times, after
+which ``WorkerLostError`` names the task.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .base import Job, WorkerLostError, describe_task, run_in_worker
+from .base import WORKER_CACHE, Job, WorkerLostError, available_cores, describe_task, run_in_worker
 
 if TYPE_CHECKING:
     from ..checks import Check, CheckContext, CheckOutput
@@ -27,10 +31,17 @@ log = logging.getLogger("robustcnn")
 RETRIES = 2
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-
+def _init_worker(threads: int, slots: int, driver: int) -> None:
     torch.set_num_threads(threads)
+    WORKER_CACHE.size = slots
+    threading.Thread(target=_exit_with, args=(driver,), daemon=True, name="robustcnn-driver-watch").start()
+
+
+def _exit_with(driver: int) -> None:
+    """End this worker when the driver is gone (killed: nobody else would; the pool's queues stay open)."""
+    while os.getppid() == driver:
+        time.sleep(1)
+    os._exit(1)
     logging.basicConfig(level=logging.WARNING, format="robustcnn worker: %(message)s")
 
 
@@ -40,9 +51,8 @@ class ProcessEngine:
     def __init__(self, workers: int, retries: int = RETRIES) -> None:
         self.workers = workers
         self.retries = retries
-        # as many threads as this process uses: a float reduction split over another thread count
-        # can round differently, and results must not depend on the executor
-        self.threads = torch.get_num_threads()
+        self.threads = max(1, available_cores() // workers)
+        self.slots = workers + 1  # one more model than workers: a model's summary runs in the driver meanwhile
         self._lock = threading.Lock()
         self._generation = 0
         self._closed = False
@@ -53,7 +63,7 @@ class ProcessEngine:
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(self.threads,),
+            initargs=(self.threads, self.slots, os.getpid()),
         )
 
     def _submit(self, args: tuple) -> tuple[Future, int]:

@@ -54,7 +54,7 @@ class ModelWorker:
     """The Ray actor: one job's prepared inputs, loaded on first use."""
 
     def __init__(self, threads: int) -> None:
-        torch.set_num_threads(threads)  # Ray sets one thread per CPU reserved; results must match the driver's
+        torch.set_num_threads(threads)
         self.cache = PreparedCache(size=1)
 
     def run(self, job: Job, check: Check, task: Task, ctx: CheckContext) -> tuple[CheckOutput, dict[str, Any]]:
@@ -68,6 +68,7 @@ class ModelWorker:
 
 class RayEngine:
     parallel = True
+    slots = None  # every model at once: an actor waits for the CPUs or GPUs it reserves
 
     def __init__(self, address: str | None, workers: int | None, num_cpus: float = 1, num_gpus: float = 0) -> None:
         ray = self.ray = import_ray()
@@ -97,7 +98,7 @@ class RayEngine:
                 num_gpus=self.num_gpus,
                 max_restarts=RESTARTS,
                 max_task_retries=RESTARTS,
-            ).remote(torch.get_num_threads())
+            ).remote(max(1, int(self.num_cpus)))  # a thread per CPU it reserves
         return self._actors[key]
 
     def release(self, job: Job) -> None:
