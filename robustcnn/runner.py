@@ -319,9 +319,9 @@ def audit_model(
     resume: bool = False,
     progress: bool = False,
     force: bool = False,
+    lines: bool = False,
     engine: Engine | None = None,
     sources: Iterable[FragmentStore] = (),
-    lines: bool = False,
 ) -> Report:
     """Audit one model according to ``plan`` and write its report directory (see ``reports.writer``:
     the work happens in a staging folder, swapped into ``out`` at the end; ``force`` allows a
@@ -527,9 +527,9 @@ def run_plan(
     resume: bool = False,
     progress: bool = False,
     force: bool = False,
+    lines: bool = False,
     engine: Engine | None = None,
     sources: Iterable[FragmentStore] = (),
-    lines: bool = False,
 ) -> list[Report]:
     """Audit every model of the plan; one report directory per model. A parallel ``engine`` audits
     the models side by side (each model's checks still run in order)."""
@@ -539,7 +539,7 @@ def run_plan(
     sources = list(sources)
 
     def one(ref: ModelRef) -> Report:
-        return audit_model(plan, ref, default_out(ref, plan), resume, progress, force, engine, sources, lines)
+        return audit_model(plan, ref, default_out(ref, plan), resume, progress, force, lines, engine, sources)
 
     if engine is None or not engine.parallel or len(plan.models) == 1:
         return [one(ref) for ref in plan.models]
