@@ -36,11 +36,12 @@ import torch
 import torch.nn.functional as F
 
 import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
-from robustcnn.attacks.perturbation import AdversarialCheck, evaluate
 from robustcnn.checks import AuditData, CheckContext
+from robustcnn.checks.imperceptible_perturbations.adversarial import AdversarialCheck
 from robustcnn.data import DatasetRef
+from robustcnn.methods.perturbation import evaluate
 from robustcnn.models import AuditedModel, ModelRef
-from robustcnn.zoo import cache_dir, load_demo, random_shift
+from robustcnn.models.zoo import cache_dir, load_demo, random_shift
 
 EPS = [0.0, 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
 

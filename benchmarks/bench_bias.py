@@ -34,13 +34,12 @@ import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before to
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("ROBUSTCNN_CACHE", str(Path(__file__).resolve().parents[1] / ".cache" / "robustcnn"))
 
-from robustcnn import zoo
-from robustcnn.audits.dataset_bias import DatasetBiasCheck
-from robustcnn.audits.groups import GroupsCheck
-from robustcnn.audits.labels import LabelIssuesCheck, cross_validated_probabilities, penultimate_features
 from robustcnn.checks import AuditData, CheckContext
+from robustcnn.checks.audits.dataset_bias import DatasetBiasCheck
+from robustcnn.checks.audits.groups import GroupsCheck
+from robustcnn.checks.audits.label_issues import LabelIssuesCheck, cross_validated_probabilities, penultimate_features
 from robustcnn.data import DatasetRef, ImageData, Split, stratified_sample
-from robustcnn.models import AuditedModel, ModelRef
+from robustcnn.models import AuditedModel, ModelRef, zoo
 
 PAIRS = [(1, 7), (7, 1), (3, 5), (5, 3), (4, 9), (9, 4), (2, 8), (8, 2)]
 

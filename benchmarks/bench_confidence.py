@@ -25,11 +25,11 @@ import pandas as pd
 import torch
 
 import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
-from robustcnn.audits.confidence import ConfidenceCheck
-from robustcnn.audits.confidence.metrics import detection
-from robustcnn.audits.confidence.scores import SCORES, confidence_scores
 from robustcnn.checks import AuditData, CheckContext
+from robustcnn.checks.audits.confidence import ConfidenceCheck
 from robustcnn.data import DatasetRef, stratified_sample
+from robustcnn.methods.confidence.metrics import detection
+from robustcnn.methods.confidence.scores import SCORES, confidence_scores
 from robustcnn.models import ModelRef
 
 PAPER_AUROC = {"gaussian-noise": 88.29, "uniform-noise": 97.89}

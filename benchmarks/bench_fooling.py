@@ -43,13 +43,14 @@ import torch
 from caffe_lenet import train_caffe_lenet
 
 import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
-from robustcnn.attacks.evolution.cppn import CPPNEncoding
-from robustcnn.attacks.evolution.direct import DirectEncoding
-from robustcnn.attacks.evolution.map_elites import map_elites
-from robustcnn.attacks.fooling import FoolingGradientCheck, Trace, gradient_fooling, log_probabilities
-from robustcnn.attacks.noise import NoiseCheck
 from robustcnn.checks import AuditData, CheckContext
+from robustcnn.checks.fooling_images.fooling_gradient import FoolingGradientCheck
+from robustcnn.checks.natural_shifts.noise import NoiseCheck
 from robustcnn.data import DatasetRef
+from robustcnn.methods.fooling.cppn import CPPNEncoding
+from robustcnn.methods.fooling.direct import DirectEncoding
+from robustcnn.methods.fooling.gradient import Trace, gradient_fooling, log_probabilities
+from robustcnn.methods.fooling.map_elites import map_elites
 from robustcnn.models import ModelRef
 
 THRESHOLDS = [0.99, 0.999, 0.9999]

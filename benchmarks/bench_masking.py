@@ -26,8 +26,8 @@ from pathlib import Path
 import torch
 
 import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
-from robustcnn.attacks.perturbation import evaluate
 from robustcnn.data import DatasetRef
+from robustcnn.methods.perturbation import evaluate
 from robustcnn.models import AuditedModel, ModelRef
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

@@ -40,9 +40,11 @@ import pandas as pd
 import torch
 
 import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before torch starts)
-from robustcnn.attacks.patch.check import PatchCheck
-from robustcnn.attacks.patch.evaluate import patched_predictions
-from robustcnn.attacks.patch.geometry import (
+from robustcnn.checks import AuditData, CheckContext
+from robustcnn.checks.adversarial_patches.patch import PatchCheck
+from robustcnn.data import DatasetRef, stratified_sample
+from robustcnn.methods.patch.evaluate import patched_predictions
+from robustcnn.methods.patch.geometry import (
     Placements,
     apply_patch,
     patch_resolution,
@@ -50,9 +52,7 @@ from robustcnn.attacks.patch.geometry import (
     sample_placements,
     shape_mask,
 )
-from robustcnn.attacks.patch.train import PatchTraining, train_area_patches
-from robustcnn.checks import AuditData, CheckContext
-from robustcnn.data import DatasetRef, stratified_sample
+from robustcnn.methods.patch.train import PatchTraining, train_area_patches
 from robustcnn.models import ModelRef
 
 

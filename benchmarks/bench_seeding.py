@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import robustcnn  # noqa: F401, I001  (first: it sets passive OpenMP waiting before torch starts)
 import torch
-from robustcnn.attacks.shifts.corruptions import CORRUPTIONS, corrupt
+from robustcnn.methods.shifts.corruptions import CORRUPTIONS, corrupt
 from robustcnn.seeding import SampleStreams
 
 

@@ -41,9 +41,9 @@ import robustcnn  # noqa: F401  (first: it sets passive OpenMP waiting before to
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from robustcnn.attacks.shifts import CORRUPTIONS, corrupt
-from robustcnn.attacks.shifts.corruptions import parameters
-from robustcnn.attacks.shifts.frost import TEXTURES, _texture
+from robustcnn.methods.shifts import CORRUPTIONS, corrupt
+from robustcnn.methods.shifts.corruptions import parameters
+from robustcnn.methods.shifts.frost import TEXTURES, _texture
 
 RNG = np.random.default_rng(0)
 FROST_DIR = Path(tempfile.mkdtemp(prefix="frost-"))
@@ -331,11 +331,11 @@ def floor_work(name: str, x: torch.Tensor, gen: torch.Generator, device: str) ->
 
 
 def bench_spatial() -> None:
-    from robustcnn.attacks.shifts.spatial import SpatialCheck
     from robustcnn.checks import AuditData, CheckContext
+    from robustcnn.checks.natural_shifts.spatial import SpatialCheck
     from robustcnn.data import DatasetRef, stratified_sample
     from robustcnn.models import ModelRef
-    from robustcnn.reports.schema import tidy
+    from robustcnn.results.schema import tidy
 
     data = DatasetRef("mnist5k").load()
     model = ModelRef("demo:mnist-cnn").load(10, 1, (28, 28))

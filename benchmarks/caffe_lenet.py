@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robustcnn.data import DatasetRef
-from robustcnn.zoo import LeNet, cache_dir
+from robustcnn.models.zoo import LeNet, cache_dir
 
 SOLVER = {
     "base_lr": 0.01,

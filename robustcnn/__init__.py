@@ -8,6 +8,6 @@ _runtime.keep_freed_memory()
 __version__ = "0.1.0"
 
 from .api import audit, load_report  # noqa: E402
-from .reports.report import Report  # noqa: E402
+from .results.report import Report  # noqa: E402
 
 __all__ = ["Report", "__version__", "audit", "load_report"]

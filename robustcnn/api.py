@@ -11,7 +11,7 @@ from torch import nn
 
 from .models import ModelRef
 from .plan import Plan, load_plan, validate_plan
-from .reports.report import Report
+from .results.report import Report
 from .runner import audit_model, default_out
 
 
@@ -43,7 +43,7 @@ def audit(
     ``model`` is a path, a ``demo:`` name, a ``ModelRef`` or an in-memory ``nn.Module``
     taking [0, 1] pixels (after ``mean``/``std``). Arguments left as None take the plan's
     values (``plan`` file, else the defaults: mnist5k, seed 0, cpu, batch size 256).
-    ``out`` must be new, empty or an earlier report unless ``force`` (see ``reports.writer``).
+    ``out`` must be new, empty or an earlier report unless ``force`` (see ``results.writer``).
     ``resize``/``center_crop`` (torchvision's eval transforms) and ``train_n`` are as on the CLI.
     """
     base = load_plan(plan) if plan is not None else Plan()

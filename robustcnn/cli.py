@@ -432,8 +432,8 @@ def _gate_report(report, gates: list, baseline: str | None, warn_only: bool, rew
     from .reports.gates import evaluate, summary_line
     from .reports.html import render_html
     from .reports.markdown import render_summary
-    from .reports.report import Report
-    from .reports.writer import atomic_write
+    from .results.report import Report
+    from .results.writer import atomic_write
 
     results = evaluate(gates, report, Report.load(baseline) if baseline else None, warn_only)
     for r in results:
@@ -489,13 +489,13 @@ def _print_headlines(report) -> None:
 @handle_errors
 def list_command(debug: bool) -> None:
     """List the checks, built-in datasets and demo models."""
-    from . import zoo
     from .checks import load_registry
     from .data import (
         BUILTINS,
         bias_sets,  # noqa: F401
     )
     from .data.builtin import load_builtin  # noqa: F401  (registers every built-in set)
+    from .models import zoo
 
     registry = load_registry()
     sections = {
@@ -540,10 +540,10 @@ def train(
 
     import torch
 
-    from . import zoo
     from .data import DatasetRef
+    from .models import zoo
     from .plan import SEED_MAX
-    from .reports.writer import atomic_write, refuse_kernel_file_system
+    from .results.writer import atomic_write, refuse_kernel_file_system
 
     if not 0 <= seed <= SEED_MAX:
         raise InvalidInputError(f"seed must be an integer from 0 to {SEED_MAX}, got {seed}; choose one in that range")
@@ -577,8 +577,8 @@ def report() -> None:
 @handle_errors
 def report_show(directory: str, debug: bool) -> None:
     """Print a report's scorecard."""
-    from .reports.report import Report
     from .reports.scorecard import scorecard, scorecard_text
+    from .results.report import Report
 
     click.echo(scorecard_text(scorecard(Report.load(directory))))
 
@@ -616,7 +616,7 @@ def gate(
     4: invalid policy (a gate matching no row is invalid); 5: nothing to evaluate."""
     from .reports.gates import exit_code, load_policy, write_junit
     from .reports.markdown import append_step_summary, render_summary
-    from .reports.report import Report
+    from .results.report import Report
 
     gates = load_policy(policy)
     report = Report.load(directory)
@@ -700,8 +700,8 @@ def report_compare(directories: tuple[str, ...], out: str, debug: bool) -> None:
     """Compare report directories (paths or globs): print the headlines side by side and write
     every row, with the change of each model against the first."""
     from .reports.compare import compare_headlines, compare_tables, write_comparison
-    from .reports.report import Report, expand_report_paths
     from .reports.scorecard import format_value
+    from .results.report import Report, expand_report_paths
 
     reports = []
     for path in expand_report_paths(directories):

@@ -123,6 +123,6 @@ def _json_default(obj: Any) -> Any:
 
 
 def _to_parquet(df: pd.DataFrame, path: Path) -> None:
-    from .reports.writer import write_parquet
+    from .results.writer import write_parquet
 
     write_parquet(df, path)

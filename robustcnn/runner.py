@@ -4,7 +4,7 @@ Each task is one check on one shard of the evaluation images (or the whole check
 not per-sample). ``run_task`` is a pure function of the task and the loaded inputs, so an
 executor other than the in-process one can run tasks elsewhere later. Completed fragments are
 cached by a content key (model and data fingerprints, check version and config, seed, shard,
-robustcnn version) in the run's staging folder beside ``<out>`` (see ``reports.writer``), and
+robustcnn version) in the run's staging folder beside ``<out>`` (see ``results.writer``), and
 kept in ``<out>/.fragments`` once the report is complete; that is what ``--resume`` reuses.
 """
 
@@ -39,9 +39,9 @@ from .executors.local import LocalEngine
 from .fragments import CorruptFragmentError, FragmentStore, content_key
 from .models import AuditedModel, ModelRef
 from .plan import Plan
-from .reports import writer
-from .reports.report import Report
-from .reports.schema import SCHEMA_VERSION, combine, tidy
+from .results import writer
+from .results.report import Report
+from .results.schema import SCHEMA_VERSION, combine, tidy
 
 log = logging.getLogger("robustcnn")
 _SUMMARY_LOCK = threading.Lock()
@@ -323,7 +323,7 @@ def audit_model(
     engine: Engine | None = None,
     sources: Iterable[FragmentStore] = (),
 ) -> Report:
-    """Audit one model according to ``plan`` and write its report directory (see ``reports.writer``:
+    """Audit one model according to ``plan`` and write its report directory (see ``results.writer``:
     the work happens in a staging folder, swapped into ``out`` at the end; ``force`` allows a
     non-empty ``out`` that is not a report). ``progress`` shows a bar; ``lines`` prints a line per
     finished task to stderr instead (for logs, where a bar is noise)."""

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from robustcnn.zoo import MnistCNN
+from robustcnn.models.zoo import MnistCNN
 
 
 def small_net(in_channels: int = 1, num_classes: int = 10) -> nn.Module:

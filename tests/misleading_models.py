@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustcnn.attacks.shifts.jpeg import jpeg_roundtrip
+from robustcnn.methods.shifts.jpeg import jpeg_roundtrip
 from robustcnn.models import AuditedModel
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robustcnn.zoo import MnistCNN, cache_dir
+from robustcnn.models.zoo import MnistCNN, cache_dir
 
 RECIPES = {
     "weak": {"arch": "linear", "epochs": 2, "lr": 1e-2, "adv_eps": 0.0, "seed": 0, "version": 1},

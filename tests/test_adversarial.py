@@ -9,9 +9,10 @@ import pytest
 import torch
 from misleading_models import FirstClasses, QuantisedInput, SaturatedSoftmax, SoftmaxOutputs, wrap
 
-from robustcnn.attacks.perturbation import WARNING_PREFIX, AdversarialCheck, AttackSettings, evaluate
 from robustcnn.checks import AuditData, CheckContext
+from robustcnn.checks.imperceptible_perturbations.adversarial import AdversarialCheck
 from robustcnn.errors import InvalidInputError
+from robustcnn.methods.perturbation import WARNING_PREFIX, AttackSettings, evaluate
 
 QUICK = {
     "fmn_steps": 20,

@@ -5,11 +5,11 @@ import foolbox as fb
 import pytest
 import torch
 
-from robustcnn.attacks.perturbation import apgd, dlr, margin, square_attack
-from robustcnn.attacks.perturbation.apgd import checkpoints
-from robustcnn.attacks.perturbation.geometry import lp_norm
-from robustcnn.attacks.perturbation.losses import dlr_targeted
-from robustcnn.attacks.perturbation.square import square_fraction
+from robustcnn.methods.perturbation import apgd, dlr, margin, square_attack
+from robustcnn.methods.perturbation.apgd import checkpoints
+from robustcnn.methods.perturbation.geometry import lp_norm
+from robustcnn.methods.perturbation.losses import dlr_targeted
+from robustcnn.methods.perturbation.square import square_fraction
 
 
 @pytest.fixture(scope="module")

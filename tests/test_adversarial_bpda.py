@@ -8,12 +8,13 @@ import torch
 from misleading_models import ColdSoftmax, FirstClasses, JpegInput, MedianFilter, QuantisedInput, wrap
 from torch import nn
 
-from robustcnn.attacks.perturbation import WARNING_PREFIX, AdversarialCheck, AttackSettings, evaluate, margin
-from robustcnn.attacks.perturbation.apgd import loss_and_grad
-from robustcnn.attacks.perturbation.bpda import SurrogateView, nondifferentiable_ops
-from robustcnn.attacks.perturbation.cascade import CountedView
 from robustcnn.checks import CheckContext
+from robustcnn.checks.imperceptible_perturbations.adversarial import AdversarialCheck
 from robustcnn.errors import InvalidInputError
+from robustcnn.methods.perturbation import WARNING_PREFIX, AttackSettings, evaluate, margin
+from robustcnn.methods.perturbation.apgd import loss_and_grad
+from robustcnn.methods.perturbation.bpda import SurrogateView, nondifferentiable_ops
+from robustcnn.methods.perturbation.cascade import CountedView
 
 FAST = AttackSettings(
     fmn_steps=10, apgd_steps=10, apgd_targets=2, apgd_target_steps=5, apgd_dlr_steps=10, square_queries=100

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 import robustcnn
 from robustcnn.cli import main
-from robustcnn.reports.writer import INCOMPLETE, staging_path
+from robustcnn.results.writer import INCOMPLETE, staging_path
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--data", "digits", "--n", "20", "--checks", "clean", "--no-progress"]
@@ -225,7 +225,7 @@ def test_a_user_file_where_the_new_report_goes_is_never_replaced(tmp_path, repor
     (out / "figures" / "clean").mkdir(parents=True)
     (out / "figures" / "clean" / "confusion.png").write_bytes(b"user")
     before = snapshot(out)
-    from robustcnn.audits.clean import CleanCheck
+    from robustcnn.checks.accuracy.clean import CleanCheck
 
     real = CleanCheck.summarize
 
@@ -582,7 +582,7 @@ def test_out_of_memory_is_the_machine_not_a_bug(tmp_path, monkeypatch, error):
     def exhausted(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("robustcnn.audits.clean.CleanCheck.measure", exhausted)
+    monkeypatch.setattr("robustcnn.checks.accuracy.clean.CleanCheck.measure", exhausted)
     assert_one_line(cli("--out", str(tmp_path / "r")), 4, "out of memory; lower --batch-size or --n")
     assert not (tmp_path / "r").exists() and not leftovers(tmp_path)
 

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from robustcnn import zoo
 from robustcnn.data import DatasetRef
 from robustcnn.data.bias_sets import COLORS, counterfactuals_for
 from robustcnn.errors import InvalidInputError
+from robustcnn.models import zoo
 
 
 @pytest.fixture(scope="module")

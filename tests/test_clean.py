@@ -1,6 +1,6 @@
 import numpy as np
 
-from robustcnn.audits.clean import CleanCheck
+from robustcnn.checks.accuracy.clean import CleanCheck
 
 
 def test_clean_accuracy_matches_direct_computation(demo_model, mnist_audit, ctx):

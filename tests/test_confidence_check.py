@@ -9,12 +9,12 @@ import pytest
 import torch
 from torch import nn
 
-from robustcnn.audits.confidence import ConfidenceCheck
-from robustcnn.audits.confidence.ood_sets import build_sets, pgd_examples, shifted_images, simple_corruptions
 from robustcnn.checks import CheckContext, get_check
+from robustcnn.checks.audits.confidence import ConfidenceCheck
 from robustcnn.errors import InvalidInputError
+from robustcnn.methods.confidence.ood_sets import build_sets, pgd_examples, shifted_images, simple_corruptions
 from robustcnn.models import AuditedModel
-from robustcnn.reports.schema import tidy
+from robustcnn.results.schema import tidy
 
 QUICK = {
     "noise_n": 60,
@@ -125,12 +125,12 @@ def test_generated_adversarial_examples_are_misclassified(demo_model, mnist_audi
 
 
 def test_corruptions_use_the_shifts_module_or_fall_back(mnist_audit, monkeypatch):
-    pytest.importorskip("robustcnn.attacks.shifts")
+    pytest.importorskip("robustcnn.methods.shifts")
     x = mnist_audit.eval.x[:30]
     out, source = shifted_images(x, torch.Generator().manual_seed(0))
-    assert "robustcnn.attacks.shifts.corrupt" in source and out.shape == x.shape
+    assert "robustcnn.methods.shifts.corrupt" in source and out.shape == x.shape
     assert torch.all((out - x).flatten(1).abs().amax(1) > 0)
-    monkeypatch.setitem(sys.modules, "robustcnn.attacks.shifts", None)
+    monkeypatch.setitem(sys.modules, "robustcnn.methods.shifts", None)
     _, fallback = shifted_images(x, torch.Generator().manual_seed(0))
     assert fallback.startswith("generated: Gaussian noise 0.38")
 

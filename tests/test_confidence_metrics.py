@@ -9,10 +9,10 @@ import torch
 from scipy.special import logsumexp, softmax
 from scipy.stats import entropy, mannwhitneyu
 
-from robustcnn.audits.confidence.calibration import misclassification_auroc, reliability, risk_coverage
-from robustcnn.audits.confidence.metrics import detection, fpr_at_tpr, threshold_at_tpr
-from robustcnn.audits.confidence.odtest import fit_threshold, od_test
-from robustcnn.audits.confidence.scores import confidence_scores, display_values, usable_scores
+from robustcnn.methods.confidence.calibration import misclassification_auroc, reliability, risk_coverage
+from robustcnn.methods.confidence.metrics import detection, fpr_at_tpr, threshold_at_tpr
+from robustcnn.methods.confidence.odtest import fit_threshold, od_test
+from robustcnn.methods.confidence.scores import confidence_scores, display_values, usable_scores
 
 
 def test_scores_match_scipy():

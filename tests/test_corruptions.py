@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from robustcnn.attacks.shifts import CORRUPTIONS, corrupt
-from robustcnn.attacks.shifts.blur import glass_index, motion_blur_at
-from robustcnn.attacks.shifts.corruptions import IN_RANGE
 from robustcnn.errors import InvalidInputError
+from robustcnn.methods.shifts import CORRUPTIONS, corrupt
+from robustcnn.methods.shifts.blur import glass_index, motion_blur_at
+from robustcnn.methods.shifts.corruptions import IN_RANGE
 
 CIFAR = {
     "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),
@@ -216,7 +216,7 @@ def test_steep_motion_blur_matches_numpy_shift_reference(photos):
 def test_affine_warp_and_displacement_match_scipy(photos):
     """The elastic transform's two samplers: OpenCV-style affine warp (reflect-101 border = scipy
     ``mirror``) and scipy ``map_coordinates(order=1, mode='reflect')``, at coordinates beyond the edges."""
-    from robustcnn.attacks.shifts._ops import displace, warp_affine
+    from robustcnn.methods.shifts._ops import displace, warp_affine
 
     x = torch.from_numpy(photos).permute(0, 3, 1, 2).double() / 255
     n, _, h, w = x.shape
@@ -248,7 +248,7 @@ def test_affine_warp_and_displacement_match_scipy(photos):
 def test_affine_warp_far_beyond_the_edges_matches_scipy(shape):
     """Source coordinates several image sizes out: reflect-101 repeats every 2 (n - 1) pixels,
     so the warp folds them into one period instead of padding that far."""
-    from robustcnn.attacks.shifts._ops import warp_affine
+    from robustcnn.methods.shifts._ops import warp_affine
 
     img = np.random.default_rng(0).random(shape)
     x = torch.from_numpy(img)[None, None]
@@ -265,7 +265,7 @@ def test_affine_warp_far_beyond_the_edges_matches_scipy(shape):
 def test_spatter_edge_distance_matches_scipy(shape, density):
     """spatter's capped distance to the nearest edge pixel against scipy's exact transform,
     from dense edges to images with one or no edge pixel (all at the cap)."""
-    from robustcnn.attacks.shifts.weather import _distance_to
+    from robustcnn.methods.shifts.weather import _distance_to
 
     edges = torch.rand(64, 1, *shape, generator=torch.Generator().manual_seed(0)) < density
     ours = _distance_to(edges, 20)
@@ -418,7 +418,7 @@ def _plasma_reference(rng: np.random.Generator, mapsize: int, wibbledecay: float
 
 @pytest.mark.parametrize("wibbledecay", [3.0, 1.75])
 def test_plasma_fractal_statistics_match_reference(wibbledecay):
-    from robustcnn.attacks.shifts.weather import diamond_square
+    from robustcnn.methods.shifts.weather import diamond_square
 
     rng = np.random.default_rng(0)
     ref = np.stack([_plasma_reference(rng, 32, wibbledecay) for _ in range(400)])

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 
-from robustcnn.attacks.shifts import corrupt
-from robustcnn.attacks.shifts.corruption_check import ARTIFACT, CorruptionsCheck
 from robustcnn.checks import CheckContext, get_check
+from robustcnn.checks.natural_shifts.corruptions import ARTIFACT, CorruptionsCheck
 from robustcnn.errors import InvalidInputError
-from robustcnn.reports.schema import tidy
+from robustcnn.methods.shifts import corrupt
+from robustcnn.results.schema import tidy
 
 OPTIONS = {"corruptions": ["contrast", "gaussian_noise", "saturate"], "severities": [1, 5]}
 

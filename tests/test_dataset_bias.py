@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from robustcnn.audits.dataset_bias import DatasetBiasCheck, class_balance
 from robustcnn.checks import AuditData
+from robustcnn.checks.audits.dataset_bias import DatasetBiasCheck, class_balance
 from robustcnn.data import DatasetRef, Split, stratified_sample
 from robustcnn.errors import InvalidInputError
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import robustcnn
-from robustcnn.attacks.shifts.corruptions import CORRUPTIONS, corrupt
+from robustcnn.methods.shifts.corruptions import CORRUPTIONS, corrupt
 from robustcnn.seeding import SampleStreams
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -216,7 +216,7 @@ NAMESPACES: dict[Path, dict] = {}
 def _seed(workspace: Path) -> dict:
     from robustcnn.data import DatasetRef
     from robustcnn.models import ModelRef
-    from robustcnn.reports.report import Report
+    from robustcnn.results.report import Report
 
     data = DatasetRef("imagefolder").load()
     model = ModelRef("my_model.pt2", trust=True).load(3, 3, (28, 28))
@@ -273,7 +273,7 @@ def _run_toml(block: Block, text: str, workspace: Path) -> None:
     from robustcnn.cli import main
     from robustcnn.plan import plan_from_dict
     from robustcnn.reports.gates import evaluate, parse_gates
-    from robustcnn.reports.report import Report
+    from robustcnn.results.report import Report
 
     raw = tomllib.loads(text)
     if "model" in raw:

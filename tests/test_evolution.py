@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from robustcnn.attacks.evolution.check import FoolingEvolutionCheck
-from robustcnn.attacks.evolution.cppn import N_INPUTS, CPPNEncoding, CPPNRates, Genome
-from robustcnn.attacks.evolution.direct import DirectEncoding, polynomial_mutation
-from robustcnn.attacks.evolution.map_elites import map_elites
 from robustcnn.checks import AuditData, CheckContext
+from robustcnn.checks.fooling_images.fooling_evolution import FoolingEvolutionCheck
 from robustcnn.data import Split
 from robustcnn.errors import InvalidInputError
+from robustcnn.methods.fooling.cppn import N_INPUTS, CPPNEncoding, CPPNRates, Genome
+from robustcnn.methods.fooling.direct import DirectEncoding, polynomial_mutation
+from robustcnn.methods.fooling.map_elites import map_elites
 from robustcnn.models import AuditedModel
-from robustcnn.reports.schema import tidy
+from robustcnn.results.schema import tidy
 
 
 def test_polynomial_mutation_matches_debs_formula_and_mean_step():
@@ -180,7 +180,7 @@ def test_bad_input_raises_one_clear_line(options, fragment, demo_model, mnist_au
 def test_direct_encoding_reproduces_the_papers_mnist_figure_on_lenet():
     """Nguyen et al. 2015: on Caffe's LeNet, direct-encoding MAP-Elites fools all ten digits at
     >= 99.99% in fewer than 50 generations (here with population 200, seed 0)."""
-    from robustcnn.attacks.fooling import log_probabilities
+    from robustcnn.methods.fooling.gradient import log_probabilities
     from robustcnn.models import ModelRef
 
     model = ModelRef("demo:mnist-lenet").load(10, 1, (28, 28))

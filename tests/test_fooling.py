@@ -5,11 +5,12 @@ import math
 import pytest
 import torch
 
-from robustcnn.attacks.fooling import FoolingGradientCheck, gradient_fooling, resolve_classes, total_variation
 from robustcnn.checks import CheckContext
+from robustcnn.checks.fooling_images.fooling_gradient import FoolingGradientCheck
 from robustcnn.errors import InvalidInputError
+from robustcnn.methods.fooling.gradient import gradient_fooling, resolve_classes, total_variation
 from robustcnn.models import AuditedModel
-from robustcnn.reports.schema import tidy
+from robustcnn.results.schema import tidy
 
 QUICK = {"classes": [1, "4", 8], "steps": 60, "prototype_steps": 25}
 

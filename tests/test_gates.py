@@ -12,7 +12,7 @@ from test_html_helpers import CLASSES, clean_rows, curve_rows
 
 from robustcnn.errors import InvalidInputError, NothingEvaluatedError, UsageError
 from robustcnn.reports.gates import evaluate, exit_code, junit_xml, load_policy, parse_gates, select_rows, summary_line
-from robustcnn.reports.schema import combine, tidy
+from robustcnn.results.schema import combine, tidy
 
 
 def report(drop: float = 0.0, status: str = "complete", rows: list | None = None) -> SimpleNamespace:

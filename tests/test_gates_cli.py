@@ -12,8 +12,8 @@ from click.testing import CliRunner
 from test_html_helpers import write_synthetic
 
 from robustcnn.cli import main
-from robustcnn.reports.schema import combine
-from robustcnn.reports.writer import write_report
+from robustcnn.results.schema import combine
+from robustcnn.results.writer import write_report
 
 PASSING = """
 [[gate]]

@@ -7,14 +7,14 @@ import pytest
 from fairlearn.metrics import demographic_parity_difference
 from fairlearn.metrics import equalized_odds_difference as fairlearn_eod
 
-from robustcnn.audits.groups import (
+from robustcnn.checks import AuditData
+from robustcnn.checks.audits.groups import (
     GroupsCheck,
     directional_bias_amplification,
     equalized_odds_difference,
     group_counts,
     zhao_bias_amplification,
 )
-from robustcnn.checks import AuditData
 from robustcnn.data import DatasetRef, Split, stratified_sample
 from robustcnn.errors import InvalidInputError
 from robustcnn.models import ModelRef

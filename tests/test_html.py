@@ -9,13 +9,13 @@ from html.parser import HTMLParser
 import pytest
 from test_html_helpers import EVIL, SCRIPT_CLASS, write_synthetic
 
-from robustcnn.audits.clean import CleanCheck
+from robustcnn.checks.accuracy.clean import CleanCheck
 from robustcnn.reports import html as html_module
 from robustcnn.reports.gates import evaluate, parse_gates
 from robustcnn.reports.html import render_html, styled_table
 from robustcnn.reports.markdown import append_step_summary, md_table, render_summary
-from robustcnn.reports.report import Report
 from robustcnn.reports.scorecard import scorecard, scorecard_text
+from robustcnn.results.report import Report
 
 
 class Elements(HTMLParser):

@@ -11,10 +11,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from robustcnn.reports.plots import figure_png
-from robustcnn.reports.report import Report
-from robustcnn.reports.schema import combine, rate, tidy, value
-from robustcnn.reports.writer import write_report
+from robustcnn.results.plots import figure_png
+from robustcnn.results.report import Report
+from robustcnn.results.schema import combine, rate, tidy, value
+from robustcnn.results.writer import write_report
 
 SCRIPT_CLASS = "<script>alert(1)</script>"
 EVIL = "<img src=x onerror=\"document.title='pwned'\">"

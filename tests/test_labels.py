@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustcnn.audits.labels import LabelIssuesCheck, calibrate, confident_joint, find_label_issues
 from robustcnn.checks import AuditData
+from robustcnn.checks.audits.label_issues import LabelIssuesCheck, calibrate, confident_joint, find_label_issues
 from robustcnn.data import Split
 from robustcnn.errors import InvalidInputError
 

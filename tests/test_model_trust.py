@@ -17,8 +17,8 @@ from torch import nn
 
 from robustcnn.cli import main
 from robustcnn.errors import InvalidInputError
-from robustcnn.model_files import FileKind, detect_kind
 from robustcnn.models import ModelRef
+from robustcnn.models.files import FileKind, detect_kind
 
 X = torch.rand(4, 1, 28, 28)
 SUFFIXES = [".pt", ".pt2", ".bin", ".safetensors", ".pth"]

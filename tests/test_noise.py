@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from robustcnn.attacks.noise import NoiseCheck, noise_images
 from robustcnn.checks import CheckContext
+from robustcnn.checks.natural_shifts.noise import NoiseCheck, noise_images
 from robustcnn.errors import InvalidInputError
 from robustcnn.models import AuditedModel
-from robustcnn.reports.schema import tidy
+from robustcnn.results.schema import tidy
 
 
 def test_noise_images_have_the_documented_distributions():

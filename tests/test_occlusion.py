@@ -10,12 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from robustcnn.attacks.occlusion import OcclusionCheck, OcclusionConfig, window_and_stride
 from robustcnn.checks import AuditData, CheckContext
+from robustcnn.checks.attribution.occlusion import OcclusionCheck
 from robustcnn.data import Split
 from robustcnn.errors import InvalidInputError
+from robustcnn.methods.attribution.occlusion import OcclusionConfig, window_and_stride
 from robustcnn.models import AuditedModel
-from robustcnn.reports.schema import tidy
+from robustcnn.results.schema import tidy
 
 
 @pytest.fixture(scope="module")

@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 import torch
 
-from robustcnn.attacks.patch.check import PatchCheck
-from robustcnn.attacks.patch.evaluate import noise_patch, patched_predictions
-from robustcnn.attacks.patch.geometry import Placements, apply_patch, patch_resolution, sample_placements, shape_mask
-from robustcnn.attacks.patch.targets import parse_targets
-from robustcnn.attacks.patch.train import PatchTraining, patch_size, train_area_patches, train_patch
 from robustcnn.checks import AuditData, CheckContext
+from robustcnn.checks.adversarial_patches.patch import PatchCheck
 from robustcnn.data import Split
 from robustcnn.errors import InvalidInputError
-from robustcnn.reports.schema import tidy
+from robustcnn.methods.patch.evaluate import noise_patch, patched_predictions
+from robustcnn.methods.patch.geometry import Placements, apply_patch, patch_resolution, sample_placements, shape_mask
+from robustcnn.methods.patch.targets import parse_targets
+from robustcnn.methods.patch.train import PatchTraining, patch_size, train_area_patches, train_patch
+from robustcnn.results.schema import tidy
 
 SMALL = {"areas": [0.1, 0.25], "shapes": ["square"], "train_images": 96, "epochs": 2, "batch_size": 32, "examples": 3}
 

@@ -110,7 +110,7 @@ def test_broken_plugin_is_skipped_with_a_warning(tmp_path):
     dist.mkdir(parents=True)
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text(
-        "[robustcnn.checks]\nbroken = no_such_module:Check\nclean = robustcnn.audits.clean:CleanCheck\n"
+        "[robustcnn.checks]\nbroken = no_such_module:Check\nclean = robustcnn.checks.accuracy.clean:CleanCheck\n"
     )
     listed = cli(tmp_path / "site", "list", cwd=tmp_path)
     checks_section = listed.stdout.split("check families")[0].splitlines()[1:]

@@ -9,8 +9,8 @@ import torch
 import torchvision
 from click.testing import CliRunner
 
-from robustcnn.audits.labels import cross_validated_probabilities, penultimate_features
 from robustcnn.checks import load_registry
+from robustcnn.checks.audits.label_issues import cross_validated_probabilities, penultimate_features
 from robustcnn.cli import main
 from robustcnn.errors import InvalidInputError
 from robustcnn.models import AuditedModel

@@ -15,7 +15,7 @@ from helpers import save_torchscript, small_net, write_image_folder
 import robustcnn
 from robustcnn.cli import main
 from robustcnn.data import stratified_sample
-from robustcnn.reports.writer import staging_path
+from robustcnn.results.writer import staging_path
 
 ROOT = Path(__file__).resolve().parents[1]
 

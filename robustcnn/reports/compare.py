@@ -4,18 +4,20 @@
 ``compare_tables`` aligns every row of the long tables on (check, metric, parameters).
 Both add ``Δ <model>`` columns: the change of each model against the first one.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
 from ..checks import load_registry
 from ..errors import InvalidInputError, UsageError
+from ..results.schema import CORE_COLUMNS
 from .markdown import md_table
-from .schema import CORE_COLUMNS
 from .scorecard import format_value, report_label, scorecard
 
 KEY_COLUMNS = ["check", "metric"]
@@ -25,7 +27,7 @@ def labels_for(reports: Sequence[Any]) -> list[str]:
     """One distinct column label per report: the model name, with the folder added when two clash."""
     names = [report_label(r) for r in reports]
     labels = []
-    for name, report in zip(names, reports):
+    for name, report in zip(names, reports, strict=False):
         label = name if names.count(name) == 1 else f"{name} ({Path(str(getattr(report, 'path', '') or '')).name})"
         while label in labels:
             label += "'"
@@ -44,7 +46,7 @@ def compare_headlines(reports: Sequence[Any]) -> pd.DataFrame:
     _need(reports)
     labels = labels_for(reports)
     frames, info = [], {}
-    for label, report in zip(labels, reports):
+    for label, report in zip(labels, reports, strict=False):
         card = scorecard(report)
         for row in card.itertuples(index=False):
             family, headline = info.get(row.check, ("", ""))
@@ -83,7 +85,7 @@ def compare_tables(reports: Sequence[Any], checks: Sequence[str] | None = None) 
     params: list[str] = []
     for table in tables:
         params += [c for c in table.columns if c not in CORE_COLUMNS and c not in params and table[c].notna().any()]
-    series = [_keyed(t, params).rename(label) for t, label in zip(tables, labels)]
+    series = [_keyed(t, params).rename(label) for t, label in zip(tables, labels, strict=False)]
     wide = pd.concat(series, axis=1, sort=False).reset_index()
     used = [p for p in params if (wide[p] != "").any()]
     wide = wide.drop(columns=[p for p in params if p not in used])
@@ -108,7 +110,9 @@ def write_comparison(table: pd.DataFrame, path: str | Path) -> Path:
 
 
 def _html(table: pd.DataFrame) -> str:
-    body = table.style.hide(axis="index").format(format_value, escape="html").format_index(escape="html", axis=1).to_html()
+    body = (
+        table.style.hide(axis="index").format(format_value, escape="html").format_index(escape="html", axis=1).to_html()
+    )
     return f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>robustcnn comparison</title></head><body>\n{body}</body></html>\n'
 
 

@@ -11,21 +11,23 @@ Selection rules (see docs/gates.md):
 * every selected row must hold the bound, so several rows are bounded by their worst;
 * a gate that selects no row, a missing value (NaN) or a check that failed is never a pass.
 """
+
 from __future__ import annotations
 
 import math
 import re
 import sys
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InvalidInputError, NothingEvaluatedError, UsageError
-from .schema import CORE_COLUMNS
+from ..results.schema import CORE_COLUMNS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -105,7 +107,9 @@ def load_policy(path: str | Path) -> list[Gate]:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise InvalidInputError(f"policy {path} is not valid TOML: {exc}") from exc
     if "gate" not in raw:
-        raise InvalidInputError(f"policy {path} has no [[gate]] tables; add e.g. [[gate]] check = \"clean\" metric = \"accuracy\" min = 0.9")
+        raise InvalidInputError(
+            f'policy {path} has no [[gate]] tables; add e.g. [[gate]] check = "clean" metric = "accuracy" min = 0.9'
+        )
     return parse_gates(raw["gate"], str(path))
 
 
@@ -125,7 +129,9 @@ def parse_gates(tables: Any, source: str = "policy") -> list[Gate]:
 
 
 def _renamed(gate: Gate, name: str) -> Gate:
-    return Gate(gate.check, gate.metric, gate.where, gate.min, gate.max, gate.max_drop, gate.max_rise, gate.severity, name)
+    return Gate(
+        gate.check, gate.metric, gate.where, gate.min, gate.max, gate.max_drop, gate.max_rise, gate.severity, name
+    )
 
 
 def _parse_gate(table: Any, where: str) -> Gate:
@@ -135,7 +141,7 @@ def _parse_gate(table: Any, where: str) -> Gate:
         raise InvalidInputError(f"{where}: must be a table with check, metric and a bound")
     for key in ("check", "metric"):
         if not isinstance(table.get(key), str) or not table[key]:
-            raise InvalidInputError(f"{where}: needs {key} = \"...\" (a string)")
+            raise InvalidInputError(f'{where}: needs {key} = "..." (a string)')
     registry = load_registry()
     if table["check"] not in registry:
         raise InvalidInputError(f"{where}: unknown check '{table['check']}'; checks: {', '.join(sorted(registry))}")
@@ -151,7 +157,9 @@ def _parse_gate(table: Any, where: str) -> Gate:
         raise InvalidInputError(f"{label}: give a bound: min, max, max_drop or max_rise")
     absolute = {"min", "max"} & set(bounds)
     if absolute and set(bounds) - absolute:
-        raise InvalidInputError(f"{label}: a gate bounds either the value (min/max) or the change (max_drop/max_rise); split it into two gates")
+        raise InvalidInputError(
+            f"{label}: a gate bounds either the value (min/max) or the change (max_drop/max_rise); split it into two gates"
+        )
     if "min" in bounds and "max" in bounds and bounds["min"] > bounds["max"]:
         raise InvalidInputError(f"{label}: min {bounds['min']:g} is above max {bounds['max']:g}")
     for key in ("max_drop", "max_rise"):
@@ -159,19 +167,29 @@ def _parse_gate(table: Any, where: str) -> Gate:
             raise InvalidInputError(f"{label}: {key} must be >= 0, got {bounds[key]:g}")
     severity = table.get("severity", "fail")
     if severity not in SEVERITIES:
-        raise InvalidInputError(f"{label}: severity must be \"fail\" or \"warn\", got {severity!r}")
+        raise InvalidInputError(f'{label}: severity must be "fail" or "warn", got {severity!r}')
     filters = _filters(table, label)
     name = table.get("name")
     if name is not None and (not isinstance(name, str) or not name.strip()):
         raise InvalidInputError(f"{label}: name must be a non-empty string")
-    gate = Gate(table["check"], table["metric"], filters, bounds.get("min"), bounds.get("max"), bounds.get("max_drop"), bounds.get("max_rise"), severity, "")
+    gate = Gate(
+        table["check"],
+        table["metric"],
+        filters,
+        bounds.get("min"),
+        bounds.get("max"),
+        bounds.get("max_drop"),
+        bounds.get("max_rise"),
+        severity,
+        "",
+    )
     return _renamed(gate, name.strip() if name else f"{gate.selector()} {gate.bound_text()}")
 
 
 def _filters(table: dict[str, Any], label: str) -> dict[str, Scalar | list[Scalar]]:
     explicit = table.get("where", {})
     if not isinstance(explicit, dict):
-        raise InvalidInputError(f"{label}: where must be a table, e.g. where = {{ norm = \"linf\", eps = 0.1 }}")
+        raise InvalidInputError(f'{label}: where must be a table, e.g. where = {{ norm = "linf", eps = 0.1 }}')
     inline = {k: v for k, v in table.items() if k not in RESERVED_KEYS}
     clash = sorted(set(inline) & set(explicit))
     if clash:
@@ -230,7 +248,9 @@ def select_rows(table: pd.DataFrame, gate: Gate) -> pd.DataFrame:
     for key, want in gate.where.items():
         if key not in part.columns:
             params = [c for c in part.columns if c not in CORE_COLUMNS]
-            raise InvalidInputError(f"{label}: {gate.check}/{gate.metric} has no parameter '{key}' (its parameters: {', '.join(params) or 'none'})")
+            raise InvalidInputError(
+                f"{label}: {gate.check}/{gate.metric} has no parameter '{key}' (its parameters: {', '.join(params) or 'none'})"
+            )
         part = part[_matches(part[key], want, label, key)]
     for col in [c for c in part.columns if c not in CORE_COLUMNS and c not in gate.where]:
         present = part[col].notna()
@@ -243,20 +263,28 @@ def _no_rows_error(table: pd.DataFrame, gate: Gate) -> InvalidInputError:
     check_rows = table[table["check"] == gate.check]
     if check_rows.empty:
         checks = sorted(table["check"].dropna().unique())
-        return InvalidInputError(f"gate '{gate.name}': check '{gate.check}' is not in the report (it has {', '.join(checks) or 'no checks'}); run it or drop the gate")
+        return InvalidInputError(
+            f"gate '{gate.name}': check '{gate.check}' is not in the report (it has {', '.join(checks) or 'no checks'}); run it or drop the gate"
+        )
     metric_rows = check_rows[check_rows["metric"] == gate.metric]
     if metric_rows.empty:
         metrics = sorted(check_rows["metric"].dropna().unique())
-        return InvalidInputError(f"gate '{gate.name}': check '{gate.check}' has no metric '{gate.metric}' (its metrics: {', '.join(metrics)})")
+        return InvalidInputError(
+            f"gate '{gate.name}': check '{gate.check}' has no metric '{gate.metric}' (its metrics: {', '.join(metrics)})"
+        )
     options = []
     for key in gate.where:
         values = sorted({_text(v) for v in metric_rows[key].dropna()}) if key in metric_rows.columns else []
         options.append(f"{key} in {{{', '.join(values[:12])}{', ...' if len(values) > 12 else ''}}}")
-    return InvalidInputError(f"gate '{gate.name}' matches no row of {gate.check}/{gate.metric}; available: {'; '.join(options)}")
+    return InvalidInputError(
+        f"gate '{gate.name}' matches no row of {gate.check}/{gate.metric}; available: {'; '.join(options)}"
+    )
 
 
 def _row_label(row: pd.Series, gate: Gate) -> str:
-    params = [f"{k}={_show(v)}" for k, v in row.items() if k not in CORE_COLUMNS and k not in gate.where and not _missing(v)]
+    params = [
+        f"{k}={_show(v)}" for k, v in row.items() if k not in CORE_COLUMNS and k not in gate.where and not _missing(v)
+    ]
     return ", ".join(params)
 
 
@@ -298,18 +326,29 @@ def _evaluate_absolute(gate: Gate, rows: pd.DataFrame) -> GateResult:
 def _evaluate_relative(gate: Gate, rows: pd.DataFrame, base_table: pd.DataFrame) -> GateResult:
     base_rows = select_rows(base_table, gate)
     if base_rows.empty:
-        raise InvalidInputError(f"gate '{gate.name}' matches no row of the baseline report; is it an audit of the same checks?")
+        raise InvalidInputError(
+            f"gate '{gate.name}' matches no row of the baseline report; is it an audit of the same checks?"
+        )
     keys = sorted(c for c in set(rows.columns) | set(base_rows.columns) if c not in CORE_COLUMNS)
 
     def keyed(df: pd.DataFrame) -> pd.DataFrame:
-        out = pd.DataFrame({k: (df[k].map(lambda v: "" if _missing(v) else _text(v)) if k in df.columns else "") for k in keys}, index=df.index)
+        out = pd.DataFrame(
+            {k: (df[k].map(lambda v: "" if _missing(v) else _text(v)) if k in df.columns else "") for k in keys},
+            index=df.index,
+        )
         out["value"] = df["value"].astype(float)
         return out
 
     current, base = keyed(rows), keyed(base_rows)
-    merged = current.merge(base, on=keys, how="left", suffixes=("", "_base")) if keys else current.assign(value_base=float(base["value"].iloc[0]))
+    merged = (
+        current.merge(base, on=keys, how="left", suffixes=("", "_base"))
+        if keys
+        else current.assign(value_base=float(base["value"].iloc[0]))
+    )
     if merged["value_base"].isna().all() and base["value"].notna().any():
-        raise InvalidInputError(f"gate '{gate.name}': the baseline has rows for {gate.selector()} but none with the same parameters")
+        raise InvalidInputError(
+            f"gate '{gate.name}': the baseline has rows for {gate.selector()} but none with the same parameters"
+        )
     change = merged["value"] - merged["value_base"]
     excess = -change - gate.max_drop if gate.max_drop is not None else change - gate.max_rise
     excess = excess.to_numpy(dtype=float)
@@ -317,16 +356,22 @@ def _evaluate_relative(gate: Gate, rows: pd.DataFrame, base_table: pd.DataFrame)
     worst = int(np.argmax(np.where(nan, np.inf, excess)))
     value, base_value = float(merged["value"].iloc[worst]), float(merged["value_base"].iloc[worst])
     broken = bool(nan.any() or excess[worst] > 0)
-    where = ", ".join(f"{k}={merged[k].iloc[worst]}" for k in keys if k not in gate.where and merged[k].iloc[worst] != "")
+    where = ", ".join(
+        f"{k}={merged[k].iloc[worst]}" for k in keys if k not in gate.where and merged[k].iloc[worst] != ""
+    )
     of = f" (worst of {len(merged)} rows{': ' + where if where else ''})" if len(merged) > 1 else ""
     if nan.any():
         detail = f"{int(nan.sum())} of {len(merged)} rows have no value or no baseline value (NaN): not measured"
     else:
         detail = f"measured {value:.4g} vs baseline {base_value:.4g}, change {value - base_value:+.4g}{of}, bound {gate.bound_text()}"
-    return GateResult(gate, _verdict(gate, broken), value, gate.bound_text(), f"{gate.selector()}: {detail}", len(merged), base_value)
+    return GateResult(
+        gate, _verdict(gate, broken), value, gate.bound_text(), f"{gate.selector()}: {detail}", len(merged), base_value
+    )
 
 
-def evaluate(gates: Sequence[Gate], report: Any, baseline: Any | None = None, warn_only: bool = False) -> list[GateResult]:
+def evaluate(
+    gates: Sequence[Gate], report: Any, baseline: Any | None = None, warn_only: bool = False
+) -> list[GateResult]:
     """Every gate's verdict on ``report`` (anything with ``.table`` and ``.meta``).
 
     Raises ``InvalidInputError`` (exit 4) for a gate that matches no row, ``UsageError`` (2)
@@ -355,7 +400,10 @@ def evaluate(gates: Sequence[Gate], report: Any, baseline: Any | None = None, wa
         else:
             results.append(_evaluate_absolute(gate, rows))
     if warn_only:
-        results = [GateResult(r.gate, "warn", r.value, r.bound, r.message, r.rows, r.baseline) if r.status == "fail" else r for r in results]
+        results = [
+            GateResult(r.gate, "warn", r.value, r.bound, r.message, r.rows, r.baseline) if r.status == "fail" else r
+            for r in results
+        ]
     return results
 
 
@@ -386,9 +434,19 @@ def junit_xml(results: Sequence[GateResult] | dict[str, Sequence[GateResult]], s
     root = ET.Element("testsuites", name="robustcnn", tests=str(len(every)), failures=failures, errors="0")
     for suite_name, suite_results in suites.items():
         count = str(sum(r.status == "fail" for r in suite_results))
-        ts = ET.SubElement(root, "testsuite", name=_xml(suite_name), tests=str(len(suite_results)), failures=count, errors="0", skipped="0")
+        ts = ET.SubElement(
+            root,
+            "testsuite",
+            name=_xml(suite_name),
+            tests=str(len(suite_results)),
+            failures=count,
+            errors="0",
+            skipped="0",
+        )
         for r in suite_results:
-            case = ET.SubElement(ts, "testcase", name=_xml(r.gate.name), classname=_xml(f"robustcnn.gates.{r.gate.check}"), time="0")
+            case = ET.SubElement(
+                ts, "testcase", name=_xml(r.gate.name), classname=_xml(f"robustcnn.gates.{r.gate.check}"), time="0"
+            )
             if r.status == "fail":
                 failure = ET.SubElement(case, "failure", message=_xml(r.message), type="GateFailed")
                 failure.text = _xml(f"{r.message}\nseverity: {r.gate.severity}")
@@ -399,7 +457,9 @@ def junit_xml(results: Sequence[GateResult] | dict[str, Sequence[GateResult]], s
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def write_junit(results: Sequence[GateResult] | dict[str, Sequence[GateResult]], path: str | Path, suite: str = "robustcnn gates") -> Path:
+def write_junit(
+    results: Sequence[GateResult] | dict[str, Sequence[GateResult]], path: str | Path, suite: str = "robustcnn gates"
+) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(junit_xml(results, suite), encoding="utf-8")

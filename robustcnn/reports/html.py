@@ -7,21 +7,33 @@ Every string that comes from data is escaped (Jinja2 autoescaping for the page, 
 ``escape="html"`` for tables); a Content-Security-Policy forbids any network request and any
 script but the page's own table sorter.
 """
+
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jinja2
 import pandas as pd
 from markupsafe import Markup
 from pandas.io.formats.style import Styler
 
-from .scorecard import breakdown_rows, check_instance, check_names, check_table, drop_empty, fact, format_value, report_label, scorecard
+from .scorecard import (
+    breakdown_rows,
+    check_instance,
+    check_names,
+    check_table,
+    drop_empty,
+    fact,
+    format_value,
+    report_label,
+    scorecard,
+)
 
 MAX_TABLE_ROWS = 1000  # rows of one check rendered in the page; results.csv has all
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -67,15 +79,24 @@ def styled_table(table: pd.DataFrame, uuid: str = "t", limit: int | None = None)
     names the table's element id, so that the page is deterministic."""
     view = table.drop(columns=[c for c in CORE_HIDDEN if c in table.columns]).head(limit or MAX_TABLE_ROWS).copy()
     if {"ci_low", "ci_high"} <= set(view.columns):
-        ci = [f"[{format_value(lo)}, {format_value(hi)}]" if format_value(lo) else "" for lo, hi in zip(view["ci_low"], view["ci_high"])]
+        ci = [
+            f"[{format_value(lo)}, {format_value(hi)}]" if format_value(lo) else ""
+            for lo, hi in zip(view["ci_low"], view["ci_high"], strict=False)
+        ]
         pos = view.columns.get_loc("ci_low")
         view = view.drop(columns=["ci_low", "ci_high"])
         if any(ci):
             view.insert(pos, "95% CI", ci)
     view = drop_empty(view).reset_index(drop=True)
     view.columns = [str(c) for c in view.columns]
-    numeric = [j for j, c in enumerate(view.columns) if pd.api.types.is_numeric_dtype(view[c]) and not pd.api.types.is_bool_dtype(view[c])]
-    styles = [{"selector": f"td.col{j}", "props": "text-align: right; font-variant-numeric: tabular-nums;"} for j in numeric]
+    numeric = [
+        j
+        for j, c in enumerate(view.columns)
+        if pd.api.types.is_numeric_dtype(view[c]) and not pd.api.types.is_bool_dtype(view[c])
+    ]
+    styles = [
+        {"selector": f"td.col{j}", "props": "text-align: right; font-variant-numeric: tabular-nums;"} for j in numeric
+    ]
     styler = (
         Styler(view, uuid=re.sub(r"[^A-Za-z0-9_-]+", "-", uuid), cell_ids=False)
         .hide(axis="index")
@@ -122,7 +143,10 @@ def _tables(table: pd.DataFrame, uuid: str) -> dict[str, Any]:
     parts = [(str(m), drop_empty(part)) for m, part in table[detail].groupby("metric", sort=False)]
     return {
         "table": Markup(styled_table(drop_empty(main), f"{uuid}-0")),
-        "folds": [{"metric": m, "rows": len(part), "table": Markup(styled_table(part, f"{uuid}-{i + 1}"))} for i, (m, part) in enumerate(parts)],
+        "folds": [
+            {"metric": m, "rows": len(part), "table": Markup(styled_table(part, f"{uuid}-{i + 1}"))}
+            for i, (m, part) in enumerate(parts)
+        ],
         "truncated": any(len(t) > MAX_TABLE_ROWS for t in [main] + [p for _, p in parts]),
     }
 
@@ -162,10 +186,15 @@ def _facts(report: Any) -> list[tuple[str, str]]:
     if isinstance(model, dict) and model.get("spec"):
         facts.append(("model", str(model["spec"])))
     if data is not None:
-        facts.append(("data", fact(data) + (f" (n={data['eval_n']})" if isinstance(data, dict) and data.get("eval_n") else "")))
+        facts.append(
+            ("data", fact(data) + (f" (n={data['eval_n']})" if isinstance(data, dict) and data.get("eval_n") else ""))
+        )
     facts += [(k, str(meta[k])) for k in ("seed", "device") if meta.get(k) is not None]
     versions = meta.get("versions") if isinstance(meta.get("versions"), dict) else {}
-    versions = {**versions, **{k.removesuffix("_version"): v for k, v in meta.items() if k.endswith("_version") and k != "schema_version"}}
+    versions = {
+        **versions,
+        **{k.removesuffix("_version"): v for k, v in meta.items() if k.endswith("_version") and k != "schema_version"},
+    }
     facts += [(k, str(v)) for k, v in versions.items()]
     if meta.get("started"):
         facts.append(("started", str(meta["started"])))
@@ -192,15 +221,18 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
     names = check_names(report)
     names += [n for n in all_figures if n not in names]
     card = scorecard(report, gate_results)
-    gates = [{
-        "status": r.status,
-        "name": r.gate.name,
-        "check": r.gate.check,
-        "anchor": anchor(r.gate.check),
-        "value": format_value(r.value),
-        "bound": r.bound,
-        "message": r.message,
-    } for r in sorted(gate_results or [], key=lambda r: {"fail": 0, "warn": 1}.get(r.status, 2))]
+    gates = [
+        {
+            "status": r.status,
+            "name": r.gate.name,
+            "check": r.gate.check,
+            "anchor": anchor(r.gate.check),
+            "value": format_value(r.value),
+            "bound": r.bound,
+            "message": r.message,
+        }
+        for r in sorted(gate_results or [], key=lambda r: {"fail": 0, "warn": 1}.get(r.status, 2))
+    ]
     run_info = {k: v for k, v in meta.items() if k != "checks"}
     notes = meta.get("notes") or []
     return _ENV.get_template("report.html.j2").render(
@@ -209,13 +241,16 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
         notes=[str(n) for n in (notes if isinstance(notes, list) else [notes])],
         gates=gates,
         gate_counts={s: sum(g["status"] == s for g in gates) for s in ("pass", "warn", "fail")},
-        scorecard=[{
-            **row,
-            "anchor": anchor(row["check"]),
-            "value": format_value(row["value"]),
-            "status_class": _status_class(str(row["status"])),
-            "verdict_class": row["verdict"] or "other",
-        } for row in card.to_dict("records")],
+        scorecard=[
+            {
+                **row,
+                "anchor": anchor(row["check"]),
+                "value": format_value(row["value"]),
+                "status_class": _status_class(str(row["status"])),
+                "verdict_class": row["verdict"] or "other",
+            }
+            for row in card.to_dict("records")
+        ],
         has_notes=bool((card["note"] != "").any()),
         sections=[_section(report, n, all_figures.get(n) or {}) for n in names],
         max_rows=MAX_TABLE_ROWS,

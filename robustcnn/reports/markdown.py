@@ -3,12 +3,14 @@
 Meant for pull-request comments and the job summary of GitHub Actions
 (``append_step_summary`` writes to ``$GITHUB_STEP_SUMMARY`` when it is set).
 """
+
 from __future__ import annotations
 
 import html
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -53,13 +55,19 @@ def gates_markdown(gate_results: Sequence[Any]) -> str:
     """The gate verdicts as a markdown table, failing gates first."""
     order = {"fail": 0, "warn": 1, "pass": 2}
     rows = sorted(gate_results, key=lambda r: order.get(r.status, 3))
-    df = pd.DataFrame([{
-        "verdict": VERDICT.get(r.status, r.status),
-        "gate": r.gate.name,
-        "measured": format_value(r.value),
-        "bound": r.bound,
-        "message": r.message,
-    } for r in rows], columns=["verdict", "gate", "measured", "bound", "message"])
+    df = pd.DataFrame(
+        [
+            {
+                "verdict": VERDICT.get(r.status, r.status),
+                "gate": r.gate.name,
+                "measured": format_value(r.value),
+                "bound": r.bound,
+                "message": r.message,
+            }
+            for r in rows
+        ],
+        columns=["verdict", "gate", "measured", "bound", "message"],
+    )
     failed = sum(r.status == "fail" for r in gate_results)
     warned = sum(r.status == "warn" for r in gate_results)
     head = f"**Gates:** {len(gate_results)} evaluated, {failed} failed, {warned} warned.\n\n"

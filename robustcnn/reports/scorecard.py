@@ -4,23 +4,37 @@ Each check class states its own headline (``Check.headline(table)``); the scorec
 check found in a report for it, in the registry's order, and adds the verdict of the gates
 on that check when a policy ran.
 """
+
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import pandas as pd
 
 from ..checks import Check, load_registry
 from ..errors import InvalidInputError
-from .schema import CORE_COLUMNS
+from ..results.schema import CORE_COLUMNS
 from .verdicts import default_verdict
 
 BREAKDOWN_COLUMNS = ("class", "pred")  # a metric broken down by these is detail, not headline
 LONG_METRIC_ROWS = 60  # a metric with more rows than this is detail too
-SCORECARD_COLUMNS = ["family", "check", "title", "headline", "value", "ci_low", "ci_high", "verdict", "status", "gate", "note"]
+SCORECARD_COLUMNS = [
+    "family",
+    "check",
+    "title",
+    "headline",
+    "value",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "status",
+    "gate",
+    "note",
+]
 GATE_ORDER = {"pass": 0, "warn": 1, "fail": 2}
 
 
@@ -79,7 +93,7 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
     default policy's verdict on the headline (``audits/default-policy.toml``). ``note`` explains a missing headline (an error in the check or in its
     ``headline``), so that a missing number is never silent.
     """
-    checks_meta = ((report.meta or {}).get("checks") or {})
+    checks_meta = (report.meta or {}).get("checks") or {}
     lines = []
     for name in check_names(report):
         info = checks_meta.get(name) or {}
@@ -99,19 +113,23 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
                 label, val = head.label, head.value
             elif not note:
                 note = "the check gives no headline"
-        lines.append({
-            "family": getattr(instance, "family", "") or "",
-            "check": name,
-            "title": getattr(instance, "title", "") or name,
-            "headline": label,
-            "value": val,
-            "ci_low": getattr(head, "ci_low", math.nan),
-            "ci_high": getattr(head, "ci_high", math.nan),
-            "verdict": _gate_verdict(gate_results, name) if gate_results else (default_verdict(head) if head else ""),
-            "status": info.get("status", "ok" if not table.empty else ""),
-            "gate": _gate_verdict(gate_results, name),
-            "note": note or "; ".join(info.get("warnings") or [])[:300],
-        })
+        lines.append(
+            {
+                "family": getattr(instance, "family", "") or "",
+                "check": name,
+                "title": getattr(instance, "title", "") or name,
+                "headline": label,
+                "value": val,
+                "ci_low": getattr(head, "ci_low", math.nan),
+                "ci_high": getattr(head, "ci_high", math.nan),
+                "verdict": _gate_verdict(gate_results, name)
+                if gate_results
+                else (default_verdict(head) if head else ""),
+                "status": info.get("status", "ok" if not table.empty else ""),
+                "gate": _gate_verdict(gate_results, name),
+                "note": note or "; ".join(info.get("warnings") or [])[:300],
+            }
+        )
     return pd.DataFrame(lines, columns=SCORECARD_COLUMNS)
 
 

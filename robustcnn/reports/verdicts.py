@@ -4,6 +4,7 @@ A headline (``robustcnn.checks.Headline``) carries its safer direction; the defa
 it per metric with a ``warn`` and a ``fail`` level. Unlike a user's gate policy, a metric that no
 report has is fine here: the policy only judges the headlines it knows.
 """
+
 from __future__ import annotations
 
 import math
@@ -27,8 +28,10 @@ def load_default_policy(path: Path = DEFAULT_POLICY) -> dict[str, dict[str, floa
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInputError(f"default policy {path} is not valid TOML: {exc}") from exc
-    return {name: {k: float(v) for k, v in bounds.items() if k in ("warn", "fail")}
-            for name, bounds in (raw.get("metric") or {}).items()}
+    return {
+        name: {k: float(v) for k, v in bounds.items() if k in ("warn", "fail")}
+        for name, bounds in (raw.get("metric") or {}).items()
+    }
 
 
 def default_verdict(headline: Any, policy: dict[str, dict[str, float]] | None = None) -> str:

@@ -1,1 +1,0 @@
-"""Attack families: perturbation, fooling, evolution, patch, shifts (each module registers its checks)."""

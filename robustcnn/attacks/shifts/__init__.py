@@ -1,7 +1,0 @@
-"""Natural shifts: common corruptions (``corrupt``, check ``corruptions``) and small translations and
-rotations (check ``spatial``)."""
-
-from . import corruption_check, spatial  # noqa: F401  (register the checks)
-from .corruptions import BENCHMARK, CORRUPTIONS, HELD_OUT, corrupt
-
-__all__ = ["BENCHMARK", "CORRUPTIONS", "HELD_OUT", "corrupt"]

@@ -1,0 +1,1 @@
+"""Checks of the family "audits": the model and its data beyond attacks."""

@@ -1,0 +1,386 @@
+"""``dataset-bias``: what the data alone teaches a model, before any model is trained.
+
+Class balance per split; for every group attribute the attribute x class contingency with
+Cramer's V, normalised mutual information and a chi-square (or permutation) p-value; a
+shortcut probe (a linear classifier on cheap image statistics, cross-validated, against the
+majority baseline); and near-duplicates between the training and evaluation images.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from scipy.stats import chi2_contingency
+from scipy.stats.contingency import association
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import normalized_mutual_info_score
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from ...data import Split, stratified_sample
+from ...errors import InvalidInputError
+from ...models import AuditedModel
+from ...results.plots import figure_png, image_grid
+from ...results.schema import rate, value
+from .. import AuditData, Check, CheckContext, CheckOutput, Headline, register
+from .groups import Attribute, select_attributes
+
+BORDER = 3  # width in pixels of the border ring used by the border statistics
+THUMB = 16  # side of the grayscale thumbnails compared for near-duplicates
+
+
+@dataclass
+class DatasetBiasConfig:
+    attributes: list[str] = field(default_factory=list)
+    max_groups: int = 20
+    bins: int = 4
+    flag_cramers_v: float = 0.5
+    permutations: int = 0
+    probe: bool = True
+    probe_folds: int = 5
+    probe_max_samples: int = 4000
+    flag_probe_lift: float = 0.5
+    duplicates: bool = True
+    duplicate_threshold: float = 0.08
+
+    def validate(self) -> None:
+        if not isinstance(self.attributes, list) or not all(isinstance(a, str) for a in self.attributes):
+            raise InvalidInputError(
+                'dataset-bias: attributes must be a list of attribute names, e.g. attributes = ["color"]'
+            )
+        if self.max_groups < 2 or self.bins < 2:
+            raise InvalidInputError("dataset-bias: max_groups and bins must be at least 2")
+        if not 0 < self.flag_cramers_v <= 1 or not 0 < self.flag_probe_lift <= 1:
+            raise InvalidInputError("dataset-bias: flag_cramers_v and flag_probe_lift must lie in (0, 1]")
+        if self.permutations < 0:
+            raise InvalidInputError("dataset-bias: permutations must be >= 0 (0 = chi-square p-value)")
+        if self.probe_folds < 2 or self.probe_max_samples < 20:
+            raise InvalidInputError("dataset-bias: probe_folds must be >= 2 and probe_max_samples >= 20")
+        if not 0 <= self.duplicate_threshold < 2:
+            raise InvalidInputError(
+                "dataset-bias: duplicate_threshold (RMS difference of standardised 16x16 thumbnails) must lie in [0, 2)"
+            )
+
+
+def class_balance(y: np.ndarray, classes: list[str], split: str) -> list[dict]:
+    """Counts and shares per class, imbalance ratio (largest / smallest class) and entropy / log(K)."""
+    counts = np.bincount(y, minlength=len(classes))[: len(classes)]
+    n = int(counts.sum())
+    rows = []
+    for cls, count in zip(classes, counts, strict=False):
+        rows.append(value("class_count", int(count), n, **{"class": cls}, split=split))
+        rows.append(rate("class_share", int(count), n, **{"class": cls}, split=split))
+    smallest = counts.min()
+    rows.append(value("imbalance_ratio", counts.max() / smallest if smallest > 0 else math.inf, n, split=split))
+    share = counts[counts > 0] / n
+    entropy = float(-(share * np.log(share)).sum() / math.log(len(classes))) if len(classes) > 1 else math.nan
+    rows.append(value("normalized_entropy", entropy, n, split=split))
+    rows.append(value("empty_classes", int((counts == 0).sum()), n, split=split))
+    return rows
+
+
+def association_stats(
+    groups: pd.Series, y: np.ndarray, permutations: int, gen: np.random.Generator
+) -> dict[str, float]:
+    """Cramer's V, normalised mutual information and p-value of an attribute against the label."""
+    table = pd.crosstab(groups.to_numpy(), y)
+    counts = table.to_numpy()
+    if counts.shape[0] < 2 or counts.shape[1] < 2:
+        return {"cramers_v": math.nan, "nmi": math.nan, "p_value": math.nan}
+    v = float(association(counts, method="cramer"))
+    nmi = float(normalized_mutual_info_score(y, groups.to_numpy()))
+    if permutations:
+        codes = pd.factorize(groups)[0]
+        k = int(y.max()) + 1
+        null = [_cramers_v(codes, gen.permutation(y), counts.shape[0], k) for _ in range(permutations)]
+        p = (1 + sum(s >= v - 1e-12 for s in null)) / (1 + permutations)
+    else:
+        p = float(chi2_contingency(counts, correction=False)[1])
+    return {"cramers_v": v, "nmi": nmi, "p_value": p}
+
+
+def _cramers_v(codes: np.ndarray, y: np.ndarray, r: int, k: int) -> float:
+    table = np.zeros((r, k), dtype=np.int64)
+    np.add.at(table, (codes, y), 1)
+    table = table[:, table.sum(axis=0) > 0]
+    return float(association(table, method="cramer"))
+
+
+def probe_features(x: torch.Tensor, masks: torch.Tensor | None) -> dict[str, np.ndarray]:
+    """Cheap image statistics per image, by family.
+
+    ``global-stats``: per-channel mean and standard deviation, brightness, and the mean and
+    standard deviation of the border ring per channel. ``background`` (with object masks):
+    per-channel mean and standard deviation of the pixels outside the object. ``tiny-image``:
+    the image area-averaged to 4x4 per channel.
+    """
+    n, c, h, w = x.shape
+    flat = x.reshape(n, c, -1)
+    ring = torch.ones(h, w, dtype=torch.bool)
+    ring[BORDER : h - BORDER, BORDER : w - BORDER] = False
+    border = x[:, :, ring]
+    feats = {
+        "global-stats": torch.cat(
+            [
+                flat.mean(2),
+                flat.std(2),
+                x.mean(dim=(1, 2, 3))[:, None],
+                border.mean(2),
+                border.std(2),
+            ],
+            dim=1,
+        ),
+        "tiny-image": F.adaptive_avg_pool2d(x, 4).reshape(n, -1),
+    }
+    if masks is not None:
+        outside = (masks < 0.5).expand(-1, c, -1, -1).reshape(n, c, -1).float()
+        count = outside.sum(2).clamp_min(1)
+        mean = (flat * outside).sum(2) / count
+        var = (((flat - mean[:, :, None]) ** 2) * outside).sum(2) / count
+        feats["background"] = torch.cat([mean, var.sqrt()], dim=1)
+    return {k: v.double().numpy() for k, v in feats.items()}
+
+
+def shortcut_probe(features: np.ndarray, y: np.ndarray, folds: int, seed: int) -> tuple[int, int] | None:
+    """Correct out-of-fold predictions of a standardised logistic regression, and n; None if too few samples."""
+    counts = np.bincount(y)
+    folds = min(folds, int(counts[counts > 0].min()))
+    if folds < 2 or len(np.unique(y)) < 2:
+        return None
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
+    with threadpool_limits(limits=1):  # small problems: threaded BLAS only adds contention
+        pred = cross_val_predict(model, features, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+    return int((pred == y).sum()), len(y)
+
+
+def thumbnails(x: torch.Tensor) -> torch.Tensor:
+    """Grayscale THUMB x THUMB thumbnails, flattened and standardised per image (zero mean, unit RMS),
+    so that brightness, contrast and tint do not hide a duplicate."""
+    t = F.adaptive_avg_pool2d(x.mean(dim=1, keepdim=True), THUMB).reshape(len(x), -1).double()
+    t = t - t.mean(dim=1, keepdim=True)
+    return t / t.pow(2).mean(dim=1, keepdim=True).sqrt().clamp_min(1e-6)
+
+
+def nearest(queries: torch.Tensor, pool: torch.Tensor, chunk: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """RMS distance to, and index of, the nearest ``pool`` thumbnail of each query."""
+    dists, index = [], []
+    for i in range(0, len(queries), chunk):
+        d = torch.cdist(queries[i : i + chunk], pool) / math.sqrt(pool.shape[1])
+        best = d.min(dim=1)
+        dists.append(best.values)
+        index.append(best.indices)
+    return torch.cat(dists).numpy(), torch.cat(index).numpy()
+
+
+@register
+class DatasetBiasCheck(Check):
+    name = "dataset-bias"
+    family = "audits"
+    title = "Dataset bias"
+    description = (
+        "Looks at the data, not the model: class balance, how strongly each group attribute predicts the "
+        "label (Cramer's V, mutual information), whether trivial image statistics (colour, brightness, "
+        "border, background) predict the label (a shortcut a CNN will take), and training images that "
+        "nearly duplicate evaluation images (leakage). A flagged attribute or probe means a model can score "
+        "well without looking at the object."
+    )
+    reference = (
+        "Torralba & Efros 2011 (dataset bias); Geirhos et al. 2020 (shortcut learning); Cramer 1946; "
+        "Barz & Denzler 2020 (train/test duplicates)."
+    )
+    version = "1"
+    order = 75
+    needs_model = False
+    Config = DatasetBiasConfig
+
+    def run(self, model: AuditedModel | None, data: AuditData, ctx: CheckContext) -> CheckOutput:
+        cfg: DatasetBiasConfig = self.config
+        out = CheckOutput()
+        splits = (
+            {"train": data.train, "eval": data.eval}
+            if data.train is not None and len(data.train)
+            else {"eval": data.eval}
+        )
+        attributes = select_attributes(data.eval.attrs, cfg.attributes, cfg.max_groups, cfg.bins, out.warnings.append)
+        gen = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator(self.name)).item()))
+        flagged: set[str] = set()
+        reference_split = "train" if "train" in splits else "eval"
+        for split_name, split in splits.items():
+            y = split.y.numpy()
+            out.rows += class_balance(y, data.classes, split_name)
+            for attribute in attributes:
+                out.rows += self._attribute_rows(attribute, split, split_name, data.classes, gen, out)
+                if split_name == reference_split:
+                    # a split without the attribute (metadata for the test images only) has no association row
+                    v = next((r["value"] for r in reversed(out.rows) if r["metric"] == "cramers_v"), math.nan)
+                    if v >= cfg.flag_cramers_v:
+                        flagged.add(attribute.name)
+            if cfg.probe:
+                out.rows += self._probe_rows(split, split_name, ctx, flagged if split_name == reference_split else None)
+        for attribute in attributes:
+            out.rows.append(
+                value(
+                    "shortcut_risk",
+                    float(attribute.name in flagged),
+                    None,
+                    group_attr=attribute.name,
+                    split=reference_split,
+                )
+            )
+        if flagged:
+            out.warnings.append(
+                f"the label is strongly associated with {', '.join(sorted(flagged))} in the {reference_split} split: "
+                "a model may learn the shortcut instead of the object"
+            )
+        if cfg.duplicates and "train" in splits:
+            self._duplicates(data, out)
+        figure = _contingency_figure(data, attributes, reference_split) if attributes else None
+        if figure is not None:
+            out.figures["attribute_association"] = figure
+        return out
+
+    def preflight(self, model: AuditedModel | None, data: AuditData) -> None:
+        cfg: DatasetBiasConfig = self.config
+        select_attributes(data.eval.attrs, cfg.attributes, cfg.max_groups, cfg.bins, lambda _message: None)
+
+    def _attribute_rows(
+        self,
+        attribute: Attribute,
+        split: Split,
+        split_name: str,
+        classes: list[str],
+        gen: np.random.Generator,
+        out: CheckOutput,
+    ) -> list[dict]:
+        if attribute.name not in split.attrs.columns:
+            out.warnings.append(f"attribute '{attribute.name}' is missing from the {split_name} split")
+            return []
+        groups = attribute.groups(split.attrs[attribute.name])
+        y = split.y.numpy()
+        n = len(y)
+        rows = []
+        for (group, k), count in pd.crosstab(groups.to_numpy(), y).stack().items():
+            rows.append(
+                value(
+                    "contingency_count",
+                    int(count),
+                    n,
+                    group_attr=attribute.name,
+                    group=str(group),
+                    **{"class": classes[int(k)]},
+                    split=split_name,
+                )
+            )
+        shares = groups.value_counts()
+        rows.append(
+            rate(
+                "min_group_share",
+                int(shares.min()),
+                n,
+                group_attr=attribute.name,
+                group=str(shares.idxmin()),
+                split=split_name,
+            )
+        )
+        stats = association_stats(groups, y, self.config.permutations, gen)
+        if math.isnan(stats["cramers_v"]):
+            out.warnings.append(
+                f"attribute '{attribute.name}' has a single group or class in the {split_name} split: no association measured"
+            )
+        rows.append(value("cramers_v", stats["cramers_v"], n, group_attr=attribute.name, split=split_name))
+        rows.append(value("normalized_mutual_info", stats["nmi"], n, group_attr=attribute.name, split=split_name))
+        test = f"permutation-{self.config.permutations}" if self.config.permutations else "chi-square"
+        rows.append(
+            value("association_p_value", stats["p_value"], n, group_attr=attribute.name, split=split_name, variant=test)
+        )
+        return rows
+
+    def _probe_rows(self, split: Split, split_name: str, ctx: CheckContext, flagged: set[str] | None) -> list[dict]:
+        cfg: DatasetBiasConfig = self.config
+        index = stratified_sample(split.y, cfg.probe_max_samples, ctx.seed)
+        part = split.subset(index)
+        y = part.y.numpy()
+        baseline = float(np.bincount(y).max() / len(y))
+        rows = [value("probe_baseline_accuracy", baseline, len(y), split=split_name)]
+        for family, features in probe_features(part.x, part.masks).items():
+            result = shortcut_probe(features, y, cfg.probe_folds, ctx.seed)
+            if result is None:
+                continue
+            correct, n = result
+            accuracy = correct / n
+            lift = (accuracy - baseline) / (1 - baseline) if baseline < 1 else math.nan
+            rows.append(rate("probe_accuracy", correct, n, variant=family, split=split_name))
+            rows.append(value("probe_lift", lift, n, variant=family, split=split_name))
+            if flagged is not None and family != "tiny-image":
+                risky = lift >= cfg.flag_probe_lift
+                rows.append(value("shortcut_risk", float(risky), None, variant=family, split=split_name))
+                if risky:
+                    flagged.add(f"image statistics ({family})")
+        return rows
+
+    def _duplicates(self, data: AuditData, out: CheckOutput) -> None:
+        assert data.train is not None
+        dist, index = nearest(thumbnails(data.eval.x), thumbnails(data.train.x))
+        hits = np.flatnonzero(dist <= self.config.duplicate_threshold)
+        n = len(dist)
+        out.rows.append(rate("near_duplicate_rate", len(hits), n, split="eval"))
+        out.rows.append(value("nearest_train_distance_median", float(np.median(dist)), n, split="eval"))
+        if len(hits):
+            out.warnings.append(f"{len(hits)} evaluation images have a near-duplicate in the training split (leakage)")
+            order = hits[np.argsort(dist[hits])]
+            out.samples = pd.DataFrame(
+                {
+                    "sample": [data.eval.ids[i] for i in order],
+                    "train_match": [data.train.ids[index[i]] for i in order],
+                    "distance": dist[order],
+                    "label": data.eval.y.numpy()[order],
+                    "train_label": data.train.y.numpy()[index[order]],
+                }
+            )
+            shown = order[:10]
+            pairs = torch.stack([img for i in shown for img in (data.eval.x[i], data.train.x[index[i]])])
+            titles = [t for i in shown for t in (f"eval {data.eval.ids[i]}"[-18:], f"train d={dist[i]:.3f}")]
+            out.figures["near_duplicates"] = image_grid(
+                pairs, titles, ncols=10, suptitle="evaluation image and its nearest training image"
+            )
+
+    def headline(self, table: pd.DataFrame) -> Headline | None:
+        v = table[table["metric"] == "cramers_v"]
+        if len(v):
+            split = "train" if (v["split"] == "train").any() else "eval"
+            part = v[v["split"] == split]
+            return Headline.from_row(
+                part.loc[part["value"].idxmax()], "max Cramer's V (attribute vs label)", "lower", "value"
+            )
+        lift = table[(table["metric"] == "probe_lift") & (table["variant"] != "tiny-image")]
+        if len(lift):
+            return Headline.from_row(lift.loc[lift["value"].idxmax()], "shortcut probe lift", "lower", "value")
+        return None
+
+
+def _contingency_figure(data: AuditData, attributes: list[Attribute], split_name: str) -> bytes | None:
+    """Label x attribute counts on the split, or None when the split carries none of the attributes."""
+    import matplotlib.pyplot as plt
+
+    split = data.train if split_name == "train" else data.eval
+    assert split is not None
+    usable = [a for a in attributes if a.name in split.attrs.columns]
+    if not usable:
+        return None
+    fig, axes = plt.subplots(1, len(usable), figsize=(4.2 * len(usable), 3.6), squeeze=False)
+    for ax, attribute in zip(axes[0], usable, strict=False):
+        table = pd.crosstab(attribute.groups(split.attrs[attribute.name]).to_numpy(), split.y.numpy())
+        share = table.div(table.sum(axis=1), axis=0)
+        ax.imshow(share.to_numpy(), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(table.columns)), [data.classes[int(c)] for c in table.columns], fontsize=7)
+        ax.set_yticks(range(len(table.index)), list(table.index), fontsize=7)
+        ax.set_title(f"P(class | {attribute.name}), {split_name}", fontsize=9)
+    fig.tight_layout()
+    return figure_png(fig)

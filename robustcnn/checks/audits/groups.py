@@ -1,0 +1,572 @@
+"""``groups``: prediction bias across the groups of every attribute (accuracy, recall and
+selection rate per group, worst-group gaps, demographic parity and equalized odds),
+bias amplification (Zhao et al. 2017; directional, Wang & Russakovsky 2021) and, where the
+dataset can redraw a sample with another attribute value, the counterfactual flip rate.
+
+Also home of ``Attribute`` / ``select_attributes``: how every bias check turns dataset
+attributes into groups (missing values, numeric binning, identifiers, single groups).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from fairlearn.metrics import MetricFrame
+
+from ...data import Split
+from ...data.base import adapt_split
+from ...errors import InvalidInputError
+from ...models import AuditedModel
+from ...results.plots import figure_png, image_grid
+from ...results.schema import rate, value
+from .. import AuditData, Check, CheckContext, CheckOutput, Headline, register
+
+MISSING = "missing"
+
+
+@dataclass(frozen=True)
+class Attribute:
+    """A group attribute made categorical: ``groups(raw)`` maps raw values to group labels.
+
+    Missing values (NaN, None, empty strings, the ImageFolder loader's ``"missing"``) form
+    the group ``"missing"``. A numeric attribute with too many values is cut at ``edges``
+    (quantiles of the images they were chosen on), the same edges for every split.
+    """
+
+    name: str
+    edges: tuple[float, ...] | None = None
+
+    def groups(self, raw: pd.Series) -> pd.Series:
+        raw = raw.reset_index(drop=True)
+        missing = raw.isna() | raw.astype(str).str.strip().isin(["", MISSING])
+        if self.edges is None:
+            out = raw.astype(str)
+        else:
+            num = pd.to_numeric(raw.where(~missing), errors="coerce")
+            missing |= num.isna()
+            labels = _bin_labels(self.edges)
+            index = np.searchsorted(np.asarray(self.edges), num.fillna(0).to_numpy(), side="right")
+            out = pd.Series([labels[k] for k in index], dtype=object)
+        return out.where(~missing, MISSING).astype(str)
+
+
+def _bin_labels(edges: tuple[float, ...]) -> list[str]:
+    e = [f"{v:.3g}" for v in edges]
+    return [f"<{e[0]}"] + [f"[{e[k]}, {e[k + 1]})" for k in range(len(e) - 1)] + [f">={e[-1]}"]
+
+
+def select_attributes(
+    frame: pd.DataFrame,
+    requested: list[str],
+    max_groups: int,
+    bins: int,
+    warn: Callable[[str], None],
+    where: str = "evaluation",
+) -> list[Attribute]:
+    """The attributes of ``frame`` to analyse: ``requested`` (all columns when empty), made categorical.
+
+    Unknown names raise. Numeric attributes with more than ``max_groups`` values are cut into
+    ``bins`` quantile groups; other attributes with that many values (identifiers), and
+    attributes with a single group, raise when requested by name and are skipped with a
+    warning otherwise.
+    """
+    columns = [str(c) for c in frame.columns]
+    unknown = [a for a in requested if a not in columns]
+    if unknown:
+        have = ", ".join(columns) if columns else "none (add metadata.csv columns or .npz attribute arrays)"
+        raise InvalidInputError(
+            f"attribute {', '.join(map(repr, unknown))} is not in the {where} data; its attributes: {have}"
+        )
+    explicit = bool(requested)
+    chosen: list[Attribute] = []
+    for name in requested or columns:
+        raw = frame[name].reset_index(drop=True)
+        attribute = Attribute(name)
+        present = raw[attribute.groups(raw) != MISSING]
+        distinct = present.astype(str).nunique()
+        problem = None
+        if distinct > max_groups:
+            numbers = pd.to_numeric(present, errors="coerce")
+            if numbers.notna().all():
+                cuts = np.quantile(numbers.to_numpy(dtype=float), np.linspace(0, 1, bins + 1)[1:-1])
+                attribute = Attribute(name, tuple(float(v) for v in np.unique(cuts)))
+                warn(
+                    f"attribute '{name}' is numeric with {distinct} values: cut into {len(attribute.edges) + 1} quantile groups"
+                )
+            else:
+                problem = f"attribute '{name}' has {distinct} distinct values (max_groups = {max_groups}), too many to be groups"
+        if problem is None:
+            groups = attribute.groups(raw)
+            if groups.nunique() < 2:
+                only = groups.iloc[0] if len(groups) else "none"
+                problem = f"attribute '{name}' has a single group ('{only}') in the {where} images: nothing to compare"
+        if problem is not None:
+            if explicit:
+                raise InvalidInputError(problem + "; choose other attributes, or raise max_groups / use more images")
+            warn(problem + "; skipped")
+            continue
+        chosen.append(attribute)
+    return chosen
+
+
+@dataclass
+class GroupsConfig:
+    attributes: list[str] = field(default_factory=list)
+    max_groups: int = 20
+    bins: int = 4
+    min_group_size: int = 10
+    bias_amplification: bool = True
+    bootstrap: int = 200
+    counterfactual: bool = True
+    counterfactual_values: int = 0
+
+    def validate(self) -> None:
+        if not isinstance(self.attributes, list) or not all(isinstance(a, str) for a in self.attributes):
+            raise InvalidInputError('groups: attributes must be a list of attribute names, e.g. attributes = ["color"]')
+        if self.max_groups < 2:
+            raise InvalidInputError(f"groups: max_groups must be at least 2, got {self.max_groups}")
+        if self.bins < 2:
+            raise InvalidInputError(f"groups: bins must be at least 2, got {self.bins}")
+        if self.min_group_size < 1:
+            raise InvalidInputError(f"groups: min_group_size must be at least 1, got {self.min_group_size}")
+        if self.bootstrap < 0 or self.counterfactual_values < 0:
+            raise InvalidInputError(
+                "groups: bootstrap and counterfactual_values must be >= 0 (0 = no bootstrap / every other value)"
+            )
+
+
+def group_counts(y: np.ndarray, pred: np.ndarray, groups: pd.Series, classes: list[int]) -> pd.DataFrame:
+    """Per group (fairlearn MetricFrame): images, correct predictions and, per class c one-vs-rest,
+    positives ``pos_c``, true positives ``tp_c``, selections ``sel_c`` and false positives ``fp_c``."""
+    metrics = {"count": lambda t, p: len(t), "correct": lambda t, p: int(np.sum(t == p))}
+    for c in classes:
+        metrics[f"pos_{c}"] = lambda t, p, c=c: int(np.sum(t == c))
+        metrics[f"tp_{c}"] = lambda t, p, c=c: int(np.sum((t == c) & (p == c)))
+        metrics[f"sel_{c}"] = lambda t, p, c=c: int(np.sum(p == c))
+        metrics[f"fp_{c}"] = lambda t, p, c=c: int(np.sum((t != c) & (p == c)))
+    frame = MetricFrame(
+        metrics=metrics, y_true=np.asarray(y), y_pred=np.asarray(pred), sensitive_features=groups.to_numpy()
+    )
+    return frame.by_group.astype(int)
+
+
+def _gap(rates: pd.Series) -> float:
+    defined = rates.dropna()
+    return float(defined.max() - defined.min()) if len(defined) >= 2 else np.nan
+
+
+def equalized_odds_difference(tpr: pd.Series, fpr: pd.Series) -> float:
+    """max(TPR gap, FPR gap) between groups (Hardt et al. 2016); a group where a rate is undefined
+    (no positives, or no negatives) takes no part in that rate.
+
+    fairlearn's own function scores an undefined rate as 0, which reports a gap of 1 for a
+    group without positives.
+    """
+    gaps = [g for g in (_gap(tpr), _gap(fpr)) if not np.isnan(g)]
+    return max(gaps) if gaps else np.nan
+
+
+def zhao_bias_amplification(
+    train_y: np.ndarray,
+    train_g: np.ndarray,
+    pred: np.ndarray,
+    groups: np.ndarray,
+    num_classes: int,
+    num_groups: int,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
+) -> float:
+    """Zhao et al. (2017): mean over classes c of the sum over groups g with training bias
+    b*(c, g) = P(g | y = c) > 1/|G| of b~(c, g) - b*(c, g), where b~(c, g) = P(g | pred = c).
+
+    ``reference`` replaces the baseline b* (not the choice of pairs) by P(g | y = c) on other
+    data, e.g. the evaluation labels when the evaluation distribution differs from training.
+    Classes never predicted do not count.
+    """
+    train = _joint(train_y, train_g, num_classes, num_groups)
+    b_star = _row_normalise(train)
+    base = b_star if reference is None else _row_normalise(_joint(reference[0], reference[1], num_classes, num_groups))
+    predicted = _joint(pred, groups, num_classes, num_groups)
+    b_pred = _row_normalise(predicted)
+    rows = predicted.sum(axis=1) > 0
+    pairs = (b_star > 1.0 / num_groups) & rows[:, None] & ~np.isnan(base)
+    if not rows.any():
+        return np.nan
+    return float(np.sum((b_pred - base)[pairs]) / rows.sum())
+
+
+def directional_bias_amplification(
+    train_y: np.ndarray,
+    train_g: np.ndarray,
+    y: np.ndarray,
+    pred: np.ndarray,
+    groups: np.ndarray,
+    num_classes: int,
+    num_groups: int,
+) -> tuple[float, np.ndarray]:
+    """BiasAmp A->T of Wang & Russakovsky (2021): mean over (group a, class t) of
+    y_at * D_at + (1 - y_at) * (-D_at), with D_at = P(pred = t | a) - P(y = t | a) on the
+    evaluation images and y_at = 1 when a and t co-occur more often than chance in training.
+    Returns the value and the D matrix (groups x classes); groups absent from evaluation are left out.
+    """
+    train = _joint(train_y, train_g, num_classes, num_groups).T / max(len(train_y), 1)
+    positive = train > train.sum(axis=1, keepdims=True) * train.sum(axis=0, keepdims=True)
+    true_rate = _row_normalise(_joint(groups, y, num_groups, num_classes))
+    pred_rate = _row_normalise(_joint(groups, pred, num_groups, num_classes))
+    delta = pred_rate - true_rate
+    present = ~np.isnan(delta).any(axis=1)
+    if not present.any():
+        return np.nan, delta
+    signed = np.where(positive, delta, -delta)[present]
+    return float(signed.mean()), delta
+
+
+def _joint(a: np.ndarray, b: np.ndarray, na: int, nb: int) -> np.ndarray:
+    out = np.zeros((na, nb))
+    np.add.at(out, (np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)), 1)
+    return out
+
+
+def _row_normalise(m: np.ndarray) -> np.ndarray:
+    total = m.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, m / np.where(total > 0, total, 1), np.nan)
+
+
+@register
+class GroupsCheck(Check):
+    name = "groups"
+    family = "audits"
+    title = "Prediction bias across groups"
+    description = (
+        "Accuracy, per-class recall and selection rate for every group of every attribute, the worst group "
+        "and the gap to the best, demographic-parity and equalized-odds differences per class, bias "
+        "amplification against the training labels and, where the dataset can redraw an image with another "
+        "attribute value, the share of predictions that flip. A large gap or flip rate means the model's "
+        "answer depends on the group, not only on the object."
+    )
+    reference = (
+        "Zhao et al. 2017 (bias amplification, EMNLP); Wang & Russakovsky 2021 (directional bias amplification, "
+        "ICML); Hardt et al. 2016 (equalized odds); Sagawa et al. 2020 (worst-group accuracy); fairlearn MetricFrame."
+    )
+    version = "1"
+    order = 80
+    Config = GroupsConfig
+
+    def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
+        cfg: GroupsConfig = self.config
+        out = CheckOutput()
+        attributes = self._attributes(data, out.warnings.append)
+        logits = model.logits(data.eval.x, ctx.batch_size)
+        pred = logits.argmax(dim=1).numpy()
+        y = data.eval.y.numpy()
+        samples = pd.DataFrame({"sample": data.eval.ids, "label": y, "pred": pred, "correct": pred == y})
+        for attribute in attributes:
+            groups = attribute.groups(data.eval.attrs[attribute.name])
+            samples[f"attr_{attribute.name}"] = groups.to_numpy()
+            out.rows += self._disaggregate(attribute.name, y, pred, groups, data.classes, out.warnings)
+            if cfg.bias_amplification:
+                out.rows += self._amplification(attribute, y, pred, groups, data, ctx, out)
+        if cfg.counterfactual:
+            self._counterfactuals(model, data, attributes, pred, samples, ctx, out)
+        out.samples = samples
+        out.figures["group_accuracy"] = _accuracy_figure(out.rows)
+        return out
+
+    def preflight(self, model: AuditedModel, data: AuditData) -> None:
+        self._attributes(data, lambda _message: None)
+
+    def _attributes(self, data: AuditData, warn: Callable[[str], None]) -> list[Attribute]:
+        cfg: GroupsConfig = self.config
+        attributes = select_attributes(data.eval.attrs, cfg.attributes, cfg.max_groups, cfg.bins, warn)
+        if not attributes:
+            raise InvalidInputError(
+                f"groups: dataset '{data.name}' has no usable group attributes; add metadata.csv columns or .npz attribute arrays"
+            )
+        return attributes
+
+    def _disaggregate(
+        self, attr: str, y: np.ndarray, pred: np.ndarray, groups: pd.Series, classes: list[str], warnings: list[str]
+    ) -> list[dict]:
+        cfg: GroupsConfig = self.config
+        seen = sorted(set(np.unique(y)) | set(np.unique(pred)))
+        frame = group_counts(y, pred, groups, seen)
+        rows = []
+        for group, stats in frame.iterrows():
+            rows.append(rate("group_accuracy", stats["correct"], stats["count"], group_attr=attr, group=str(group)))
+            rows.append(value("group_count", stats["count"], stats["count"], group_attr=attr, group=str(group)))
+        large = frame[frame["count"] >= cfg.min_group_size]
+        small = sorted(str(g) for g in frame.index.difference(large.index))
+        if small:
+            warnings.append(
+                f"attribute '{attr}': groups {', '.join(small)} have fewer than {cfg.min_group_size} images and are left out of the gaps"
+            )
+        if len(large) < 2:
+            return rows
+        accuracy = large["correct"] / large["count"]
+        worst, best = accuracy.idxmin(), accuracy.idxmax()
+        n = int(large["count"].sum())
+        rows.append(
+            rate(
+                "worst_group_accuracy",
+                large.loc[worst, "correct"],
+                large.loc[worst, "count"],
+                group_attr=attr,
+                group=str(worst),
+            )
+        )
+        rows.append(value("accuracy_gap", accuracy[best] - accuracy[worst], n, group_attr=attr, group=str(worst)))
+        rows.append(
+            value(
+                "accuracy_ratio",
+                accuracy[worst] / accuracy[best] if accuracy[best] > 0 else np.nan,
+                n,
+                group_attr=attr,
+                group=str(worst),
+            )
+        )
+        dp_all, eo_all = [], []
+        for c in seen:
+            cls = classes[c]
+            for group, stats in frame.iterrows():
+                rows.append(
+                    rate(
+                        "group_recall",
+                        stats[f"tp_{c}"],
+                        stats[f"pos_{c}"],
+                        **{"class": cls},
+                        group_attr=attr,
+                        group=str(group),
+                    )
+                )
+                rows.append(
+                    rate(
+                        "group_selection_rate",
+                        stats[f"sel_{c}"],
+                        stats["count"],
+                        **{"class": cls},
+                        group_attr=attr,
+                        group=str(group),
+                    )
+                )
+            negatives = large["count"] - large[f"pos_{c}"]
+            tpr = (large[f"tp_{c}"] / large[f"pos_{c}"]).where(large[f"pos_{c}"] > 0)
+            fpr = (large[f"fp_{c}"] / negatives).where(negatives > 0)
+            dp = _gap(large[f"sel_{c}"] / large["count"])
+            eo = equalized_odds_difference(tpr, fpr)
+            rows.append(value("demographic_parity_difference", dp, n, **{"class": cls}, group_attr=attr))
+            rows.append(value("equalized_odds_difference", eo, n, **{"class": cls}, group_attr=attr))
+            dp_all.append(dp)
+            eo_all.append(eo)
+        rows.append(value("max_demographic_parity_difference", float(np.nanmax(dp_all)), n, group_attr=attr))
+        if not np.isnan(eo_all).all():
+            rows.append(value("max_equalized_odds_difference", float(np.nanmax(eo_all)), n, group_attr=attr))
+        return rows
+
+    def _amplification(
+        self,
+        attribute: Attribute,
+        y: np.ndarray,
+        pred: np.ndarray,
+        groups: pd.Series,
+        data: AuditData,
+        ctx: CheckContext,
+        out: CheckOutput,
+    ) -> list[dict]:
+        train = data.train
+        if train is None or attribute.name not in train.attrs.columns:
+            out.warnings.append(
+                f"attribute '{attribute.name}': no training labels with this attribute, so no bias amplification"
+            )
+            return []
+        train_groups = attribute.groups(train.attrs[attribute.name])
+        names = sorted(set(groups) | set(train_groups))
+        unseen = sorted(set(train_groups) - set(groups))
+        if unseen:
+            out.warnings.append(
+                f"attribute '{attribute.name}': training groups {', '.join(unseen)} have no evaluation images"
+            )
+        code = {g: i for i, g in enumerate(names)}
+        g_eval = groups.map(code).to_numpy()
+        g_train = train_groups.map(code).to_numpy()
+        y_train = train.y.numpy()
+        k, m = len(data.classes), len(names)
+        measures = {
+            ("bias_amplification", "zhao2017"): lambda i: zhao_bias_amplification(
+                y_train, g_train, pred[i], g_eval[i], k, m
+            ),
+            ("bias_amplification", "zhao2017-eval-reference"): lambda i: zhao_bias_amplification(
+                y_train, g_train, pred[i], g_eval[i], k, m, reference=(y[i], g_eval[i])
+            ),
+            ("directional_bias_amplification", "attribute->task"): lambda i: directional_bias_amplification(
+                y_train, g_train, y[i], pred[i], g_eval[i], k, m
+            )[0],
+        }
+        everything = np.arange(len(y))
+        gen = np.random.default_rng(
+            int(torch.randint(0, 2**31 - 1, (1,), generator=ctx.generator(self.name, attribute.name)).item())
+        )
+        draws = [gen.integers(0, len(y), len(y)) for _ in range(self.config.bootstrap)]
+        shift = 0.5 * float(
+            np.abs(_joint(y_train, g_train, k, m) / len(y_train) - _joint(y, g_eval, k, m) / len(y)).sum()
+        )
+        rows = [value("train_eval_tv_distance", shift, len(y), group_attr=attribute.name)]
+        if shift > 0.1:
+            out.warnings.append(
+                f"attribute '{attribute.name}': (class, group) frequencies differ between training and evaluation "
+                f"(total variation {shift:.2f}); the zhao2017 value mixes that shift with amplification, read zhao2017-eval-reference"
+            )
+        for (metric, variant), fn in measures.items():
+            point = fn(everything)
+            ci = None
+            if draws:
+                boot = np.array([fn(i) for i in draws], dtype=float)
+                boot = boot[~np.isnan(boot)]
+                if len(boot):
+                    ci = (float(np.quantile(boot, 0.025)), float(np.quantile(boot, 0.975)))
+            rows.append(value(metric, point, len(y), ci, group_attr=attribute.name, variant=variant))
+        delta = directional_bias_amplification(y_train, g_train, y, pred, g_eval, k, m)[1]
+        out.figures[f"bias_amplification_{attribute.name}"] = _delta_figure(delta, names, data.classes, attribute.name)
+        return rows
+
+    def _counterfactuals(
+        self,
+        model: AuditedModel,
+        data: AuditData,
+        attributes: list[Attribute],
+        pred: np.ndarray,
+        samples: pd.DataFrame,
+        ctx: CheckContext,
+        out: CheckOutput,
+    ) -> None:
+        from ...data.bias_sets import counterfactuals_for
+
+        chosen = {a.name for a in attributes}
+        for cf in counterfactuals_for(data.name):
+            if cf.attribute not in chosen:
+                continue
+            original = data.eval.attrs[cf.attribute].astype(str).tolist()
+            try:
+                redrawn = self._adapt(cf.render(data.eval.ids, original), data.eval)
+            except ValueError as exc:
+                out.warnings.append(f"counterfactual '{cf.attribute}' unavailable: {exc}")
+                continue
+            if redrawn.shape != data.eval.x.shape or float((redrawn - data.eval.x).abs().max()) > 1e-3:
+                out.warnings.append(
+                    f"counterfactual '{cf.attribute}': redrawing does not reproduce the evaluation images; skipped"
+                )
+                continue
+            pairs = self._swaps(original, cf.values, ctx, cf.attribute)
+            flips = np.zeros(len(pred), dtype=int)
+            tried = np.zeros(len(pred), dtype=int)
+            per_value: dict[str, list[int]] = {v: [0, 0, 0] for v in cf.values}  # flips, swaps, correct
+            y = data.eval.y.numpy()
+            examples = []
+            for start in range(0, len(pairs), 1000):
+                chunk = pairs[start : start + 1000]
+                idx = np.array([i for i, _ in chunk])
+                vals = [v for _, v in chunk]
+                images = self._adapt(cf.render([data.eval.ids[i] for i in idx], vals), data.eval)
+                new = model.logits(images, ctx.batch_size).argmax(dim=1).numpy()
+                flipped = new != pred[idx]
+                np.add.at(flips, idx, flipped.astype(int))
+                np.add.at(tried, idx, 1)
+                for v, f, ok in zip(vals, flipped, new == y[idx], strict=False):
+                    per_value[v][0] += int(f)
+                    per_value[v][1] += 1
+                    per_value[v][2] += int(ok)
+                if not examples:
+                    examples = list(zip(idx[:40], vals[:40], new[:40], images[:40], strict=False))
+            attr = cf.attribute
+            total = int(tried.sum())
+            out.rows.append(rate("counterfactual_flip_rate", int(flips.sum()), total, group_attr=attr))
+            out.rows.append(rate("counterfactual_sample_flip_rate", int((flips > 0).sum()), len(pred), group_attr=attr))
+            out.rows.append(
+                rate("counterfactual_accuracy", sum(v[2] for v in per_value.values()), total, group_attr=attr)
+            )
+            for v, (f, n, _) in per_value.items():
+                if n:
+                    out.rows.append(rate("counterfactual_flip_rate", f, n, group_attr=attr, group=v))
+            samples[f"cf_{attr}_flips"] = flips
+            samples[f"cf_{attr}_swaps"] = tried
+            out.figures[f"counterfactual_{attr}"] = _counterfactual_figure(data, examples, pred, attr)
+            out.info[f"counterfactual_{attr}"] = {"swaps": total, "values": list(cf.values)}
+
+    def _swaps(
+        self, original: list[str], values: tuple[str, ...], ctx: CheckContext, attr: str
+    ) -> list[tuple[int, str]]:
+        """(sample, new value) pairs: every other value, or ``counterfactual_values`` of them drawn per sample."""
+        k = self.config.counterfactual_values
+        gen = ctx.generator(self.name, "counterfactual", attr)
+        pairs = []
+        for i, current in enumerate(original):
+            others = [v for v in values if v != current]
+            if k and k < len(others):
+                pick = torch.randperm(len(others), generator=gen)[:k].sort().values.tolist()
+                others = [others[j] for j in pick]
+            pairs += [(i, v) for v in others]
+        return pairs
+
+    @staticmethod
+    def _adapt(images: torch.Tensor, like: Split) -> torch.Tensor:
+        """Redrawn native images converted to the channels and size the model sees."""
+        c, h, w = like.shape
+        split = Split(images, torch.zeros(len(images), dtype=torch.long), [str(i) for i in range(len(images))])
+        return adapt_split(split, c, (h, w), [], "counterfactual").x
+
+    def headline(self, table: pd.DataFrame) -> Headline | None:
+        gaps = table[table["metric"] == "accuracy_gap"]
+        if len(gaps):
+            return Headline.from_row(gaps.loc[gaps["value"].idxmax()], "worst-group accuracy gap", "lower")
+        return None
+
+
+def _accuracy_figure(rows: list[dict]) -> bytes:
+    import matplotlib.pyplot as plt
+
+    table = pd.DataFrame([r for r in rows if r["metric"] == "group_accuracy"])
+    attrs = list(dict.fromkeys(table["group_attr"]))
+    fig, axes = plt.subplots(len(attrs), 1, figsize=(7, 1.2 + 0.28 * len(table)), squeeze=False)
+    for ax, attr in zip(axes[:, 0], attrs, strict=False):
+        part = table[table["group_attr"] == attr]
+        pos = np.arange(len(part))
+        err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
+        ax.barh(pos, part["value"], xerr=err, color="#4c72b0", capsize=2)
+        ax.set_yticks(pos, [f"{g} (n={n})" for g, n in zip(part["group"], part["n"], strict=False)], fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_title(f"accuracy by {attr} (95% Wilson CI)", fontsize=9)
+    fig.tight_layout()
+    return figure_png(fig)
+
+
+def _delta_figure(delta: np.ndarray, groups: list[str], classes: list[str], attr: str) -> bytes:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(classes), 1 + 0.35 * len(groups)))
+    bound = float(np.nanmax(np.abs(delta))) if np.isfinite(delta).any() else 1.0
+    im = ax.imshow(delta, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
+    ax.set_xticks(range(len(classes)), classes, fontsize=7)
+    ax.set_yticks(range(len(groups)), groups, fontsize=7)
+    ax.set_xlabel("class")
+    ax.set_ylabel(attr)
+    ax.set_title("P(pred = class | group) - P(label = class | group)", fontsize=8)
+    fig.colorbar(im, ax=ax)
+    return figure_png(fig)
+
+
+def _counterfactual_figure(data: AuditData, examples: list, pred: np.ndarray, attr: str) -> bytes:
+    """Each example image first as evaluated, then with the attribute swapped; titles give the predictions."""
+    images, titles, last = [], [], None
+    for i, v, new, img in examples:
+        if i != last:
+            images.append(data.eval.x[i])
+            titles.append(f"as is: {data.classes[int(pred[i])]}")
+            last = i
+        images.append(img)
+        titles.append(f"{v}: {data.classes[int(new)]}")
+    images, titles = images[:20], titles[:20]
+    stacked = torch.stack(images) if images else torch.zeros(0, *data.eval.shape)
+    return image_grid(stacked, titles, ncols=10, suptitle=f"{attr} swapped: predicted class")

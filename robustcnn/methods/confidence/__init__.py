@@ -1,0 +1,1 @@
+"""Confidence: scores, OOD sets, detection metrics, calibration and the OD-test."""
