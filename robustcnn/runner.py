@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,14 +34,15 @@ from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, ge
 from .data import DataIndex, DatasetRef, Target
 from .data.sample import SampledData, probe_eval, sample_data
 from .errors import EnvironmentProblemError, InvalidInputError, NothingEvaluatedError, UsageError
-from .executors import Engine, Handle, Job
-from .executors.local import LocalEngine
 from .fragments import CorruptFragmentError, FragmentStore, content_key
 from .models import AuditedModel, ModelRef
 from .plan import Plan
 from .results import writer
 from .results.report import Report
 from .results.schema import SCHEMA_VERSION, combine, tidy
+
+if TYPE_CHECKING:
+    from .executors import Engine, Handle, Job
 
 log = logging.getLogger("robustcnn")
 _SUMMARY_LOCK = threading.Lock()
@@ -236,7 +237,7 @@ class LocalExecutor:
         self.store = store
         self.resume = resume
         self.progress = progress
-        self.engine = engine or LocalEngine()
+        self.engine = engine
         self.job = job
         self.sources = list(sources)
 
@@ -246,10 +247,14 @@ class LocalExecutor:
         """Run ``tasks`` of one check: a parallel engine gets every missing task at once (it runs them
         side by side), the local one computes each when asked; results come back in task order."""
 
-        def submit(t: Task) -> Handle:
-            return self.engine.submit(self.job, check, t, context(), prepared)
+        if self.engine is None:
+            return [self.run(t, lambda t=t: run_task(t, check, prepared, context())) for t in tasks]
+        engine = self.engine
 
-        if not self.engine.parallel:
+        def submit(t: Task) -> Handle:
+            return engine.submit(self.job, check, t, context(), prepared)
+
+        if not engine.parallel:
             return [self.run(t, lambda t=t: submit(t).result()) for t in tasks]
         found = {t.key: self._cached(t) for t in tasks}
         handles = {t.key: submit(t) for t in tasks if found[t.key] is None}
@@ -366,7 +371,7 @@ def _audit_into(
     row = next((i for i, m in enumerate(plan.models) if m is model_ref), 0)  # one bar per model side by side
     bar = tqdm(total=total, desc=model_ref.display_name(), disable=not progress, unit="task", leave=False, position=row)
     task_lines = TaskLines(total, enabled=lines, model=model_ref.display_name() if len(plan.models) > 1 else "")
-    job = Job.of(plan, model_ref)
+    job = engine.job(plan, model_ref) if engine is not None else None
     executor = LocalExecutor(store, resume, lambda k: (bar.update(k), task_lines.update(k)), engine, job, sources)
     shared_artifacts: dict[str, torch.Tensor] = {}
     frames, sample_frames, figures, check_meta = [], [], {}, {}
@@ -395,7 +400,8 @@ def _audit_into(
         for w in output.warnings:
             log.warning("%s: %s", check.name, w)
     bar.close()
-    executor.engine.release(job)
+    if engine is not None:
+        engine.release(job)
     table = combine(frames)
     if table.empty:
         raise NothingEvaluatedError("no check produced a result; nothing was evaluated")

@@ -28,8 +28,8 @@ from .executors.base import DeferredTask, NeedsUpstream
 from .fragments import CorruptFragmentError, FragmentStore, content_key
 from .models import ModelRef
 from .plan import Plan, validate_plan
-from .reports.report import Report
-from .reports.writer import atomic_write
+from .results.report import Report
+from .results.writer import atomic_write
 
 MANIFEST = "shard.json"
 FRAGMENTS = ".fragments"

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from robustcnn.audits.clean import CleanCheck
+from robustcnn.checks.accuracy.clean import CleanCheck
 from robustcnn.cli import main
 from robustcnn.executors import Job, WorkerLostError, make_engine
 from robustcnn.plan import load_plan

@@ -16,7 +16,7 @@ LAYERS = [
     {"results"},
     {"methods"},
     {"checks"},
-    {"runner", "plan", "profiles", "fragments", "executors"},
+    {"runner", "plan", "profiles", "fragments", "executors", "sharding"},
     {"reports"},
     {"api", "cli", "__main__"},
 ]

@@ -16,6 +16,8 @@ from .base import Job, WorkerLostError
 
 if TYPE_CHECKING:
     from ..checks import Check, CheckContext, CheckOutput
+    from ..models import ModelRef
+    from ..plan import Plan
     from ..runner import Prepared, Task
 
 EXECUTORS = ("local", "processes", "ray")
@@ -31,6 +33,9 @@ class Engine(Protocol):
 
     parallel: bool
     slots: int | None
+
+    def job(self, plan: Plan, model_ref: ModelRef) -> Job:
+        """What a worker needs to load ``model_ref`` for ``plan``."""
 
     def submit(self, job: Job, check: Check, task: Task, ctx: CheckContext, prepared: Prepared) -> Handle: ...
 

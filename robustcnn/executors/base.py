@@ -81,6 +81,20 @@ class Job:
         return prepare(self.model_ref, DatasetRef(self.data, self.policy, self.train_n), self.n, self.seed, self.device)
 
 
+class EngineBase:
+    """What engines share: a one-process engine runs one model at a time and keeps nothing."""
+
+    parallel = False
+    slots: int | None = 1
+
+    @staticmethod
+    def job(plan: Plan, model_ref: ModelRef) -> Job:
+        return Job.of(plan, model_ref)
+
+    def release(self, job: Job) -> None:
+        """The driver is done with ``job``'s model: its workers may drop it."""
+
+
 def describe_task(job: Job, task: Task) -> str:
     """``model, check, shard s`` for messages naming a task."""
     where = f"shard {task.shard}" if task.shard is not None else "whole"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import Job, run_guarded
+from .base import EngineBase, Job, run_guarded
 
 if TYPE_CHECKING:
     from ..checks import Check, CheckContext, CheckOutput
@@ -21,15 +21,11 @@ class Done:
         return self.value
 
 
-class LocalEngine:
-    parallel = False
-    slots = 1
+class LocalEngine(EngineBase):
+    """Runs each task in this process when it is submitted."""
 
     def submit(self, job: Job, check: Check, task: Task, ctx: CheckContext, prepared: Prepared) -> Done:
         return Done(run_guarded(task, check, prepared, ctx))
-
-    def release(self, job: Job) -> None:
-        return None
 
     def close(self, cancel: bool = False) -> None:
         return None

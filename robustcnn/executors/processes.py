@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .base import WORKER_CACHE, Job, WorkerLostError, available_cores, describe_task, run_in_worker
+from .base import WORKER_CACHE, EngineBase, Job, WorkerLostError, available_cores, describe_task, run_in_worker
 
 if TYPE_CHECKING:
     from ..checks import Check, CheckContext, CheckOutput
@@ -45,7 +45,7 @@ def _exit_with(driver: int) -> None:
     logging.basicConfig(level=logging.WARNING, format="robustcnn worker: %(message)s")
 
 
-class ProcessEngine:
+class ProcessEngine(EngineBase):
     parallel = True
 
     def __init__(self, workers: int, retries: int = RETRIES) -> None:
@@ -87,9 +87,6 @@ class ProcessEngine:
         """The process ids of the current pool's workers (for tests that kill one)."""
         with self._lock:
             return [p.pid for p in (getattr(self._pool, "_processes", None) or {}).values() if p.pid]
-
-    def release(self, job: Job) -> None:
-        return None
 
     def close(self, cancel: bool = False) -> None:
         with self._lock:

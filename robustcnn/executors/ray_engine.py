@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import EnvironmentProblemError
-from .base import Job, PreparedCache, WorkerLostError, describe_task, run_guarded
+from .base import EngineBase, Job, PreparedCache, WorkerLostError, describe_task, run_guarded
 
 if TYPE_CHECKING:
     from ..checks import Check, CheckContext, CheckOutput
@@ -66,7 +66,7 @@ class ModelWorker:
         return os.getpid()
 
 
-class RayEngine:
+class RayEngine(EngineBase):
     parallel = True
     slots = None  # every model at once: an actor waits for the CPUs or GPUs it reserves
 

@@ -5,6 +5,7 @@ ran, and holds the comparison section: every check's headline side by side (``co
 and the full aligned table (``compare_tables``), both with the change against the first model.
 Every string from data is escaped; the page loads nothing from the network.
 """
+
 from __future__ import annotations
 
 import html
@@ -16,9 +17,9 @@ from typing import Any
 import pandas as pd
 
 from ..errors import InvalidInputError
+from ..results.writer import atomic_write
 from .compare import compare_headlines, compare_tables, labels_for
 from .scorecard import format_value
-from .writer import atomic_write
 
 MARKER = "<!-- robustcnn index -->"
 STYLE = (
@@ -48,12 +49,15 @@ def check_index_target(root: Path) -> None:
 
 
 def render_index(
-    root: Path, reports: Sequence[Any], headlines: pd.DataFrame, table: pd.DataFrame,
+    root: Path,
+    reports: Sequence[Any],
+    headlines: pd.DataFrame,
+    table: pd.DataFrame,
     verdicts: dict[str, Sequence[Any]],
 ) -> str:
     """The index page as one self-contained HTML string."""
     rows = []
-    for label, report in zip(labels_for(reports), reports):
+    for label, report in zip(labels_for(reports), reports, strict=True):
         link = os.path.relpath(Path(report.path) / "report.html", root) if report.path is not None else ""
         results = verdicts.get(report.model)
         verdict = _verdict(results) if results is not None else ""
@@ -62,7 +66,7 @@ def render_index(
             f'<td class="{verdict}">{verdict}</td><td>{len(report.table)}</td></tr>'
         )
     return (
-        '<!DOCTYPE html>\n' + MARKER + '\n<html lang="en"><head><meta charset="utf-8">'
+        "<!DOCTYPE html>\n" + MARKER + '\n<html lang="en"><head><meta charset="utf-8">'
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
         f"<title>robustcnn: {len(reports)} models</title><style>{STYLE}</style></head><body>\n"
         f"<h1>robustcnn audit of {len(reports)} models</h1>\n"
@@ -71,7 +75,7 @@ def render_index(
         + "</tbody></table>\n<h2>Comparison</h2>\n<p>Each check's headline per model; "
         "<em>Δ</em> columns are the change against the first model.</p>\n"
         + _table_html(headlines)
-        + "\n<h2>All rows</h2>\n<p>Also in <a href=\"comparison.csv\">comparison.csv</a>.</p>\n"
+        + '\n<h2>All rows</h2>\n<p>Also in <a href="comparison.csv">comparison.csv</a>.</p>\n'
         + _table_html(table)
         + "\n</body></html>\n"
     )
