@@ -31,7 +31,7 @@ from robustcnn.runner import run_plan
 
 def seeded_models(work: Path, seeds: list[int]) -> list[ModelRef]:
     """The demo CNN trained for one epoch with each seed (state_dicts, cached)."""
-    from robustcnn import zoo
+    from robustcnn.models import zoo
     from robustcnn.data import DatasetRef
 
     data = None
