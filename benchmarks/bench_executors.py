@@ -31,8 +31,8 @@ from robustcnn.runner import run_plan
 
 def seeded_models(work: Path, seeds: list[int]) -> list[ModelRef]:
     """The demo CNN trained for one epoch with each seed (state_dicts, cached)."""
-    from robustcnn.models import zoo
     from robustcnn.data import DatasetRef
+    from robustcnn.models import zoo
 
     data = None
     refs = []
