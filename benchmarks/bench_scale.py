@@ -19,6 +19,12 @@ tiny PNGs, and an untrained torchvision resnet18 state_dict (10 classes).
 4. Decode throughput to 224x224 (resize 256, centre crop 224) of the same 600 JPEGs: robustcnn's
    threaded decoder versus a plain ``torch.utils.data.DataLoader`` with PIL and torchvision's
    transforms, the same number of workers; target ratio >= 0.8.
+5. Estimate versus actual (``--estimate-checks``): an audit of the photos with those checks
+   (resnet18, ``--estimate-size``, ``--estimate-n`` images); per check, the passes and seconds the
+   plan estimated before the run next to those meta.json measured, and their ratio.
+
+``--baseline-repo DIR`` runs the audits of 1 also with the robustcnn source tree in DIR (for example
+a checkout from before a change) and prints both side by side.
 
 Timings are wall-clock seconds on this machine and include other load on it; the page cache
 is warm after the first pass over the files (both decoders see the same warm cache).
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -112,21 +119,31 @@ def make_model(arch: str = "torchvision:resnet18") -> Path:
     return path
 
 
-def measured(argv: list[str]) -> tuple[float, float, int, str]:
-    """Run ``argv`` in a child; wall seconds, peak RSS (GB, 10^9 bytes) of that child, exit code, last stderr line."""
+def measured(argv: list[str], source: Path = REPO) -> tuple[float, float, int, str]:
+    """Run ``argv`` in a child with robustcnn from ``source``; wall seconds, peak RSS (GB, 10^9 bytes)
+    of that child, exit code, last stderr line."""
     probe = (
         "import resource, subprocess, sys, time, json\n"
         "t = time.perf_counter(); p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
         "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
         "print(json.dumps([time.perf_counter() - t, rss, p.returncode, (p.stderr.strip().splitlines() or [''])[-1]]))\n"
     )
-    out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True)
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    out = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, check=True, env=env)
     wall, rss_kb, code, err = json.loads(out.stdout)
     return wall, rss_kb * 1024 / 1e9, code, err
 
 
 def audit(
-    photos: Path, model: Path, out: Path, extra: list[str], arch: str = "torchvision:resnet18"
+    photos: Path,
+    model: Path,
+    out: Path,
+    extra: list[str],
+    arch: str = "torchvision:resnet18",
+    source: Path = REPO,
+    checks: str = "clean",
+    n: int = 50,
+    size: str = "224x224",
 ) -> tuple[float, float, int, str]:
     cli = [sys.executable, "-m", "robustcnn"]
     return measured(
@@ -140,19 +157,71 @@ def audit(
             "--data",
             str(photos),
             "--input-size",
-            "224x224",
+            size,
             "--checks",
-            "clean",
+            checks,
             "--n",
-            "50",
+            str(n),
             "--out",
             str(out),
             "--no-progress",
             "--device",
             DEVICE,
             *extra,
-        ]
+        ],
+        source,
     )
+
+
+def estimate_rows(photos: Path, model: Path, checks: str, size: str, n: int) -> list[tuple[str, ...]]:
+    """Per check: estimated and measured forward/backward passes and seconds, from one audit's meta.json."""
+    out = ROOT / "report-estimate"
+    wall, _, code, err = audit(photos, model, out, [], checks=checks, n=n, size=size)
+    if code != 0:
+        return [("(audit failed)", f"exit {code}: {err}")]
+    meta = json.loads((out / "meta.json").read_text())
+    rows = []
+    for name, info in meta["checks"].items():
+        est = info["estimate"]
+        seconds = est.get("seconds")
+        mark = "<=" if est.get("bound") else ""
+        rows.append(
+            (
+                name,
+                f"{mark}{est.get('forward', '?')}",
+                str(info["forward"]),
+                f"{mark}{est.get('backward', '?')}",
+                str(info["backward"]),
+                "?" if seconds is None else f"{seconds:.1f}",
+                f"{info['seconds']:.1f}",
+                "?" if not seconds else f"{info['seconds'] / seconds:.2f}",
+            )
+        )
+    total = meta["estimated_seconds"]
+    rows.append(
+        (
+            "all checks",
+            "",
+            "",
+            "",
+            "",
+            f"{total:.1f}",
+            f"{meta['work_seconds']:.1f}",
+            f"{meta['work_seconds'] / total:.2f}",
+        )
+    )
+    rows.append(("(run wall s, incl. loading and report)", "", "", "", "", "", f"{wall:.1f}", ""))
+    return rows
+
+
+def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(str(r[i])) for r in [header, *rows] if i < len(r)) for i in range(len(header))]
+    for r in [header, *rows]:
+        print(
+            "  ".join(
+                str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=False))
+            )
+        )
 
 
 def index_seconds(folder: Path) -> tuple[float, int]:
@@ -211,6 +280,17 @@ def main() -> None:
     parser.add_argument("--decode", type=int, default=600, help="images decoded in the throughput comparison")
     parser.add_argument("--skip-models", action="store_true", help="leave out the other photo-size architectures")
     parser.add_argument("--device", default="cpu", help="device of the audits (cpu, cuda)")
+    parser.add_argument("--baseline-repo", type=Path, help="also run the audits of 1 with robustcnn from this tree")
+    parser.add_argument(
+        "--estimate-checks",
+        default="clean,adversarial,fooling-gradient,noise,occlusion,spatial,corruptions,confidence",
+        help="checks of the estimate-versus-actual audit ('' skips it)",
+    )
+    parser.add_argument("--estimate-size", default="32x32", help="input size of the estimate-versus-actual audit")
+    parser.add_argument("--estimate-n", type=int, default=50, help="images of the estimate-versus-actual audit")
+    parser.add_argument("--skip-audits", action="store_true", help="leave out the clean audits of 1")
+    parser.add_argument("--skip-index", action="store_true", help="leave out indexing the tiny files")
+    parser.add_argument("--skip-decode", action="store_true", help="leave out the decode throughput comparison")
     args = parser.parse_args()
     global DEVICE
     DEVICE = args.device
@@ -229,23 +309,33 @@ def main() -> None:
         ("--resize 256 --center-crop 224", policy),
         ("the same, --batch-size 32", [*policy, "--batch-size", "32"]),
     )
-    for label, extra in variants:
-        wall, rss, code, err = audit(photos, model, ROOT / "report", extra)
-        status = "" if code == 0 else f"  (exit {code}: {err})"
-        rows.append(
-            (f"audit --checks clean --n 50, {label}: wall s", f"{wall:.1f}", "<= 30", wall <= 30 and code == 0, status)
-        )
-        rows.append(
-            (
-                f"audit --checks clean --n 50, {label}: peak RSS GB",
-                f"{rss:.2f}",
-                "<= 1.5",
-                rss <= 1.5 and code == 0,
-                status,
+    sources = [("", REPO)] + ([(" [baseline]", args.baseline_repo)] if args.baseline_repo else [])
+    for label, extra in [] if args.skip_audits else variants:
+        for tag, source in sources:
+            wall, rss, code, err = audit(photos, model, ROOT / "report", extra, source=source)
+            status = "" if code == 0 else f"  (exit {code}: {err})"
+            ok = code == 0
+            rows.append(
+                (
+                    f"audit --checks clean --n 50, {label}{tag}: wall s",
+                    f"{wall:.1f}",
+                    "<= 30",
+                    wall <= 30 and ok,
+                    status,
+                )
             )
-        )
-    seconds, n = index_seconds(tiny)
-    rows.append((f"index {n} tiny files: s", f"{seconds:.2f}", "<= 5", seconds <= 5, ""))
+            rows.append(
+                (
+                    f"audit --checks clean --n 50, {label}{tag}: peak RSS GB",
+                    f"{rss:.2f}",
+                    "<= 1.5",
+                    rss <= 1.5 and ok,
+                    status,
+                )
+            )
+    if not args.skip_index:
+        seconds, n = index_seconds(tiny)
+        rows.append((f"index {n} tiny files: s", f"{seconds:.2f}", "<= 5", seconds <= 5, ""))
     if not args.skip_models:
         for arch in PHOTO_ARCHS:
             wall, rss, code, err = audit(
@@ -261,16 +351,23 @@ def main() -> None:
                     status,
                 )
             )
-    ours, plain = decode_rates(photos, args.decode, args.workers)
-    rows.append((f"decode to 224 px, {args.workers} workers: robustcnn img/s", f"{ours:.0f}", "", True, ""))
-    rows.append((f"decode to 224 px, {args.workers} workers: DataLoader+PIL img/s", f"{plain:.0f}", "", True, ""))
-    rows.append(
-        ("decode throughput ratio robustcnn / DataLoader", f"{ours / plain:.2f}", ">= 0.8", ours / plain >= 0.8, "")
-    )
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measure'.ljust(width)}  {'value':>8}  {'target':>7}  ok")
-    for name, value, target, ok, note in rows:
-        print(f"{name.ljust(width)}  {value:>8}  {target:>7}  {'yes' if ok else 'NO'}{note}")
+    if not args.skip_decode:
+        ours, plain = decode_rates(photos, args.decode, args.workers)
+        rows.append((f"decode to 224 px, {args.workers} workers: robustcnn img/s", f"{ours:.0f}", "", True, ""))
+        rows.append((f"decode to 224 px, {args.workers} workers: DataLoader+PIL img/s", f"{plain:.0f}", "", True, ""))
+        rows.append(
+            ("decode throughput ratio robustcnn / DataLoader", f"{ours / plain:.2f}", ">= 0.8", ours / plain >= 0.8, "")
+        )
+    width = max((len(r[0]) for r in rows), default=0)
+    for name, value, target, ok, note in [("measure", "value", "target", "ok", "")] * bool(rows) + rows:
+        mark = ok if isinstance(ok, str) else "yes" if ok else "NO"
+        print(f"{name.ljust(width)}  {value:>8}  {target:>7}  {mark}{note}")
+    if args.estimate_checks:
+        print(
+            f"\nestimate before the run vs measured: resnet18, {args.estimate_size}, n={args.estimate_n} (model time)"
+        )
+        header = ("check", "fwd est", "fwd", "bwd est", "bwd", "s est", "s", "s / est")
+        print_table(header, estimate_rows(photos, model, args.estimate_checks, args.estimate_size, args.estimate_n))
 
 
 if __name__ == "__main__":

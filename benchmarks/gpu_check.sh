@@ -4,7 +4,8 @@
 # 1. the tests marked `gpu` (every check on CUDA agrees with the CPU, attacks keep their tensors on
 #    the device, a real out-of-memory error halves the batch);
 # 2. benchmarks/bench_scale.py with --device cuda (3,000 photos, resnet18 and the photo-size models);
-# 3. the demo audit (all checks, n = 200) on the machine's CPUs and on CUDA, per check: seconds and
+# 3. the plan and estimated cost of the standard profile at 224 px on CUDA (--dry-run);
+# 4. the demo audit (all checks, n = 200) on the machine's CPUs and on CUDA, per check: seconds and
 #    model passes, printed as one table.
 # Packages the GPU image lacks (foolbox, eagerpy, mlxtend, captum, fairlearn and their pure-Python
 # needs) travel as wheels in .whl/, made on a networked machine with
@@ -28,6 +29,11 @@ timeout 240 python3 -m pytest -q -m gpu -p no:cacheprovider tests/test_gpu.py te
 
 echo "== bench_scale on cuda"
 timeout 200 python3 benchmarks/bench_scale.py --device cuda --workers 8 --decode 600 2>&1 | tail -16
+
+echo "== plan of the standard profile on 224 px photos (resnet18, n = 200): estimated cost on cuda"
+timeout 120 python3 -m robustcnn audit --model /tmp/robustcnn-bench-scale/torchvision-resnet18_state.pt \
+    --arch torchvision:resnet18 --data /tmp/robustcnn-bench-scale/photos-3000 --input-size 224x224 \
+    --checks standard --device cuda --dry-run 2>&1 | tail -20
 
 echo "== demo audit: cpu and cuda"
 for device in cpu cuda; do

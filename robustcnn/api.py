@@ -10,7 +10,7 @@ from typing import Any
 from torch import nn
 
 from .models import ModelRef
-from .plan import Plan, load_plan, validate_plan
+from .plan import Plan, load_plan, merge_options, parse_set, validate_plan
 from .results.report import Report
 from .runner import audit_model, default_out
 
@@ -37,6 +37,8 @@ def audit(
     resize: int | None = None,
     center_crop: int | tuple[int, int] | None = None,
     train_n: int | None = None,
+    max_minutes: float | None = None,
+    overrides: Sequence[str] = (),
 ) -> Report:
     """Audit one model and write its report directory; returns the loaded ``Report``.
 
@@ -45,6 +47,10 @@ def audit(
     values (``plan`` file, else the defaults: mnist5k, seed 0, cpu, batch size 256).
     ``out`` must be new, empty or an earlier report unless ``force`` (see ``results.writer``).
     ``resize``/``center_crop`` (torchvision's eval transforms) and ``train_n`` are as on the CLI.
+    ``max_minutes`` stops at the first task boundary after that long with a partial report
+    (``report.meta["status"] == "partial"``; ``resume=True`` finishes it).
+    ``options`` (``{check: {option: value}}``) and then ``overrides`` (``"CHECK.KEY=VALUE"`` strings,
+    as the CLI's ``--set``) are merged option by option into the plan's ``[checks.<name>]`` tables.
     """
     base = load_plan(plan) if plan is not None else Plan()
     if isinstance(model, ModelRef):
@@ -59,7 +65,7 @@ def audit(
         models=[ref],
         data=data,
         checks=list(checks) if checks is not None else None,
-        options={**base.options, **(options or {})},
+        options=merge_options(base.options, options, parse_set(overrides)),
         n=n,
         resize=resize,
         center_crop=(center_crop, center_crop) if isinstance(center_crop, int) else center_crop,
@@ -69,6 +75,7 @@ def audit(
         batch_size=batch_size,
         out=str(out) if out is not None else None,
         baseline=str(baseline) if baseline is not None else None,
+        max_minutes=max_minutes,
     )
     validate_plan(resolved)
     return audit_model(resolved, ref, default_out(ref, resolved), resume=resume, progress=progress, force=force)

@@ -2,7 +2,7 @@
 
 Errors print one line and exit with their code (1 gate failed, 2 usage, 3 internal bug only,
 4 invalid input, config or environment, 5 nothing evaluated); ``--debug`` adds the traceback
-and keeps the code.
+and keeps the code. An audit stopped by ``--max-minutes`` writes a partial report and exits 6.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from .errors import InvalidInputError, RobustCNNError, UsageError, environment_error
+from .errors import PARTIAL_EXIT, InvalidInputError, RobustCNNError, UsageError, environment_error
 
 log = logging.getLogger("robustcnn")
 
@@ -117,24 +117,6 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
         raise UsageError(f"{option} takes comma-separated numbers, e.g. 0.485,0.456,0.406") from exc
 
 
-def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
-    """``--set check.key=value`` (value parsed as TOML, else a string) into option tables."""
-    from .plan import tomllib
-
-    options: dict[str, dict[str, Any]] = {}
-    for item in items:
-        target, sep, raw = item.partition("=")
-        check, dot, key = target.partition(".")
-        if not sep or not dot or not check or not key:
-            raise UsageError(f"--set takes CHECK.KEY=VALUE, e.g. --set adversarial.norms='[\"linf\"]', got '{item}'")
-        try:
-            parsed = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
-            parsed = raw
-        options.setdefault(check, {})[key] = parsed
-    return options
-
-
 @main.command()
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
 @click.option(
@@ -200,6 +182,17 @@ def _parse_set(items: tuple[str, ...]) -> dict[str, dict[str, Any]]:
     "--baseline", type=click.Path(file_okay=False), help="A baseline report directory (relative mCE, gate drops)."
 )
 @click.option("--resume", is_flag=True, help="Reuse the completed work of an interrupted run of the same audit.")
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0),
+    help="Stop at the first task boundary after this many minutes and write a partial report (exit 6); "
+    "--resume finishes it.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Print the plan and its estimated cost (model loaded, sample decoded), write nothing.",
+)
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
 @click.option(
     "--executor",
@@ -255,6 +248,8 @@ def audit(
     ood: str | None,
     baseline: str | None,
     resume: bool,
+    max_minutes: float | None,
+    dry_run: bool,
     no_progress: bool,
     executor: str,
     workers: int | None,
@@ -270,7 +265,7 @@ def audit(
     Gates in the plan's [[gate]] tables and in --policy are checked on every report; the exit
     code is then 1 if a gate failed."""
     from .models import ModelRef
-    from .plan import load_plan, validate_plan
+    from .plan import load_plan, merge_options, parse_set, validate_plan
     from .profiles import resolve_checks
     from .runner import run_plan
 
@@ -298,18 +293,15 @@ def audit(
     selection = resolve_checks(checks) if checks is not None else None
     selected = selection.checks if selection else None
     # --checks narrows the plan: the plan's own options for the checks it leaves out are no mistake to warn about
-    options = {k: dict(v) for k, v in plan.options.items() if selected is None or k in selected or k not in plan.checks}
-    for check, table in (selection.options if selection else {}).items():
-        options[check] = {**table, **options.get(check, {})}
-    given: dict[str, dict[str, Any]] = _parse_set(set_options)
+    kept = {k: v for k, v in plan.options.items() if selected is None or k in selected or k not in plan.checks}
+    flags: dict[str, dict[str, Any]] = {}
     if attacks:
-        given.setdefault("adversarial", {})["attacks"] = [a.strip() for a in attacks.split(",") if a.strip()]
+        flags["adversarial"] = {"attacks": [a.strip() for a in attacks.split(",") if a.strip()]}
     if target is not None:
-        given.setdefault("patch", {})["target"] = target
+        flags["patch"] = {"target": target}
     if ood is not None:
-        given.setdefault("confidence", {})["ood"] = ood
-    for check, table in given.items():
-        options.setdefault(check, {}).update(table)
+        flags["confidence"] = {"ood": ood}
+    options = merge_options(selection.options if selection else None, kept, parse_set(set_options), flags)
     plan = plan.with_overrides(
         data=data_spec,
         n=n or (selection.n if selection else None),
@@ -324,6 +316,7 @@ def audit(
         checks=selected,
         options=options,
         optional=selection.optional if selection else None,
+        max_minutes=max_minutes,
     )
     validate_plan(plan)
     _reject_unselected(plan.checks, set_options, attacks, target, ood)
@@ -331,6 +324,12 @@ def audit(
     gates = _plan_gates(plan, policy)
     if junit and not gates:
         raise UsageError("--junit needs gates: give --policy FILE or [[gate]] tables in the plan")
+    if dry_run:
+        from .runner import estimate_model
+
+        for ref in plan.models:
+            click.echo(f"plan for {ref.display_name()}:\n{estimate_model(plan, ref)}")
+        return
     progress = not no_progress and sys.stderr.isatty()
     if shard_spec is not None:
         from .sharding import parse_shard, run_shard
@@ -348,10 +347,20 @@ def audit(
     lines = not no_progress and not progress
     with _engine(executor, workers, ray_address, plan) as engine:
         reports = run_plan(plan, resume=resume, progress=progress, force=force, lines=lines, engine=engine)
+    partial = len(reports) < len(plan.models)
     for report in reports:
-        click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
+        if report.meta.get("status") == "partial":
+            partial = True
+            not_run = ", ".join(report.meta["stopped"]["checks_not_run"])
+            click.echo(
+                f"wrote {report.path}/ ({len(report.table)} rows; PARTIAL, not run: {not_run}; --resume finishes it)"
+            )
+        else:
+            click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
         _print_headlines(report)
-        if gates:
+        if gates and report.meta.get("status") == "partial":
+            click.echo(f"{report.model}: gates not checked on a partial report")
+        elif gates:
             verdicts[report.model] = _gate_report(report, gates, plan.baseline, warn_only, rewrite=True)
         _append_step_summary(report, verdicts.get(report.model))
     if len(reports) > 1:
@@ -359,13 +368,16 @@ def audit(
 
         index, table = write_index(Path(plan.out or "reports"), reports, verdicts if gates else None)
         click.echo(f"wrote {index} and {table} (comparison of {len(reports)} models)")
+    code = PARTIAL_EXIT if partial else 0
     if verdicts:
         from .reports.gates import exit_code, write_junit
 
         if junit:
             write_junit(verdicts, junit)
             click.echo(f"wrote {junit}")
-        sys.exit(exit_code([r for rs in verdicts.values() for r in rs]))
+        gated = exit_code([r for rs in verdicts.values() for r in rs])
+        code = gated if gated else code
+    sys.exit(code)
 
 
 @contextlib.contextmanager
@@ -480,15 +492,26 @@ def _size(text: str | None, option: str = "--input-size") -> tuple[int, int] | N
 
 
 def _print_headlines(report) -> None:
-    for check, headline in report.headlines().items():
-        click.echo(f"  {check:<18} {headline.label}: {headline.value:.4g}")
+    from .reports.scorecard import headline_text
+
+    for check, h in report.headlines().items():
+        click.echo(f"  {check:<18} {h.label}: {headline_text(h.value, h.ci_low, h.ci_high, h.kind)}")
 
 
 @main.command("list")
+@click.option(
+    "--options",
+    "options_of",
+    metavar="CHECK",
+    help="Print the options of CHECK (or of every check with `all`): type, default, range or choices, unit, meaning.",
+)
 @debug_option
 @handle_errors
-def list_command(debug: bool) -> None:
+def list_command(options_of: str | None, debug: bool) -> None:
     """List the checks, built-in datasets and demo models."""
+    if options_of is not None:
+        _print_options(options_of)
+        return
     from .checks import load_registry
     from .data import (
         BUILTINS,
@@ -512,6 +535,30 @@ def list_command(debug: bool) -> None:
         click.echo(f"{title}:")
         for name, text in entries:
             click.echo(f"  {name:<{width}}{text}")
+
+
+def _print_options(name: str) -> None:
+    """The option table of one check, or of every check for ``all``, as aligned text."""
+    from .checks import get_check, load_registry
+    from .options import COLUMNS, option_rows, rules_of
+
+    registry = load_registry()
+    checks = sorted(registry.values(), key=lambda c: (c.order, c.name)) if name == "all" else [get_check(name)]
+    for i, check in enumerate(checks):
+        rows = option_rows(check.Config)
+        click.echo(
+            ("\n" if i else "") + f"options of {check.name} ([checks.{check.name}], --set {check.name}.OPTION=VALUE):"
+        )
+        if not rows:
+            click.echo("  (none)")
+            continue
+        table = [dict(zip(COLUMNS, COLUMNS, strict=True)), *rows]
+        widths = {c: min(max(len(r[c]) for r in table), 28) for c in COLUMNS[:-1]}
+        for row in table:
+            cells = [f"{row[c]:<{widths[c]}}" for c in COLUMNS[:-1]]
+            click.echo(("  " + "  ".join(cells) + "  " + row[COLUMNS[-1]]).rstrip())
+        for rule in rules_of(check.Config):
+            click.echo(f"  also checked: {rule.describe().replace('`', '')}")
 
 
 @main.command()
@@ -577,10 +624,13 @@ def report() -> None:
 @handle_errors
 def report_show(directory: str, debug: bool) -> None:
     """Print a report's scorecard."""
-    from .reports.scorecard import scorecard, scorecard_text
+    from .reports.scorecard import partial_note, scorecard, scorecard_text
     from .results.report import Report
 
-    click.echo(scorecard_text(scorecard(Report.load(directory))))
+    report = Report.load(directory, partial=True)
+    if partial_note(report):
+        click.echo(partial_note(report))
+    click.echo(scorecard_text(scorecard(report)))
 
 
 @main.command()

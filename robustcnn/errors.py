@@ -1,7 +1,8 @@
 """Errors that carry the CLI exit code, so every layer can fail cleanly.
 
 Exit codes: 1 a gate failed, 2 usage, 3 internal bug, 4 invalid input, config or environment,
-5 nothing evaluated.
+5 nothing evaluated, 6 stopped by ``--max-minutes`` with a partial report written (``--resume``
+finishes it; no error: the report says which checks did not run).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class NothingEvaluatedError(RobustCNNError):
     """The run finished without evaluating anything (exit 5)."""
 
     exit_code = 5
+
+
+PARTIAL_EXIT = 6  # a run stopped by --max-minutes wrote a partial report
 
 
 _CAUSES = {

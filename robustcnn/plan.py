@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .data import DEFAULT_TRAIN_N, Policy
-from .errors import InvalidInputError
+from .errors import InvalidInputError, UsageError
 from .models import ModelRef
 
 if sys.version_info >= (3, 11):
@@ -23,7 +24,18 @@ else:  # pragma: no cover
 
 MODEL_KEYS = {"spec", "arch", "num_classes", "in_channels", "input_size", "mean", "std", "trust_model", "name"}
 DATA_KEYS = {"spec", "n", "resize", "center_crop", "train_n"}
-RUN_KEYS = {"seed", "device", "batch_size", "checks", "out", "baseline", "shard_size", "num_cpus", "num_gpus"}
+RUN_KEYS = {
+    "seed",
+    "device",
+    "batch_size",
+    "checks",
+    "out",
+    "baseline",
+    "shard_size",
+    "max_minutes",
+    "num_cpus",
+    "num_gpus",
+}
 TOP_KEYS = {"model", "data", "run", "checks", "gate", "description"}
 DEFAULT_CHECKS = ["clean"]
 SEED_MAX = 2**32 - 1  # scikit-learn's random_state and numpy's RandomState take 0 .. 2**32 - 1
@@ -47,6 +59,7 @@ class Plan:
     out: str | None = None
     baseline: str | None = None
     shard_size: int | None = None
+    max_minutes: float | None = None  # stop at the first task boundary after this many minutes (partial report)
     gates: list[dict[str, Any]] = field(default_factory=list)
     source: str | None = None
     optional: list[str] = field(default_factory=list)  # checks skipped with a note when the data cannot feed them
@@ -68,6 +81,7 @@ class Plan:
             "checks": self.checks,
             "options": self.options,
             "baseline": self.baseline,
+            "max_minutes": self.max_minutes,
             "gates": self.gates,
         }
 
@@ -78,6 +92,32 @@ class Plan:
 
     def with_overrides(self, **overrides: Any) -> Plan:
         return replace(self, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def parse_set(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``CHECK.KEY=VALUE`` overrides (the CLI's ``--set``, the API's ``overrides``) as option tables;
+    VALUE is read as TOML, else taken as a string (the check's options then coerce and check it)."""
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, raw = item.partition("=")
+        check, dot, key = target.partition(".")
+        if not sep or not dot or not check or not key:
+            raise UsageError(f"--set takes CHECK.KEY=VALUE, e.g. --set adversarial.norms='[\"linf\"]', got '{item}'")
+        try:
+            parsed = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = raw
+        options.setdefault(check, {})[key] = parsed
+    return options
+
+
+def merge_options(*tables: dict[str, dict[str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """Option tables merged option by option, a later table winning (defaults < plan < overrides)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for table in tables:
+        for check, values in (table or {}).items():
+            merged.setdefault(check, {}).update(values)
+    return merged
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -126,6 +166,7 @@ def plan_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Plan:
         out=_typed(run, "out", str, source, "[run]", "a folder path"),
         baseline=_typed(run, "baseline", str, source, "[run]", "a report folder path"),
         shard_size=_typed(run, "shard_size", int, source, "[run]", "a positive integer"),
+        max_minutes=_typed(run, "max_minutes", (int, float), source, "[run]", "a number of minutes >= 0"),
         gates=raw.get("gate", []),
         source=source,
         num_cpus=_typed(run, "num_cpus", (int, float), source, "[run]", "a positive number", 1),
@@ -159,6 +200,8 @@ def validate_plan(plan: Plan) -> None:
         raise InvalidInputError(f"num_cpus must be a positive number, got {plan.num_cpus!r}")
     if plan.num_gpus is not None and (not _is_number(plan.num_gpus) or plan.num_gpus < 0):
         raise InvalidInputError(f"num_gpus must be a number from 0, got {plan.num_gpus!r}")
+    if plan.max_minutes is not None and (not _is_number(plan.max_minutes) or not 0 <= plan.max_minutes < math.inf):
+        raise InvalidInputError(f"max_minutes must be a number of minutes >= 0, got {plan.max_minutes!r}")
     if plan.shard_size is not None and (not _is_int(plan.shard_size) or plan.shard_size < 1):
         raise InvalidInputError(f"shard_size must be a positive integer, got {plan.shard_size!r}")
     for key in ("resize", "train_n"):
@@ -210,7 +253,13 @@ def _is_folder_name(name: str) -> bool:
 
 
 def _typed(
-    table: dict[str, Any], key: str, kind: type, source: str, where: str, expected: str, default: Any = None
+    table: dict[str, Any],
+    key: str,
+    kind: type | tuple[type, ...],
+    source: str,
+    where: str,
+    expected: str,
+    default: Any = None,
 ) -> Any:
     """``table[key]`` if it has the type ``kind`` (an int is not a bool), else a one-line error."""
     if key not in table:

@@ -31,12 +31,15 @@ import torch
 from . import __version__
 from .batch_backoff import run_with_backoff
 from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check
-from .data import DataIndex, DatasetRef, Target
+from .data import DataIndex, DatasetRef, Split, Target
+from .data.index import BadImage
 from .data.sample import SampledData, probe_eval, sample_data
 from .errors import EnvironmentProblemError, InvalidInputError, NothingEvaluatedError, UsageError
+from .estimate import Calibration, CheckEstimate, CostInputs, Eta, calibrate, estimate, plan_table, with_backward
 from .fragments import CorruptFragmentError, FragmentStore, content_key
 from .models import AuditedModel, ModelRef
 from .plan import Plan
+from .progress import Budget, BudgetSpent, RunProgress
 from .results import writer
 from .results.report import Report
 from .results.schema import SCHEMA_VERSION, combine, tidy
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("robustcnn")
 _SUMMARY_LOCK = threading.Lock()
+LAYOUT_IMAGES = 16  # images that decide the memory layout (``AuditedModel.choose_layout``) and time the model
 
 
 @dataclass
@@ -66,11 +70,18 @@ class Prepared:
     data: AuditData
     image_data: SampledData
     eval_index: np.ndarray
+    calibration: Calibration | None = None
 
 
-def prepare(model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int, device: str) -> Prepared:
+def prepare(
+    model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int, device: str, batch_size: int = 256
+) -> Prepared:
     """Index the data, draw the evaluation sample, load the model, decode only the sampled images
-    at the model's input, and validate. The training split is decoded when a check first reads it."""
+    at the model's input, and validate. The training split is decoded when a check first reads it.
+
+    While the sample decodes (in threads), the model is validated, its memory layout chosen and its
+    speed calibrated (``estimate.calibrate``) on the first images of the draw, decoded first; if
+    an unreadable file changed the draw, validation and layout are repeated on the final sample."""
     _check_device(device)
     index = data_ref.index()
     if n is not None and n > len(index.test):
@@ -83,13 +94,26 @@ def prepare(model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int,
     if model.input_size is None:
         model.input_size = probe.input_size(data_ref.policy)  # type: ignore[assignment]
     target = Target(model.in_channels, tuple(model.input_size), data_ref.policy)  # type: ignore[arg-type]
-    data = sample_data(index, probe, n, seed, target, data_ref.train_n)
     _check_labels(index, model)
-    model.validate(data.eval.x[:2])
-    model.choose_layout(data.eval.x[:16])
+    head, head_notes = [int(p) for p in probe.positions[:LAYOUT_IMAGES]], []
+    read = index.test.source.read(head, target, head_notes)
+    first = [r for r in read.values() if not isinstance(r, BadImage)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        decoding = pool.submit(sample_data, index, probe, n, seed, target, data_ref.train_n, (read, head_notes))
+        calibration = None
+        if len(first) == len(head):
+            x = torch.stack([image for image, _ in first])
+            model.validate(x[:2])
+            model.choose_layout(x)
+            calibration = calibrate(model, x, batch_size, backward=False)
+        data = decoding.result()
+    if len(first) != len(head) or not np.array_equal(data.positions[: len(head)], probe.positions[: len(head)]):
+        model.validate(data.eval.x[:2])
+        model.choose_layout(data.eval.x[:LAYOUT_IMAGES])
+        calibration = calibrate(model, data.eval.x[:LAYOUT_IMAGES], batch_size, backward=False)
     classes = list(index.classes) + [str(k) for k in range(index.num_classes, model.num_classes)]
     audit_data = AuditData(index.name, classes, data.eval, data.train)  # type: ignore[arg-type]
-    return Prepared(model, audit_data, data, data.positions)
+    return Prepared(model, audit_data, data, data.positions, calibration)
 
 
 def _check_device(device: str) -> None:
@@ -188,36 +212,16 @@ def run_task(task: Task, check: Check, prepared: Prepared, ctx: CheckContext) ->
     return output, cost
 
 
-class TaskLines:
-    """One stderr line per finished task (``[3/13] adversarial: task done, 41 s elapsed, about 2 min
-    left``); with several models audited side by side each line names its model."""
+class _CountingStore(FragmentStore):
+    """The fragment store, telling ``on_save`` about every fragment this run computed."""
 
-    def __init__(self, total: int, enabled: bool, model: str = "") -> None:
-        self.total, self.enabled, self.done, self.check = total, enabled, 0, ""
-        self.prefix = f"robustcnn: {model} " if model else "robustcnn: "
-        self.started = time.perf_counter()
+    def __init__(self, root: Path, on_save: Callable[[], None]) -> None:
+        super().__init__(root)
+        self.on_save = on_save
 
-    def update(self, k: int) -> None:
-        self.done += k
-        if self.enabled:
-            elapsed = time.perf_counter() - self.started
-            left = elapsed / self.done * (self.total - self.done)
-            eta = f", about {_duration(left)} left" if self.done < self.total else ""
-            print(
-                f"{self.prefix}[{self.done}/{self.total}] {self.check}: task done, {elapsed:.0f} s elapsed{eta}",
-                file=sys.stderr,
-                flush=True,
-            )
-
-
-def _duration(seconds: float) -> str:
-    return (
-        f"{seconds:.0f} s"
-        if seconds < 90
-        else f"{seconds / 60:.0f} min"
-        if seconds < 5400
-        else f"{seconds / 3600:.1f} h"
-    )
+    def save(self, key: str, output: CheckOutput, cost: dict[str, Any]) -> None:
+        super().save(key, output, cost)
+        self.on_save()
 
 
 class LocalExecutor:
@@ -300,19 +304,10 @@ class LocalExecutor:
         return output, cost, False
 
 
-def plan_model(
-    plan: Plan, model_ref: ModelRef, data_ref: DatasetRef | None = None
-) -> tuple[list[Check], Prepared, dict[str, list[Task]]]:
-    """The checks of ``plan`` in run order (those that cannot run here preflighted out), the
-    prepared inputs of one model, and the tasks of each check: the same for every executor and
-    every ``--shard``."""
-    checks = sorted(
-        (get_check(name).from_options(plan.options.get(name)) for name in plan.checks),
-        key=lambda c: (c.order, plan.checks.index(c.name)),
-    )
-    data_ref = data_ref or DatasetRef(plan.data, plan.policy, plan.train_n)
-    prepared = prepare(model_ref, data_ref, plan.n, plan.seed, plan.device)
-    checks = [c for c in checks if _preflight(c, prepared, plan)]
+def plan_model(plan: Plan, model_ref: ModelRef) -> tuple[list[Check], Prepared, dict[str, list[Task]]]:
+    """The checks of ``plan`` that can run on one model, its prepared inputs, and the tasks of each
+    check, as ``_audit_into`` makes them: the same for every executor and every ``--shard``."""
+    _, prepared, checks = _prepare_checks(plan, model_ref)
     base_key = (__version__, model_ref.fingerprint(), prepared.image_data.fingerprint(), plan.seed, plan.device)
     return checks, prepared, build_tasks(checks, prepared, base_key, plan.shard_size)
 
@@ -325,16 +320,21 @@ def audit_model(
     progress: bool = False,
     force: bool = False,
     lines: bool = False,
+    budget: Budget | None = None,
     engine: Engine | None = None,
     sources: Iterable[FragmentStore] = (),
 ) -> Report:
     """Audit one model according to ``plan`` and write its report directory (see ``results.writer``:
     the work happens in a staging folder, swapped into ``out`` at the end; ``force`` allows a
-    non-empty ``out`` that is not a report). ``progress`` shows a bar; ``lines`` prints a line per
-    finished task to stderr instead (for logs, where a bar is noise)."""
+    non-empty ``out`` that is not a report). ``progress`` shows a bar per check; ``lines`` prints a
+    line per finished task to stderr instead (for logs, where a bar is noise); either prints the plan
+    with its estimated cost first. Once ``budget`` (default: ``plan.max_minutes`` from now) is spent,
+    the run stops after the task it is computing and writes a partial report (``status`` "partial",
+    the checks not run listed); ``resume`` finishes it."""
     staging = writer.begin(out, resume, force)
     try:
-        return _audit_into(plan, model_ref, out, staging, resume, progress, lines, engine, sources)
+        budget = budget or Budget(plan.max_minutes)
+        return _audit_into(plan, model_ref, out, staging, resume, progress, lines, budget, engine, sources)
     except EnvironmentProblemError as exc:
         staging.abandon()
         if staging.fragments.is_dir():
@@ -353,42 +353,55 @@ def _audit_into(
     resume: bool,
     progress: bool,
     lines: bool,
+    budget: Budget,
     engine: Engine | None = None,
     sources: Iterable[FragmentStore] = (),
 ) -> Report:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    for name in plan.options:
-        if name not in plan.checks:
-            log.warning("options given for check '%s', which is not selected", name)
-    data_ref = DatasetRef(plan.data, plan.policy, plan.train_n)
+    data_ref, prepared, checks = _prepare_checks(plan, model_ref)
     baseline = Report.load(plan.baseline).table if plan.baseline else None
-    checks, prepared, tasks = plan_model(plan, model_ref, data_ref)
-    store = FragmentStore(staging.fragments)
+    base_key = (__version__, model_ref.fingerprint(), prepared.image_data.fingerprint(), plan.seed, plan.device)
+    tasks = build_tasks(checks, prepared, base_key, plan.shard_size)
+    estimates = estimate_checks(checks, tasks, prepared, plan)
+    if progress or lines:
+        print(f"robustcnn: plan for {model_ref.display_name()}:", file=sys.stderr)
+        print(plan_table(list(estimates.values()), prepared.calibration), file=sys.stderr, flush=True)
+    if prepared.data.train is not None and any(c.reads_train for c in checks):
+        prepared.data.train.prefetch()  # type: ignore[union-attr]  (a LazySplit: decoded while the first checks run)
     total = sum(len(t) for t in tasks.values()) + sum(isinstance(c, SampleCheck) for c in checks)
-    from tqdm import tqdm
-
-    row = next((i for i, m in enumerate(plan.models) if m is model_ref), 0)  # one bar per model side by side
-    bar = tqdm(total=total, desc=model_ref.display_name(), disable=not progress, unit="task", leave=False, position=row)
-    task_lines = TaskLines(total, enabled=lines, model=model_ref.display_name() if len(plan.models) > 1 else "")
+    eta = Eta({name: e.seconds for name, e in estimates.items()})
+    shown = RunProgress(model_ref.display_name(), total, eta, progress, lines, budget)
+    store = _CountingStore(staging.fragments, shown.computed_task)
     job = engine.job(plan, model_ref) if engine is not None else None
-    executor = LocalExecutor(store, resume, lambda k: (bar.update(k), task_lines.update(k)), engine, job, sources)
+    executor = LocalExecutor(store, resume, shown.task_done, engine, job, sources)
     shared_artifacts: dict[str, torch.Tensor] = {}
     frames, sample_frames, figures, check_meta = [], [], {}, {}
+    stopped_after: float | None = None
     for check in checks:
-        bar.set_postfix_str(check.name)
-        task_lines.check = check.name
-        output, cost, reused = _run_check(
-            check, tasks[check.name], prepared, plan, executor, shared_artifacts, baseline
-        )
+        planned = {"version": check.version, "config": check.config_dict(), "estimate": estimates[check.name].to_dict()}
+        if stopped_after is None and shown.budget_spent():
+            stopped_after = time.perf_counter() - t0
+        if stopped_after is None:
+            shown.start_check(check.name, len(tasks[check.name]) + isinstance(check, SampleCheck))
+            try:
+                output, cost, reused = _run_check(
+                    check, tasks[check.name], prepared, plan, executor, shared_artifacts, baseline
+                )
+            except BudgetSpent:
+                stopped_after = time.perf_counter() - t0
+                shown.close()
+        if stopped_after is not None:
+            check_meta[check.name] = {**planned, "status": "not run", "tasks": len(tasks[check.name])}
+            continue
+        shown.finish_check(check.name, cost["seconds"])
         shared_artifacts.update(output.artifacts)
         frames.append(tidy(output.rows, prepared.model.name, check.name))
         if output.samples is not None and len(output.samples):
             sample_frames.append(output.samples.assign(model=prepared.model.name, check=check.name))
         figures[check.name] = output.figures
         check_meta[check.name] = {
-            "version": check.version,
-            "config": check.config_dict(),
+            **planned,
             "status": "complete",
             "rows": len(output.rows),
             "warnings": output.warnings,
@@ -399,15 +412,93 @@ def _audit_into(
         }
         for w in output.warnings:
             log.warning("%s: %s", check.name, w)
-    bar.close()
+    shown.close()
     if engine is not None:
         engine.release(job)
     table = combine(frames)
+    if table.empty and stopped_after is not None:
+        raise NothingEvaluatedError(
+            f"--max-minutes {plan.max_minutes:g} was spent before any check finished; nothing was evaluated "
+            "(rerun with --resume and a larger --max-minutes to continue)"
+        )
     if table.empty:
         raise NothingEvaluatedError("no check produced a result; nothing was evaluated")
     samples = _combine_samples(sample_frames)
     meta = _meta(plan, model_ref, data_ref, prepared, check_meta, started_at, time.perf_counter() - t0)
+    if stopped_after is not None:
+        not_run = [name for name, info in check_meta.items() if info["status"] == "not run"]
+        meta["status"] = "partial"
+        meta["stopped"] = {"max_minutes": plan.max_minutes, "after_seconds": stopped_after, "checks_not_run": not_run}
+        log.warning(
+            "--max-minutes %g spent after %.0f s: the report is partial; not run: %s (rerun with --resume to finish)",
+            plan.max_minutes,
+            stopped_after,
+            ", ".join(not_run),
+        )
     return writer.write_report(out, table, samples, meta, figures, staging)
+
+
+def _prepare_checks(plan: Plan, model_ref: ModelRef) -> tuple[DatasetRef, Prepared, list[Check]]:
+    """The plan's checks in run order, the data and model prepared, and the checks that can run on them."""
+    checks = sorted(
+        (get_check(name).from_options(plan.options.get(name)) for name in plan.checks),
+        key=lambda c: (c.order, plan.checks.index(c.name)),
+    )
+    for name in plan.options:
+        if name not in plan.checks:
+            log.warning("options given for check '%s', which is not selected", name)
+    data_ref = DatasetRef(plan.data, plan.policy, plan.train_n)
+    prepared = prepare(model_ref, data_ref, plan.n, plan.seed, plan.device, plan.batch_size)
+    return data_ref, prepared, [c for c in checks if _preflight(c, prepared, plan)]
+
+
+def estimate_checks(
+    checks: list[Check], tasks: dict[str, list[Task]], prepared: Prepared, plan: Plan
+) -> dict[str, CheckEstimate]:
+    """The plan line of every check: its images, tasks, passes and estimated seconds."""
+    data, model = prepared.data, prepared.model
+    n_train = len(data.train) if data.train is not None else 0
+    shape = (model.in_channels, *model.input_size)  # type: ignore[misc]
+    accuracy = _accuracy_of_a_few(model, data.eval)
+    inputs = [
+        CostInputs(
+            len(data.eval),
+            shape,
+            model.num_classes,
+            n_train,
+            plan.batch_size,
+            tuple(c.name for c in checks[:i]),
+            accuracy,
+        )
+        for i in range(len(checks))
+    ]
+    passes = [estimate(c, i, len(tasks[c.name]), None).passes for c, i in zip(checks, inputs, strict=True)]
+    if prepared.calibration is not None and any(p and p.backward for p in passes):
+        prepared.calibration = with_backward(prepared.calibration, model, data.eval.x[:LAYOUT_IMAGES], plan.batch_size)
+    return {
+        c.name: estimate(c, i, len(tasks[c.name]), prepared.calibration) for c, i in zip(checks, inputs, strict=True)
+    }
+
+
+def _accuracy_of_a_few(model: AuditedModel, split: Split, k: int = LAYOUT_IMAGES) -> float:
+    """The share of ``k`` evenly spread evaluation images the model classifies correctly (counter untouched)."""
+    if not len(split):
+        return 1.0
+    idx = torch.from_numpy(np.linspace(0, len(split) - 1, min(k, len(split))).round().astype(np.int64))
+    counted = model.counter.snapshot()
+    try:
+        pred = model.logits(split.x[idx]).argmax(1)
+    finally:
+        model.counter.forward, model.counter.backward = counted
+    return float((pred == split.y[idx]).float().mean())
+
+
+def estimate_model(plan: Plan, model_ref: ModelRef) -> str:
+    """The plan and estimated cost of auditing ``model_ref``, as printed before a run (``--dry-run``):
+    the model and data are loaded and the sample decoded, nothing is written."""
+    _, prepared, checks = _prepare_checks(plan, model_ref)
+    tasks = build_tasks(checks, prepared, ("dry-run",), plan.shard_size)
+    return plan_table(list(estimate_checks(checks, tasks, prepared, plan).values()), prepared.calibration)
 
 
 def _run_check(
@@ -517,6 +608,8 @@ def _meta(
         "started": started_at.isoformat(timespec="seconds"),
         "seconds": seconds,
         "work_seconds": sum(float(c.get("seconds") or 0.0) for c in checks.values()),
+        "calibration": prepared.calibration.to_dict() if prepared.calibration is not None else None,
+        "estimated_seconds": sum(float(c["estimate"].get("seconds") or 0.0) for c in checks.values()),
     }
 
 
@@ -537,23 +630,29 @@ def run_plan(
     engine: Engine | None = None,
     sources: Iterable[FragmentStore] = (),
 ) -> list[Report]:
-    """Audit every model of the plan; one report directory per model. A parallel ``engine`` audits
-    the models side by side (each model's checks still run in order)."""
+    """Audit every model of the plan; one report directory per model. ``plan.max_minutes`` holds for
+    the whole run: a model not started when it is spent gets no report (a warning names it). A
+    parallel ``engine`` audits the models side by side (each model's checks still run in order)."""
     names = [m.display_name() for m in plan.models]
     if len(set(names)) != len(names):
         raise InvalidInputError("two models of the plan share a name; give each a distinct name")
-    sources = list(sources)
+    budget, sources = Budget(plan.max_minutes), list(sources)
 
-    def one(ref: ModelRef) -> Report:
-        return audit_model(plan, ref, default_out(ref, plan), resume, progress, force, lines, engine, sources)
+    def one(ref: ModelRef) -> Report | None:
+        if ref is not plan.models[0] and budget.spent():
+            log.warning(
+                "--max-minutes spent: model %s not audited (rerun with --resume to continue)", ref.display_name()
+            )
+            return None
+        return audit_model(plan, ref, default_out(ref, plan), resume, progress, force, lines, budget, engine, sources)
 
     if engine is None or not engine.parallel or len(plan.models) == 1:
-        return [one(ref) for ref in plan.models]
+        return [r for r in map(one, plan.models) if r is not None]
     side_by_side = min(len(plan.models), engine.slots or len(plan.models))
     with ThreadPoolExecutor(side_by_side, thread_name_prefix="robustcnn-model") as pool:
         futures = [pool.submit(one, ref) for ref in plan.models]
         try:
-            return [f.result() for f in futures]
+            return [r for r in (f.result() for f in futures) if r is not None]
         except BaseException:
             engine.close(cancel=True)  # the other models stop now; their finished work is kept for --resume
             for future in futures:

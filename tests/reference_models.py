@@ -3,7 +3,7 @@
 ``weak``: a linear softmax classifier (one dense layer), trained briefly. ``adversarial``: the demo CNN's
 layout at width 8, trained with FGSM from a random start at L-inf 0.3 (Wong, Rice & Kolter 2020, "Fast is
 better than free"; the step is 1.25 eps, as there). Used by a test and ``benchmarks/bench_adversarial.py``
-to show that the adversarial headline ranks models of different robustness.
+to show that the adversarial and fooling headlines rank models of different robustness.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from robustcnn.models import AuditedModel
 from robustcnn.models.zoo import MnistCNN, cache_dir
 
 RECIPES = {
@@ -66,3 +67,14 @@ def reference_model(name: str, x: torch.Tensor, y: torch.Tensor) -> nn.Module:
     torch.save(net.state_dict(), tmp)
     os.replace(tmp, path)
     return net
+
+
+def three_models(mnist, demo_model: AuditedModel, sample: torch.Tensor) -> dict[str, AuditedModel]:
+    """``weak``, ``demo`` (the demo CNN) and ``adversarial``, wrapped for checks, least robust first."""
+    from misleading_models import wrap
+
+    return {
+        "weak": wrap(reference_model("weak", mnist.train.x, mnist.train.y), sample=sample),
+        "demo": demo_model,
+        "adversarial": wrap(reference_model("adversarial", mnist.train.x, mnist.train.y), sample=sample),
+    }

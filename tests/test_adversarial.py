@@ -171,22 +171,27 @@ def test_two_class_model_uses_the_margin_fallback_without_crashing(demo_model, m
 @pytest.mark.parametrize(
     "options,fragment",
     [
-        ({"eps_linf": [0.0, -0.1]}, ">= 0"),
-        ({"eps_linf": [0.1, 2.0]}, "data range"),
-        ({"norms": ["l3"]}, "unknown norm"),
-        ({"attacks": ["fmn", "hopskip"]}, "unknown attack"),
-        ({"norms": ["l2"], "attacks": ["fmn"]}, "l2 norm"),
-        ({"apgd_steps": 0}, "apgd_steps"),
-        ({"headline_eps": 1.5}, "data range"),
-        ({"norms": []}, "norms is empty"),
-        ({"survivor_attacks": ["fmn"]}, "minimal-norm"),
-        ({"survivor_attacks": ["boundary"]}, "unknown survivor attack"),
+        (
+            {"eps_linf": [0.0, -0.1]},
+            r"option 'eps_linf' must be a non-empty list of numbers in \[0, 1\] \(pixel units\)",
+        ),
+        ({"eps_linf": [0.1, 2.0]}, r"option 'eps_linf' .* in \[0, 1\] .*got \[0.1, 2.0\]"),
+        ({"norms": ["l3"]}, "option 'norms' must be a non-empty list of names from 'linf', 'l2', got \\['l3'\\]"),
+        ({"attacks": ["fmn", "hopskip"]}, "option 'attacks' must be a non-empty list of names from 'fmn'"),
+        ({"norms": ["l2"], "attacks": ["fmn"]}, "option 'attacks' must include an attack for each norm in"),
+        ({"apgd_steps": 0}, "option 'apgd_steps' must be an integer >= 1"),
+        ({"headline_eps": 1.5}, "option 'headline_eps' must be at most 1 when the first norm is linf"),
+        ({"norms": []}, "option 'norms' must be a non-empty list"),
+        ({"survivor_attacks": ["fmn"]}, "option 'survivor_attacks' must list fixed-epsilon attacks only"),
+        ({"survivor_attacks": ["boundary"]}, "option 'survivor_attacks' must be a list of names from"),
+        ({"eps_linf": [0.0, "0.1x"]}, "option 'eps_linf' must be a non-empty list of numbers"),
+        ({"eps_inf": [0.1]}, r"has no option 'eps_inf' \(did you mean 'eps_linf'\?\)"),
     ],
 )
 def test_bad_options_fail_with_one_clear_line(options, fragment):
     with pytest.raises(InvalidInputError, match=fragment) as err:
         AdversarialCheck.from_options(options)
-    assert "\n" not in str(err.value)
+    assert "\n" not in str(err.value) and str(err.value).startswith("check 'adversarial'")
 
 
 def test_bad_inputs_to_the_api(demo_model, small):
@@ -225,17 +230,11 @@ def test_end_to_end_through_the_audit_api(tmp_path):
 
 
 def test_headline_ranks_a_weak_the_demo_and_an_adversarially_trained_model(demo_model, small, mnist):
-    from misleading_models import wrap
-    from reference_models import reference_model
+    from reference_models import three_models
 
     options = {**QUICK, "norms": ["linf"], "eps_linf": [0.0, 0.3]}
-    models = {
-        "weak": wrap(reference_model("weak", mnist.train.x, mnist.train.y), sample=small.eval.x[:2]),
-        "demo": demo_model,
-        "adversarial": wrap(reference_model("adversarial", mnist.train.x, mnist.train.y), sample=small.eval.x[:2]),
-    }
     heads, fixed = {}, {}
-    for name, model in models.items():
+    for name, model in three_models(mnist, demo_model, small.eval.x[:2]).items():
         check = AdversarialCheck.from_options(options)
         table = pd.DataFrame(check.run(model, small, CheckContext(seed=0)).rows).assign(model=name, check="adversarial")
         heads[name] = check.headline(table)

@@ -155,7 +155,10 @@ def test_the_check_flags_every_model_of_the_zoo(demo_model, mnist_audit, name):
 
 @pytest.mark.parametrize(
     "options,fragment",
-    [({"bpda": "sometimes"}, "bpda must be one of"), ({"bpda": "off", "bpda_modules": ["prep"]}, "contradicts")],
+    [
+        ({"bpda": "sometimes"}, "option 'bpda' must be one of 'auto', 'on', 'off', got 'sometimes'"),
+        ({"bpda": "off", "bpda_modules": ["prep"]}, "option 'bpda_modules' must be empty when bpda is 'off'"),
+    ],
 )
 def test_bpda_options_are_validated(options, fragment):
     with pytest.raises(InvalidInputError, match=fragment):

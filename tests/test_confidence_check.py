@@ -155,6 +155,31 @@ def test_user_ood_dataset_is_resized_with_a_note(demo_model, mnist_audit, tmp_pa
     assert any("converted 3 to 1 channels" in w for w in ctx.warnings)
 
 
+def test_user_ood_folder_decodes_only_a_seeded_sample_of_max_per_set(demo_model, mnist_audit, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from robustcnn.data.files import FileSource
+
+    folder = tmp_path / "shapes" / "blob"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (20, 20), dtype=np.uint8)).save(folder / f"{i:02d}.png")
+    decoded = []
+    read = FileSource.read
+    monkeypatch.setattr(FileSource, "read", lambda self, pos, *a: decoded.extend(pos) or read(self, pos, *a))
+    runs = []
+    for _ in range(2):
+        ctx = CheckContext(seed=0)
+        out = ConfidenceCheck.from_options({"sets": [], "ood": str(tmp_path / "shapes"), "max_per_set": 5}).run(
+            demo_model, mnist_audit, ctx
+        )
+        runs.append(_one(_rows(out), metric="mean_score", score="msp", ood="user:shapes"))
+    assert len(decoded) == 10 and decoded[:5] == decoded[5:]  # 5 of 12 files, the same 5 each time
+    assert runs[0]["n"] == 5 and runs[0]["source"] == f"user dataset {tmp_path / 'shapes'}; random 5 of 12"
+    assert runs[0]["value"] == runs[1]["value"]
+
+
 def test_empty_user_ood_dataset_is_a_clear_error(demo_model, mnist_audit, ctx, tmp_path):
     path = tmp_path / "empty.npz"
     np.savez(path, x=np.zeros((0, 28, 28), dtype=np.uint8), y=np.zeros(0, dtype=np.int64))
@@ -169,14 +194,14 @@ def test_empty_user_ood_dataset_is_a_clear_error(demo_model, mnist_audit, ctx, t
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"scores": ["softmax"]}, "unknown or empty scores"),
-        ({"scores": []}, "unknown or empty scores"),
-        ({"primary_score": "energy", "scores": ["msp"]}, "primary_score"),
-        ({"sets": ["imagenet"]}, "unknown sets"),
-        ({"sets": []}, "no OOD sets"),
-        ({"tpr": 1.0}, "tpr"),
-        ({"noise_n": 0}, "noise_n"),
-        ({"adversarial_eps": 8}, "adversarial_eps"),
+        ({"scores": ["softmax"]}, "option 'scores' must be a non-empty list of names from 'msp'"),
+        ({"scores": []}, "option 'scores' must be a non-empty list"),
+        ({"primary_score": "energy", "scores": ["msp"]}, r"option 'primary_score' must be one of scores \['msp'\]"),
+        ({"sets": ["imagenet"]}, "option 'sets' must be a list of names from"),
+        ({"sets": []}, "option 'sets' must name an OOD set when no 'ood' dataset is given"),
+        ({"tpr": 1.0}, r"option 'tpr' must be a number in \[0.5, 1\)"),
+        ({"noise_n": 0}, "option 'noise_n' must be an integer >= 1"),
+        ({"adversarial_eps": 8}, r"option 'adversarial_eps' must be a number in \(0, 1\]"),
         ({"bins": 10}, "has no option"),
     ],
 )

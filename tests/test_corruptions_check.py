@@ -118,12 +118,17 @@ def test_mce_against_baseline(demo_model, small_audit, result):
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"corruptions": ["rain"]}, "unknown corruption 'rain'"),
-        ({"corruptions": []}, "list is empty"),
-        ({"severities": [0, 1]}, "integers from 1 to 5"),
-        ({"severities": [6]}, "integers from 1 to 5"),
-        ({"severities": []}, "severities list is empty"),
-        ({"preset": "mnist"}, "unknown preset"),
+        (
+            {"corruptions": ["rain"]},
+            r"option 'corruptions' must be a non-empty list of distinct names from .*got \['rain'\]",
+        ),
+        ({"corruptions": []}, "option 'corruptions' must be a non-empty list"),
+        ({"corruptions": ["fog", "fog"]}, "option 'corruptions' must be a non-empty list of distinct"),
+        ({"severities": [0, 1]}, r"option 'severities' must be a non-empty list of distinct integers in \[1, 5\]"),
+        ({"severities": [6]}, r"integers in \[1, 5\]"),
+        ({"severities": [1, 1]}, "distinct integers"),
+        ({"severities": []}, "option 'severities' must be a non-empty list"),
+        ({"preset": "mnist"}, "option 'preset' must be one of 'auto', 'cifar', 'imagenet'"),
         ({"levels": [1]}, "has no option"),
     ],
 )

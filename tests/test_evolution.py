@@ -1,5 +1,7 @@
 """fooling-evolution: MAP-Elites over direct and CPPN encodings (Nguyen et al. 2015)."""
 
+import math
+
 import pytest
 import torch
 
@@ -138,6 +140,48 @@ def test_unreached_marked_and_cppn_finds_confident_patterns(small_run):
     )  # the demo CNN takes simple patterns for digits within a few generations
 
 
+def test_headline_row_takes_per_class_the_cheaper_encoding(small_run):
+    _, table, _ = small_run
+    steps = table[(table.metric == "generations_to_confidence") & (table.threshold == 0.99)]
+    fewest = steps.pivot(index="class", columns="encoding", values="value").fillna(math.inf).min(axis=1)
+    combined = table[(table.metric == "median_generations_to_confidence") & table.encoding.isna()]
+    assert sorted(combined.threshold) == [0.99, 0.999, 0.9999]
+    row = combined[combined.threshold == 0.99].iloc[0]
+    assert row["value"] == sorted(fewest)[1] and row["n"] == 3
+    assert row["status"] == ("censored" if math.isinf(row["value"]) else "reached")
+    head = FoolingEvolutionCheck().headline(table)
+    top = combined[combined.threshold == 0.9999].iloc[0]
+    assert head.value == top["value"]
+    assert head.where == {"metric": "median_generations_to_confidence", "threshold": 0.9999}
+    assert head.better == "higher" and "99.99%" in head.label
+
+
+def test_a_gate_on_the_headline_metric_bounds_the_row_without_encoding(small_run):
+    from robustcnn.reports.gates import parse_gates, select_rows
+
+    _, table, _ = small_run
+    raw = {"check": "fooling-evolution", "metric": "median_generations_to_confidence", "threshold": 0.9999, "min": 50}
+    rows = select_rows(table, parse_gates([raw], "test")[0])
+    assert len(rows) == 1 and rows["encoding"].isna().all()
+
+
+def test_headline_ranks_the_demo_cnn_below_an_adversarially_trained_model(demo_model, mnist_audit, mnist):
+    """Within 40 generations CPPN fools most demo-CNN classes at 99.99% and no class of the adversarially
+    trained model, whose champions stay far below it: the cost to fool separates them."""
+    from reference_models import three_models
+
+    models = three_models(mnist, demo_model, mnist_audit.eval.x[:2])
+    heads, best = {}, {}
+    for name in ("demo", "adversarial"):
+        check = FoolingEvolutionCheck.from_options({"encodings": ["cppn"], "population": 50, "generations": 40})
+        table = tidy(check.run(models[name], mnist_audit, CheckContext(seed=0)).rows, name, check.name)
+        heads[name] = check.headline(table)
+        best[name] = table[table.metric == "best_confidence"]["value"].median()
+    demo, adversarial = heads["demo"], heads["adversarial"]
+    assert math.isfinite(demo.value) and demo.value < adversarial.ci_low and "censored" in adversarial.label
+    assert best["adversarial"] < 0.99 < best["demo"]
+
+
 def test_same_seed_same_champions(demo_model, mnist_audit):
     opts = {"classes": [5], "population": 10, "generations": 3, "encodings": ["cppn"]}
     runs = [
@@ -164,11 +208,11 @@ def test_cppn_renders_at_any_size_and_channels():
 @pytest.mark.parametrize(
     "options, fragment",
     [
-        ({"population": 0}, "population must be positive"),
-        ({"generations": 0}, "generations must be positive"),
+        ({"population": 0}, "option 'population' must be an integer >= 1"),
+        ({"generations": 0}, "option 'generations' must be an integer >= 1"),
         ({"classes": [10]}, "out of range"),
-        ({"encodings": ["genetic"]}, "encodings"),
-        ({"mutation_rate": 0}, "mutation_rate"),
+        ({"encodings": ["genetic"]}, "option 'encodings' must be a non-empty list of names from"),
+        ({"mutation_rate": 0}, r"option 'mutation_rate' must be a number in \(0, 1\]"),
     ],
 )
 def test_bad_input_raises_one_clear_line(options, fragment, demo_model, mnist_audit):

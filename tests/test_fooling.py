@@ -2,13 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from robustcnn.checks import CheckContext
 from robustcnn.checks.fooling_images.fooling_gradient import FoolingGradientCheck
 from robustcnn.errors import InvalidInputError
-from robustcnn.methods.fooling.gradient import gradient_fooling, resolve_classes, total_variation
+from robustcnn.methods.fooling.gradient import gradient_fooling, median_cost, resolve_classes, total_variation
 from robustcnn.models import AuditedModel
 from robustcnn.results.schema import tidy
 
@@ -103,10 +104,41 @@ def test_probability_outputs_are_logged_safely_with_a_warning(demo_model, mnist_
     assert best[0] >= 0.9999 and all(math.isfinite(v) for v in best)
 
 
-def test_headline_is_share_of_classes_fooled(quick_run):
+def test_headline_is_the_median_steps_to_the_highest_threshold(quick_run):
     _, table, _ = quick_run
-    label, share = (h := FoolingGradientCheck().headline(table)).label, h.value
-    assert share == 1.0 and "99.99%" in label
+    head = FoolingGradientCheck().headline(table)
+    steps = table[(table.metric == "steps_to_confidence") & (table.variant == "fooling") & (table.threshold == 0.9999)]
+    assert "99.99%" in head.label and head.better == "higher" and head.n == 3
+    assert head.value == steps["value"].median() and (head.ci_low, head.ci_high) == (
+        steps["value"].min(),
+        steps["value"].max(),
+    )
+    assert head.where == {"metric": "median_steps_to_confidence", "variant": "fooling", "threshold": 0.9999}
+
+
+def test_median_cost_is_censored_when_most_targets_are_unreached():
+    reached = median_cost(np.array([4.0, 1.0, math.inf]), "median_steps_to_confidence", threshold=0.99)
+    assert (reached["value"], reached["n"], reached["status"]) == (4.0, 3, "reached")
+    assert (reached["ci_low"], reached["ci_high"]) == (1.0, math.inf)
+    censored = median_cost(np.array([2.0, math.inf, math.inf]), "median_steps_to_confidence")
+    assert math.isinf(censored["value"]) and censored["status"] == "censored"
+
+
+def test_headline_ranks_a_weak_the_demo_and_an_adversarially_trained_model(demo_model, mnist_audit, mnist):
+    """Every class of the weak and the demo model reaches 99.99%, so the share of classes fooled cannot tell them
+    apart; the steps it takes order them, and the adversarially trained model is not fooled within the budget."""
+    from reference_models import three_models
+
+    heads, fooled = {}, {}
+    for name, model in three_models(mnist, demo_model, mnist_audit.eval.x[:2]).items():
+        check = FoolingGradientCheck.from_options({"variants": ["fooling"], "steps": 60})
+        table = tidy(check.run(model, mnist_audit, CheckContext(seed=0)).rows, name, check.name)
+        heads[name] = check.headline(table)
+        fooled[name] = table[(table.metric == "classes_fooled") & (table.threshold == 0.9999)]["value"].item()
+    assert fooled["weak"] == fooled["demo"] == 1.0
+    weak, demo, adversarial = heads["weak"], heads["demo"], heads["adversarial"]
+    assert weak.value < demo.value < adversarial.value and math.isfinite(demo.value)
+    assert demo.ci_high < adversarial.ci_low and "censored" in adversarial.label
 
 
 @pytest.mark.parametrize(
@@ -115,10 +147,10 @@ def test_headline_is_share_of_classes_fooled(quick_run):
         ({"classes": [10]}, "out of range"),
         ({"classes": [-1]}, "out of range"),
         ({"classes": ["eleven"]}, "unknown class"),
-        ({"steps": 0}, "steps must be positive"),
-        ({"variants": ["dream"]}, "variants"),
-        ({"thresholds": [1.5]}, "thresholds"),
-        ({"stop_at": 0}, "stop_at"),
+        ({"steps": 0}, "option 'steps' must be an integer >= 1"),
+        ({"variants": ["dream"]}, "option 'variants' must be a non-empty list of names from 'fooling', 'prototype'"),
+        ({"thresholds": [1.5]}, r"option 'thresholds' must be a non-empty list of numbers in \(0, 1\)"),
+        ({"stop_at": 0}, r"option 'stop_at' must be a number in \(0, 1\]"),
         ({"step": 3}, "no option"),
     ],
 )

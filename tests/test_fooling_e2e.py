@@ -24,9 +24,10 @@ def test_audit_writes_rows_figures_and_headlines(tmp_path):
     assert set(evo.encoding.dropna()) == {"direct", "cppn"}
     assert evo[evo.metric == "generations_to_confidence"]["status"].isin(["reached", "unreached"]).all()
     heads = report.headlines()
-    assert (
-        heads["fooling-gradient"].value == 1.0 and 0.0 <= heads["fooling-evolution"].value <= 1.0 and "noise" in heads
-    )
+    steps = grad[(grad.metric == "steps_to_confidence") & (grad.variant == "fooling") & (grad.threshold == 0.9999)]
+    assert heads["fooling-gradient"].value == sorted(steps["value"])[0]  # the median of two is the lower
+    assert heads["fooling-evolution"].value >= 0 and heads["fooling-evolution"].where["threshold"] == 0.9999
+    assert "noise" in heads
     assert {"fooling-gradient-contrast", "fooling-gradient-fooling", "fooling-gradient-prototype"} <= set(
         report.figures["fooling-gradient"]
     )

@@ -154,7 +154,7 @@ def test_summary_markdown(report):
     text = render_summary(report, results)
     assert text.index("## Gates") < text.index("## Scorecard") < text.index("### clean")
     assert text.index("accuracy high") < text.index("confidence ok")  # failures first
-    assert "| accuracy | clean | clean accuracy | 0.9 |" in text
+    assert "| accuracy | clean | clean accuracy | 90% (83–94) |" in text
     assert SCRIPT_CLASS not in text and "class_accuracy" not in text.split("### clean")[1].split("###")[0]
     assert "more rows in results.csv" in text
     assert md_table(report.table.head(0)) == "_(no rows)_\n"

@@ -10,15 +10,15 @@ PACKAGE = Path(__file__).resolve().parents[1] / "robustcnn"
 
 # lowest first; a module may import its own layer and the layers below it
 LAYERS = [
-    {"errors", "seeding", "stats", "_runtime", "batch_backoff"},
+    {"errors", "options", "seeding", "stats", "_runtime", "batch_backoff"},
     {"data"},
     {"models"},
-    {"results"},
+    {"results", "estimate"},
     {"methods"},
     {"checks"},
-    {"runner", "plan", "profiles", "fragments", "executors", "sharding"},
+    {"runner", "plan", "profiles", "fragments", "executors", "progress", "sharding"},
     {"reports"},
-    {"api", "cli", "__main__"},
+    {"api", "cli", "__main__", "docs_gen"},
 ]
 LEVEL = {part: i for i, layer in enumerate(LAYERS) for part in layer}
 

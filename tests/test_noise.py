@@ -69,10 +69,11 @@ def test_probability_model_gives_the_same_rows_and_warns(demo_model, mnist_audit
 @pytest.mark.parametrize(
     "options, fragment",
     [
-        ({"n": 0}, "n must be positive"),
-        ({"kinds": ["pink"]}, "kinds"),
-        ({"std": -1}, "std must be positive"),
-        ({"thresholds": [2]}, "thresholds"),
+        ({"n": 0}, "check 'noise': option 'n' must be an integer >= 1 \\(images\\), got 0"),
+        ({"kinds": ["pink"]}, "option 'kinds' must be a non-empty list of names from 'gaussian', 'uniform'"),
+        ({"std": -1}, "option 'std' must be a number > 0"),
+        ({"thresholds": [2]}, r"option 'thresholds' must be a list of numbers in \(0, 1\)"),
+        ({"n": "many"}, "option 'n' must be an integer"),
     ],
 )
 def test_bad_input_raises_one_clear_line(options, fragment):

@@ -99,13 +99,13 @@ def test_seeded(demo_model, small_audit, result):
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"n_angles": 0}, "n_angles must be at least 1"),
-        ({"n_translations": 0}, "n_translations must be at least 1"),
-        ({"jaggedness": False, "grid": False}, "enable at least one"),
-        ({"max_shift": 0}, "max_shift must be at least 1"),
-        ({"max_translation": -1}, "max_translation must be >= 0"),
-        ({"max_angle": 400}, "between 0 and 180"),
-        ({"random_trials": -1}, "random_trials"),
+        ({"n_angles": 0}, "option 'n_angles' must be an integer >= 1, got 0"),
+        ({"n_translations": 0}, "option 'n_translations' must be an integer >= 1"),
+        ({"jaggedness": False, "grid": False}, "option 'grid' must be true when jaggedness is false"),
+        ({"max_shift": 0}, r"option 'max_shift' must be an integer >= 1 \(pixels\)"),
+        ({"max_translation": -1}, "option 'max_translation' must be a number >= 0"),
+        ({"max_angle": 400}, r"option 'max_angle' must be a number in \[0, 180\] \(degrees\), got 400"),
+        ({"random_trials": -1}, "option 'random_trials' must be an integer >= 0"),
     ],
 )
 def test_bad_options(options, message):

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
+import pytest
+
 from robustcnn.checks import Headline
 from robustcnn.reports.verdicts import default_verdict, load_default_policy
 
@@ -37,8 +40,21 @@ def test_unknown_metric_or_missing_value_gets_no_verdict():
 
 def test_shipped_policy_bounds_the_core_headlines():
     policy = load_default_policy()
-    assert {"accuracy", "robust_accuracy", "mean_corruption_accuracy", "worst_accepted_share"} <= set(policy)
-    assert all(set(b) == {"warn", "fail"} for b in policy.values())
+    core = {"accuracy", "robust_accuracy", "mean_corruption_accuracy", "worst_accepted_share"}
+    assert core | {"min_perturbation_median"} <= set(policy)
+    assert all({"warn", "fail"} <= set(b) <= {"warn", "fail", "where"} for b in policy.values())
+
+
+def test_median_perturbation_is_judged_for_linf_only():
+    """An undefended MNIST CNN (median near 0.1) warns, an adversarially trained one (0.3) passes,
+    a fragile one fails; an L2 median, on another scale, gets no verdict."""
+    policy = load_default_policy()
+
+    def median(v: float, norm: str) -> Headline:
+        return Headline("x", v, "higher", "value", where={"metric": "min_perturbation_median", "norm": norm})
+
+    assert [default_verdict(median(v, "linf"), policy) for v in (0.3, 0.1, 0.02)] == ["pass", "warn", "fail"]
+    assert default_verdict(median(1.2, "l2"), policy) == ""
 
 
 def test_scorecard_and_page_colour_rows_by_verdict(tmp_path):
@@ -54,3 +70,37 @@ def test_scorecard_and_page_colour_rows_by_verdict(tmp_path):
     assert '<span class="badge warn">warn</span>' in html
     assert '<span class="badge ok">' not in html
     assert '<div class="scroll"><table class="rc-table">\n<thead><tr><th>family</th>' not in html
+
+
+def test_scorecard_shows_rates_as_percent_with_ci_and_the_drop_from_clean(tmp_path):
+    from test_html_helpers import clean_rows
+
+    from robustcnn.reports.html import render_html
+    from robustcnn.reports.markdown import render_summary
+    from robustcnn.reports.scorecard import scorecard, scorecard_text
+    from robustcnn.results.schema import combine, rate, tidy, value
+    from robustcnn.results.writer import write_report
+
+    corrupted = [value("mean_corruption_accuracy", 0.62, 100, variant="all")]
+    spatial = [rate("accuracy", 31, 100, transform="grid")]
+    table = combine(
+        [
+            tidy(clean_rows(0.9), "m", "clean"),
+            tidy(corrupted, "m", "corruptions"),
+            tidy(spatial, "m", "spatial"),
+            tidy([value("shortcut_lift", 0.3, 100)], "m", "dataset-bias"),
+        ]
+    )
+    entry = {"status": "complete", "config": {}, "warnings": []}
+    meta = {"schema_version": 1, "checks": dict.fromkeys(("clean", "corruptions", "spatial", "dataset-bias"), entry)}
+    report = write_report(tmp_path / "r", table, pd.DataFrame({"sample": ["a"]}), meta, {})
+    card = scorecard(report).set_index("check")
+    assert card.loc["spatial", "vs_clean"] == pytest.approx(0.31 - 0.9)
+    assert card.loc["corruptions", "vs_clean"] == pytest.approx(0.62 - 0.9)
+    assert math.isnan(card.loc["clean", "vs_clean"])
+    page, summary, text = render_html(report), render_summary(report), scorecard_text(scorecard(report))
+    for shown in (page, summary, text):
+        assert "90% (83–94)" in shown and "31% (23–41)" in shown and "62%" in shown
+        assert "−59 pts" in shown and "−28 pts" in shown
+    assert '<span class="badge fail">fail</span>' in page  # the verdict badges stay
+    assert "❌ fail" in summary

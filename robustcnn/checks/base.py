@@ -8,7 +8,6 @@ image subclass ``SampleCheck``: the runner shards ``measure`` over the evaluatio
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -19,8 +18,9 @@ import pandas as pd
 import torch
 
 from ..data import Split
-from ..errors import InvalidInputError
+from ..estimate import CostInputs, Passes
 from ..models import AuditedModel
+from ..options import options_dict, read_options, validate_options
 from ..seeding import SampleStreams
 
 
@@ -155,33 +155,20 @@ class Check:
     version: ClassVar[str] = "1"
     needs_model: ClassVar[bool] = True
     needs_train: ClassVar[bool] = False
+    reads_train: ClassVar[bool] = False  # reads the training split when there is one (it is decoded ahead)
     order: ClassVar[int] = 50
     Config: ClassVar[type] = NoConfig
 
     def __init__(self, config: Any | None = None) -> None:
-        self.config = config if config is not None else self.Config()
+        self.config = validate_options(self.name, config) if config is not None else self.Config()
 
     @classmethod
     def from_options(cls, options: dict[str, Any] | None) -> Check:
-        options = dict(options or {})
-        fields = {f.name: f for f in dataclasses.fields(cls.Config)}
-        unknown = sorted(set(options) - set(fields))
-        if unknown:
-            known = ", ".join(sorted(fields)) or "none"
-            raise InvalidInputError(
-                f"check '{cls.name}' has no option {', '.join(map(repr, unknown))}; options: {known}"
-            )
-        try:
-            config = cls.Config(**options)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"bad options for check '{cls.name}': {exc}") from exc
-        validate = getattr(config, "validate", None)
-        if callable(validate):
-            validate()
-        return cls(config)
+        """The check configured by a plan's ``[checks.<name>]`` table (see ``robustcnn.options``)."""
+        return cls(read_options(cls.name, cls.Config, options))
 
     def config_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
+        return options_dict(self.config)
 
     def preflight(self, model: AuditedModel, data: AuditData) -> None:
         """Raise ``InvalidInputError`` if this check cannot run on this model and data.
@@ -195,6 +182,12 @@ class Check:
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
         """The one number of this check for a scorecard, or None when the table has none."""
+        return None
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes | None:
+        """Images this check will push through the model with its options on data like ``inputs``,
+        forward and backward (``robustcnn.estimate``), for the plan printed before a run; None when
+        the check cannot say (the plan then shows '?')."""
         return None
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import re
+import threading
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -26,6 +28,10 @@ from .policy import Target, conform
 
 class BadImage(Exception):
     """An item that cannot be used; the message is the one-line reason."""
+
+
+# items already read (position -> image and mask, or why not) and the notes reading them wrote
+Decoded = tuple[dict[int, "tuple[torch.Tensor, torch.Tensor | None] | BadImage"], list[str]]
 
 
 class ImageSource(Protocol):
@@ -204,14 +210,25 @@ def decode_sample(
     skipped: list[dict],
     notes: list[str],
     first: np.ndarray | None = None,
+    decoded: Decoded | None = None,
 ) -> tuple[Split, np.ndarray]:
     """Decode the sample at ``target``; unreadable items are skipped and replaced by a fresh draw.
 
-    ``first`` is a draw already made (e.g. by ``probe_sample``), reused to avoid drawing twice.
+    ``first`` is a draw already made (e.g. by ``probe_sample``), reused to avoid drawing twice;
+    ``decoded`` holds items of it already read at ``target`` (``read`` of some positions and the
+    notes that reading wrote), which are not read again.
     Returns the split and the positions of its items in the index.
     """
     images: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
     done: list[str] = []
+    if decoded is not None:
+        images = {p: r for p, r in decoded[0].items() if not isinstance(r, BadImage)}
+        done = list(decoded[1])
+        for p, r in decoded[0].items():
+            if isinstance(r, BadImage):
+                split.mark_bad(p, str(r), skipped)
+        if len(images) < len(decoded[0]):
+            first = None
     positions = first
     while True:
         if positions is None:
@@ -265,6 +282,8 @@ class LazySplit:
         self._skipped, self._notes = skipped, notes
         self._planned = len(split.draw(cap, seed))
         self._split: Split | None = None
+        self._decoding: Future[Split] | None = None
+        self._lock = threading.Lock()
         if cap is not None and cap < len(split.readable()):
             notes.append(
                 f"{split.name}: a class-stratified sample of {cap} of {len(split.readable())} images (train_n)"
@@ -275,9 +294,22 @@ class LazySplit:
         return self._split is not None
 
     def materialise(self) -> Split:
-        if self._split is None:
-            self._split, _ = decode_sample(self._index, self._cap, self._seed, self._target, self._skipped, self._notes)
+        with self._lock:
+            if self._split is None:
+                self._split = self._decoding.result() if self._decoding is not None else self._decode()
         return self._split
+
+    def prefetch(self) -> None:
+        """Start decoding in a background thread, so that it overlaps with model work; the first read
+        waits for it (and raises what it raised). The result is the same as decoding on first use."""
+        with self._lock:
+            if self._split is None and self._decoding is None:
+                pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="robustcnn-train")
+                self._decoding = pool.submit(self._decode)
+                pool.shutdown(wait=False)
+
+    def _decode(self) -> Split:
+        return decode_sample(self._index, self._cap, self._seed, self._target, self._skipped, self._notes)[0]
 
     def __len__(self) -> int:
         return len(self._split) if self._split is not None else self._planned

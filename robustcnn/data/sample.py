@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 from .base import Split
-from .index import DataIndex, LazySplit, decode_sample, probe_sample
+from .index import DataIndex, Decoded, LazySplit, decode_sample, probe_sample
 from .policy import Policy, Target
 
 log = logging.getLogger("robustcnn")
@@ -76,10 +76,17 @@ class SampledData:
 
 
 def sample_data(
-    index: DataIndex, probe: SampleProbe, n: int | None, seed: int, target: Target, train_n: int | None
+    index: DataIndex,
+    probe: SampleProbe,
+    n: int | None,
+    seed: int,
+    target: Target,
+    train_n: int | None,
+    decoded: Decoded | None = None,
 ) -> SampledData:
     """Decode the evaluation sample at ``target`` (replacing unreadable items by a fresh draw) and
-    set up the training split, capped at ``train_n`` images and decoded only when a check reads it."""
+    set up the training split, capped at ``train_n`` images and decoded only when a check reads it.
+    ``decoded``: items of the sample already read (see ``decode_sample``)."""
     notes = list(index.notes)
     planned = len(probe.positions) * target.channels * target.size[0] * target.size[1] * 4
     if planned > LARGE_SAMPLE_BYTES:
@@ -89,7 +96,9 @@ def sample_data(
             planned / 1e9,
             *target.size,
         )
-    split, positions = decode_sample(index.test, n, seed, target, index.skipped, notes, first=probe.positions)
+    split, positions = decode_sample(
+        index.test, n, seed, target, index.skipped, notes, first=probe.positions, decoded=decoded
+    )
     if index.skipped:
         first = index.skipped[0]
         log.warning(

@@ -57,10 +57,11 @@ class Job:
     device: str
     policy: Policy = field(default_factory=Policy)
     train_n: int | None = DEFAULT_TRAIN_N
+    batch_size: int = 256  # for the speed calibration ``prepare`` makes; results do not depend on it
 
     @classmethod
     def of(cls, plan: Plan, model_ref: ModelRef) -> Job:
-        return cls(model_ref, plan.data, plan.n, plan.seed, plan.device, plan.policy, plan.train_n)
+        return cls(model_ref, plan.data, plan.n, plan.seed, plan.device, plan.policy, plan.train_n, plan.batch_size)
 
     @property
     def key(self) -> str:
@@ -78,7 +79,8 @@ class Job:
     def prepare(self) -> Prepared:
         from ..runner import prepare
 
-        return prepare(self.model_ref, DatasetRef(self.data, self.policy, self.train_n), self.n, self.seed, self.device)
+        data = DatasetRef(self.data, self.policy, self.train_n)
+        return prepare(self.model_ref, data, self.n, self.seed, self.device, self.batch_size)
 
 
 class EngineBase:

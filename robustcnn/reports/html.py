@@ -28,9 +28,12 @@ from .scorecard import (
     check_instance,
     check_names,
     check_table,
+    delta_text,
     drop_empty,
     fact,
     format_value,
+    headline_text,
+    partial_note,
     report_label,
     scorecard,
 )
@@ -235,6 +238,7 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
     ]
     run_info = {k: v for k, v in meta.items() if k != "checks"}
     notes = meta.get("notes") or []
+    notes = ([partial_note(report)] if partial_note(report) else []) + (notes if isinstance(notes, list) else [notes])
     return _ENV.get_template("report.html.j2").render(
         label=report_label(report),
         facts=_facts(report),
@@ -245,13 +249,15 @@ def render_html(report: Any, gate_results: Sequence[Any] | None = None) -> str:
             {
                 **row,
                 "anchor": anchor(row["check"]),
-                "value": format_value(row["value"]),
+                "value": headline_text(row["value"], row["ci_low"], row["ci_high"], row["kind"]),
+                "vs_clean": delta_text(row["vs_clean"]),
                 "status_class": _status_class(str(row["status"])),
                 "verdict_class": row["verdict"] or "other",
             }
             for row in card.to_dict("records")
         ],
         has_notes=bool((card["note"] != "").any()),
+        has_deltas=bool(card["vs_clean"].notna().any()),
         sections=[_section(report, n, all_figures.get(n) or {}) for n in names],
         max_rows=MAX_TABLE_ROWS,
         plan=json.dumps(run_info, indent=2, default=str) if run_info else "",

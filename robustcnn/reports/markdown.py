@@ -14,7 +14,18 @@ from typing import Any
 
 import pandas as pd
 
-from .scorecard import breakdown_rows, check_names, check_table, drop_empty, fact, format_value, report_label, scorecard
+from .scorecard import (
+    breakdown_rows,
+    check_names,
+    check_table,
+    display_card,
+    drop_empty,
+    fact,
+    format_value,
+    partial_note,
+    report_label,
+    scorecard,
+)
 
 KEY_ROWS = 12  # rows of a check's table shown in the summary; the rest is in results.csv
 VERDICT = {"pass": "✅ pass", "warn": "⚠️ warn", "fail": "❌ fail"}
@@ -81,11 +92,12 @@ def render_summary(report: Any, gate_results: Sequence[Any] | None = None) -> st
     facts = {k: fact(meta.get(k)) for k in ("data", "seed", "device") if meta.get(k) is not None}
     if facts:
         parts.append(" · ".join(f"{k}: {md_cell(v)}" for k, v in facts.items()) + "\n")
+    if partial_note(report):
+        parts.append(f"> **{md_cell(partial_note(report))}**\n")
     if gate_results:
         parts.append("## Gates\n\n" + gates_markdown(gate_results))
     card = scorecard(report, gate_results)
-    view = card.drop(columns=["title"]).assign(value=card["value"].map(format_value))
-    view = view.loc[:, [c for c in view.columns if c in ("check", "value") or (view[c].astype(str) != "").any()]]
+    view = display_card(card.assign(verdict=card["verdict"].map(lambda v: VERDICT.get(v, v))))
     parts.append("## Scorecard\n\n" + md_table(view))
     for name in check_names(report):
         table, left_out = key_table(check_table(report, name))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..checks import Check, load_registry
@@ -30,6 +31,8 @@ SCORECARD_COLUMNS = [
     "value",
     "ci_low",
     "ci_high",
+    "kind",
+    "vs_clean",
     "verdict",
     "status",
     "gate",
@@ -91,10 +94,13 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
     ``gate`` is the worst verdict (pass < warn < fail) of the gates on that check, empty when
     no gate looked at it; ``verdict`` is that gate verdict when gates ran, else the advisory
     default policy's verdict on the headline (``audits/default-policy.toml``). ``note`` explains a missing headline (an error in the check or in its
-    ``headline``), so that a missing number is never silent.
+    ``headline``), so that a missing number is never silent. ``kind`` is the headline's ``rate``
+    (a share in [0, 1]) or ``value``; ``vs_clean`` is an accuracy headline's difference to the
+    clean accuracy of the same report (e.g. worst-of-grid accuracy minus clean accuracy), NaN
+    where the comparison means nothing or clean accuracy is missing.
     """
     checks_meta = (report.meta or {}).get("checks") or {}
-    lines = []
+    lines, comparable = [], []
     for name in check_names(report):
         info = checks_meta.get(name) or {}
         instance = check_instance(name, report.meta)
@@ -102,6 +108,8 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
         label, val, note, head = "", math.nan, "", None
         if instance is None:
             note = "check not in the registry"
+        elif info.get("status") == "not run":
+            note = "not run: --max-minutes was spent (--resume finishes it)"
         elif table.empty:
             note = "no rows"
         else:
@@ -122,6 +130,8 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
                 "value": val,
                 "ci_low": getattr(head, "ci_low", math.nan),
                 "ci_high": getattr(head, "ci_high", math.nan),
+                "kind": getattr(head, "kind", ""),
+                "vs_clean": math.nan,
                 "verdict": _gate_verdict(gate_results, name)
                 if gate_results
                 else (default_verdict(head) if head else ""),
@@ -130,7 +140,18 @@ def scorecard(report: Any, gate_results: Sequence[Any] | None = None) -> pd.Data
                 "note": note or "; ".join(info.get("warnings") or [])[:300],
             }
         )
+        comparable.append(name != "clean" and _is_accuracy(head))
+    clean = next((line["value"] for line in lines if line["check"] == "clean" and line["kind"] == "rate"), math.nan)
+    for line, compare in zip(lines, comparable, strict=True):
+        if compare:
+            line["vs_clean"] = line["value"] - clean
     return pd.DataFrame(lines, columns=SCORECARD_COLUMNS)
+
+
+def _is_accuracy(head: Any) -> bool:
+    """An accuracy under some stress (robust, corrupted, worst-of-grid), comparable to clean accuracy."""
+    metric = str((getattr(head, "where", None) or {}).get("metric", ""))
+    return head is not None and head.kind == "rate" and head.better == "higher" and metric.endswith("accuracy")
 
 
 def _gate_verdict(gate_results: Sequence[Any] | None, check: str) -> str:
@@ -147,15 +168,71 @@ def format_value(v: Any) -> str:
     return "" if math.isnan(v) else f"{float(v):.4g}"
 
 
+def percent(v: float) -> str:
+    """A share in [0, 1] as a percentage number without the sign: whole percents between 1% and
+    99%, one significant digit of the distance to 0% or 100% beyond, so that a share that is not
+    exactly 0 or 1 never reads as 0 or 100 (``0.06``, ``99.95``)."""
+    p = 100 * float(v)
+    if not 0 < p < 100 or 1 <= p <= 99:
+        return f"{p:.0f}"
+    if p < 1:
+        return np.format_float_positional(p, precision=1, unique=False, fractional=False, trim="-")
+    gap = np.format_float_positional(100 - p, precision=1, unique=False, fractional=False, trim="-")
+    return f"{p:.{len(gap.partition('.')[2])}f}"
+
+
+def headline_text(value: float, ci_low: float = math.nan, ci_high: float = math.nan, kind: str = "rate") -> str:
+    """A headline as people read it: a rate as a percentage, e.g. ``72% (68–76)`` with its 95%
+    interval, any other value to 3 significant digits, e.g. ``0.0997 (0.0884–0.107)``."""
+    if value is None or pd.isna(value):
+        return ""
+    show = percent if kind == "rate" else (lambda v: f"{float(v):.3g}")
+    text = show(value) + ("%" if kind == "rate" else "")
+    if not (pd.isna(ci_low) or pd.isna(ci_high)):
+        text += f" ({show(ci_low)}–{show(ci_high)})"
+    return text
+
+
+def delta_text(delta: float) -> str:
+    """A difference of two rates in percentage points, e.g. ``−28 pts``; empty for NaN."""
+    if delta is None or pd.isna(delta):
+        return ""
+    points = 100 * float(delta)
+    text = f"{abs(points):.1f}" if abs(points) < 10 else f"{abs(points):.0f}"
+    return ("−" if points < 0 and float(text) else "+" if points > 0 and float(text) else "±") + f"{text} pts"
+
+
+def display_card(card: pd.DataFrame) -> pd.DataFrame:
+    """The scorecard for reading: ``value`` as ``headline_text``, ``vs clean`` as ``delta_text``,
+    without the title and the numeric columns they replace, and without columns empty throughout."""
+    view = card.copy()
+    view["value"] = [
+        headline_text(v, lo, hi, k)
+        for v, lo, hi, k in zip(view["value"], view["ci_low"], view["ci_high"], view["kind"], strict=True)
+    ]
+    view.insert(view.columns.get_loc("value") + 1, "vs clean", view["vs_clean"].map(delta_text))
+    view = view.drop(columns=["title", "ci_low", "ci_high", "kind", "vs_clean"])
+    return view.loc[:, [c for c in view.columns if c in ("check", "value") or (view[c].astype(str) != "").any()]]
+
+
 def scorecard_text(card: pd.DataFrame) -> str:
     """The scorecard as a plain-text table for the terminal."""
     if card.empty:
         return "(no checks in this report)"
-    view = card.copy()
-    view["value"] = view["value"].map(format_value)
-    view = view.drop(columns=[c for c in ("title", "ci_low", "ci_high") if c in view.columns])
-    view = view.loc[:, [c for c in view.columns if c in ("check", "value") or (view[c].astype(str) != "").any()]]
-    return view.to_string(index=False)
+    return display_card(card).to_string(index=False)
+
+
+def partial_note(report: Any) -> str:
+    """For a report stopped by ``--max-minutes``: what it lacks and how to finish it; else empty."""
+    meta = report.meta or {}
+    if meta.get("status") != "partial":
+        return ""
+    stopped = meta.get("stopped") or {}
+    missing = ", ".join(stopped.get("checks_not_run") or []) or "none"
+    return (
+        f"Partial report: the run stopped when --max-minutes {stopped.get('max_minutes', 0):g} was spent; "
+        f"checks not run: {missing}. Rerun the same audit with --resume to finish it."
+    )
 
 
 def fact(v: Any) -> str:

@@ -20,27 +20,34 @@ DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "audits" / "default-polic
 
 
 @lru_cache(maxsize=4)
-def load_default_policy(path: Path = DEFAULT_POLICY) -> dict[str, dict[str, float]]:
-    """``{metric: {"warn": bound, "fail": bound}}``; empty when the file is not installed."""
+def load_default_policy(path: Path = DEFAULT_POLICY) -> dict[str, dict[str, Any]]:
+    """``{metric: {"warn": bound, "fail": bound, "where": {column: value}}}`` (``where`` only when
+    the file gives one); empty when the file is not installed."""
     if not path.is_file():
         return {}
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise InvalidInputError(f"default policy {path} is not valid TOML: {exc}") from exc
-    return {
-        name: {k: float(v) for k, v in bounds.items() if k in ("warn", "fail")}
-        for name, bounds in (raw.get("metric") or {}).items()
-    }
+    policy: dict[str, dict[str, Any]] = {}
+    for name, entry in (raw.get("metric") or {}).items():
+        policy[name] = {k: float(v) for k, v in entry.items() if k in ("warn", "fail")}
+        if isinstance(entry.get("where"), dict):
+            policy[name]["where"] = dict(entry["where"])
+    return policy
 
 
-def default_verdict(headline: Any, policy: dict[str, dict[str, float]] | None = None) -> str:
+def default_verdict(headline: Any, policy: dict[str, dict[str, Any]] | None = None) -> str:
     """``"pass"``, ``"warn"`` or ``"fail"`` for a headline under the default policy; ``""`` when
-    the policy has no bound for its metric or the value is missing."""
+    the policy has no bound for its metric, the headline's row does not match the bound's
+    ``where`` (e.g. an L2 perturbation under an L-inf bound), or the value is missing."""
     policy = load_default_policy() if policy is None else policy
-    bounds = policy.get(str((getattr(headline, "where", None) or {}).get("metric", "")))
+    where = getattr(headline, "where", None) or {}
+    bounds = policy.get(str(where.get("metric", "")))
     value = getattr(headline, "value", math.nan)
     if not bounds or value is None or math.isnan(value):
+        return ""
+    if any(str(where.get(k)) != str(v) for k, v in (bounds.get("where") or {}).items()):
         return ""
     worse = (lambda v, b: v < b) if headline.better == "higher" else (lambda v, b: v > b)
     if "fail" in bounds and worse(value, bounds["fail"]):

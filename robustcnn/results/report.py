@@ -29,7 +29,8 @@ class Report:
     meta: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: str | Path) -> Report:
+    def load(cls, path: str | Path, partial: bool = False) -> Report:
+        """The report in ``path``; a partial one (stopped by ``--max-minutes``) only with ``partial``."""
         path = Path(path)
         meta_path = path / "meta.json"
         if not meta_path.exists():
@@ -39,7 +40,7 @@ class Report:
             table = pd.read_parquet(path / "results.parquet")
         except Exception as exc:
             raise InvalidInputError(f"cannot read report {path}: {exc}") from exc
-        if meta.get("status") != "complete":
+        if meta.get("status") != "complete" and not (partial and meta.get("status") == "partial"):
             raise InvalidInputError(f"report {path} is incomplete (status {meta.get('status')!r}); rerun with --resume")
         samples_path = path / "samples.parquet"
         samples = pd.read_parquet(samples_path) if samples_path.exists() else pd.DataFrame()

@@ -293,7 +293,7 @@ def write_report(
             written = ["results.parquet", "results.csv", "samples.parquet", *_write_figures(base, figures)]
             written += ["summary.md", "report.html"] + ([FRAGMENTS] if staging.fragments.is_dir() else [])
             written.append("meta.json")
-            meta = {**meta, "status": "complete", "files": written}
+            meta = {**meta, "status": meta.get("status", "complete"), "files": written}  # or "partial" (--max-minutes)
             staged = Report(base, table, samples, meta)
             (base / "summary.md").write_text(render_summary(staged), encoding="utf-8")
             (base / "report.html").write_text(render_html(staged), encoding="utf-8")

@@ -6,6 +6,7 @@ import pandas as pd
 import torch
 
 from ...data import Split
+from ...estimate import CostInputs, Passes
 from ...models import AuditedModel
 from ...results.schema import rate, value
 from .. import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
@@ -59,6 +60,9 @@ class CleanCheck(SampleCheck):
                         )
                     )
         return CheckOutput(rows=rows)
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        return Passes(inputs.n)
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
         row = table[table["metric"] == "accuracy"]

@@ -10,18 +10,20 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
 
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.patch.evaluate import noise_patch, patched_predictions, real_object_patch
 from ...methods.patch.figures import examples_figure, patches_figure
 from ...methods.patch.geometry import SHAPES, patch_side, sample_placements
 from ...methods.patch.targets import TargetSpec, choose_targets, parse_targets, run_pilots
 from ...methods.patch.train import PatchTraining, TrainedPatch, train_area_patches
 from ...models import AuditedModel
+from ...options import option
 from ...results.schema import rate, value
 from .. import AuditData, Check, CheckContext, CheckOutput, Headline, register
 
@@ -33,64 +35,35 @@ VARIANTS = ("patch", "noise", "real")
 class PatchConfig:
     """Options of ``[checks.patch]``."""
 
-    target: TargetSpec = "vulnerable"
-    vulnerable_targets: int = 3
-    areas: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.10, 0.15, 0.25])
-    shapes: list[str] = field(default_factory=lambda: ["square", "circle"])
-    max_rotation: float = 22.5
-    scale_jitter: float = 0.15
-    train_images: int = 1000
-    epochs: int = 8
-    batch_size: int = 64
-    lr: float = 0.05
-    per_area: bool = True
-    pilot_classes: int = 10
-    pilot_images: int = 256
-    pilot_epochs: int = 2
-    examples: int = 6
-
-    def validate(self) -> None:
-        areas = self.areas if isinstance(self.areas, list) else None
-        if not areas or not all(_is_number(a) and 0 < a < 1 for a in areas):
-            raise InvalidInputError(
-                f"patch areas must be a non-empty list of fractions in (0, 1), got {self.areas!r}; e.g. [0.05, 0.1]"
-            )
-        shapes = self.shapes if isinstance(self.shapes, list) else None
-        if not shapes or any(s not in SHAPES for s in shapes):
-            raise InvalidInputError(
-                f"patch shapes must be a non-empty list of {', '.join(SHAPES)}, got {self.shapes!r}"
-            )
-        items = self.target if isinstance(self.target, list) else [self.target]
-        if not all(isinstance(t, (str, int)) and not isinstance(t, bool) for t in items):
-            raise InvalidInputError(
-                f"patch target must be a class name, an index, a list of them, 'vulnerable', 'hardest' or 'all', got {self.target!r}"
-            )
-        if not (_is_number(self.max_rotation) and 0 <= self.max_rotation <= 180):
-            raise InvalidInputError(f"patch max_rotation must be degrees in [0, 180], got {self.max_rotation!r}")
-        if not (_is_number(self.scale_jitter) and 0 <= self.scale_jitter < 1):
-            raise InvalidInputError(f"patch scale_jitter must be in [0, 1), got {self.scale_jitter!r}")
-        if not (_is_number(self.lr) and self.lr > 0):
-            raise InvalidInputError(f"patch lr must be positive, got {self.lr!r}")
-        for name in (
-            "train_images",
-            "epochs",
-            "batch_size",
-            "vulnerable_targets",
-            "pilot_classes",
-            "pilot_images",
-            "pilot_epochs",
-        ):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise InvalidInputError(f"patch {name} must be a positive integer, got {v!r}")
-        if not isinstance(self.per_area, bool):
-            raise InvalidInputError(f"patch per_area must be true or false, got {self.per_area!r}")
-        if not isinstance(self.examples, int) or self.examples < 0:
-            raise InvalidInputError(f"patch examples must be a non-negative integer, got {self.examples!r}")
-
-
-def _is_number(v: object) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    target: TargetSpec = option(
+        "vulnerable",
+        'class name, class index, list of them, "all", "vulnerable" or "hardest" (pilots); '
+        "names win over indices and rules",
+    )
+    vulnerable_targets: int = option(
+        3, 'with "vulnerable": how many of the most vulnerable classes get the full patch', range=">= 1"
+    )
+    areas: list[float] = option(
+        [0.02, 0.05, 0.10, 0.15, 0.25], "patch areas", range="(0, 1)", unit="fraction of the image", nonempty=True
+    )
+    shapes: list[str] = option(
+        ["square", "circle"], "masks; one patch is trained per shape", choices=SHAPES, nonempty=True
+    )
+    max_rotation: float = option(22.5, "rotation range (+-)", range="[0, 180]", unit="degrees")
+    scale_jitter: float = option(0.15, "relative area jitter during training", range="[0, 1)")
+    train_images: int = option(1000, "training images (of other classes) per patch", range=">= 1", unit="images")
+    epochs: int = option(8, "passes over them (per patch)", range=">= 1")
+    batch_size: int = option(64, "images per optimisation step", range=">= 1", unit="images")
+    lr: float = option(0.05, "Adam step size", range="> 0", unit="pixel units")
+    per_area: bool = option(
+        True, "one patch per area, trained at that area (false: one multi-scale patch for all areas)"
+    )
+    pilot_classes: int = option(10, 'candidate classes piloted by "vulnerable" and "hardest"', range=">= 1")
+    pilot_images: int = option(
+        256, "training images per pilot patch (and as many held out)", range=">= 1", unit="images"
+    )
+    pilot_epochs: int = option(2, "pilot training passes", range=">= 1")
+    examples: int = option(6, "held-out images in the patched-examples figure", range=">= 0", unit="images")
 
 
 def check_image_size(areas: list[float], shapes: list[str], height: int, width: int) -> None:
@@ -126,8 +99,36 @@ class PatchCheck(Check):
     )
     version = "3"
     needs_train = True
+    reads_train = True
     order = 40
     Config = PatchConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """Pilot patches when the target is chosen automatically, then per shape and target: training
+        (a gradient pass per training image and epoch, per area), the real-object control and the
+        evaluation of three patches at every area on every evaluation image."""
+        cfg, k, m = self.config, inputs.num_classes, inputs.n_train
+        others = m - m // max(k, 1)
+        rule = cfg.target if isinstance(cfg.target, str) else ""
+        targets = {"vulnerable": cfg.vulnerable_targets, "hardest": 1, "all": k}.get(rule, 1)
+        if isinstance(cfg.target, list):
+            targets = len(cfg.target)
+        total = Passes(inputs.n)
+        if rule in ("vulnerable", "hardest"):
+            fit = min(cfg.pilot_images, max(1, others // 2))
+            held = min(cfg.pilot_images, max(others - fit, 1))
+            pilots = min(cfg.pilot_classes, k)
+            total += Passes(m) + Passes(
+                pilots * (fit * cfg.pilot_epochs + held * len(cfg.areas)), pilots * fit * cfg.pilot_epochs
+            )
+        areas = len(cfg.areas)
+        train = min(cfg.train_images, others) * cfg.epochs * (areas if cfg.per_area else 1)
+        per_target = Passes(train, train, batch=cfg.batch_size) + Passes(
+            areas * (min(512, m // max(k, 1)) + 3 * inputs.n)
+        )
+        for _ in range(targets * len(cfg.shapes)):
+            total += per_target
+        return total
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: PatchConfig = self.config

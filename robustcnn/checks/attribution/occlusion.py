@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from ...checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ...data import Split
+from ...estimate import CostInputs, Passes
 from ...methods.attribution.occlusion import (
     MAP_SIDE,
     OcclusionConfig,
@@ -46,6 +47,14 @@ class OcclusionCheck(SampleCheck):
     version = "1"
     order = 45
     Config = OcclusionConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """A forward pass, then captum's occlusion of all images (probabilities) and of the correctly
+        classified ones (their decision): each an unoccluded pass plus one per window position."""
+        _, h, w = inputs.shape
+        window, stride = window_and_stride(self.config, h, w)
+        positions = (math.ceil((h - window) / stride) + 1) * (math.ceil((w - window) / stride) + 1)
+        return Passes(inputs.n * (2 + positions) + inputs.correct * (1 + positions), batch=inputs.batch_size)
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg: OcclusionConfig = self.config

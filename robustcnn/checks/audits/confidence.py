@@ -3,13 +3,13 @@ noisy and shifted inputs? (Hendrycks & Gimpel 2017; Liu et al. 2020; Shafaei et 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.confidence import figures
 from ...methods.confidence.calibration import misclassification_auroc, reliability, risk_coverage
 from ...methods.confidence.metrics import detection, threshold_at_tpr
@@ -17,6 +17,7 @@ from ...methods.confidence.odtest import od_test
 from ...methods.confidence.ood_sets import SET_NAMES, OODSet, build_sets
 from ...methods.confidence.scores import SCORES, confidence_scores, display_values, usable_scores
 from ...models import AuditedModel
+from ...options import Rule, option
 from ...results.schema import rate, value
 from .. import AuditData, Check, CheckContext, CheckOutput, Headline, register
 
@@ -27,62 +28,35 @@ COVERAGES = (0.5, 0.8, 0.9, 0.95)
 class ConfidenceConfig:
     """Options of ``[checks.confidence]``; see docs/checks/confidence.md."""
 
-    scores: list[str] = field(default_factory=lambda: list(SCORES))
-    primary_score: str = "msp"
-    sets: list[str] = field(default_factory=lambda: list(SET_NAMES))
-    ood: str = ""
-    tpr: float = 0.95
-    noise_n: int = 500
-    noise_std: float = 0.25
-    max_per_set: int = 500
-    generate_missing: bool = True
-    fooling_n: int = 50
-    fooling_steps: int = 100
-    fooling_step_size: float = 0.01
-    adversarial_n: int = 100
-    adversarial_eps: float = 0.1
-    adversarial_steps: int = 10
-    corruption_n: int = 200
-    ece_bins: int = 15
-    energy_temperature: float = 1.0
-    odtest: bool = True
+    scores: list[str] = option(list(SCORES), "scores to evaluate", choices=SCORES, nonempty=True)
+    primary_score: str = option("msp", "score of the headline and the figures", choices=SCORES)
+    sets: list[str] = option(list(SET_NAMES), "built-in OOD sets to evaluate", choices=SET_NAMES)
+    ood: str = option("", "path or name of your own OOD dataset")
+    tpr: float = option(0.95, "share of clean inputs the threshold keeps", range="[0.5, 1)", unit="share")
+    noise_n: int = option(500, "images per noise set", range=">= 1", unit="images")
+    noise_std: float = option(0.25, "standard deviation of the Gaussian noise", range="> 0", unit="pixel units")
+    max_per_set: int = option(500, "cap on images per set", range=">= 1", unit="images")
+    generate_missing: bool = option(True, "generate stand-ins for missing artifacts")
+    fooling_n: int = option(50, "generated fooling images", range=">= 1", unit="images")
+    fooling_steps: int = option(100, "gradient steps per generated fooling image", range=">= 1", unit="steps")
+    fooling_step_size: float = option(0.01, "step size of the generated fooling images", range="> 0")
+    adversarial_n: int = option(100, "generated PGD examples", range=">= 1", unit="images")
+    adversarial_eps: float = option(
+        0.1,
+        "L-inf radius of the generated PGD examples (8/255 is usual for natural images)",
+        range="(0, 1]",
+        unit="pixel units",
+    )
+    adversarial_steps: int = option(10, "PGD steps of the generated examples", range=">= 1", unit="steps")
+    corruption_n: int = option(200, "generated corrupted images", range=">= 1", unit="images")
+    ece_bins: int = option(15, "bins of the calibration error", range=">= 1", unit="bins")
+    energy_temperature: float = option(1.0, "T of the energy score", range="> 0")
+    odtest: bool = option(True, "run the OD-test protocol")
 
-    def validate(self) -> None:
-        bad = [s for s in self.scores if s not in SCORES]
-        if bad or not self.scores:
-            raise InvalidInputError(
-                f"confidence: unknown or empty scores {bad or self.scores}; choose from {', '.join(SCORES)}"
-            )
-        if self.primary_score not in self.scores:
-            raise InvalidInputError(
-                f"confidence: primary_score '{self.primary_score}' must be one of scores {self.scores}"
-            )
-        bad = [s for s in self.sets if s not in SET_NAMES]
-        if bad:
-            raise InvalidInputError(f"confidence: unknown sets {bad}; choose from {', '.join(SET_NAMES)}")
-        if not self.sets and not self.ood:
-            raise InvalidInputError("confidence: no OOD sets; list some in 'sets' or give an 'ood' dataset path")
-        if not 0.5 <= self.tpr < 1.0:
-            raise InvalidInputError(f"confidence: tpr must lie in [0.5, 1), got {self.tpr}")
-        for key in (
-            "noise_n",
-            "max_per_set",
-            "fooling_n",
-            "fooling_steps",
-            "adversarial_n",
-            "adversarial_steps",
-            "corruption_n",
-            "ece_bins",
-        ):
-            if int(getattr(self, key)) < 1:
-                raise InvalidInputError(f"confidence: {key} must be at least 1, got {getattr(self, key)}")
-        for key in ("noise_std", "fooling_step_size", "energy_temperature"):
-            if not getattr(self, key) > 0:
-                raise InvalidInputError(f"confidence: {key} must be positive, got {getattr(self, key)}")
-        if not 0 < self.adversarial_eps <= 1:
-            raise InvalidInputError(
-                f"confidence: adversarial_eps must lie in (0, 1] (pixels in [0, 1]), got {self.adversarial_eps}"
-            )
+    rules = (
+        Rule("primary_score", "must be one of scores {scores}", lambda c: c.primary_score in c.scores),
+        Rule("sets", "must name an OOD set when no 'ood' dataset is given", lambda c: bool(c.sets or c.ood)),
+    )
 
 
 @register
@@ -104,6 +78,37 @@ class ConfidenceCheck(Check):
     version = "1"
     order = 90
     Config = ConfidenceConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """The evaluation images, then each set of bad inputs scored (at most ``max_per_set``): noise,
+        the artifacts of earlier checks, or stand-ins generated when those did not run."""
+        cfg, n = self.config, inputs.n
+        cap = cfg.max_per_set
+        artifact_sizes = {
+            "fooling-gradient": inputs.num_classes,
+            "fooling-evolution": 2 * inputs.num_classes,
+            "adversarial": n,
+            "corruptions": n,
+        }
+        total = Passes(n)
+        for name in cfg.sets:
+            if name in ("gaussian-noise", "uniform-noise"):
+                total += Passes(min(cfg.noise_n, cap))
+            elif name in inputs.before:
+                total += Passes(min(artifact_sizes[name], cap))
+            elif cfg.generate_missing and name == "fooling-gradient":
+                steps = cfg.fooling_steps
+                total += Passes(
+                    cfg.fooling_n * (steps + 1) + min(cfg.fooling_n, cap), cfg.fooling_n * steps, bound=True
+                )
+            elif cfg.generate_missing and name == "adversarial":
+                a = min(cfg.adversarial_n, n)
+                total += Passes(a * (cfg.adversarial_steps + 1) + min(a, cap), a * cfg.adversarial_steps)
+            elif cfg.generate_missing and name == "corruptions":
+                total += Passes(min(cfg.corruption_n, n, cap))
+        if cfg.ood:
+            total += Passes(cap, bound=True)
+        return total
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: ConfidenceConfig = self.config

@@ -9,7 +9,7 @@ majority baseline); and near-duplicates between the training and evaluation imag
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -25,8 +25,9 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from ...data import Split, stratified_sample
-from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...models import AuditedModel
+from ...options import option
 from ...results.plots import figure_png, image_grid
 from ...results.schema import rate, value
 from .. import AuditData, Check, CheckContext, CheckOutput, Headline, register
@@ -38,35 +39,25 @@ THUMB = 16  # side of the grayscale thumbnails compared for near-duplicates
 
 @dataclass
 class DatasetBiasConfig:
-    attributes: list[str] = field(default_factory=list)
-    max_groups: int = 20
-    bins: int = 4
-    flag_cramers_v: float = 0.5
-    permutations: int = 0
-    probe: bool = True
-    probe_folds: int = 5
-    probe_max_samples: int = 4000
-    flag_probe_lift: float = 0.5
-    duplicates: bool = True
-    duplicate_threshold: float = 0.08
+    """Options of ``[checks.dataset-bias]``."""
 
-    def validate(self) -> None:
-        if not isinstance(self.attributes, list) or not all(isinstance(a, str) for a in self.attributes):
-            raise InvalidInputError(
-                'dataset-bias: attributes must be a list of attribute names, e.g. attributes = ["color"]'
-            )
-        if self.max_groups < 2 or self.bins < 2:
-            raise InvalidInputError("dataset-bias: max_groups and bins must be at least 2")
-        if not 0 < self.flag_cramers_v <= 1 or not 0 < self.flag_probe_lift <= 1:
-            raise InvalidInputError("dataset-bias: flag_cramers_v and flag_probe_lift must lie in (0, 1]")
-        if self.permutations < 0:
-            raise InvalidInputError("dataset-bias: permutations must be >= 0 (0 = chi-square p-value)")
-        if self.probe_folds < 2 or self.probe_max_samples < 20:
-            raise InvalidInputError("dataset-bias: probe_folds must be >= 2 and probe_max_samples >= 20")
-        if not 0 <= self.duplicate_threshold < 2:
-            raise InvalidInputError(
-                "dataset-bias: duplicate_threshold (RMS difference of standardised 16x16 thumbnails) must lie in [0, 2)"
-            )
+    attributes: list[str] = option([], "attributes to analyse; [] = all")
+    max_groups: int = option(20, "attribute handling as in groups", range=">= 2", unit="groups")
+    bins: int = option(4, "attribute handling as in groups", range=">= 2", unit="groups")
+    flag_cramers_v: float = option(0.5, "V at or above which an attribute is flagged", range="(0, 1]")
+    permutations: int = option(
+        0, "0 = chi-square p-value; N = permutation test with N shuffles (seeded)", range=">= 0", unit="shuffles"
+    )
+    probe: bool = option(True, "run the shortcut probe")
+    probe_folds: int = option(5, "cross-validation folds", range=">= 2", unit="folds")
+    probe_max_samples: int = option(
+        4000, "images per split for the probe (class-stratified sample)", range=">= 20", unit="images"
+    )
+    flag_probe_lift: float = option(0.5, "lift at or above which a probe is flagged", range="(0, 1]")
+    duplicates: bool = option(True, "search train/eval near-duplicates (needs a training split)")
+    duplicate_threshold: float = option(
+        0.08, "RMS distance of standardised 16x16 thumbnails below which two images are near-duplicates", range="[0, 2)"
+    )
 
 
 def class_balance(y: np.ndarray, classes: list[str], split: str) -> list[dict]:
@@ -198,7 +189,11 @@ class DatasetBiasCheck(Check):
     version = "1"
     order = 75
     needs_model = False
+    reads_train = True
     Config = DatasetBiasConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        return Passes(0, note="no model passes; probes and duplicate search are extra")
 
     def run(self, model: AuditedModel | None, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: DatasetBiasConfig = self.config
@@ -374,7 +369,7 @@ def _contingency_figure(data: AuditData, attributes: list[Attribute], split_name
     usable = [a for a in attributes if a.name in split.attrs.columns]
     if not usable:
         return None
-    fig, axes = plt.subplots(1, len(usable), figsize=(4.2 * len(usable), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(usable), figsize=(4.2 * len(usable), 3.6), squeeze=False, layout="constrained")
     for ax, attribute in zip(axes[0], usable, strict=False):
         table = pd.crosstab(attribute.groups(split.attrs[attribute.name]).to_numpy(), split.y.numpy())
         share = table.div(table.sum(axis=1), axis=0)
@@ -382,5 +377,4 @@ def _contingency_figure(data: AuditData, attributes: list[Attribute], split_name
         ax.set_xticks(range(len(table.columns)), [data.classes[int(c)] for c in table.columns], fontsize=7)
         ax.set_yticks(range(len(table.index)), list(table.index), fontsize=7)
         ax.set_title(f"P(class | {attribute.name}), {split_name}", fontsize=9)
-    fig.tight_layout()
     return figure_png(fig)

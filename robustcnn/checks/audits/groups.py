@@ -10,7 +10,7 @@ attributes into groups (missing values, numeric binning, identifiers, single gro
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -20,7 +20,9 @@ from fairlearn.metrics import MetricFrame
 from ...data import Split
 from ...data.base import adapt_split
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...models import AuditedModel
+from ...options import option
 from ...results.plots import figure_png, image_grid
 from ...results.schema import rate, value
 from .. import AuditData, Check, CheckContext, CheckOutput, Headline, register
@@ -115,28 +117,26 @@ def select_attributes(
 
 @dataclass
 class GroupsConfig:
-    attributes: list[str] = field(default_factory=list)
-    max_groups: int = 20
-    bins: int = 4
-    min_group_size: int = 10
-    bias_amplification: bool = True
-    bootstrap: int = 200
-    counterfactual: bool = True
-    counterfactual_values: int = 0
+    """Options of ``[checks.groups]``."""
 
-    def validate(self) -> None:
-        if not isinstance(self.attributes, list) or not all(isinstance(a, str) for a in self.attributes):
-            raise InvalidInputError('groups: attributes must be a list of attribute names, e.g. attributes = ["color"]')
-        if self.max_groups < 2:
-            raise InvalidInputError(f"groups: max_groups must be at least 2, got {self.max_groups}")
-        if self.bins < 2:
-            raise InvalidInputError(f"groups: bins must be at least 2, got {self.bins}")
-        if self.min_group_size < 1:
-            raise InvalidInputError(f"groups: min_group_size must be at least 1, got {self.min_group_size}")
-        if self.bootstrap < 0 or self.counterfactual_values < 0:
-            raise InvalidInputError(
-                "groups: bootstrap and counterfactual_values must be >= 0 (0 = no bootstrap / every other value)"
-            )
+    attributes: list[str] = option([], "attributes to analyse; [] = all")
+    max_groups: int = option(
+        20, "more distinct values than this: bin (numeric) or refuse (other)", range=">= 2", unit="groups"
+    )
+    bins: int = option(4, "quantile groups for a binned numeric attribute", range=">= 2", unit="groups")
+    min_group_size: int = option(
+        10, "smallest group that counts for worst-group, gaps, DP and EO", range=">= 1", unit="images"
+    )
+    bias_amplification: bool = option(
+        True, "compute the bias-amplification rows (needs a training split with the attribute)"
+    )
+    bootstrap: int = option(
+        200, "bootstrap resamples for the bias-amplification intervals (0 = none)", range=">= 0", unit="resamples"
+    )
+    counterfactual: bool = option(True, "run counterfactual swaps where the dataset supports them")
+    counterfactual_values: int = option(
+        0, "swaps per image: 0 = every other value, k = k values drawn per image (seeded)", range=">= 0"
+    )
 
 
 def group_counts(y: np.ndarray, pred: np.ndarray, groups: pd.Series, classes: list[int]) -> pd.DataFrame:
@@ -254,7 +254,16 @@ class GroupsCheck(Check):
     )
     version = "1"
     order = 80
+    reads_train = True
     Config = GroupsConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        note = (
+            "counterfactual redraws (built-in bias sets) add a pass per swapped image"
+            if self.config.counterfactual
+            else ""
+        )
+        return Passes(inputs.n, note=note)
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: GroupsConfig = self.config
@@ -529,7 +538,7 @@ def _accuracy_figure(rows: list[dict]) -> bytes:
 
     table = pd.DataFrame([r for r in rows if r["metric"] == "group_accuracy"])
     attrs = list(dict.fromkeys(table["group_attr"]))
-    fig, axes = plt.subplots(len(attrs), 1, figsize=(7, 1.2 + 0.28 * len(table)), squeeze=False)
+    fig, axes = plt.subplots(len(attrs), 1, figsize=(7, 1.2 + 0.28 * len(table)), squeeze=False, layout="constrained")
     for ax, attr in zip(axes[:, 0], attrs, strict=False):
         part = table[table["group_attr"] == attr]
         pos = np.arange(len(part))
@@ -538,14 +547,13 @@ def _accuracy_figure(rows: list[dict]) -> bytes:
         ax.set_yticks(pos, [f"{g} (n={n})" for g, n in zip(part["group"], part["n"], strict=False)], fontsize=7)
         ax.set_xlim(0, 1)
         ax.set_title(f"accuracy by {attr} (95% Wilson CI)", fontsize=9)
-    fig.tight_layout()
     return figure_png(fig)
 
 
 def _delta_figure(delta: np.ndarray, groups: list[str], classes: list[str], attr: str) -> bytes:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(classes), 1 + 0.35 * len(groups)))
+    fig, ax = plt.subplots(figsize=(1 + 0.45 * len(classes), 1 + 0.35 * len(groups)), layout="constrained")
     bound = float(np.nanmax(np.abs(delta))) if np.isfinite(delta).any() else 1.0
     im = ax.imshow(delta, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
     ax.set_xticks(range(len(classes)), classes, fontsize=7)

@@ -11,7 +11,7 @@ noise rate, which images are mislabelled. Written from the paper; no code from c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,9 @@ from torch import nn
 
 from ...data import Split, stratified_sample
 from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...models import AuditedModel
+from ...options import option
 from ...results.plots import image_grid
 from ...results.schema import rate, value
 from .. import AuditData, Check, CheckContext, CheckOutput, Headline, register
@@ -42,31 +44,15 @@ REGULARIZATION = (
 
 @dataclass
 class LabelIssuesConfig:
-    split: str = "auto"
-    probabilities: str = "cv-features"
-    folds: int = 5
-    max_samples: int = 0
-    method: str = "prune_by_noise_rate"
-    bootstrap: int = 200
-    attributes: list[str] = field(default_factory=list)
+    """Options of ``[checks.label-issues]``."""
 
-    def validate(self) -> None:
-        if self.split not in ("auto", "train", "eval"):
-            raise InvalidInputError(f"label-issues: split must be auto, train or eval, got '{self.split}'")
-        if self.probabilities not in SOURCES:
-            raise InvalidInputError(
-                f"label-issues: probabilities must be one of {', '.join(SOURCES)}, got '{self.probabilities}'"
-            )
-        if self.method not in METHODS:
-            raise InvalidInputError(f"label-issues: method must be one of {', '.join(METHODS)}, got '{self.method}'")
-        if self.folds < 2:
-            raise InvalidInputError(f"label-issues: folds must be at least 2, got {self.folds}")
-        if self.max_samples < 0 or self.bootstrap < 0:
-            raise InvalidInputError(
-                "label-issues: max_samples and bootstrap must be >= 0 (0 = all samples / no bootstrap)"
-            )
-        if not isinstance(self.attributes, list) or not all(isinstance(a, str) for a in self.attributes):
-            raise InvalidInputError("label-issues: attributes must be a list of attribute names")
+    split: str = option("auto", "split whose labels are checked", choices=("auto", "train", "eval"))
+    probabilities: str = option("cv-features", "source of the out-of-sample probabilities", choices=SOURCES)
+    folds: int = option(5, "cross-validation folds", range=">= 2", unit="folds")
+    max_samples: int = option(0, "0 = every image of the split", range=">= 0", unit="images")
+    method: str = option("prune_by_noise_rate", "how issues are ranked and flagged", choices=METHODS)
+    bootstrap: int = option(200, "resamples for the noise-rate interval (0 = none)", range=">= 0", unit="resamples")
+    attributes: list[str] = option([], "attributes for the per-group rates; [] = all")
 
 
 @dataclass
@@ -229,7 +215,15 @@ class LabelIssuesCheck(Check):
     reference = "Northcutt, Jiang & Chuang 2021, Confident Learning: Estimating Uncertainty in Dataset Labels (JAIR)."
     version = "1"
     order = 78
+    reads_train = True
     Config = LabelIssuesConfig
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """One forward pass over the audited split (features or probabilities); the cross-validation is extra."""
+        use_train = self.config.split == "train" or (self.config.split == "auto" and inputs.n_train > 0)
+        size = inputs.n_train if use_train else inputs.n
+        m = min(size, self.config.max_samples or size)
+        return Passes(m, note="cross-validation is extra", batch=min(m, inputs.batch_size))
 
     def preflight(self, model: AuditedModel, data: AuditData) -> None:
         split_name, split = self._split(data)

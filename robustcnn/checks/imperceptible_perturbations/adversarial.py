@@ -4,7 +4,7 @@ image, from a cascade of attacks that gradient masking cannot fool."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -12,12 +12,14 @@ import torch
 
 from ...data import Split
 from ...errors import InvalidInputError
-from ...methods.perturbation.bpda import check_bpda, find_modules
+from ...estimate import CostInputs, Passes
+from ...methods.perturbation.bpda import BPDA_MODES, find_modules
 from ...methods.perturbation.cascade import TOL, CountedView
 from ...methods.perturbation.diagnostics import masking_warnings, probe
-from ...methods.perturbation.epsilons import check_eps, check_norm, default_headline, max_radius
-from ...methods.perturbation.evaluate import check_attacks, check_survivors, evaluate, resolve_eps
+from ...methods.perturbation.epsilons import default_headline, max_radius
+from ...methods.perturbation.evaluate import evaluate, resolve_eps
 from ...methods.perturbation.figures import curve_png, examples_png
+from ...methods.perturbation.geometry import NORMS
 from ...methods.perturbation.library import ATTACKS, DEFAULT_ATTACKS, DEFAULT_SURVIVOR_ATTACKS, AttackSettings
 from ...methods.perturbation.summary import (
     class_rows,
@@ -28,6 +30,7 @@ from ...methods.perturbation.summary import (
     robust_column,
 )
 from ...models import AuditedModel
+from ...options import Rule, group, option
 from ...results.schema import rate, value
 from .. import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 
@@ -35,74 +38,86 @@ NORM_LABELS = {"linf": "L-inf", "l2": "L2"}
 COST_FIELDS = ("images", "improved", "forward", "backward", "seconds")
 
 
+def _attack_per_norm(c: AdversarialConfig) -> bool:
+    return all(any(norm in ATTACKS[a].norms for a in c.attacks) for norm in c.norms)
+
+
+def _headline_in_range(c: AdversarialConfig) -> bool:
+    return c.headline_eps is None or c.norms[0] != "linf" or c.headline_eps <= 1
+
+
 @dataclass
 class AdversarialConfig:
     """Options of ``[checks.adversarial]``; epsilons in pixel units ([0, 1] data range)."""
 
-    norms: list[str] = field(default_factory=lambda: ["linf", "l2"])
-    eps_linf: list[float] | None = None
-    eps_l2: list[float] | None = None
-    headline_eps: float | None = None
-    attacks: list[str] = field(default_factory=lambda: list(DEFAULT_ATTACKS))
-    fmn_steps: int = AttackSettings.fmn_steps
-    ddn_steps: int = AttackSettings.ddn_steps
-    apgd_steps: int = AttackSettings.apgd_steps
-    apgd_targets: int = AttackSettings.apgd_targets
-    apgd_target_steps: int = AttackSettings.apgd_target_steps
-    apgd_dlr_steps: int = AttackSettings.apgd_dlr_steps
-    square_queries: int = AttackSettings.square_queries
-    square_p_init: float = AttackSettings.square_p_init
-    survivor_attacks: list[str] = field(default_factory=lambda: list(DEFAULT_SURVIVOR_ATTACKS))
-    pgd_steps: int = AttackSettings.pgd_steps
-    cw_steps: int = AttackSettings.cw_steps
-    cw_binary_steps: int = AttackSettings.cw_binary_steps
-    deepfool_steps: int = AttackSettings.deepfool_steps
-    bpda: str = "auto"
-    bpda_modules: list[str] = field(default_factory=list)
-    unbounded_images: int = 32
-    masking_threshold: float = 0.02
-    examples_per_class: int = 2
-    max_examples: int = 500
+    norms: list[str] = option(
+        ["linf", "l2"], "norms to attack; the first is the headline's", choices=NORMS, nonempty=True
+    )
+    eps_linf: list[float] | None = option(
+        None,
+        "L-inf grid; auto: grayscale [0, .025, .05, .1, .15, .2, .25, .3], colour [0, 1, 2, 4, 6, 8, 12, 16]/255",
+        range="[0, 1]",
+        unit="pixel units",
+        nonempty=True,
+    )
+    eps_l2: list[float] | None = option(
+        None,
+        "L2 grid; auto: grayscale [0, .5, 1, 1.5, 2, 2.5, 3, 4], colour [0, .1, .25, .5, .75, 1, 1.5, 2] "
+        "scaled by sqrt(H*W/1024) above 32x32",
+        range=">= 0",
+        unit="pixel units",
+        nonempty=True,
+    )
+    headline_eps: float | None = option(
+        None,
+        "epsilon (in the first norm) of the per-class rows and the saved examples, added to the grid; auto: "
+        "grayscale L-inf 0.3 (Madry et al.'s MNIST threat model), colour 8/255",
+        range=">= 0",
+        unit="pixel units",
+    )
+    attacks: list[str] = option(list(DEFAULT_ATTACKS), "the cascade, in order", choices=ATTACKS, nonempty=True)
+    survivor_attacks: list[str] = option(
+        list(DEFAULT_SURVIVOR_ATTACKS),
+        "fixed-epsilon attacks that only start on images surviving the largest epsilon; [] lets every attack start "
+        "from each image's own level (thorough, costly)",
+        choices=ATTACKS,
+    )
+    attack: AttackSettings = group(AttackSettings, "iteration budgets of the attacks")
+    bpda: str = option(
+        "auto",
+        "auto: BPDA and Square on every robust image when masking is detected; on: always; off: never",
+        choices=BPDA_MODES,
+    )
+    bpda_modules: list[str] = option(
+        [],
+        "preprocessing submodules whose backward pass is the identity (implies BPDA; a name the model lacks "
+        "is an error)",
+    )
+    unbounded_images: int = option(
+        32,
+        "about this many images of the evaluation sample get the unbounded-budget diagnostic, each picked at "
+        "random by its own stream (seed and sample id), whatever the shards",
+        range=">= 0",
+        unit="images",
+    )
+    masking_threshold: float = option(
+        0.02, "share above which a masking symptom becomes a warning", range="[0, 1)", unit="share"
+    )
+    examples_per_class: int = option(2, "examples per class in the figure", range=">= 0", unit="images")
+    max_examples: int = option(500, "cap per shard on the adversarial/examples artifact", range=">= 0", unit="images")
 
-    def validate(self) -> None:
-        if not self.norms:
-            raise InvalidInputError("checks.adversarial: norms is empty; use ['linf'], ['l2'] or both")
-        for norm in self.norms:
-            check_norm(norm)
-        for norm, grid in (("linf", self.eps_linf), ("l2", self.eps_l2)):
-            if grid is not None:
-                check_eps(norm, grid)
-        check_attacks(self.attacks, self.norms)
-        for name in (
-            "fmn_steps",
-            "ddn_steps",
-            "apgd_steps",
-            "apgd_targets",
-            "apgd_target_steps",
-            "apgd_dlr_steps",
-            "square_queries",
-            "pgd_steps",
-            "cw_steps",
-            "cw_binary_steps",
-            "deepfool_steps",
-        ):
-            if int(getattr(self, name)) < 1:
-                raise InvalidInputError(f"checks.adversarial: {name} must be at least 1, got {getattr(self, name)}")
-        for name in ("unbounded_images", "examples_per_class", "max_examples"):
-            if int(getattr(self, name)) < 0:
-                raise InvalidInputError(f"checks.adversarial: {name} must be >= 0, got {getattr(self, name)}")
-        check_survivors(self.survivor_attacks)
-        check_bpda(self.bpda, self.bpda_modules)
-        if not 0 < self.square_p_init <= 1 or not 0 <= self.masking_threshold < 1:
-            raise InvalidInputError(
-                "checks.adversarial: square_p_init must be in (0, 1] and masking_threshold in [0, 1)"
-            )
-        if self.headline_eps is not None:
-            check_eps(self.norms[0], [self.headline_eps])
-
-    def settings(self) -> AttackSettings:
-        names = {f.name for f in fields(AttackSettings)}
-        return AttackSettings(**{k: getattr(self, k) for k in names})
+    rules = (
+        Rule("attacks", "must include an attack for each norm in {norms}", _attack_per_norm),
+        Rule(
+            "survivor_attacks",
+            "must list fixed-epsilon attacks only (minimal-norm attacks run on every input)",
+            lambda c: not any(ATTACKS[a].minimal for a in c.survivor_attacks),
+        ),
+        Rule("bpda_modules", "must be empty when bpda is 'off'", lambda c: c.bpda != "off" or not c.bpda_modules),
+        Rule(
+            "headline_eps", "must be at most 1 when the first norm is linf (pixels are in [0, 1])", _headline_in_range
+        ),
+    )
 
     def grids(self, shape: tuple[int, int, int]) -> tuple[dict[str, tuple[float, ...]], tuple[str, float]]:
         """Epsilon grid per norm for images of ``shape``, with the headline (norm, eps) added to its grid."""
@@ -146,6 +161,42 @@ class AdversarialCheck(SampleCheck):
     def preflight(self, model: AuditedModel, data: AuditData) -> None:
         find_modules(model, self.config.bpda_modules)
 
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        """Per norm, each attack on every correctly classified image (the others are adversarial as they
+        are), assuming none is robust at the largest epsilon: then the fixed-epsilon attacks run one
+        level below each image's minimal norm, and the survivor attacks (only on images robust at the
+        largest epsilon) do not run."""
+        cfg, n, attacked = self.config, inputs.n, inputs.correct
+        s = cfg.attack
+        grids, _ = cfg.grids(inputs.shape)
+        k = inputs.num_classes
+        grad = {  # gradient passes per image of one run
+            "fmn": s.fmn_steps,
+            "ddn": s.ddn_steps,
+            "cw": s.cw_binary_steps * s.cw_steps,
+            "deepfool": s.deepfool_steps * min(10, k),
+            "apgd-ce": s.apgd_steps + 1,
+            "apgd-dlr": s.apgd_dlr_steps + 1,
+            "apgd-t": min(s.apgd_targets, k - 1) * (s.apgd_target_steps + 1),
+            "fgsm": 1,
+            "pgd": s.pgd_steps,
+        }
+        total = Passes(n)
+        if cfg.bpda != "off":
+            total += Passes(2 + min(attacked, inputs.batch_size), 2 + min(attacked, inputs.batch_size))
+        survivors, skipped = set(cfg.survivor_attacks), []
+        for norm, name in cfg.cost_order():
+            if name in survivors:
+                skipped.append(f"{name} ({norm})")
+                continue
+            levels = len([e for e in grids[norm] if e > 0]) if ATTACKS[name].every_eps else 1
+            passes = grad.get(name, 0) * levels * attacked
+            total += Passes(passes + attacked * levels + (attacked if name == "apgd-t" else 0), passes)
+        unbounded = min(cfg.unbounded_images, attacked) * 11
+        total += Passes(3 * attacked + unbounded, 2 * attacked + unbounded)
+        note = f"survivor attacks {', '.join(skipped)} run only on images robust at the largest eps" if skipped else ""
+        return Passes(total.forward, total.backward, note=note)
+
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg: AdversarialConfig = self.config
         grids, (h_norm, h_eps) = cfg.grids(batch.shape)
@@ -160,7 +211,7 @@ class AdversarialCheck(SampleCheck):
             cfg.norms,
             grids,
             cfg.attacks,
-            cfg.settings(),
+            cfg.attack,
             ctx.seed,
             ctx.batch_size,
             cfg.survivor_attacks,

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
 from ...data import Split
-from ...errors import InvalidInputError
+from ...estimate import CostInputs, Passes
 from ...methods.shifts.corruptions import BENCHMARK, CORRUPTIONS, HELD_OUT, PRESETS, corrupt
 from ...models import AuditedModel
+from ...options import option
 from ...results.plots import figure_png, image_grid
 from ...results.schema import rate, value
 from .. import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
@@ -48,32 +49,20 @@ class CorruptionsCheck(SampleCheck):
 
     @dataclass
     class Config:
-        corruptions: list[str] = field(default_factory=lambda: list(CORRUPTIONS))
-        severities: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
-        preset: str = "auto"
-        artifact_size: int = 500
+        corruptions: list[str] = option(
+            list(CORRUPTIONS), "corruptions to run (names above)", choices=CORRUPTIONS, nonempty=True, distinct=True
+        )
+        severities: list[int] = option(
+            [1, 2, 3, 4, 5], "severities to run", range="[1, 5]", nonempty=True, distinct=True
+        )
+        preset: str = option("auto", "parameter table", choices=("auto", *PRESETS))
+        artifact_size: int = option(
+            500, "images kept in the corruptions/severity5 artifact (0: none)", range=">= 0", unit="images"
+        )
 
-        def validate(self) -> None:
-            if not self.corruptions:
-                raise InvalidInputError("corruptions: the corruptions list is empty; name at least one, e.g. ['fog']")
-            unknown = [c for c in self.corruptions if c not in CORRUPTIONS]
-            if unknown:
-                raise InvalidInputError(
-                    f"corruptions: unknown corruption {', '.join(map(repr, unknown))}; known: {', '.join(CORRUPTIONS)}"
-                )
-            if len(set(self.corruptions)) != len(self.corruptions):
-                raise InvalidInputError("corruptions: a corruption is listed twice")
-            if not self.severities:
-                raise InvalidInputError("corruptions: the severities list is empty; use integers from 1 to 5")
-            bad = [s for s in self.severities if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= 5]
-            if bad or len(set(self.severities)) != len(self.severities):
-                raise InvalidInputError(
-                    f"corruptions: severities must be distinct integers from 1 to 5, got {self.severities}"
-                )
-            if self.preset != "auto" and self.preset not in PRESETS:
-                raise InvalidInputError(f"corruptions: unknown preset '{self.preset}'; use auto, cifar or imagenet")
-            if self.artifact_size < 0:
-                raise InvalidInputError("corruptions: artifact_size must be >= 0")
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        cfg = self.config
+        return Passes(inputs.n * (1 + len(cfg.corruptions) * len(cfg.severities)), note="corrupting images is extra")
 
     def _corrupt(self, batch: Split, name: str, severity: int, ctx: CheckContext) -> torch.Tensor:
         """The corrupted images; each image's random draws come from its own stream (seed, corruption, severity, id)."""
@@ -216,7 +205,7 @@ class CorruptionsCheck(SampleCheck):
 
         names, sev = list(self.config.corruptions), list(self.config.severities)
         grid = np.array([[samples[column(c, s)].mean() for s in sev] for c in names])
-        fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(sev), 0.8 + 0.3 * len(names)))
+        fig, ax = plt.subplots(figsize=(2.6 + 0.6 * len(sev), 1.2 + 0.3 * len(names)), layout="constrained")
         im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
         ax.set_xticks(range(len(sev)), [str(s) for s in sev])
         ax.set_yticks(range(len(names)), names, fontsize=7)

@@ -8,16 +8,17 @@ they land in and how confident the model is about them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
-from ...errors import InvalidInputError
-from ...methods.fooling.gradient import check_outputs, image_shape, log_probabilities, positive, warn_if_probabilities
+from ...estimate import CostInputs, Passes
+from ...methods.fooling.gradient import check_outputs, image_shape, log_probabilities, warn_if_probabilities
 from ...models import AuditedModel
+from ...options import option
 from ...results.plots import figure_png
 from ...results.schema import rate, value
 from ...stats import wilson_interval
@@ -53,28 +54,15 @@ class NoiseCheck(Check):
 
     @dataclass
     class Config:
-        n: int = 1000  # images of each kind
-        kinds: list = field(default_factory=lambda: list(KINDS))
-        mean: float = 0.5
-        std: float = 0.25
-        thresholds: list = field(default_factory=lambda: [0.9, 0.99])
-
-        def validate(self) -> None:
-            check = NoiseCheck.name
-            positive("n", self.n, check)
-            positive("std", self.std, check)
-            unknown = [k for k in self.kinds if k not in KINDS]
-            if not self.kinds or unknown:
-                raise InvalidInputError(
-                    f"[checks.{check}] kinds must be a non-empty subset of {list(KINDS)}, got {self.kinds}"
-                )
-            if any(not 0.0 < t < 1.0 for t in self.thresholds):
-                raise InvalidInputError(
-                    f"[checks.{check}] thresholds must be probabilities in (0, 1), got {self.thresholds}"
-                )
+        n: int = option(1000, "images of each kind", range=">= 1", unit="images")
+        kinds: list[str] = option(list(KINDS), "which noise kinds", choices=KINDS, nonempty=True)
+        mean: float = option(0.5, "mean of the Gaussian noise", unit="pixel units")
+        std: float = option(
+            0.25, "standard deviation of the Gaussian noise (before clipping)", range="> 0", unit="pixel units"
+        )
+        thresholds: list[float] = option([0.9, 0.99], "top-probability levels for share_above", range="(0, 1)")
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
-        self.config.validate()
         c = self.config
         check_outputs(model, data)
         warn_if_probabilities(model, ctx, self.name)
@@ -92,6 +80,9 @@ class NoiseCheck(Check):
             out.rows += self.rows(kind, top.numpy(), counts[kind], data.classes)
         out.figures[self.name] = _histogram(counts, data.classes)
         return out
+
+    def estimate_passes(self, inputs: CostInputs) -> Passes:
+        return Passes(len(self.config.kinds) * self.config.n, batch=min(self.config.n, inputs.batch_size))
 
     def rows(self, kind: str, top: np.ndarray, counts: np.ndarray, classes: list[str]) -> list[dict]:
         n = len(top)
@@ -129,7 +120,7 @@ class NoiseCheck(Check):
 
 
 def _histogram(counts: dict[str, np.ndarray], classes: list[str]) -> bytes:
-    fig, ax = plt.subplots(figsize=(min(16.0, max(4.0, 0.45 * len(classes) + 2)), 2.8))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(4.0, 0.45 * len(classes) + 2)), 2.8), layout="constrained")
     width = 0.8 / len(counts)
     pos = np.arange(len(classes))
     for i, (kind, c) in enumerate(counts.items()):

@@ -17,37 +17,44 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from captum.attr import Occlusion
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import SymLogNorm
 
 from ...errors import InvalidInputError
 from ...models import AuditedModel
-from ...results.plots import figure_png
+from ...options import Rule, option
+from ...results.plots import figure_png, fit_text
 
 MAP_SIDE = 64  # maps kept for figures are average-pooled to at most this many pixels a side
+HEAT_CMAP = "RdBu_r"
 
 
 @dataclass
 class OcclusionConfig:
     """Options of ``[checks.occlusion]``; 0 picks the window (about a seventh of the image side) and stride (half the window)."""
 
-    window: int = 0
-    stride: int = 0
-    baseline: float | str = 0.5
-    examples: int = 8
+    window: int = option(
+        0,
+        "occluder side; 0 = about a seventh of the shorter image side (4 px on 28x28, 32 px on 224x224)",
+        range=">= 0",
+        unit="pixels",
+    )
+    stride: int = option(0, "step; 0 = half the window; must not exceed the window", range=">= 0", unit="pixels")
+    baseline: float | str = option(
+        0.5,
+        'occluder pixel value, or "mean" for each image\'s per-channel mean colour',
+        range="[0, 1]",
+        choices=("mean",),
+    )
+    examples: int = option(8, "images in the per-image figure (one per class first)", range=">= 0", unit="images")
 
-    def validate(self) -> None:
-        for name in ("window", "stride", "examples"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-                raise InvalidInputError(
-                    f"occlusion {name} must be a non-negative integer (0 = automatic for window/stride), got {v!r}"
-                )
-        if self.window and self.stride and self.stride > self.window:
-            raise InvalidInputError(
-                f"occlusion stride {self.stride} exceeds window {self.window}, which leaves pixels never occluded; use stride <= window"
-            )
-        b = self.baseline
-        if not (b == "mean" or (isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b <= 1)):
-            raise InvalidInputError(f"occlusion baseline must be a pixel value in [0, 1] or 'mean', got {b!r}")
+    rules = (
+        Rule(
+            "stride",
+            "must not exceed {window}, which would leave pixels never occluded",
+            lambda c: not (c.window and c.stride and c.stride > c.window),
+        ),
+    )
 
 
 def window_and_stride(cfg: OcclusionConfig, height: int, width: int) -> tuple[int, int]:
@@ -120,49 +127,76 @@ def outside_share(sensitivity: torch.Tensor, masks: torch.Tensor) -> tuple[torch
     return share, background.mean(dim=(1, 2, 3))
 
 
-def _heat(ax, m: np.ndarray, limit: float) -> None:
-    ax.imshow(m, cmap="RdBu_r", vmin=-limit, vmax=limit)
-    ax.axis("off")
+def overlay_norm(maps: list[np.ndarray]) -> SymLogNorm:
+    """A colour scale shared by ``maps``: symmetric around 0, limited at the 99.5th percentile of
+    |sensitivity| (one extreme pixel does not wash out the rest) and logarithmic beyond a 20th of
+    that limit, so weak but real sensitivity stays visible next to a strong peak."""
+    values = np.abs(np.concatenate([m.ravel() for m in maps]))
+    limit = max(1e-6, float(np.percentile(values, 99.5)))
+    return SymLogNorm(linthresh=limit / 20, linscale=0.5, vmin=-limit, vmax=limit, clip=True)
 
 
-def _show(ax, img: torch.Tensor) -> None:
-    img = img.float().clamp(0, 1)
+def _overlay(ax, img: torch.Tensor, heat: np.ndarray, norm: SymLogNorm) -> None:
+    """The image in grayscale under the sensitivity map, the map opaque where it is strong and
+    transparent where it is near 0."""
+    img = img.float().clamp(0, 1).mean(dim=0)
+    ax.imshow(img.numpy(), cmap="gray", vmin=0, vmax=1)
+    h, w = img.shape
+    strength = np.abs(np.asarray(norm(heat), dtype=float) - 0.5) * 2
     ax.imshow(
-        img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy(),
-        cmap="gray" if img.shape[0] == 1 else None,
-        vmin=0,
-        vmax=1,
+        heat,
+        cmap=HEAT_CMAP,
+        norm=norm,
+        alpha=np.clip(strength, 0, 1) * 0.85,
+        extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+        interpolation="bilinear",
     )
     ax.axis("off")
 
 
-def class_means_figure(images: torch.Tensor, maps: torch.Tensor, samples: pd.DataFrame, classes: list[str]) -> bytes:
-    """Per class: the mean image and the mean occlusion map over its images (red: occluding lowers the true class)."""
-    present = [k for k in range(len(classes)) if (samples["label"] == k).any()][:20]
-    fig, axes = plt.subplots(2, len(present), figsize=(1.3 * len(present), 2.9), squeeze=False)
-    means = [maps[torch.as_tensor((samples["label"] == k).to_numpy().copy())].mean(dim=0)[0].numpy() for k in present]
-    limit = max(1e-6, max(float(np.abs(m).max()) for m in means))
-    for j, k in enumerate(present):
-        _show(axes[0, j], images[torch.as_tensor((samples["label"] == k).to_numpy().copy())].mean(dim=0))
-        axes[0, j].set_title(classes[k], fontsize=8)
-        _heat(axes[1, j], means[j], limit)
-    fig.suptitle("mean image and mean occlusion sensitivity per class", fontsize=9)
+def _overlay_figure(images: list[torch.Tensor], maps: list[np.ndarray], titles: list[str], suptitle: str) -> bytes:
+    """One panel per image with its map overlaid, and a colour bar for the shared scale."""
+    norm = overlay_norm(maps)
+    fig, axes = plt.subplots(
+        1, len(images), figsize=(0.9 + 1.25 * len(images), 2.0), squeeze=False, layout="constrained"
+    )
+    for ax, img, heat, title in zip(axes[0], images, maps, titles, strict=True):
+        _overlay(ax, img, heat, norm)
+        ax.set_title(title, fontsize=7)
+    bar = fig.colorbar(ScalarMappable(norm, HEAT_CMAP), ax=list(axes[0]), shrink=0.85, pad=0.02)
+    limit = norm.vmax
+    bar.set_ticks(
+        [-limit, -limit / 10, 0, limit / 10, limit],
+        labels=[f"{t:.2g}" for t in (-limit, -limit / 10, 0, limit / 10, limit)],
+    )
+    bar.set_label("drop in true-class\nprobability", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
+    fig.suptitle(fit_text(suptitle, 9, fig.get_figwidth() - 0.2), fontsize=9)
     return figure_png(fig)
+
+
+def class_means_figure(images: torch.Tensor, maps: torch.Tensor, samples: pd.DataFrame, classes: list[str]) -> bytes:
+    """Per class: the mean occlusion map over its images on their mean image (red: occluding lowers the true class)."""
+    present = [k for k in range(len(classes)) if (samples["label"] == k).any()][:20]
+    masks = [torch.as_tensor((samples["label"] == k).to_numpy().copy()) for k in present]
+    return _overlay_figure(
+        [images[m].mean(dim=0) for m in masks],
+        [maps[m].mean(dim=0)[0].numpy() for m in masks],
+        [classes[k] for k in present],
+        "mean occlusion sensitivity per class on the mean image (red: occluding here lowers the true class)",
+    )
 
 
 def examples_figure(
     images: torch.Tensor, maps: torch.Tensor, samples: pd.DataFrame, classes: list[str], count: int
 ) -> bytes:
-    """Single images (one per class first) above their occlusion maps, titled with label and true-class probability."""
+    """Single images (one per class first) under their occlusion maps, titled with label and true-class probability."""
     first = samples.reset_index(drop=True).groupby("label", sort=True).head(1).index.tolist()
     rest = [i for i in range(len(samples)) if i not in set(first)]
     chosen = (first + rest)[:count]
-    fig, axes = plt.subplots(2, len(chosen), figsize=(1.3 * len(chosen), 2.9), squeeze=False)
-    limit = max(1e-6, float(maps[chosen].abs().max()))
-    for j, i in enumerate(chosen):
-        row = samples.iloc[i]
-        _show(axes[0, j], images[i])
-        axes[0, j].set_title(f"{classes[int(row['label'])]} p={row['true_prob']:.2f}", fontsize=7)
-        _heat(axes[1, j], maps[i, 0].numpy(), limit)
-    fig.suptitle("occlusion sensitivity (red: occluding here lowers the true class)", fontsize=9)
-    return figure_png(fig)
+    return _overlay_figure(
+        [images[i] for i in chosen],
+        [maps[i, 0].numpy() for i in chosen],
+        [f"{classes[int(samples.iloc[i]['label'])]} p={samples.iloc[i]['true_prob']:.2f}" for i in chosen],
+        "occlusion sensitivity (red: occluding here lowers the true class)",
+    )

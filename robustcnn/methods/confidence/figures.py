@@ -7,6 +7,7 @@ import math
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.ticker import NullFormatter
 
 from ...results.plots import figure_png, image_grid
 from .calibration import Reliability, RiskCoverage
@@ -15,7 +16,7 @@ from .scores import LABELS, display_values
 
 def reliability_diagram(rel: Reliability) -> bytes:
     """Accuracy against mean confidence per bin; the gap to the diagonal is the miscalibration."""
-    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    fig, ax = plt.subplots(figsize=(4.2, 4.2), layout="constrained")
     width = rel.edges[1] - rel.edges[0]
     centers = rel.edges[:-1] + width / 2
     filled = rel.counts > 0
@@ -47,7 +48,7 @@ def reliability_diagram(rel: Reliability) -> bytes:
 
 def risk_coverage_plot(curves: dict[str, RiskCoverage]) -> bytes:
     """Selective risk against coverage for each score, with the best possible ranking."""
-    fig, ax = plt.subplots(figsize=(5, 3.6))
+    fig, ax = plt.subplots(figsize=(5, 3.6), layout="constrained")
     for name, rc in curves.items():
         ax.plot(rc.coverage, rc.risk, lw=1.4, label=f"{LABELS[name]} (AURC {rc.aurc:.4f})")
     first = next(iter(curves.values()))
@@ -73,7 +74,7 @@ def score_histograms(name: str, clean: np.ndarray, sets: dict[str, np.ndarray], 
     clean_v = np.asarray(display_values(name, clean))
     cols = min(3, len(sets))
     rows = math.ceil(len(sets) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.5 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.5 * rows), squeeze=False, layout="constrained")
     thr = float(display_values(name, threshold))
     for ax, (set_name, values) in zip(axes.flat, sets.items(), strict=False):
         ood_v = np.asarray(display_values(name, values))
@@ -86,12 +87,14 @@ def score_histograms(name: str, clean: np.ndarray, sets: dict[str, np.ndarray], 
         accepted = float(np.mean(values >= threshold))
         ax.set_title(f"{set_name}: {accepted:.0%} accepted", fontsize=8)
         ax.set_yscale("log")
+        ax.yaxis.set_minor_formatter(NullFormatter())  # labelled minor ticks crowd a short log axis
+        ax.set_ylabel("density (log scale)", fontsize=7)
+        ax.set_xlabel(LABELS[name], fontsize=7)
         ax.tick_params(labelsize=6)
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(sets) :]:
         ax.axis("off")
     fig.suptitle(f"{LABELS[name]}; dashed: threshold keeping {tpr:.0%} of clean inputs", fontsize=9)
-    fig.tight_layout()
     return figure_png(fig)
 
 
@@ -108,8 +111,8 @@ def accepted_examples(
             verdict = "accepted" if s >= threshold else "rejected"
             shown_value = float(display_values(name, s))
             titles.append(
-                f"{set_name[:16]}\n{shown_value:.6f} {verdict}"
+                f"{set_name}\n{shown_value:.6f} {verdict}"
                 if name == "msp"
-                else f"{set_name[:16]}\n{shown_value:.3g} {verdict}"
+                else f"{set_name}\n{shown_value:.3g} {verdict}"
             )
     return image_grid(torch.stack(shown), titles, ncols=per_set, suptitle=f"Most confident bad inputs ({LABELS[name]})")

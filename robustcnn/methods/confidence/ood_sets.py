@@ -24,8 +24,9 @@ import torch
 import torch.nn.functional as F
 import torchvision.transforms.functional as TF
 
-from ...data import DatasetRef, Split
+from ...data import DatasetRef, Split, Target
 from ...data.base import adapt_split
+from ...data.index import BadImage
 from ...errors import InvalidInputError
 from ...models import AuditedModel
 from .scores import log_probabilities
@@ -155,20 +156,33 @@ def subsample(images: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tenso
     return images[torch.randperm(len(images), generator=gen)[:k]]
 
 
-def load_user_set(spec: str, shape: tuple[int, int, int], notes: list[str]) -> OODSet:
-    """The evaluation images of dataset ``spec`` (labels ignored), converted to ``shape``."""
+def load_user_set(
+    spec: str, shape: tuple[int, int, int], notes: list[str], cap: int, generator: Callable[[str], torch.Generator]
+) -> OODSet:
+    """Dataset ``spec``'s evaluation images (labels ignored) at ``shape``: a seeded random ``cap`` of
+    them when it has more (``generator(name)`` draws them), and only those are decoded, so a folder
+    of any size costs ``cap`` images of memory. Unreadable files are left out with a note."""
     try:
-        data = DatasetRef(spec).load()
+        index = DatasetRef(spec).index()
     except InvalidInputError as exc:
         raise InvalidInputError(f"confidence: cannot use ood dataset '{spec}': {exc}") from exc
-    if len(data.test) == 0:
-        raise InvalidInputError(
-            f"confidence: ood dataset '{spec}' has no images; give a dataset with at least one image"
-        )
+    name, total = f"user:{index.name}", len(index.test)
+    source = f"user dataset {spec}"
+    positions = torch.arange(total)
+    if total > cap:
+        positions = torch.randperm(total, generator=generator("subsample-" + name))[:cap]
+        source += f"; random {cap} of {total}"
     converted: list[str] = []
-    split = adapt_split(data.test, shape[0], shape[1:], converted, f"ood dataset '{spec}'")
-    notes.extend(converted)
-    return OODSet(f"user:{data.name}", split.x.float(), f"user dataset {spec}")
+    read = index.test.source.read(positions.tolist(), Target(shape[0], shape[1:]), converted)
+    images = [r[0] for r in read.values() if not isinstance(r, BadImage)]
+    if len(images) < len(read):
+        notes.append(f"ood dataset '{spec}': {len(read) - len(images)} unreadable files left out")
+    if not images:
+        raise InvalidInputError(
+            f"confidence: ood dataset '{spec}' has no readable images; give a dataset with at least one image"
+        )
+    notes.extend(f"ood dataset '{spec}': {text}" for text in dict.fromkeys(converted))
+    return OODSet(name, torch.stack(images).float(), source)
 
 
 def build_sets(
@@ -213,7 +227,7 @@ def build_sets(
             images = adapt_split_images(images, shape, name, notes)
         sets.append(OODSet(name, images, source))
     if cfg.ood:
-        sets.append(load_user_set(cfg.ood, shape, notes))
+        sets.append(load_user_set(cfg.ood, shape, notes, cfg.max_per_set, gen))
     out = []
     for s in sets:
         if len(s.images) == 0:

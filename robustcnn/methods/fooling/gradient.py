@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.functional import gaussian_blur
@@ -24,6 +24,7 @@ from torchvision.transforms.functional import gaussian_blur
 from ...errors import InvalidInputError
 from ...models import AuditedModel
 from ...results.schema import rate, value
+from ...stats import quantile_with_ci
 
 if TYPE_CHECKING:
     from ...checks import AuditData, CheckContext  # annotations only: methods never import checks
@@ -82,18 +83,6 @@ def image_shape(model: AuditedModel, data: AuditData) -> tuple[int, int, int]:
     return (model.in_channels or c, h, w)
 
 
-def check_thresholds(thresholds: Sequence[float], check: str) -> None:
-    if not thresholds or any(not 0.0 < t < 1.0 for t in thresholds):
-        raise InvalidInputError(
-            f"[checks.{check}] thresholds must be a non-empty list of confidences in (0, 1), got {list(thresholds)}"
-        )
-
-
-def positive(name: str, v: int | float, check: str) -> None:
-    if v <= 0:
-        raise InvalidInputError(f"[checks.{check}] {name} must be positive, got {v}")
-
-
 @dataclass
 class Trace:
     """Per-target progress of a search: best confidence, its image and when each threshold was first met."""
@@ -150,7 +139,14 @@ class Trace:
             rows.append(
                 rate("classes_fooled", int((self.step_at[:, j] >= 0).sum()), len(classes), threshold=thr, **params)
             )
+        for j, thr in enumerate(self.thresholds):
+            rows.append(median_cost(self.costs(j), f"median_{unit}_to_confidence", threshold=thr, **params))
         return rows
+
+    def costs(self, j: int) -> np.ndarray:
+        """Per target, the step (or generation) that first reached threshold ``j``; inf if none did."""
+        at = self.step_at[:, j].double().numpy()
+        return np.where(at >= 0, at, np.inf)
 
     def grid_titles(self, classes: list[int], names: list[str]) -> list[str]:
         return [f"{names[k]}\n{_short(float(self.best[i]))}" for i, k in enumerate(classes)]
@@ -164,15 +160,13 @@ def _short(p: float) -> str:
     return f"{p:.3f}"
 
 
-def fooled_share(table: pd.DataFrame) -> tuple[float, float] | None:
-    """(threshold, share of classes whose best confidence over all rows reaches it) at the highest threshold."""
-    best = table[table["metric"] == "best_confidence"]
-    fooled = table[table["metric"] == "classes_fooled"]
-    if best.empty or fooled.empty or "threshold" not in fooled:
-        return None
-    thr = float(pd.to_numeric(fooled["threshold"]).max())
-    per_class = best.groupby("class")["value"].max()
-    return thr, float((per_class >= thr).mean())
+def median_cost(costs: np.ndarray, metric: str, **params: Any) -> dict[str, Any]:
+    """The median over targets of the cost to fool one (steps or generations; inf where the budget ran out
+    first, i.e. right-censored) with its distribution-free 95% interval. The order statistics below the
+    budget are exact under censoring, so the median is too while fewer than half the targets are unreached;
+    otherwise it is inf and ``status`` is ``"censored"``."""
+    point, ci = quantile_with_ci(costs, 0.5)
+    return value(metric, point, len(costs), ci, status="censored" if math.isinf(point) else "reached", **params)
 
 
 def fooled_label(thr: float) -> str:

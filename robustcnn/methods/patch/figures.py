@@ -15,8 +15,9 @@ TITLES = {"patch": "adversarial", "noise": "noise control", "real": "real-object
 def patches_figure(
     patches: dict[float, dict[str, torch.Tensor]], target: str, shape: str, per_area: bool = True
 ) -> bytes:
-    """The adversarial patch and both controls of each area (a row each), masked to their shape on a grey ground;
-    a patch shared by all areas (``per_area`` false) is shown once."""
+    """The adversarial patch and both controls of each area (a row each), masked to their shape on a grey ground
+    and enlarged (nearest neighbour) to the largest patch's side, so no panel is mostly empty; the titles give
+    each patch's area. A patch shared by all areas (``per_area`` false) is shown once."""
     shown, titles = [], []
     rows = patches if per_area else dict([next(iter(patches.items()))])
     for area, variants in rows.items():
@@ -25,16 +26,10 @@ def patches_figure(
             shown.append(variants[k] * mask + 0.5 * (1 - mask))
             titles.append(f"{TITLES[k]}, {area:.0%}" if per_area else TITLES[k])
     side = max(p.shape[-1] for p in shown)
-    shown = [F.pad(p, _centre_pad(p.shape[-1], side), value=1.0) for p in shown]
+    shown = [F.interpolate(p, size=(side, side), mode="nearest") for p in shown]
     return image_grid(
         torch.cat(shown), titles, ncols=len(TITLES), scale=2.0, suptitle=f"{shape} patches for target '{target}'"
     )
-
-
-def _centre_pad(size: int, side: int) -> tuple[int, int, int, int]:
-    before = (side - size) // 2
-    after = side - size - before
-    return (before, after, before, after)
 
 
 @torch.no_grad()

@@ -20,7 +20,7 @@ from .evaluate import patched_predictions
 from .geometry import sample_placements
 from .train import PatchTraining, train_patch
 
-TargetSpec = str | int | list
+TargetSpec = str | int | list[str | int]
 AUTOMATIC = ("vulnerable", "hardest")
 
 

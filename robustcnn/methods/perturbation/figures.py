@@ -12,7 +12,7 @@ from ...results.plots import figure_png, image_grid, plt
 def curve_png(rows: pd.DataFrame) -> bytes:
     """Robust accuracy vs epsilon, one panel per norm, with 95% Wilson bands."""
     norms = list(dict.fromkeys(rows["norm"]))
-    fig, axes = plt.subplots(1, len(norms), figsize=(4.2 * len(norms), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(norms), figsize=(4.2 * len(norms), 3.2), squeeze=False, layout="constrained")
     for ax, norm in zip(axes[0], norms, strict=False):
         part = rows[rows["norm"] == norm].sort_values("eps")
         ax.plot(part["eps"], part["value"], marker="o", color="tab:red")

@@ -28,6 +28,7 @@ import foolbox as fb
 import torch
 from torch import nn
 
+from ...options import option
 from ...seeding import SampleStreams
 from .apgd import apgd
 from .geometry import random_in_ball
@@ -47,18 +48,28 @@ class AttackSettings:
     strength and cost this buys. PGD, CW and DeepFool follow foolbox (CW with a shorter search).
     """
 
-    fmn_steps: int = 100
-    ddn_steps: int = 50
-    apgd_steps: int = 10
-    apgd_targets: int = 3
-    apgd_target_steps: int = 12
-    apgd_dlr_steps: int = 100
-    square_queries: int = 5000
-    square_p_init: float = 0.8
-    pgd_steps: int = 40
-    cw_steps: int = 100
-    cw_binary_steps: int = 5
-    deepfool_steps: int = 50
+    fmn_steps: int = option(100, "FMN iterations (minimal-norm attack, L-inf)", range=">= 1", unit="steps")
+    ddn_steps: int = option(50, "DDN iterations (minimal-norm attack, L2)", range=">= 1", unit="steps")
+    apgd_steps: int = option(
+        10,
+        "APGD-CE iterations in the sweep (Croce & Hein use 100; the sweep only re-attacks what FMN/DDN left, "
+        "just below each image's minimal norm)",
+        range=">= 1",
+        unit="steps",
+    )
+    apgd_targets: int = option(
+        3, "APGD-T: runner-up classes targeted in turn (AutoAttack standard: 9)", range=">= 1", unit="classes"
+    )
+    apgd_target_steps: int = option(12, "APGD-T iterations per target (torchattacks: 10)", range=">= 1", unit="steps")
+    apgd_dlr_steps: int = option(100, "APGD-DLR iterations (survivor stage)", range=">= 1", unit="steps")
+    square_queries: int = option(
+        5000, "Square's query budget per image and epsilon (AutoAttack's)", range=">= 1", unit="queries"
+    )
+    square_p_init: float = option(0.8, "Square's initial square size", range="(0, 1]", unit="fraction of pixels")
+    pgd_steps: int = option(40, "iterations of the named attack pgd (foolbox)", range=">= 1", unit="steps")
+    cw_steps: int = option(100, "iterations of the named attack cw (foolbox)", range=">= 1", unit="steps")
+    cw_binary_steps: int = option(5, "binary-search steps of cw over its constant", range=">= 1", unit="steps")
+    deepfool_steps: int = option(50, "iterations of the named attack deepfool (foolbox)", range=">= 1", unit="steps")
 
 
 @dataclass(frozen=True)

@@ -2,35 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pandas as pd
-from scipy.stats import binom
 
 from ...results.schema import rate, value
+from ...stats import quantile_with_ci
 from .cascade import TOL
 
 
 def robust_column(norm: str, eps: float) -> str:
     return f"robust_{norm}@{eps:g}"
-
-
-def quantile_with_ci(values: np.ndarray, q: float, level: float = 0.95) -> tuple[float, tuple[float, float]]:
-    """Sample quantile (inverted CDF) and its distribution-free order-statistic interval.
-
-    The interval [x_(l), x_(u)] uses the binomial(n, q) quantiles of how many samples fall
-    below the true quantile; values may be +inf (no adversarial found), which stays inf.
-    """
-    v = np.sort(np.asarray(values, dtype=float))
-    n = len(v)
-    if n == 0:
-        return math.nan, (math.nan, math.nan)
-    point = v[min(n - 1, max(0, math.ceil(q * n) - 1))]
-    alpha = (1 - level) / 2
-    lo = max(1, int(binom.ppf(alpha, n, q)))
-    hi = min(n, int(binom.ppf(1 - alpha, n, q)) + 1)
-    return float(point), (float(v[lo - 1]), float(v[hi - 1]))
 
 
 def curve_rows(samples: pd.DataFrame, norm: str, grid: list[float], chain: str) -> list[dict]:
