@@ -7,11 +7,12 @@ and keeps the code. An audit stopped by ``--max-minutes`` writes a partial repor
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,11 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
 @click.argument("plan_file", required=False, type=click.Path(dir_okay=False))
 @click.option(
     "--model",
-    "model_spec",
-    help="Model file (safetensors or torch.save state_dict with --arch; .pt2, TorchScript or pickle with --trust-model) or demo:NAME. Default: demo:mnist-cnn.",
+    "model_specs",
+    multiple=True,
+    help="Model file (safetensors or torch.save state_dict with --arch; .pt2, TorchScript or pickle with --trust-model) "
+    "or demo:NAME. Default: demo:mnist-cnn. Repeat to audit several models with the same other flags "
+    "(one report each, plus index.html).",
 )
 @click.option("--arch", help="Architecture for a state_dict: torchvision:NAME, demo:NAME or package.module:factory.")
 @click.option(
@@ -191,6 +195,23 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
 )
 @click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
 @click.option(
+    "--executor",
+    default="local",
+    show_default=True,
+    help="Where tasks run: local (this process), processes (a pool, see --workers) or ray.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Worker processes (processes) or CPUs of a local Ray runtime."
+)
+@click.option(
+    "--ray-address", help="Join this Ray cluster (HOST:PORT from `ray start --head`) instead of a local runtime."
+)
+@click.option(
+    "--shard",
+    "shard_spec",
+    help="Run only slice I of N of the task list (e.g. 2/4) and write fragments for `robustcnn merge`.",
+)
+@click.option(
     "--policy",
     type=click.Path(dir_okay=False),
     help="Gate policy ([[gate]] tables) to check after the audit, besides the plan's own gates.",
@@ -201,7 +222,7 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
 @handle_errors
 def audit(
     plan_file: str | None,
-    model_spec: str | None,
+    model_specs: tuple[str, ...],
     arch: str | None,
     num_classes: int | None,
     channels: int | None,
@@ -230,6 +251,10 @@ def audit(
     max_minutes: float | None,
     dry_run: bool,
     no_progress: bool,
+    executor: str,
+    workers: int | None,
+    ray_address: str | None,
+    shard_spec: str | None,
     policy: str | None,
     junit: str | None,
     warn_only: bool,
@@ -245,11 +270,13 @@ def audit(
     from .reports.report import report_files
     from .runner import run_plan
 
-    plan_path = plan_file or (_demo_plan() if model_spec is None and data_spec is None else None)
+    plan_path = plan_file or (_demo_plan() if not model_specs and data_spec is None else None)
     plan = load_plan(plan_path) if plan_path else _plain_plan()
-    given = (model_spec, arch, num_classes, channels, input_size, mean, std, name)
-    if trust_model or any(v is not None for v in given):
-        base = plan.models[0] if model_spec is None and len(plan.models) == 1 else ModelRef()
+    if len(model_specs) > 1 and name is not None:
+        raise UsageError("--name names one model; with several --model the names come from the files")
+    given = (arch, num_classes, channels, input_size, mean, std, name)
+    if trust_model or model_specs or any(v is not None for v in given):
+        base = plan.models[0] if not model_specs and len(plan.models) == 1 else ModelRef()
         plan.models = [
             ModelRef(
                 spec=model_spec or base.spec,
@@ -262,6 +289,7 @@ def audit(
                 trust=trust_model or base.trust,
                 name=name or base.name,
             )
+            for model_spec in (model_specs or (None,))
         ]
     selection = resolve_checks(checks) if checks is not None else None
     selected = selection.checks if selection else None
@@ -304,9 +332,24 @@ def audit(
             click.echo(f"plan for {ref.display_name()}:\n{estimate_model(plan, ref)}")
         return
     progress = not no_progress and sys.stderr.isatty()
+    if shard_spec is not None:
+        from .sharding import parse_shard, run_shard
+
+        index, count = parse_shard(shard_spec)
+        with _engine(executor, workers, ray_address, plan) as engine:
+            folder, done, deferred = run_shard(plan, index, count, Path(out or f"shard-{index}-of-{count}"), engine)
+        click.echo(f"wrote {folder}/ (shard {index}/{count}: {done} tasks; {deferred} left to `robustcnn merge`)")
+        return
+    if len(plan.models) > 1:
+        from .reports.index_page import check_index_target
+
+        check_index_target(Path(plan.out or "reports"))
     verdicts = {}
     lines = not no_progress and not progress
-    reports = run_plan(plan, resume=resume, progress=progress, force=force, lines=lines, rendered=report_files())
+    with _engine(executor, workers, ray_address, plan) as engine:
+        reports = run_plan(
+            plan, resume=resume, progress=progress, force=force, lines=lines, rendered=report_files(), engine=engine
+        )
     partial = len(reports) < len(plan.models)
     for report in reports:
         if report.meta.get("status") == "partial":
@@ -323,6 +366,11 @@ def audit(
         elif gates:
             verdicts[report.model] = _gate_report(report, gates, plan.baseline, warn_only, rewrite=True)
         _append_step_summary(report, verdicts.get(report.model))
+    if len(reports) > 1:
+        from .reports.index_page import write_index
+
+        index, table = write_index(Path(plan.out or "reports"), reports, verdicts if gates else None)
+        click.echo(f"wrote {index} and {table} (comparison of {len(reports)} models)")
     code = PARTIAL_EXIT if partial else 0
     if verdicts:
         from .reports.gates import exit_code, write_junit
@@ -333,6 +381,23 @@ def audit(
         gated = exit_code([r for rs in verdicts.values() for r in rs])
         code = gated if gated else code
     sys.exit(code)
+
+
+@contextlib.contextmanager
+def _engine(name: str, workers: int | None, ray_address: str | None, plan) -> Iterator[Any]:
+    """The executor's engine, closed at the end; after an error or Ctrl-C its workers are stopped."""
+    from .executors import make_engine
+
+    if ray_address is not None and name != "ray":
+        raise UsageError("--ray-address needs --executor ray")
+    gpus = plan.num_gpus if plan.num_gpus is not None else int(plan.device.startswith("cuda"))
+    engine = make_engine(name, workers, ray_address, plan.num_cpus, gpus)
+    try:
+        yield engine
+    except BaseException:
+        engine.close(cancel=True)
+        raise
+    engine.close()
 
 
 def _reject_unselected(
@@ -619,6 +684,67 @@ def gate(
         click.echo(f"wrote {markdown}")
     append_step_summary(text)
     sys.exit(exit_code(results))
+
+
+@main.command("merge")
+@click.argument("directories", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Report folder (several models: one each under it)."
+)
+@click.option(
+    "--executor", default="local", show_default=True, help="Where the remaining tasks run: local, processes or ray."
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1), help="Worker processes (processes) or CPUs of a local Ray runtime."
+)
+@click.option("--ray-address", help="Join this Ray cluster (HOST:PORT) instead of a local runtime.")
+@click.option("--force", is_flag=True, help="Write into a non-empty --out that is not a robustcnn report.")
+@click.option("--trust-model", is_flag=True, help="Needed when the shards loaded a model with --trust-model.")
+@click.option("--no-progress", is_flag=True, help="Do not show a progress bar.")
+@debug_option
+@handle_errors
+def merge_command(
+    directories: tuple[str, ...],
+    out: str,
+    executor: str,
+    workers: int | None,
+    ray_address: str | None,
+    force: bool,
+    trust_model: bool,
+    no_progress: bool,
+    debug: bool,
+) -> None:
+    """Assemble the report of an `audit --shard I/N` run from all N shard folders: checks that they
+    come from one plan and robustcnn version and that no slice or fragment is missing, then computes
+    the summaries and the tasks left to the merge."""
+    from .reports.report import report_files
+    from .sharding import merge, read_shards
+
+    plan, stores = read_shards([Path(d) for d in directories], trust_model)
+    if len(plan.models) > 1:
+        from .reports.index_page import check_index_target
+
+        check_index_target(Path(out))
+    progress = not no_progress and sys.stderr.isatty()
+    with _engine(executor, workers, ray_address, plan) as engine:
+        reports = merge(
+            plan,
+            stores,
+            Path(out),
+            engine,
+            force,
+            rendered=report_files(),
+            progress=progress,
+            lines=not no_progress and not progress,
+        )
+    for report in reports:
+        click.echo(f"wrote {report.path}/ ({len(report.table)} rows)")
+        _print_headlines(report)
+    if len(reports) > 1:
+        from .reports.index_page import write_index
+
+        index, table = write_index(Path(out), reports)
+        click.echo(f"wrote {index} and {table} (comparison of {len(reports)} models)")
 
 
 @report.command("compare")

@@ -24,7 +24,18 @@ else:  # pragma: no cover
 
 MODEL_KEYS = {"spec", "arch", "num_classes", "in_channels", "input_size", "mean", "std", "trust_model", "name"}
 DATA_KEYS = {"spec", "n", "resize", "center_crop", "train_n"}
-RUN_KEYS = {"seed", "device", "batch_size", "checks", "out", "baseline", "shard_size", "max_minutes"}
+RUN_KEYS = {
+    "seed",
+    "device",
+    "batch_size",
+    "checks",
+    "out",
+    "baseline",
+    "shard_size",
+    "max_minutes",
+    "num_cpus",
+    "num_gpus",
+}
 TOP_KEYS = {"model", "data", "run", "checks", "gate", "description"}
 DEFAULT_CHECKS = ["clean"]
 SEED_MAX = 2**32 - 1  # scikit-learn's random_state and numpy's RandomState take 0 .. 2**32 - 1
@@ -52,6 +63,8 @@ class Plan:
     gates: list[dict[str, Any]] = field(default_factory=list)
     source: str | None = None
     optional: list[str] = field(default_factory=list)  # checks skipped with a note when the data cannot feed them
+    num_cpus: float = 1  # what each Ray worker reserves (see docs/scale-out.md); results do not depend on it
+    num_gpus: float | None = None  # None: 1 with --device cuda, else 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -156,6 +169,8 @@ def plan_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Plan:
         max_minutes=_typed(run, "max_minutes", (int, float), source, "[run]", "a number of minutes >= 0"),
         gates=raw.get("gate", []),
         source=source,
+        num_cpus=_typed(run, "num_cpus", (int, float), source, "[run]", "a positive number", 1),
+        num_gpus=_typed(run, "num_gpus", (int, float), source, "[run]", "a number from 0"),
     )
     validate_plan(plan)
     return plan
@@ -181,6 +196,10 @@ def validate_plan(plan: Plan) -> None:
         )
     if not _is_int(plan.batch_size) or plan.batch_size < 1:
         raise InvalidInputError(f"batch_size must be a positive integer, got {plan.batch_size!r}")
+    if not _is_number(plan.num_cpus) or plan.num_cpus <= 0:
+        raise InvalidInputError(f"num_cpus must be a positive number, got {plan.num_cpus!r}")
+    if plan.num_gpus is not None and (not _is_number(plan.num_gpus) or plan.num_gpus < 0):
+        raise InvalidInputError(f"num_gpus must be a number from 0, got {plan.num_gpus!r}")
     if plan.max_minutes is not None and (not _is_number(plan.max_minutes) or not 0 <= plan.max_minutes < math.inf):
         raise InvalidInputError(f"max_minutes must be a number of minutes >= 0, got {plan.max_minutes!r}")
     if plan.shard_size is not None and (not _is_int(plan.shard_size) or plan.shard_size < 1):

@@ -15,13 +15,14 @@ import logging
 import platform
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -44,7 +45,11 @@ from .results import writer
 from .results.report import Report
 from .results.schema import SCHEMA_VERSION, combine, tidy
 
+if TYPE_CHECKING:
+    from .executors import Engine, Handle, Job
+
 log = logging.getLogger("robustcnn")
+_SUMMARY_LOCK = threading.Lock()
 LAYOUT_IMAGES = 16  # images that decide the memory layout (``AuditedModel.choose_layout``) and time the model
 
 
@@ -222,30 +227,91 @@ class _CountingStore(FragmentStore):
 
 
 class LocalExecutor:
-    """Runs tasks one after another in this process, reusing cached fragments."""
+    """Runs tasks through an engine (``executors``; in this process by default), reusing cached
+    fragments (also those of ``sources``, e.g. the shards ``robustcnn merge`` assembles) and
+    writing every new fragment here, in the driver."""
 
-    def __init__(self, store: FragmentStore, resume: bool, progress: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        store: FragmentStore,
+        resume: bool,
+        progress: Callable[[int], None],
+        engine: Engine | None = None,
+        job: Job | None = None,
+        sources: Iterable[FragmentStore] = (),
+    ) -> None:
         self.store = store
         self.resume = resume
         self.progress = progress
+        self.engine = engine
+        self.job = job
+        self.sources = list(sources)
+
+    def run_tasks(
+        self, tasks: list[Task], check: Check, prepared: Prepared, context: Callable[[], CheckContext]
+    ) -> list[tuple[CheckOutput, dict[str, Any], bool]]:
+        """Run ``tasks`` of one check: a parallel engine gets every missing task at once (it runs them
+        side by side), the local one computes each when asked; results come back in task order."""
+
+        if self.engine is None:
+            return [self.run(t, lambda t=t: run_task(t, check, prepared, context())) for t in tasks]
+        engine = self.engine
+
+        def submit(t: Task) -> Handle:
+            return engine.submit(self.job, check, t, context(), prepared)
+
+        if not engine.parallel:
+            return [self.run(t, lambda t=t: submit(t).result()) for t in tasks]
+        found = {t.key: self._cached(t) for t in tasks}
+        handles = {t.key: submit(t) for t in tasks if found[t.key] is None}
+        results = []
+        for task in tasks:
+            hit = found[task.key]
+            if hit is None:
+                hit = handles[task.key].result()
+                self.store.save(task.key, *hit)
+            self.progress(1)
+            results.append((*hit, found[task.key] is not None))
+        return results
+
+    def _cached(self, task: Task) -> tuple[CheckOutput, dict[str, Any]] | None:
+        if not self.resume:
+            return None
+        for store in [self.store, *self.sources]:
+            if not store.has(task.key):
+                continue
+            try:
+                output, cost = store.load(task.key)
+            except CorruptFragmentError as exc:
+                where = f"{task.check}, shard {task.shard}" if task.shard is not None else task.check
+                log.warning("fragment %s (%s) is damaged (%s); recomputing it", store.path(task.key), where, exc)
+                if store is self.store:
+                    store.discard(task.key)
+                continue
+            if store is not self.store:
+                self.store.save(task.key, output, cost)
+            return output, cost
+        return None
 
     def run(
         self, task: Task, compute: Callable[[], tuple[CheckOutput, dict[str, Any]]]
     ) -> tuple[CheckOutput, dict[str, Any], bool]:
-        if self.resume and self.store.has(task.key):
-            try:
-                output, cost = self.store.load(task.key)
-            except CorruptFragmentError as exc:
-                where = f"{task.check}, shard {task.shard}" if task.shard is not None else task.check
-                log.warning("fragment %s (%s) is damaged (%s); recomputing it", self.store.path(task.key), where, exc)
-                self.store.discard(task.key)
-            else:
-                self.progress(1)
-                return output, cost, True
+        found = self._cached(task)
+        if found is not None:
+            self.progress(1)
+            return (*found, True)
         output, cost = compute()
         self.store.save(task.key, output, cost)
         self.progress(1)
         return output, cost, False
+
+
+def plan_model(plan: Plan, model_ref: ModelRef) -> tuple[list[Check], Prepared, dict[str, list[Task]]]:
+    """The checks of ``plan`` that can run on one model, its prepared inputs, and the tasks of each
+    check, as ``_audit_into`` makes them: the same for every executor and every ``--shard``."""
+    _, prepared, checks = _prepare_checks(plan, model_ref)
+    base_key = (__version__, model_ref.fingerprint(), prepared.image_data.fingerprint(), plan.seed, plan.device)
+    return checks, prepared, build_tasks(checks, prepared, base_key, plan.shard_size)
 
 
 def audit_model(
@@ -258,6 +324,8 @@ def audit_model(
     lines: bool = False,
     budget: Budget | None = None,
     rendered: Mapping[str, Callable[[Report], str]] | None = None,
+    engine: Engine | None = None,
+    sources: Iterable[FragmentStore] = (),
 ) -> Report:
     """Audit one model according to ``plan`` and write its report directory (see ``results.writer``:
     the work happens in a staging folder, swapped into ``out`` at the end; ``force`` allows a
@@ -270,7 +338,7 @@ def audit_model(
     staging = writer.begin(out, resume, force)
     try:
         budget = budget or Budget(plan.max_minutes)
-        return _audit_into(plan, model_ref, out, staging, resume, progress, lines, budget, rendered)
+        return _audit_into(plan, model_ref, out, staging, resume, progress, lines, budget, rendered, engine, sources)
     except EnvironmentProblemError as exc:
         staging.abandon()
         if staging.fragments.is_dir():
@@ -291,6 +359,8 @@ def _audit_into(
     lines: bool,
     budget: Budget,
     rendered: Mapping[str, Callable[[Report], str]] | None,
+    engine: Engine | None = None,
+    sources: Iterable[FragmentStore] = (),
 ) -> Report:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -308,7 +378,8 @@ def _audit_into(
     eta = Eta({name: e.seconds for name, e in estimates.items()})
     shown = RunProgress(model_ref.display_name(), total, eta, progress, lines, budget)
     store = _CountingStore(staging.fragments, shown.computed_task)
-    executor = LocalExecutor(store, resume, shown.task_done)
+    job = engine.job(plan, model_ref) if engine is not None else None
+    executor = LocalExecutor(store, resume, shown.task_done, engine, job, sources)
     shared_artifacts = Artifacts()
     frames, sample_frames, figures, check_meta = [], [], {}, {}
     stopped_after: float | None = None
@@ -347,6 +418,8 @@ def _audit_into(
         for w in output.warnings:
             log.warning("%s: %s", check.name, w)
     shown.close()
+    if engine is not None:
+        engine.release(job)
     table = combine(frames)
     if table.empty and stopped_after is not None:
         raise NothingEvaluatedError(
@@ -446,12 +519,10 @@ def _run_check(
         )
 
     if not isinstance(check, SampleCheck):
-        task = tasks[0]
-        output, cost, reused = executor.run(task, lambda: run_task(task, check, prepared, context()))
+        output, cost, reused = executor.run_tasks(tasks, check, prepared, context)[0]
         return output, cost, int(reused)
     parts, costs, reused = [], [], 0
-    for task in tasks:
-        output, cost, was_cached = executor.run(task, lambda task=task: run_task(task, check, prepared, context()))
+    for output, cost, was_cached in executor.run_tasks(tasks, check, prepared, context):
         parts.append(output)
         costs.append(cost)
         reused += was_cached
@@ -462,6 +533,10 @@ def _run_check(
     summary_task = Task(check.name, None, None, content_key("summary", *(t.key for t in tasks)))
 
     def summarize() -> tuple[CheckOutput, dict[str, Any]]:
+        with _SUMMARY_LOCK:  # models audited side by side share the driver; figures (pyplot) are not thread-safe
+            return _summarize()
+
+    def _summarize() -> tuple[CheckOutput, dict[str, Any]]:
         ctx = context()
         before = prepared.model.counter.snapshot()
         started = time.perf_counter()
@@ -559,19 +634,37 @@ def run_plan(
     force: bool = False,
     lines: bool = False,
     rendered: Mapping[str, Callable[[Report], str]] | None = None,
+    engine: Engine | None = None,
+    sources: Iterable[FragmentStore] = (),
 ) -> list[Report]:
     """Audit every model of the plan; one report directory per model. ``plan.max_minutes`` holds for
-    the whole run: a model not started when it is spent gets no report (a warning names it). ``rendered`` as in ``audit_model``."""
+    the whole run: a model not started when it is spent gets no report (a warning names it). A
+    parallel ``engine`` audits the models side by side (each model's checks still run in order).
+    ``rendered`` as in ``audit_model``."""
     names = [m.display_name() for m in plan.models]
     if len(set(names)) != len(names):
         raise InvalidInputError("two models of the plan share a name; give each a distinct name")
-    budget, reports = Budget(plan.max_minutes), []
-    for ref in plan.models:
-        if reports and budget.spent():
+    budget, sources = Budget(plan.max_minutes), list(sources)
+
+    def one(ref: ModelRef) -> Report | None:
+        if ref is not plan.models[0] and budget.spent():
             log.warning(
                 "--max-minutes spent: model %s not audited (rerun with --resume to continue)", ref.display_name()
             )
-            continue
-        out = default_out(ref, plan)
-        reports.append(audit_model(plan, ref, out, resume, progress, force, lines, budget, rendered))
-    return reports
+            return None
+        return audit_model(
+            plan, ref, default_out(ref, plan), resume, progress, force, lines, budget, rendered, engine, sources
+        )
+
+    if engine is None or not engine.parallel or len(plan.models) == 1:
+        return [r for r in map(one, plan.models) if r is not None]
+    side_by_side = min(len(plan.models), engine.slots or len(plan.models))
+    with ThreadPoolExecutor(side_by_side, thread_name_prefix="robustcnn-model") as pool:
+        futures = [pool.submit(one, ref) for ref in plan.models]
+        try:
+            return [r for r in (f.result() for f in futures) if r is not None]
+        except BaseException:
+            engine.close(cancel=True)  # the other models stop now; their finished work is kept for --resume
+            for future in futures:
+                future.cancel()
+            raise

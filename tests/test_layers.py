@@ -16,7 +16,7 @@ LAYERS = [
     {"results", "estimate"},
     {"methods"},
     {"checks"},
-    {"runner", "plan", "profiles", "fragments", "executors", "progress"},
+    {"runner", "plan", "profiles", "fragments", "executors", "progress", "sharding"},
     {"reports"},
     {"api", "cli", "__main__", "docs_gen"},
 ]
