@@ -31,7 +31,7 @@ def test_every_built_in_check_states_its_passes():
         passes = cls().estimate_passes(inputs)
         assert isinstance(passes, Passes), name
         assert 0 <= passes.backward <= passes.forward, name
-        assert passes.forward > 0 or not cls.needs_model, name
+        assert passes.forward > 0 or name == "dataset-bias", name  # the one check that reads only the data
 
 
 def test_dry_run_prints_every_selected_check_with_passes_and_writes_nothing(tmp_path):

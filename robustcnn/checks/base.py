@@ -161,7 +161,6 @@ class Check:
     description: ClassVar[str] = ""
     reference: ClassVar[str] = ""
     version: ClassVar[str] = "1"
-    needs_model: ClassVar[bool] = True
     needs_train: ClassVar[bool] = False
     reads_train: ClassVar[bool] = False  # reads the training split when there is one (it is decoded ahead)
     needs: ClassVar[tuple[ArtifactKey[Any], ...]] = ()

@@ -83,7 +83,6 @@ class DatasetBiasCheck(Check):
         "Barz & Denzler 2020 (train/test duplicates)."
     )
     version = "1"
-    needs_model = False
     reads_train = True
     Config = DatasetBiasConfig
 
