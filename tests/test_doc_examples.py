@@ -183,6 +183,8 @@ def workspace(tmp_path_factory):
 
     from robustcnn.models import build_architecture
 
+    for name in ("a.pt", "b.pt", "c.pt"):  # the many-model examples: demo CNNs as state_dicts
+        torch.save(build_architecture("demo:mnist-cnn", num_classes=10, in_channels=1).state_dict(), root / name)
     resnet = build_architecture("torchvision:resnet18", num_classes=3, in_channels=3).state_dict()
     for name in ("my_model.safetensors", "weights.safetensors"):
         save_file({k: v.contiguous() for k, v in resnet.items()}, str(root / name))
