@@ -142,3 +142,12 @@ def test_scorecard_shows_the_change_against_the_baseline_report(tmp_path):
     assert "vs baseline" not in scorecard_text(scorecard(before))
     shutil.rmtree(before.path)  # a baseline that is gone: no comparison, still a scorecard
     assert scorecard(after)["vs_baseline"].isna().all()
+
+
+def test_shipped_policy_judges_confident_noise():
+    policy = load_default_policy()
+    noise = [
+        Headline("noise images predicted above 0.99", v, "lower", "rate", where={"metric": "share_above"})
+        for v in (0.03, 0.2, 0.999)
+    ]
+    assert [default_verdict(h, policy) for h in noise] == ["pass", "warn", "fail"]
