@@ -106,6 +106,8 @@ def test_resume_after_sigkill_is_byte_identical(reference, tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (out / "meta.json").exists(), "the run finished before it could be killed"
+    with pytest.raises(robustcnn.errors.InvalidInputError):  # a killed run leaves no report that loads
+        robustcnn.load_report(out)
     resumed = subprocess.run([*cmd, "--resume"], env=env, cwd=ROOT, capture_output=True, text=True, check=False)
     assert resumed.returncode == 0, resumed.stderr
     assert robustcnn.load_report(out).meta["checks"]["adversarial"]["resumed_tasks"] >= 1
