@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -45,6 +46,11 @@ def handle_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             sys.exit(130)
         except (click.exceptions.Exit, click.ClickException):
             raise
+        except BrokenPipeError:
+            # the reader went away (``robustcnn list | head``): not an error of ours; point stdout at
+            # /dev/null so that Python's flush at exit does not raise again, and end as a pipe does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(141)
         except Exception as exc:
             code, message = _classify(exc)
             if debug:

@@ -1,5 +1,8 @@
 """CLI: bad input gives one line and the right exit code, never a traceback or a complete-looking report."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from click.testing import CliRunner
@@ -204,3 +207,13 @@ def test_the_audit_says_which_checks_run(tmp_path):
         code == 0
         and "running checks: clean (the default; --checks all|quick|standard|thorough|NAME,... selects more)" in out
     )
+
+
+def test_a_reader_that_goes_away_is_no_internal_error():
+    """``robustcnn list --options all | head -1``: the closed pipe ends the run quietly, as a pipe does."""
+    cmd = [sys.executable, "-c", "from robustcnn.cli import main; main()", "list", "--options", "all"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait() == 141 and "error" not in stderr, stderr
