@@ -250,11 +250,17 @@ def estimate_rows(photos: Path, model: Path, checks: str, size: str, n: int) -> 
 
 def profile_rows(photos: Path, model: Path, profile: str, size: str, n: int, target_s: float) -> list[tuple[str, ...]]:
     """Per check of one ``--checks PROFILE`` audit (meta.json): seconds, forward and backward passes, share of the
-    summed check seconds and the estimate before the run; then the sum, the run's wall time against ``target_s``
-    and the load average of the machine before and after (other work on it slows every check alike)."""
+    summed check seconds and the estimate before the run; then the sum, the run's wall time against ``target_s``, its
+    CPU seconds and the load average before and after (other work on the machine slows every check alike; the CPU
+    seconds over the cores are a rough figure for the wall time of the run alone, if it kept every core busy)."""
+    import resource
+
     out = ROOT / f"report-profile-{profile}-{size}-{n}"
     load_before = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall, rss, code, err = audit(photos, model, out, [], checks=profile, n=n, size=size)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the audit's CPU time, once its process is reaped
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     load_after = os.getloadavg()[0]
     if code != 0:
         return [("(audit failed)", f"exit {code}: {err}")]
@@ -283,6 +289,17 @@ def profile_rows(photos: Path, model: Path, profile: str, size: str, n: int, tar
     rows.append((f"dominant check: {dominant}", "", "", "", "", "", ""))
     rows.append(
         (f"run wall s (target <= {target_s:.0f}: {ok}), peak RSS {rss:.2f} GB", "", f"{wall:.1f}", "", "", "", "")
+    )
+    rows.append(
+        (
+            f"run CPU s (all cores; / {os.cpu_count()} = {cpu / (os.cpu_count() or 1):.0f})",
+            "",
+            f"{cpu:.1f}",
+            "",
+            "",
+            "",
+            "",
+        )
     )
     rows.append((f"load average before / after: {load_before:.1f} / {load_after:.1f}", "", "", "", "", "", ""))
     return rows
