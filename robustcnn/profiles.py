@@ -43,7 +43,7 @@ PROFILES: dict[str, Profile] = {
                 "pilot_epochs": 1,
                 "examples": 4,
             },
-            "spatial": {"max_shift": 4, "n_angles": 11, "random_trials": 3},
+            "spatial": {"max_shift": 4, "n_angles": 11, "n_translations": 3, "random_trials": 3},
             "corruptions": {"severities": [3, 5]},
             "occlusion": {"max_positions": 7},
             "dataset-bias": {"probe_max_samples": 1000},
