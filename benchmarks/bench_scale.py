@@ -1,6 +1,7 @@
 """Real-scale data: an audit of a folder of photos against the figures of the real-scale issue.
 
-Run: ``.venv/bin/python benchmarks/bench_scale.py [--files 3000] [--tiny 50000] [--workers 2] [--device cuda]``
+Run: ``.venv/bin/python benchmarks/bench_scale.py [--files 3000] [--tiny 50000] [--workers 2] [--device cuda]
+[--profile quick]``
 
 Generated under ``/tmp/robustcnn-bench-scale`` (kept between runs): an ImageFolder of 3,000
 500x375 JPEGs in 10 classes (smooth random scenes, about 40-60 kB each), a folder of 50,000
@@ -22,6 +23,13 @@ tiny PNGs, and an untrained torchvision resnet18 state_dict (10 classes).
 5. Estimate versus actual (``--estimate-checks``): an audit of the photos with those checks
    (resnet18, ``--estimate-size``, ``--estimate-n`` images); per check, the passes and seconds the
    plan estimated before the run next to those meta.json measured, and their ratio.
+6. A profile (``--profile quick``): an audit with ``--checks PROFILE`` (resnet18, ``--profile-size``,
+   ``--profile-n`` images; defaults 224x224 and 100) of a second folder of the same kind of photos,
+   ``ROOT/train`` and ``ROOT/test`` (``--split-files``, default 1,000 and 500) with a ``metadata.csv``
+   group attribute, so every family runs (``patch``, ``dataset-bias`` and ``label-issues`` need the
+   training split, ``groups`` the attribute). Per check: seconds, forward and backward passes from
+   meta.json, share of the summed check seconds, the estimate before the run; the dominant check;
+   the run's wall time against the target (``--profile-minutes``, 15) and the load average.
 
 ``--baseline-repo DIR`` runs the audits of 1 also with the robustcnn source tree in DIR (for example
 a checkout from before a change) and prints both side by side.
@@ -56,16 +64,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def _photo(args: tuple[Path, int]) -> int:
-    """One smooth random 500x375 scene saved as JPEG (quality 90)."""
+def _photo(args: tuple[Path, int] | tuple[Path, int, float]) -> int:
+    """One smooth random 500x375 scene saved as JPEG (quality 90), its pixels scaled by an optional brightness."""
     from PIL import Image, ImageFilter
 
-    path, seed = args
+    path, seed, brightness = (*args, 1.0)[:3]
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
     img = Image.fromarray(small).resize((500, 375), Image.BICUBIC)
     noise = rng.normal(0, 12, (375, 500, 3))
-    arr = np.clip(np.asarray(img, dtype=np.float64) + noise, 0, 255).astype(np.uint8)
+    arr = np.clip((np.asarray(img, dtype=np.float64) + noise) * brightness, 0, 255).astype(np.uint8)
     Image.fromarray(arr).filter(ImageFilter.GaussianBlur(0.7)).save(path, quality=90)
     return path.stat().st_size
 
@@ -82,6 +90,31 @@ def make_photos(count: int, workers: int) -> Path:
         jobs.append((cls / f"img{i:05d}.jpg", i))
     with ProcessPoolExecutor(workers) as pool:
         total = sum(pool.map(_photo, jobs, chunksize=50))
+    done.write_text(str(total))
+    return folder
+
+
+def make_split_photos(train: int, test: int, workers: int) -> Path:
+    """The same kind of photos as ``make_photos`` as ``ROOT/train/<class>`` and ``ROOT/test/<class>``, with a
+    ``metadata.csv`` group attribute ``light`` (``bright`` or ``dim``: pixels scaled by 0.6), drawn per image at
+    random, so every check, ``patch``, ``dataset-bias``, ``label-issues`` and ``groups`` included, can run."""
+    folder = ROOT / f"photos-split-{train}-{test}"
+    done = folder / ".complete"
+    if done.exists():
+        return folder
+    rng = np.random.default_rng(1)
+    jobs, rows = [], ["path,light"]
+    for split, count, offset in (("train", train, 10**6), ("test", test, 2 * 10**6)):
+        for i in range(count):
+            cls = folder / split / f"class{i % 10}"
+            cls.mkdir(parents=True, exist_ok=True)
+            light = "dim" if rng.random() < 0.5 else "bright"
+            path = cls / f"img{i:05d}.jpg"
+            jobs.append((path, offset + i, 0.6 if light == "dim" else 1.0))
+            rows.append(f"{path.relative_to(folder).as_posix()},{light}")
+    with ProcessPoolExecutor(workers) as pool:
+        total = sum(pool.map(_photo, jobs, chunksize=50))
+    (folder / "metadata.csv").write_text("\n".join(rows) + "\n")
     done.write_text(str(total))
     return folder
 
@@ -215,6 +248,63 @@ def estimate_rows(photos: Path, model: Path, checks: str, size: str, n: int) -> 
     return rows
 
 
+def profile_rows(photos: Path, model: Path, profile: str, size: str, n: int, target_s: float) -> list[tuple[str, ...]]:
+    """Per check of one ``--checks PROFILE`` audit (meta.json): seconds, forward and backward passes, share of the
+    summed check seconds and the estimate before the run; then the sum, the run's wall time against ``target_s``, its
+    CPU seconds and the load average before and after (other work on the machine slows every check alike; the CPU
+    seconds over the cores are a rough figure for the wall time of the run alone, if it kept every core busy)."""
+    import resource
+
+    out = ROOT / f"report-profile-{profile}-{size}-{n}"
+    load_before = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, rss, code, err = audit(photos, model, out, [], checks=profile, n=n, size=size)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the audit's CPU time, once its process is reaped
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    load_after = os.getloadavg()[0]
+    if code != 0:
+        return [("(audit failed)", f"exit {code}: {err}")]
+    meta = json.loads((out / "meta.json").read_text())
+    checks = meta["checks"]
+    total = sum(info.get("seconds") or 0.0 for info in checks.values())
+    rows = []
+    for name, info in checks.items():
+        seconds = info.get("seconds")
+        estimated = info.get("estimate", {}).get("seconds")
+        rows.append(
+            (
+                name,
+                info.get("status", "?"),
+                "-" if seconds is None else f"{seconds:.1f}",
+                str(info.get("forward", "-")),
+                str(info.get("backward", "-")),
+                "-" if not seconds or not total else f"{100 * seconds / total:.0f}%",
+                "-" if estimated is None else f"{estimated:.1f}",
+            )
+        )
+    timed = {name: info["seconds"] for name, info in checks.items() if info.get("seconds")}
+    dominant = max(timed, key=timed.get) if timed else "-"
+    ok = "yes" if wall <= target_s else "NO"
+    rows.append(("sum of check seconds", "", f"{total:.1f}", "", "", "100%", f"{meta['estimated_seconds']:.1f}"))
+    rows.append((f"dominant check: {dominant}", "", "", "", "", "", ""))
+    rows.append(
+        (f"run wall s (target <= {target_s:.0f}: {ok}), peak RSS {rss:.2f} GB", "", f"{wall:.1f}", "", "", "", "")
+    )
+    rows.append(
+        (
+            f"run CPU s (all cores; / {os.cpu_count()} = {cpu / (os.cpu_count() or 1):.0f})",
+            "",
+            f"{cpu:.1f}",
+            "",
+            "",
+            "",
+            "",
+        )
+    )
+    rows.append((f"load average before / after: {load_before:.1f} / {load_after:.1f}", "", "", "", "", "", ""))
+    return rows
+
+
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(str(r[i])) for r in [header, *rows] if i < len(r)) for i in range(len(header))]
     for r in [header, *rows]:
@@ -289,6 +379,11 @@ def main() -> None:
     )
     parser.add_argument("--estimate-size", default="32x32", help="input size of the estimate-versus-actual audit")
     parser.add_argument("--estimate-n", type=int, default=50, help="images of the estimate-versus-actual audit")
+    parser.add_argument("--profile", default="", help="also audit the train/test photos with this profile (6.)")
+    parser.add_argument("--profile-size", default="224x224", help="input size of the profile audit")
+    parser.add_argument("--profile-n", type=int, default=100, help="images of the profile audit")
+    parser.add_argument("--profile-minutes", type=float, default=15, help="wall-time target of the profile audit")
+    parser.add_argument("--split-files", default="1000,500", help="train,test photos of the profile audit's folder")
     parser.add_argument("--skip-audits", action="store_true", help="leave out the clean audits of 1")
     parser.add_argument("--skip-index", action="store_true", help="leave out indexing the tiny files")
     parser.add_argument("--skip-decode", action="store_true", help="leave out the decode throughput comparison")
@@ -369,6 +464,18 @@ def main() -> None:
         )
         header = ("check", "fwd est", "fwd", "bwd est", "bwd", "s est", "s", "s / est")
         print_table(header, estimate_rows(photos, model, args.estimate_checks, args.estimate_size, args.estimate_n))
+    if args.profile:
+        train, test = (int(v) for v in args.split_files.split(","))
+        split = make_split_photos(train, test, args.workers)
+        print(
+            f"\n--checks {args.profile}: resnet18, {args.profile_size}, n={args.profile_n}, {split.name} "
+            f"(train/test, group attribute 'light'), {os.cpu_count()} CPUs, device {DEVICE}"
+        )
+        header = ("check", "status", "s", "fwd", "bwd", "share", "s est")
+        print_table(
+            header,
+            profile_rows(split, model, args.profile, args.profile_size, args.profile_n, 60 * args.profile_minutes),
+        )
 
 
 if __name__ == "__main__":

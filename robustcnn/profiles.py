@@ -33,6 +33,7 @@ PROFILES: dict[str, Profile] = {
             "fooling-evolution": {"population": 50, "generations": 20},
             "noise": {"n": 200},
             "patch": {
+                "vulnerable_targets": 1,
                 "train_images": 200,
                 "epochs": 2,
                 "areas": [0.05, 0.15],
@@ -42,8 +43,9 @@ PROFILES: dict[str, Profile] = {
                 "pilot_epochs": 1,
                 "examples": 4,
             },
-            "spatial": {"n_angles": 11, "random_trials": 3},
+            "spatial": {"max_shift": 4, "n_angles": 11, "n_translations": 3, "random_trials": 3},
             "corruptions": {"severities": [3, 5]},
+            "occlusion": {"max_positions": 7},
             "dataset-bias": {"probe_max_samples": 1000},
             "label-issues": {"max_samples": 1000, "bootstrap": 50},
             "groups": {"bootstrap": 50},

@@ -129,6 +129,23 @@ def test_automatic_window_and_stride_scale_with_the_image():
     assert window_and_stride(OcclusionConfig(window=5, stride=5), 28, 28) == (5, 5)
 
 
+@pytest.mark.parametrize("size", [(8, 8), (28, 28), (32, 32), (64, 64), (100, 100), (224, 224), (224, 300)])
+def test_max_positions_bounds_the_window_positions_and_leaves_no_pixel_unoccluded(size):
+    h, w = size
+    for bound in (2, 7, 10):
+        window, stride = window_and_stride(OcclusionConfig(max_positions=bound), h, w)
+        rows, cols = (math.ceil((side - window) / stride) + 1 for side in (h, w))
+        assert max(rows, cols) <= bound and stride <= window <= min(h, w)
+    assert window_and_stride(OcclusionConfig(max_positions=7), 224, 224) == (32, 32)  # 7 x 7 instead of 13 x 13
+    assert window_and_stride(OcclusionConfig(max_positions=7), 64, 64) == (10, 10)  # the automatic window grows
+    assert window_and_stride(OcclusionConfig(max_positions=20), 28, 28) == (4, 2)  # a loose bound changes nothing
+
+
+def test_max_positions_that_outgrows_a_given_window_is_an_error():
+    with pytest.raises(InvalidInputError, match="raise max_positions or the window"):
+        window_and_stride(OcclusionConfig(window=4, max_positions=3), 28, 28)
+
+
 @pytest.mark.parametrize(
     "options",
     [
@@ -138,6 +155,8 @@ def test_automatic_window_and_stride_scale_with_the_image():
         {"baseline": 2.0},
         {"baseline": "grey"},
         {"examples": -2},
+        {"max_positions": 1},
+        {"max_positions": -1},
     ],
 )
 def test_bad_options_are_rejected(options):

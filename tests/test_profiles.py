@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from robustcnn.checks import load_registry
 from robustcnn.cli import main
 from robustcnn.errors import InvalidInputError
+from robustcnn.estimate import CostInputs
 from robustcnn.methods.bias.labels import cross_validated_probabilities, penultimate_features
 from robustcnn.models import AuditedModel
 from robustcnn.profiles import PROFILES, families, resolve_checks
@@ -33,6 +34,25 @@ def test_all_and_every_profile_select_every_check_and_only_named_ones_are_requir
     mixed = resolve_checks("clean,natural-shifts")
     assert mixed.checks[0] == "clean" and set(mixed.checks[1:]) == set(families()["natural-shifts"])
     assert mixed.optional == mixed.checks[1:]
+
+
+def profile_passes(profile: str, shape: tuple[int, int, int], n: int, accuracy: float) -> dict[str, int]:
+    """Per check of ``profile``: its planned model passes, a backward pass counted as two forward ones."""
+    registry, selection, before, out = load_registry(), resolve_checks(profile), [], {}
+    for name in selection.checks:
+        check = registry[name].from_options(selection.options.get(name, {}))
+        passes = check.estimate_passes(CostInputs(n, shape, 10, 1000, 32, tuple(before), accuracy))
+        out[name], before = passes.forward + 2 * passes.backward, [*before, name]
+    return out
+
+
+@pytest.mark.parametrize("accuracy", [0.1, 1.0])
+def test_quick_plans_fewer_model_passes_than_standard_for_every_check_at_photo_size(accuracy):
+    quick, standard = (profile_passes(p, (3, 224, 224), 100, accuracy) for p in ("quick", "standard"))
+    assert all(quick[name] <= standard[name] for name in quick), (quick, standard)
+    assert sum(quick.values()) * 5 <= sum(standard.values())
+    # occlusion: at most 7 x 7 window positions per image (one unoccluded pass besides, per captum run)
+    assert quick["occlusion"] <= 100 * (2 + 49) + round(100 * accuracy) * (1 + 49)
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,12 @@ class OcclusionConfig:
         choices=("mean",),
     )
     examples: int = option(8, "images in the per-image figure (one per class first)", range=">= 0", unit="images")
+    max_positions: int = option(
+        0,
+        "window positions per image side at most (a budget: the stride, and an automatic window, grow to fit "
+        "it); 0 = no bound",
+        range=">= 0",
+    )
 
     rules = (
         Rule(
@@ -54,14 +60,29 @@ class OcclusionConfig:
             "must not exceed {window}, which would leave pixels never occluded",
             lambda c: not (c.window and c.stride and c.stride > c.window),
         ),
+        Rule("max_positions", "must be 0 (no bound) or at least 2", lambda c: c.max_positions != 1),
     )
 
 
 def window_and_stride(cfg: OcclusionConfig, height: int, width: int) -> tuple[int, int]:
-    """The occluder side and stride in pixels for ``height x width`` images."""
-    side = min(height, width)
+    """The occluder side and stride in pixels for ``height x width`` images.
+
+    With ``max_positions`` the stride grows until at most that many positions fit along the longer
+    side; where it would outgrow an automatic window, window and stride both become the longer side
+    over ``max_positions`` (adjacent squares), so no pixel is left unoccluded (a window set by the
+    user that the stride would outgrow is an error)."""
+    side, longer = min(height, width), max(height, width)
     window = cfg.window or max(2, round(side / 7))
     stride = cfg.stride or max(1, window // 2)
+    if cfg.max_positions:
+        stride = max(stride, math.ceil((longer - window) / (cfg.max_positions - 1)))
+        if stride > window and not cfg.window:
+            window = stride = max(cfg.stride, math.ceil(longer / cfg.max_positions))
+        elif stride > window:
+            raise InvalidInputError(
+                f"occlusion max_positions {cfg.max_positions} needs a stride of {stride} px on {height}x{width} images, "
+                f"more than the {window} px window; raise max_positions or the window"
+            )
     if window > side:
         raise InvalidInputError(
             f"occlusion window {window} px is larger than the {height}x{width} images; use a smaller window"
