@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from ...data import Split, stratified_sample
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...methods.bias.dataset import association_stats, nearest, probe_features, shortcut_probe, thumbnails
 from ...methods.bias.groups import Attribute, select_attributes
 from ...models import AuditedModel
@@ -88,6 +88,22 @@ class DatasetBiasCheck(Check):
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:
         return Passes(0, note="no model passes; probes and duplicate search are extra")
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """The shortcut probes: image-statistics features and a cross-validated classifier per split, timed
+        on the calibration images (two alternating labels) and scaled to the split's probed images."""
+        cfg, x = self.config, probe.x.cpu()
+        if not cfg.probe or len(x) < 4:
+            return Work()
+        y = np.arange(len(x)) % 2
+        folds = min(cfg.probe_folds, len(x) // 2)
+
+        def fit() -> object:
+            return [shortcut_probe(f, y, folds, 0) for f in probe_features(x, None).values()]
+
+        per_image = probe.timed(("shortcut probe", x.shape), fit) / len(x)
+        probed = sum(min(size, cfg.probe_max_samples) for size in (inputs.n, inputs.n_train) if size)
+        return Work(per_image * probed, f"shortcut probes on {probed:,} images")
 
     def run(self, model: AuditedModel | None, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: DatasetBiasConfig = self.config
