@@ -3,10 +3,26 @@
 Each check states its passes as a function of its options and the data (``Check.estimate_passes``):
 images pushed forward through the model, and how many of them also went backward to the input
 (as ``models.EvalCounter`` counts them, so the estimate and ``meta.json``'s measured passes compare
-directly). A calibration times model calls on two batch sizes of the sampled images on the chosen
-device and fits a cost per call and per image (``CallCost``); estimated seconds are the passes at the
-check's images per call times that cost. Work other than model passes (decoding, corrupting images,
-fitting probes) is not in the estimate.
+directly), in parts that each say how many images a call holds (``Passes.batch``: the run's batch,
+one image per class, the few correctly classified images of a shard an attack steps on).
+
+A calibration times model calls on the chosen device, forward and (when a check needs it)
+forward+backward to the input, at ``MIN_BATCH`` images and at the run's batch size (capped at
+``CALIBRATION_PIXELS``), and fits a cost per call and per image (``CallCost``): a call on fewer
+than ``MIN_BATCH`` images costs as many (the wrapper pads it), and on small images a batch of 256
+runs several times cheaper per image than one of 32. Foolbox's attacks call ``loss.backward()``,
+which also computes the weights' gradients; their parts are costed by a call timed that way.
+
+Each check also states its work besides model calls (``Check.estimate_work``): generating,
+corrupting or transforming images, breeding populations, fitting probes and rendering figures. The
+calibration's ``Probe`` times a piece of that work on the calibration images before the run (a
+corruption of a few images, a population, a figure of 1 and of 6 panels and a chart) and the check
+scales it to its images and options. Estimated seconds are the model time plus that work; the
+plan, ``--dry-run`` and ``meta.json`` show both (``model_seconds``, ``work_seconds``) and what
+calibrating and probing cost. Nothing is specific to a device: on a GPU the same calls are timed
+there (synchronised). The estimate is a realistic expectation where the work is known; checks that
+stop early where they succeed mark their passes an upper bound (``<=``). Other load on the machine
+while the audit runs is not foreseen.
 """
 
 from __future__ import annotations
