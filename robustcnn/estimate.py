@@ -7,8 +7,8 @@ directly), in parts that each say how many images a call holds (``Passes.batch``
 one image per class, the few correctly classified images of a shard an attack steps on).
 
 A calibration times model calls on the chosen device, forward and (when a check needs it)
-forward+backward to the input, at ``MIN_BATCH`` images and at the run's batch size (capped at
-``CALIBRATION_PIXELS``), and fits a cost per call and per image (``CallCost``): a call on fewer
+forward+backward to the input, at ``MIN_BATCH`` images and at the run's batch size (as far as a
+call takes at most ``LARGE_CALL_S``), and fits a cost per call and per image (``CallCost``): a call on fewer
 than ``MIN_BATCH`` images costs as many (the wrapper pads it), and on small images a batch of 256
 runs several times cheaper per image than one of 32. Foolbox's attacks call ``loss.backward()``,
 which also computes the weights' gradients; their parts are costed by a call timed that way.
@@ -41,8 +41,8 @@ from .models import MIN_BATCH, AuditedModel
 log = logging.getLogger(__name__)
 
 CALIBRATION_IMAGES = 32  # calibration images the probe keeps
-CALIBRATION_PIXELS = 256 * 32 * 32  # pixels of the larger calibration batch, up to the run's batch size (the
-# sample is tiled): small images run several times cheaper per image in a batch of 256 than of 32 on a CPU
+LARGE_CALL_S = 0.5  # seconds a forward call of the larger calibration batch may take (up to the run's batch
+# size): small images on a CPU, and any on a GPU, run several times cheaper per image in a batch of 256 than of 32
 REPEAT_BUDGET = 0.5  # seconds: a timing is repeated (best of) only while its runs took less
 FIGURE_PANELS = 6  # panels of the larger figure the probe renders
 
@@ -193,8 +193,7 @@ class Probe:
     def weights_backward(self) -> CallCost:
         """The cost of a forward+backward call that also computes the weights' gradients, as foolbox's
         attacks run it (``loss.backward()``); timed like ``calibrate``'s input-gradient calls."""
-        batch = self.x.repeat(math.ceil(self.batch / max(len(self.x), 1)), 1, 1, 1)[: self.batch]
-        batch = batch.to(self.model.device)
+        batch = _tiled(self.x, self.batch).to(self.model.device)
 
         def run(images: torch.Tensor) -> Callable[[], None]:
             def step() -> None:
@@ -282,22 +281,23 @@ class CheckEstimate:
 
 
 def calibrate(model: AuditedModel, x: torch.Tensor, batch_size: int, backward: bool = True) -> Calibration:
-    """Time model calls on ``MIN_BATCH`` and on ``batch_size`` images of ``x`` (tiled; at most
-    ``CALIBRATION_PIXELS`` worth) after a warm-up, and fit a per-call and a per-image cost (``CallCost``);
-    with ``backward`` also forward+backward passes to the input (else ``backward`` is None: no check
-    needs it, and its activations would raise the run's peak memory). Large images are timed at
-    ``MIN_BATCH`` only (their per-call cost is small next to the images'), once where a call takes more
-    than ``REPEAT_BUDGET``. The calibration's ``probe`` keeps ``x`` to time the checks' other work later.
-    The model's pass counter is left as it was."""
+    """Time model calls on ``MIN_BATCH`` images of ``x`` (tiled) after a warm-up, then on a batch as
+    large as the run's that a call takes about ``LARGE_CALL_S`` for (from the small call's time), and
+    fit a per-call and a per-image cost (``CallCost``); with ``backward`` also forward+backward passes
+    to the input (else ``backward`` is None: no check needs it, and its activations would raise the
+    run's peak memory). Where a small call already takes that long (large images on a CPU) the
+    per-call cost is small next to the images' and one size is timed. The calibration's ``probe``
+    keeps ``x`` to time the checks' other work later. The model's pass counter is left as it was."""
     started = time.perf_counter()
-    large = max(MIN_BATCH, min(batch_size, CALIBRATION_PIXELS // math.prod(x.shape[-2:])))
-    batch = x.repeat(math.ceil(large / max(len(x), 1)), 1, 1, 1)[:large].to(model.device)
-    small = batch[:MIN_BATCH]
+    small = _tiled(x, MIN_BATCH).to(model.device)
     counted = model.counter.snapshot()
     try:
         with torch.no_grad():
             warm = _timed(model, lambda: model(small))  # warm-up: first-call allocations and kernel choices
-            forward = _fit(model, lambda b: lambda: model(b), small, batch)
+            small_s = _timed(model, lambda: model(small), 3)
+            size = max(MIN_BATCH, min(batch_size, int(MIN_BATCH * LARGE_CALL_S / max(small_s, 1e-9))))
+            batch = _tiled(x, size).to(model.device)
+            forward = _fit(model, lambda b: lambda: model(b), small, batch, small_s)
         slow = None
         if backward:
             if warm < REPEAT_BUDGET:
@@ -305,18 +305,30 @@ def calibrate(model: AuditedModel, x: torch.Tensor, batch_size: int, backward: b
             slow = _fit(model, lambda b: _input_gradient(model, b), small, batch)
     finally:
         model.counter.forward, model.counter.backward = counted
-    probe = Probe(model, x[:CALIBRATION_IMAGES].detach(), large)
-    return Calibration(forward, slow, large, str(model.device), time.perf_counter() - started, probe)
+    probe = Probe(model, x[:CALIBRATION_IMAGES].detach(), len(batch))
+    return Calibration(forward, slow, len(batch), str(model.device), time.perf_counter() - started, probe)
+
+
+def _tiled(x: torch.Tensor, size: int) -> torch.Tensor:
+    return x.repeat(math.ceil(size / max(len(x), 1)), 1, 1, 1)[:size]
 
 
 def _fit(
-    model: AuditedModel, call: Callable[[torch.Tensor], Callable[[], object]], small: torch.Tensor, large: torch.Tensor
+    model: AuditedModel,
+    call: Callable[[torch.Tensor], Callable[[], object]],
+    small: torch.Tensor,
+    large: torch.Tensor,
+    small_s: float | None = None,
 ) -> CallCost:
-    """``CallCost`` fitted to timed calls on ``small`` and ``large`` batches (one size when they are equal)."""
-    small_s = _timed(model, call(small), 3)
-    if len(large) == len(small):
-        return CallCost(0.0, small_s / len(small))
-    return CallCost.fit(len(small), small_s, len(large), _timed(model, call(large), 3))
+    """``CallCost`` fitted to timed calls on ``small`` and ``large`` batches (one size when they are equal,
+    or when the large one does not fit in the device's memory)."""
+    small_s = _timed(model, call(small), 3) if small_s is None else small_s
+    if len(large) > len(small):
+        try:
+            return CallCost.fit(len(small), small_s, len(large), _timed(model, call(large), 3))
+        except torch.OutOfMemoryError:
+            pass
+    return CallCost(0.0, small_s / len(small))
 
 
 def with_backward(calibration: Calibration, model: AuditedModel, x: torch.Tensor, batch_size: int) -> Calibration:
