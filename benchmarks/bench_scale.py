@@ -181,6 +181,7 @@ def estimate_rows(photos: Path, model: Path, checks: str, size: str, n: int) -> 
     """Per check: estimated and measured forward/backward passes and seconds, from one audit's meta.json;
     the estimate split into model time and the check's other work (``work_seconds``)."""
     out = Path(tempfile.mkdtemp(prefix="report-estimate-", dir=ROOT)) / "report"
+    load = os.getloadavg()[0]
     wall, _, code, err = audit(photos, model, out, [], checks=checks, n=n, size=size)
     if code != 0:
         return [("(audit failed)", f"exit {code}: {err}")]
@@ -215,6 +216,15 @@ def estimate_rows(photos: Path, model: Path, checks: str, size: str, n: int) -> 
     spent = (calibration.get("calibration_s") or 0.0) + (calibration.get("probes_s") or 0.0)
     rows.append(("(calibration and probes, s)", *[""] * 7, f"{spent:.1f}", ""))
     rows.append(("(run wall s, incl. loading and report)", *[""] * 7, f"{wall:.1f}", ""))
+    # other programs' load slows the run but not the calibration before it (or the other way round)
+    rows.append(
+        (
+            f"(load average before / after, {os.cpu_count()} cores)",
+            *[""] * 7,
+            f"{load:.1f} / {os.getloadavg()[0]:.1f}",
+            "",
+        )
+    )
     return rows
 
 
