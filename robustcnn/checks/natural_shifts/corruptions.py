@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,7 +14,7 @@ import torch
 
 from ...artifacts import CORRUPTED_IMAGES, Artifacts
 from ...data import Split
-from ...estimate import CostInputs, Passes, Probe, Work
+from ...estimate import CallCost, CostInputs, Passes, Probe, Work
 from ...methods.shifts.corruptions import BENCHMARK, CORRUPTIONS, HELD_OUT, PRESETS, corrupt
 from ...methods.shifts.frost import TEXTURES, _texture, texture_side
 from ...models import AuditedModel
@@ -23,6 +24,7 @@ from ...results.schema import rate, value
 from .. import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 
 PROBE_PIXELS = 16 * 32 * 32  # pixels of the images a corruption is timed on (at least 2 images)
+FAST_CALL_S = 0.02  # a corruption of the few probe images faster than this is also timed on all of them
 SMALL_FROST = 256  # frost textures up to this side are built by the probe itself; larger ones are extrapolated
 
 
@@ -92,17 +94,22 @@ class CorruptionsCheck(SampleCheck):
         cfg = self.config
         _, h, w = inputs.shape
         m = max(2, min(len(probe.x), PROBE_PIXELS // (h * w)))
-        x = probe.x[:m].to(probe.model.device)
-        per_image = 0.0
+        per_image, call = 0.0, inputs.per_call(inputs.n)
         for name in cfg.corruptions:
-            images = x if name != "frost" or texture_side(h, w) <= SMALL_FROST else _shrunk(x, h, w)
-            scale = h * w / (images.shape[-2] * images.shape[-1])
+            x = probe.x.to(probe.model.device)
+            x = x if name != "frost" or texture_side(h, w) <= SMALL_FROST else _shrunk(x, h, w)
+            scale = h * w / (x.shape[-2] * x.shape[-1])
 
-            def run(images: torch.Tensor = images, name: str = name) -> object:
-                return corrupt(images, name, 3, torch.Generator(images.device).manual_seed(0), preset=cfg.preset)
+            def run(images: torch.Tensor, name: str = name) -> Callable[[], object]:
+                gen = torch.Generator(images.device).manual_seed(0)
+                return lambda: corrupt(images, name, 3, gen, preset=cfg.preset)
 
-            probe.timed(("corrupt", name, images.shape), run)  # set-up: textures, kernels, tables
-            per_image += scale * probe.timed(("corrupt again", name, images.shape), run) / m
+            probe.timed(("corrupt", name, x[:m].shape), run(x[:m]))  # set-up: textures, kernels, tables
+            few = probe.timed(("corrupt again", name, x[:m].shape), run(x[:m]))
+            cost = CallCost(0.0, few / m)
+            if few < FAST_CALL_S and len(x) > m:  # a fast device: a call's fixed cost matters, fit it
+                cost = CallCost.fit(m, few, len(x), probe.timed(("corrupt again", name, x.shape), run(x)))
+            per_image += scale * (cost.call / max(call, 1) + cost.image)
         images = inputs.n * len(cfg.severities) + len(cfg.severities)
         setup = frost_setup(h, w, probe) if "frost" in cfg.corruptions and texture_side(h, w) > SMALL_FROST else 0.0
         panels = len(cfg.corruptions) * (len(cfg.severities) + 1)
