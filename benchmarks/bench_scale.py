@@ -180,12 +180,13 @@ def audit(
 def estimate_rows(photos: Path, model: Path, checks: str, size: str, n: int) -> list[tuple[str, ...]]:
     """Per check: estimated and measured forward/backward passes and seconds, from one audit's meta.json;
     the estimate split into model time and the check's other work (``work_seconds``)."""
-    out = Path(tempfile.mkdtemp(prefix="report-estimate-", dir=ROOT)) / "report"
-    load = os.getloadavg()[0]
-    wall, _, code, err = audit(photos, model, out, [], checks=checks, n=n, size=size)
-    if code != 0:
-        return [("(audit failed)", f"exit {code}: {err}")]
-    meta = json.loads((out / "meta.json").read_text())
+    with tempfile.TemporaryDirectory(prefix="report-estimate-", dir=ROOT) as folder:
+        out = Path(folder) / "report"
+        load = os.getloadavg()[0]
+        wall, _, code, err = audit(photos, model, out, [], checks=checks, n=n, size=size)
+        if code != 0:
+            return [("(audit failed)", f"exit {code}: {err}")]
+        meta = json.loads((out / "meta.json").read_text())
     rows = []
 
     def seconds(value: float | None) -> str:
