@@ -298,11 +298,7 @@ def calibrate(model: AuditedModel, x: torch.Tensor, batch_size: int, backward: b
             size = max(MIN_BATCH, min(batch_size, int(MIN_BATCH * LARGE_CALL_S / max(small_s, 1e-9))))
             batch = _tiled(x, size).to(model.device)
             forward = _fit(model, lambda b: lambda: model(b), small, batch, small_s)
-        slow = None
-        if backward:
-            if warm < REPEAT_BUDGET:
-                _timed(model, _input_gradient(model, small))
-            slow = _fit(model, lambda b: _input_gradient(model, b), small, batch)
+        slow = _backward_cost(model, x, len(batch), warm_up=warm < REPEAT_BUDGET) if backward else None
     finally:
         model.counter.forward, model.counter.backward = counted
     probe = Probe(model, x[:CALIBRATION_IMAGES].detach(), len(batch))
@@ -331,12 +327,24 @@ def _fit(
     return CallCost(0.0, small_s / len(small))
 
 
+def _backward_cost(model: AuditedModel, x: torch.Tensor, size: int, warm_up: bool = True) -> CallCost:
+    """``CallCost`` of forward+backward calls to the input, timed like ``calibrate``'s forward calls."""
+    small = _tiled(x, MIN_BATCH).to(model.device)
+    if warm_up:
+        _timed(model, _input_gradient(model, small))
+    return _fit(model, lambda b: _input_gradient(model, b), small, _tiled(x, size).to(model.device))
+
+
 def with_backward(calibration: Calibration, model: AuditedModel, x: torch.Tensor, batch_size: int) -> Calibration:
-    """``calibration`` with its forward+backward cost measured, if it has none yet."""
+    """``calibration`` with its forward+backward cost measured (at its batch size), if it has none yet."""
     if calibration.backward is not None:
         return calibration
-    timed = calibrate(model, x, batch_size)
-    return replace(calibration, backward=timed.backward, seconds=calibration.seconds + timed.seconds)
+    started, counted = time.perf_counter(), model.counter.snapshot()
+    try:
+        slow = _backward_cost(model, x, min(calibration.batch, max(batch_size, MIN_BATCH)))
+    finally:
+        model.counter.forward, model.counter.backward = counted
+    return replace(calibration, backward=slow, seconds=calibration.seconds + time.perf_counter() - started)
 
 
 def _input_gradient(model: AuditedModel, batch: torch.Tensor) -> Callable[[], None]:
