@@ -22,7 +22,9 @@ tiny PNGs, and an untrained torchvision resnet18 state_dict (10 classes).
    transforms, the same number of workers; target ratio >= 0.8.
 5. Estimate versus actual (``--estimate-checks``): an audit of the photos with those checks
    (resnet18, ``--estimate-size``, ``--estimate-n`` images); per check, the passes and seconds the
-   plan estimated before the run next to those meta.json measured, and their ratio.
+   plan estimated before the run (model time and other work) next to those meta.json measured,
+   and their ratio, and what calibrating and probing cost. Then the plan of ``--estimate-profile``
+   (default ``standard``) at 224x224, n = 200, on ``--device``: what that profile would cost there.
 6. A profile (``--profile quick``): an audit with ``--checks PROFILE`` (resnet18, ``--profile-size``,
    ``--profile-n`` images; defaults 224x224 and 100) of a second folder of the same kind of photos,
    ``ROOT/train`` and ``ROOT/test`` (``--split-files``, default 1,000 and 500) with a ``metadata.csv``
@@ -45,6 +47,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -208,16 +211,22 @@ def audit(
 
 
 def estimate_rows(photos: Path, model: Path, checks: str, size: str, n: int) -> list[tuple[str, ...]]:
-    """Per check: estimated and measured forward/backward passes and seconds, from one audit's meta.json."""
-    out = ROOT / "report-estimate"
-    wall, _, code, err = audit(photos, model, out, [], checks=checks, n=n, size=size)
-    if code != 0:
-        return [("(audit failed)", f"exit {code}: {err}")]
-    meta = json.loads((out / "meta.json").read_text())
+    """Per check: estimated and measured forward/backward passes and seconds, from one audit's meta.json;
+    the estimate split into model time and the check's other work (``work_seconds``)."""
+    with tempfile.TemporaryDirectory(prefix="report-estimate-", dir=ROOT) as folder:
+        out = Path(folder) / "report"
+        load = os.getloadavg()[0]
+        wall, _, code, err = audit(photos, model, out, [], checks=checks, n=n, size=size)
+        if code != 0:
+            return [("(audit failed)", f"exit {code}: {err}")]
+        meta = json.loads((out / "meta.json").read_text())
     rows = []
+
+    def seconds(value: float | None) -> str:
+        return "?" if value is None else f"{value:.1f}"
+
     for name, info in meta["checks"].items():
         est = info["estimate"]
-        seconds = est.get("seconds")
         mark = "<=" if est.get("bound") else ""
         rows.append(
             (
@@ -226,25 +235,30 @@ def estimate_rows(photos: Path, model: Path, checks: str, size: str, n: int) -> 
                 str(info["forward"]),
                 f"{mark}{est.get('backward', '?')}",
                 str(info["backward"]),
-                "?" if seconds is None else f"{seconds:.1f}",
+                seconds(est.get("model_seconds")),
+                seconds(est.get("work_seconds")),
+                seconds(est.get("seconds")),
                 f"{info['seconds']:.1f}",
-                "?" if not seconds else f"{info['seconds'] / seconds:.2f}",
+                "?" if not est.get("seconds") else f"{info['seconds'] / est['seconds']:.2f}",
             )
         )
     total = meta["estimated_seconds"]
     rows.append(
+        ("all checks", *[""] * 6, f"{total:.1f}", f"{meta['work_seconds']:.1f}", f"{meta['work_seconds'] / total:.2f}")
+    )
+    calibration = meta["calibration"] or {}
+    spent = (calibration.get("calibration_s") or 0.0) + (calibration.get("probes_s") or 0.0)
+    rows.append(("(calibration and probes, s)", *[""] * 7, f"{spent:.1f}", ""))
+    rows.append(("(run wall s, incl. loading and report)", *[""] * 7, f"{wall:.1f}", ""))
+    # other programs' load slows the run but not the calibration before it (or the other way round)
+    rows.append(
         (
-            "all checks",
+            f"(load average before / after, {os.cpu_count()} cores)",
+            *[""] * 7,
+            f"{load:.1f} / {os.getloadavg()[0]:.1f}",
             "",
-            "",
-            "",
-            "",
-            f"{total:.1f}",
-            f"{meta['work_seconds']:.1f}",
-            f"{meta['work_seconds'] / total:.2f}",
         )
     )
-    rows.append(("(run wall s, incl. loading and report)", "", "", "", "", "", f"{wall:.1f}", ""))
     return rows
 
 
@@ -303,6 +317,17 @@ def profile_rows(photos: Path, model: Path, profile: str, size: str, n: int, tar
     )
     rows.append((f"load average before / after: {load_before:.1f} / {load_after:.1f}", "", "", "", "", "", ""))
     return rows
+
+
+def profile_plan(photos: Path, model: Path, profile: str, size: str, n: int) -> list[str]:
+    """The plan ``--checks PROFILE --dry-run`` prints on DEVICE (its table and calibration line)."""
+    cli = [sys.executable, "-m", "robustcnn", "audit", "--model", str(model), "--arch", "torchvision:resnet18"]
+    cli += ["--data", str(photos), "--input-size", size, "--checks", profile, "--n", str(n), "--device", DEVICE]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    started = time.perf_counter()
+    run = subprocess.run([*cli, "--dry-run"], capture_output=True, text=True, env=env)
+    lines = [line for line in (run.stdout + run.stderr).splitlines() if not line.startswith(("running", "robustcnn:"))]
+    return [*lines, f"(dry run took {time.perf_counter() - started:.0f} s, exit {run.returncode})"]
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
@@ -384,6 +409,9 @@ def main() -> None:
     parser.add_argument("--profile-n", type=int, default=100, help="images of the profile audit")
     parser.add_argument("--profile-minutes", type=float, default=15, help="wall-time target of the profile audit")
     parser.add_argument("--split-files", default="1000,500", help="train,test photos of the profile audit's folder")
+    parser.add_argument(
+        "--estimate-profile", default="standard", help="profile whose plan at 224x224 is printed ('' skips it)"
+    )
     parser.add_argument("--skip-audits", action="store_true", help="leave out the clean audits of 1")
     parser.add_argument("--skip-index", action="store_true", help="leave out indexing the tiny files")
     parser.add_argument("--skip-decode", action="store_true", help="leave out the decode throughput comparison")
@@ -459,10 +487,8 @@ def main() -> None:
         mark = ok if isinstance(ok, str) else "yes" if ok else "NO"
         print(f"{name.ljust(width)}  {value:>8}  {target:>7}  {mark}{note}")
     if args.estimate_checks:
-        print(
-            f"\nestimate before the run vs measured: resnet18, {args.estimate_size}, n={args.estimate_n} (model time)"
-        )
-        header = ("check", "fwd est", "fwd", "bwd est", "bwd", "s est", "s", "s / est")
+        print(f"\nestimate before the run vs measured: resnet18, {args.estimate_size}, n={args.estimate_n}")
+        header = ("check", "fwd est", "fwd", "bwd est", "bwd", "model est", "other est", "s est", "s", "s / est")
         print_table(header, estimate_rows(photos, model, args.estimate_checks, args.estimate_size, args.estimate_n))
     if args.profile:
         train, test = (int(v) for v in args.split_files.split(","))
@@ -476,6 +502,9 @@ def main() -> None:
             header,
             profile_rows(split, model, args.profile, args.profile_size, args.profile_n, 60 * args.profile_minutes),
         )
+    if args.estimate_profile:
+        print(f"\nplan of --checks {args.estimate_profile} on {DEVICE}: resnet18, 224x224, n=200 (--dry-run)")
+        print("\n".join(profile_plan(photos, model, args.estimate_profile, "224x224", 200)))
 
 
 if __name__ == "__main__":

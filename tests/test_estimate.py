@@ -5,14 +5,18 @@ that --resume finishes (same tables as an uninterrupted run)."""
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import replace
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from robustcnn.checks import CHECK_PACKAGES, load_registry
 from robustcnn.cli import main
 from robustcnn.errors import PARTIAL_EXIT
-from robustcnn.estimate import CostInputs, Eta, Passes, format_seconds
+from robustcnn.estimate import CostInputs, Eta, Passes, calibrate, estimate, format_seconds
+from robustcnn.models import AuditedModel
 from robustcnn.results.report import Report
 
 AUDIT = ("audit", "--model", "demo:mnist-cnn", "--data", "digits", "--n", "10", "--seed", "0")
@@ -53,8 +57,14 @@ def test_meta_records_the_estimate_next_to_the_measured_passes(tmp_path):
     meta = json.loads((tmp_path / "r" / "meta.json").read_text())
     # no selected check needs an input gradient: its pass is not timed (it would raise peak memory)
     assert meta["calibration"]["forward_s"] > 0 and meta["calibration"]["backward_s"] is None
+    assert meta["calibration"]["calibration_s"] > 0 and meta["calibration"]["probes_s"] > 0
     assert meta["estimated_seconds"] > 0
     checks = meta["checks"]
+    for name in ("clean", "noise", "occlusion"):  # the estimate is model time plus the other work, both recorded
+        est = checks[name]["estimate"]
+        assert est["seconds"] == pytest.approx(est["model_seconds"] + est["work_seconds"])
+        assert checks[name]["seconds"] > 0
+    assert "figure" in checks["occlusion"]["estimate"]["work_note"]
     # no early stop, and the accuracy the estimate assumes is measured on all 10 images: exact
     for name in ("clean", "noise", "occlusion"):
         assert checks[name]["estimate"]["forward"] == checks[name]["forward"]
@@ -126,8 +136,84 @@ def test_calibration_charges_small_calls_more_per_image():
 
     cost = CallCost.fit(16, 0.26, 32, 0.42)  # 0.1 s a call plus 0.01 s an image
     assert cost.call == pytest.approx(0.1) and cost.image == pytest.approx(0.01)
-    assert cost.per_image(4) == cost.per_image(16) > cost.per_image(64)  # the wrapper pads calls to 16 images
+    assert cost.per_image(16) > cost.per_image(64)
+    assert cost.per_image(4) == pytest.approx(4 * cost.per_image(16))  # the wrapper pads calls to 16 images
     calibration = Calibration(cost, None, 32, "cpu")
-    assert calibration.seconds(Passes(640), 64) == pytest.approx(640 * (0.1 / 64 + 0.01))
-    assert calibration.seconds(Passes(640, batch=16), 64) > calibration.seconds(Passes(640), 64)
+    assert calibration.seconds_of(Passes(640), 64) == pytest.approx(640 * (0.1 / 64 + 0.01))
+    assert calibration.seconds_of(Passes(640, batch=16), 64) > calibration.seconds_of(Passes(640), 64)
     assert calibration.to_dict()["backward_s"] is None
+
+
+def test_a_sum_of_passes_costs_each_part_at_its_own_call_size():
+    from robustcnn.estimate import Calibration, CallCost
+
+    calibration = Calibration(CallCost(0.1, 0.01), CallCost(0.2, 0.03), 32, "cpu")
+    few, many = Passes(50, 40, batch=5), Passes(1000, batch=250)
+    both = few + many
+    assert (both.forward, both.backward) == (1050, 40) and both.terms() == (few, many)
+    assert calibration.seconds_of(both, 250) == pytest.approx(
+        calibration.seconds_of(few, 250) + calibration.seconds_of(many, 250)
+    )
+    # 40 gradient images in calls of 5 (padded to 16): 8 calls of 0.2 + 16 * 0.03 s
+    assert calibration.seconds_of(Passes(40, 40, batch=5), 250) == pytest.approx(8 * (0.2 + 16 * 0.03))
+
+
+class _Tiny(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.head = torch.nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x).mean(dim=(2, 3)))
+
+
+@pytest.fixture(scope="module")
+def calibration():
+    torch.manual_seed(0)
+    model = AuditedModel(_Tiny(), 10, 3, (16, 16))
+    return calibrate(model, torch.rand(8, 3, 16, 16), batch_size=64)
+
+
+def test_calibration_terms_are_positive_and_finite_and_leave_the_counter_alone(calibration):
+    for cost in (calibration.forward, calibration.backward, calibration.probe.weights_backward()):
+        assert cost.call >= 0 and cost.image > 0 and math.isfinite(cost.call + cost.image)
+    assert calibration.batch == 64  # small images: timed at the run's batch size
+    figures = calibration.probe.figures(grids=[1, 10], charts=[2])
+    assert figures.seconds > 0 and figures.note == "3 figures"
+    assert calibration.probe.figures(grids=[10]).seconds > calibration.probe.figures(grids=[1]).seconds
+    assert calibration.probe.model.counter.snapshot() == (0, 0)
+    meta = calibration.to_dict()
+    assert meta["calibration_s"] > 0 and meta["probes_s"] > 0
+
+
+def test_every_built_in_check_reports_its_work_besides_model_calls(calibration):
+    inputs = CostInputs(n=20, shape=(3, 16, 16), num_classes=10, n_train=0, batch_size=64, accuracy=0.5)
+    for name, cls in load_registry().items():
+        if not cls.__module__.startswith(tuple(CHECK_PACKAGES)):
+            continue
+        line = estimate(cls(), inputs, 1, calibration)
+        assert line.work is not None, name
+        assert line.work.seconds >= 0 and math.isfinite(line.work.seconds), name
+        assert line.seconds == pytest.approx(line.model_seconds + line.work.seconds), name
+        assert {"model_seconds", "work_seconds"} <= set(line.to_dict()), name
+
+
+def test_estimates_grow_with_the_images_and_the_options(calibration):
+    from robustcnn.checks.natural_shifts.corruptions import CorruptionsCheck
+    from robustcnn.checks.natural_shifts.noise import NoiseCheck
+
+    small = CostInputs(n=20, shape=(3, 16, 16), num_classes=10, n_train=0, batch_size=64, accuracy=0.5)
+    large = replace(small, n=80)
+    adversarial = load_registry()["adversarial"]()
+    assert estimate(adversarial, large, 1, calibration).seconds > estimate(adversarial, small, 1, calibration).seconds
+    # the attacks' calls hold a shard's correctly classified images (40 in 4 shards); foolbox's (FMN, DDN)
+    # also compute the weights' gradients
+    parts = adversarial.estimate_passes(replace(large, tasks=4)).terms()
+    assert {p.batch for p in parts if p.weights} == {10}
+    one = CorruptionsCheck.from_options({"severities": [1]}).estimate_work(small, calibration.probe)
+    three = CorruptionsCheck.from_options({"severities": [1, 3, 5]}).estimate_work(small, calibration.probe)
+    assert three.seconds > one.seconds
+    few = NoiseCheck.from_options({"n": 100}).estimate_work(small, calibration.probe)
+    many = NoiseCheck.from_options({"n": 10000}).estimate_work(small, calibration.probe)
+    assert many.seconds > few.seconds and "20,000 noise images" in many.note

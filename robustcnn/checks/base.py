@@ -19,7 +19,7 @@ import torch
 
 from ..artifacts import ArtifactKey, Artifacts
 from ..data import Split
-from ..estimate import CostInputs, Passes
+from ..estimate import CostInputs, Passes, Probe, Work
 from ..models import AuditedModel
 from ..options import options_dict, read_options, validate_options
 from ..seeding import SampleStreams
@@ -197,6 +197,11 @@ class Check:
         """Images this check will push through the model with its options on data like ``inputs``,
         forward and backward (``robustcnn.estimate``), for the plan printed before a run; None when
         the check cannot say (the plan then shows '?')."""
+        return None
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work | None:
+        """Seconds this check spends besides model calls (generating images, bookkeeping, figures), timed
+        on the calibration images by ``probe`` before the run; None when the check cannot say."""
         return None
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 
 from ...artifacts import Artifacts
 from ...data import Split
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...models import AuditedModel
 from ...results.schema import rate, value
 from .. import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
@@ -60,6 +60,10 @@ class CleanCheck(SampleCheck):
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:
         return Passes(inputs.n)
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """None to speak of: counting the predictions (no figure)."""
+        return Work()
 
     def headline(self, table: pd.DataFrame) -> Headline | None:
         row = table[table["metric"] == "accuracy"]

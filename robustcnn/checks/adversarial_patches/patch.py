@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from ...errors import InvalidInputError
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...methods.patch.evaluate import noise_patch, patched_predictions, real_object_patch
 from ...methods.patch.figures import examples_figure, patches_figure
 from ...methods.patch.geometry import SHAPES, patch_side, sample_placements
@@ -128,6 +128,13 @@ class PatchCheck(Check):
         for _ in range(targets * len(cfg.shapes)):
             total += per_target
         return total
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """Per target and shape, the figure of the patches (one per area) and of patched held-out images."""
+        cfg, areas = self.config, len(self.config.areas)
+        targets = len(cfg.target) if isinstance(cfg.target, list) else {"all": inputs.num_classes}.get(cfg.target, 1)
+        grids = [areas, cfg.examples * areas] if cfg.examples else [areas]
+        return probe.figures(grids=grids * targets * len(cfg.shapes))
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: PatchConfig = self.config

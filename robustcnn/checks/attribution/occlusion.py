@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ...artifacts import ArtifactKey, Artifacts
 from ...checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ...data import Split
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...methods.attribution.occlusion import (
     MAP_SIDE,
     OcclusionConfig,
@@ -57,6 +57,12 @@ class OcclusionCheck(SampleCheck):
         window, stride = window_and_stride(self.config, h, w)
         positions = (math.ceil((h - window) / stride) + 1) * (math.ceil((w - window) / stride) + 1)
         return Passes(inputs.n * (2 + positions) + inputs.correct * (1 + positions), batch=inputs.batch_size)
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """The two figures: class means (up to 20 classes) and examples, each panel an image under a heat map."""
+        figures = [2 * min(inputs.num_classes, 20, inputs.n)]
+        figures += [2 * min(self.config.examples, inputs.n)] if self.config.examples else []
+        return probe.figures(grids=figures)
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg: OcclusionConfig = self.config

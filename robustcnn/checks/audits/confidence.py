@@ -9,13 +9,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...methods.confidence import figures
 from ...methods.confidence.calibration import misclassification_auroc, reliability, risk_coverage
 from ...methods.confidence.metrics import detection, threshold_at_tpr
 from ...methods.confidence.odtest import od_test
 from ...methods.confidence.ood_sets import ARTIFACTS, SET_NAMES, OODSet, build_sets
 from ...methods.confidence.scores import SCORES, confidence_scores, display_values, usable_scores
+from ...methods.shifts.noise_corruptions import noise_images
 from ...models import AuditedModel
 from ...options import Rule, option
 from ...results.schema import rate, value
@@ -111,6 +112,28 @@ class ConfidenceCheck(Check):
         if cfg.ood:
             total += Passes(cap, bound=True)
         return total
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """Drawing the noise sets, timed on as many images as the calibration holds and scaled, and the
+        figures: reliability, risk-coverage and score histograms, and the five most confident inputs of
+        each bad set."""
+        cfg, m = self.config, len(probe.x)
+        noise = [name.split("-")[0] for name in cfg.sets if name in ("gaussian-noise", "uniform-noise")]
+        drawn = sum(
+            probe.timed(
+                ("noise", kind, inputs.shape),
+                lambda kind=kind: noise_images(
+                    kind, m, inputs.shape, 0.5, cfg.noise_std, torch.Generator().manual_seed(0)
+                ),
+            )
+            for kind in noise
+        )
+        built = [n for n in cfg.sets if n.endswith("-noise") or n in inputs.before or cfg.generate_missing]
+        sets = built + [cfg.ood] * bool(cfg.ood)
+        charts = [1, 1] + ([len(sets)] if sets else [])  # reliability, risk-coverage, a histogram per set
+        return Work(drawn * cfg.noise_n / m, f"{len(noise) * cfg.noise_n:,} noise images") + probe.figures(
+            grids=[5 * len(sets)] if sets else [], charts=charts
+        )
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: ConfidenceConfig = self.config

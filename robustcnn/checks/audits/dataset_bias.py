@@ -9,6 +9,7 @@ majority baseline); and near-duplicates between the training and evaluation imag
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,7 @@ import pandas as pd
 import torch
 
 from ...data import Split, stratified_sample
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...methods.bias.dataset import association_stats, nearest, probe_features, shortcut_probe, thumbnails
 from ...methods.bias.groups import Attribute, select_attributes
 from ...models import AuditedModel
@@ -88,6 +89,26 @@ class DatasetBiasCheck(Check):
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:
         return Passes(0, note="no model passes; probes and duplicate search are extra")
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """The shortcut probes: image-statistics features and a cross-validated classifier per split, timed
+        on the calibration images and on them twice over (two alternating labels), a fixed cost per fit
+        plus a cost per image fitted to the two, and scaled to each split's probed images."""
+        cfg, x = self.config, probe.x.cpu()
+        if not cfg.probe or len(x) < 4:
+            return Work()
+        folds = min(cfg.probe_folds, len(x) // 2)
+
+        def fit(images: torch.Tensor) -> Callable[[], object]:
+            y = np.arange(len(images)) % 2
+            return lambda: [shortcut_probe(f, y, folds, 0) for f in probe_features(images, None).values()]
+
+        one = probe.timed(("shortcut probe", x.shape), fit(x))
+        two = probe.timed(("shortcut probe", 2, x.shape), fit(torch.cat([x, x.flip(0)])))
+        per_image = max(two - one, 0.0) / len(x)
+        sizes = [min(size, cfg.probe_max_samples) for size in (inputs.n, inputs.n_train) if size]
+        seconds = sum(max(one - per_image * len(x), 0.0) + per_image * size for size in sizes)
+        return Work(seconds, f"shortcut probes on {sum(sizes):,} images")
 
     def run(self, model: AuditedModel | None, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: DatasetBiasConfig = self.config

@@ -18,7 +18,7 @@ import torch
 from ...data import Split
 from ...data.base import adapt_split
 from ...errors import InvalidInputError
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...methods.bias.groups import (
     Attribute,
     directional_bias_amplification,
@@ -87,6 +87,10 @@ class GroupsCheck(Check):
             else ""
         )
         return Passes(inputs.n, note=note)
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """The group-accuracy chart (the per-attribute figures depend on the attributes found)."""
+        return probe.figures(charts=[1])
 
     def run(self, model: AuditedModel, data: AuditData, ctx: CheckContext) -> CheckOutput:
         cfg: GroupsConfig = self.config

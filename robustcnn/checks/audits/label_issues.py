@@ -19,7 +19,7 @@ import torch
 
 from ...data import Split, stratified_sample
 from ...errors import InvalidInputError
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...methods.bias.groups import select_attributes
 from ...methods.bias.labels import (
     ConfidentLearning,
@@ -76,6 +76,10 @@ class LabelIssuesCheck(Check):
         size = inputs.n_train if use_train else inputs.n
         m = min(size, self.config.max_samples or size)
         return Passes(m, note="cross-validation is extra", batch=min(m, inputs.batch_size))
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """The grid of the (up to 20) likeliest label issues."""
+        return probe.figures(grids=[min(20, inputs.n_train or inputs.n)])
 
     def preflight(self, model: AuditedModel, data: AuditData) -> None:
         split_name, split = self._split(data)

@@ -9,7 +9,7 @@ import pandas as pd
 import torch
 
 from ...artifacts import FOOLING_EVOLUTION_IMAGES
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...methods.fooling.cppn import CPPNEncoding, CPPNRates
 from ...methods.fooling.direct import DirectEncoding
 from ...methods.fooling.gradient import (
@@ -96,6 +96,25 @@ class FoolingEvolutionCheck(Check):
         c = self.config
         forward = len(c.encodings) * c.population * (c.generations + 1)
         return Passes(forward, bound=c.stop_at < 1, batch=min(c.population, inputs.batch_size))
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """Per encoding, breeding and rendering a population each generation (timed on a few random genomes
+        and their offspring, scaled to the population; CPPNs that grow over the run cost more), and a grid of
+        the classes' champions."""
+        c, k = self.config, len(self.config.classes) or inputs.num_classes
+        m = min(c.population, len(probe.x))
+        seconds = 0.0
+        for name in c.encodings:
+            device = probe.model.device
+            encoding = self.encoding(name, inputs.shape, torch.Generator(device).manual_seed(0), device)
+
+            def generation(encoding=encoding) -> object:
+                return encoding.render(encoding.mutate(encoding.random(m), 1))
+
+            seconds += probe.timed(("breed", name, inputs.shape), generation) * c.population / m * (c.generations + 1)
+        return Work(seconds, f"{len(c.encodings) * c.population * (c.generations + 1):,} bred images") + probe.figures(
+            grids=[k] * len(c.encodings)
+        )
 
     def encoding(self, name: str, shape: tuple[int, int, int], generator: torch.Generator, device: torch.device):
         c = self.config

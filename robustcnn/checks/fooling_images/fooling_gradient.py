@@ -15,7 +15,7 @@ import torch
 
 from ...artifacts import FOOLING_GRADIENT_IMAGES
 from ...checks import AuditData, Check, CheckContext, CheckOutput, Headline, register
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...methods.fooling.gradient import (
     DEFAULT_THRESHOLDS,
     GradientVariant,
@@ -91,6 +91,12 @@ class FoolingGradientCheck(Check):
                 k * (v.steps + 1) * looks, k * v.steps, bound=name == "fooling" and self.config.stop_at < 1, batch=k
             )
         return total
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """A grid of the classes' images per variant and, with both variants, the contrast grid."""
+        k = len(self.config.classes) or inputs.num_classes
+        variants = len(self.config.variants)
+        return probe.figures(grids=[k] * variants + ([2 * k] if variants == 2 else []))
 
     def variant(self, name: str) -> GradientVariant:
         c = self.config

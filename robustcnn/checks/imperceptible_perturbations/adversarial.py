@@ -13,7 +13,7 @@ import torch
 from ...artifacts import ADVERSARIAL_EXAMPLES, ArtifactKey, Artifacts
 from ...data import Split
 from ...errors import InvalidInputError
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...methods.perturbation.bpda import BPDA_MODES, find_modules
 from ...methods.perturbation.cascade import TOL, CountedView
 from ...methods.perturbation.diagnostics import masking_warnings, probe
@@ -36,6 +36,7 @@ from ...results.schema import rate, value
 from .. import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 
 NORM_LABELS = {"linf": "L-inf", "l2": "L2"}
+FOOLBOX_ATTACKS = frozenset({"fmn", "ddn", "cw", "deepfool", "fgsm", "pgd"})  # loss.backward(): weight gradients too
 COST_FIELDS = ("images", "improved", "forward", "backward", "seconds")
 COSTS = ArtifactKey("adversarial/costs", torch.Tensor, "per shard: one row of COST_FIELDS per (norm, attack)")
 
@@ -167,7 +168,8 @@ class AdversarialCheck(SampleCheck):
         """Per norm, each attack on every correctly classified image (the others are adversarial as they
         are), assuming none is robust at the largest epsilon: then the fixed-epsilon attacks run one
         level below each image's minimal norm, and the survivor attacks (only on images robust at the
-        largest epsilon) do not run."""
+        largest epsilon) do not run. The attacks' calls hold a shard's correctly classified images (a
+        model call per step, however few), and foolbox's attacks also compute the weights' gradients."""
         cfg, n, attacked = self.config, inputs.n, inputs.correct
         s = cfg.attack
         grids, _ = cfg.grids(inputs.shape)
@@ -183,9 +185,10 @@ class AdversarialCheck(SampleCheck):
             "fgsm": 1,
             "pgd": s.pgd_steps,
         }
+        call = inputs.per_call(attacked)
         total = Passes(n)
         if cfg.bpda != "off":
-            total += Passes(2 + min(attacked, inputs.batch_size), 2 + min(attacked, inputs.batch_size))
+            total += Passes(2 + min(attacked, inputs.batch_size), 2 + min(attacked, inputs.batch_size), batch=call)
         survivors, skipped = set(cfg.survivor_attacks), []
         for norm, name in cfg.cost_order():
             if name in survivors:
@@ -193,11 +196,19 @@ class AdversarialCheck(SampleCheck):
                 continue
             levels = len([e for e in grids[norm] if e > 0]) if ATTACKS[name].every_eps else 1
             passes = grad.get(name, 0) * levels * attacked
-            total += Passes(passes + attacked * levels + (attacked if name == "apgd-t" else 0), passes)
-        unbounded = min(cfg.unbounded_images, attacked) * 11
-        total += Passes(3 * attacked + unbounded, 2 * attacked + unbounded)
+            extra = attacked * levels + (attacked if name == "apgd-t" else 0)
+            total += Passes(passes + extra, passes, batch=call, weights=name in FOOLBOX_ATTACKS)
+        unbounded = min(cfg.unbounded_images, attacked)
+        total += Passes(3 * attacked, 2 * attacked, batch=call)
+        total += Passes(unbounded * 11, unbounded * 11, batch=inputs.per_call(unbounded))
         note = f"survivor attacks {', '.join(skipped)} run only on images robust at the largest eps" if skipped else ""
-        return Passes(total.forward, total.backward, note=note)
+        return Passes(total.forward, total.backward, note=note, batch=call, parts=total.terms())
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """The robust-accuracy curves and, from the correctly classified images, the examples figure (a
+        clean / perturbation / adversarial triple for up to ``examples_per_class`` images of a class)."""
+        triples = min(inputs.correct, self.config.examples_per_class * inputs.num_classes)
+        return probe.figures(grids=[3 * triples] if triples else [], charts=[len(self.config.norms)])
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg: AdversarialConfig = self.config

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,13 +14,34 @@ import torch
 
 from ...artifacts import CORRUPTED_IMAGES, Artifacts
 from ...data import Split
-from ...estimate import CostInputs, Passes
+from ...estimate import CallCost, CostInputs, Passes, Probe, Work
 from ...methods.shifts.corruptions import BENCHMARK, CORRUPTIONS, HELD_OUT, PRESETS, corrupt
+from ...methods.shifts.frost import TEXTURES, _texture, texture_side
 from ...models import AuditedModel
 from ...options import option
 from ...results.plots import figure_png, image_grid
 from ...results.schema import rate, value
 from .. import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
+
+PROBE_PIXELS = 16 * 32 * 32  # pixels of the images a corruption is timed on (at least 2 images)
+FAST_CALL_S = 0.02  # a corruption of the few probe images faster than this is also timed on all of them
+SMALL_FROST = 256  # frost textures up to this side are built by the probe itself; larger ones are extrapolated
+
+
+def frost_setup(h: int, w: int, probe: Probe) -> float:
+    """Seconds to build the frost texture bank for (h, w) images: one texture timed at two small sides,
+    a power law in the side fitted to them, times the bank's textures."""
+    small, large = SMALL_FROST // 2, SMALL_FROST
+    a = probe.timed(("frost texture", small), lambda: _texture(0, small))
+    b = probe.timed(("frost texture", large), lambda: _texture(0, large))
+    power = math.log(max(b, 1e-6) / max(a, 1e-6)) / math.log(large / small)
+    return TEXTURES * b * (texture_side(h, w) / large) ** max(power, 2.0)
+
+
+def _shrunk(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """``x`` resized so that its frost textures are small (the frost blend is timed on these)."""
+    side = SMALL_FROST // 4
+    return torch.nn.functional.interpolate(x, size=(side, max(1, round(side * w / h))), mode="bilinear")
 
 
 def column(name: str, severity: int) -> str:
@@ -61,7 +83,38 @@ class CorruptionsCheck(SampleCheck):
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:
         cfg = self.config
-        return Passes(inputs.n * (1 + len(cfg.corruptions) * len(cfg.severities)), note="corrupting images is extra")
+        return Passes(inputs.n * (1 + len(cfg.corruptions) * len(cfg.severities)))
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """Corrupting the images: each corruption timed at severity 3 on a few calibration images (a second
+        call, so one-time set-up is left out), scaled to the evaluation images, the severities and the one
+        image per corruption and severity of the examples figure; the frost texture bank, built once per
+        image size, timed at two small sides and extrapolated (``frost_setup``); the examples grid and
+        the heatmap."""
+        cfg = self.config
+        _, h, w = inputs.shape
+        m = max(2, min(len(probe.x), PROBE_PIXELS // (h * w)))
+        per_image, call = 0.0, inputs.per_call(inputs.n)
+        for name in cfg.corruptions:
+            x = probe.x.to(probe.model.device)
+            x = x if name != "frost" or texture_side(h, w) <= SMALL_FROST else _shrunk(x, h, w)
+            scale = h * w / (x.shape[-2] * x.shape[-1])
+
+            def run(images: torch.Tensor, name: str = name) -> Callable[[], object]:
+                gen = torch.Generator(images.device).manual_seed(0)
+                return lambda: corrupt(images, name, 3, gen, preset=cfg.preset)
+
+            probe.timed(("corrupt", name, x[:m].shape), run(x[:m]))  # set-up: textures, kernels, tables
+            few = probe.timed(("corrupt again", name, x[:m].shape), run(x[:m]))
+            cost = CallCost(0.0, few / m)
+            if few < FAST_CALL_S and len(x) > m:  # a fast device: a call's fixed cost matters, fit it
+                cost = CallCost.fit(m, few, len(x), probe.timed(("corrupt again", name, x.shape), run(x)))
+            per_image += scale * (cost.call / max(call, 1) + cost.image)
+        images = inputs.n * len(cfg.severities) + len(cfg.severities)
+        setup = frost_setup(h, w, probe) if "frost" in cfg.corruptions and texture_side(h, w) > SMALL_FROST else 0.0
+        panels = len(cfg.corruptions) * (len(cfg.severities) + 1)
+        work = Work(per_image * images + setup, f"{len(cfg.corruptions) * images:,} corrupted images")
+        return work + probe.figures(grids=[panels], charts=[1])
 
     def _corrupt(self, batch: Split, name: str, severity: int, ctx: CheckContext) -> torch.Tensor:
         """The corrupted images; each image's random draws come from its own stream (seed, corruption, severity, id)."""

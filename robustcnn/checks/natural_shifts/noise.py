@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...methods.fooling.gradient import check_outputs, image_shape, log_probabilities, warn_if_probabilities
 from ...methods.shifts.noise_corruptions import noise_images
 from ...models import AuditedModel
@@ -74,6 +74,18 @@ class NoiseCheck(Check):
 
     def estimate_passes(self, inputs: CostInputs) -> Passes:
         return Passes(len(self.config.kinds) * self.config.n, batch=min(self.config.n, inputs.batch_size))
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """Drawing the noise images, timed on as many as the calibration holds and scaled, and the histogram."""
+        c, m = self.config, len(probe.x)
+        drawn = sum(
+            probe.timed(
+                ("noise", kind, inputs.shape),
+                lambda kind=kind: noise_images(kind, m, inputs.shape, c.mean, c.std, torch.Generator().manual_seed(0)),
+            )
+            for kind in c.kinds
+        )
+        return Work(drawn * c.n / m, f"{len(c.kinds) * c.n:,} noise images") + probe.figures(charts=[1])
 
     def rows(self, kind: str, top: np.ndarray, counts: np.ndarray, classes: list[str]) -> list[dict]:
         n = len(top)

@@ -13,7 +13,7 @@ import torch
 from ...artifacts import ArtifactKey, Artifacts
 from ...checks import AuditData, CheckContext, CheckOutput, Headline, SampleCheck, register
 from ...data import Split
-from ...estimate import CostInputs, Passes
+from ...estimate import CostInputs, Passes, Probe, Work
 from ...methods.shifts.spatial import diagonal_shift, rotate_translate, worst_of
 from ...models import AuditedModel
 from ...options import Rule, option
@@ -112,6 +112,18 @@ class SpatialCheck(SampleCheck):
         typical = inputs.n * per_image + inputs.correct * (searched + math.ceil(len(grids["rest"]) / 8))
         note = f"up to {whole:,} forward if no transform breaks an image"
         return Passes(typical, note=note, batch=inputs.batch_size)
+
+    def estimate_work(self, inputs: CostInputs, probe: Probe) -> Work:
+        """Transforming the images, timed on the calibration images (one rotation and translation each)
+        and scaled to the transformed passes, and the figures: the jaggedness curves and broken examples."""
+        cfg, m = self.config, len(probe.x)
+        params = torch.tensor([[cfg.max_angle, 1.0, -1.0]]).repeat(m, 1)
+        x = probe.x.to(probe.model.device)
+        per_image = probe.timed(("rotate", x.shape), lambda: rotate_translate(x, params.to(x.device))) / m
+        moved = self.estimate_passes(inputs).forward - inputs.n
+        grids = [2 * min(cfg.examples, inputs.correct)] if cfg.grid and cfg.examples else []
+        work = Work(per_image * moved, f"{moved:,} transformed images")
+        return work + probe.figures(grids=grids, charts=[1] * cfg.jaggedness)
 
     def measure(self, model: AuditedModel, batch: Split, ctx: CheckContext) -> CheckOutput:
         cfg = self.config
