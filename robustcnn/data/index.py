@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .._runtime import release_free_memory
 from ..errors import InvalidInputError
 from .base import ClassesAndAttributes, ImageData, Split, stratified_sample
 from .policy import Target, conform
@@ -249,9 +250,18 @@ def decode_sample(
 def _split_of(split: SplitIndex, positions: list[int], images: dict, target: Target) -> Split:
     if not positions:
         return Split(torch.zeros(0, target.channels, *target.size), torch.zeros(0, dtype=torch.long), [])
-    x = torch.stack([images[p][0] for p in positions]).contiguous()
-    with_masks = [images[p][1] for p in positions]
-    masks = torch.stack(with_masks).contiguous() if with_masks and all(m is not None for m in with_masks) else None
+    # copied image by image into one tensor, each released once copied: torch.stack would hold every
+    # image twice at its peak (a 1,000-image training split at 224x224: 1.2 GB instead of 0.6 GB)
+    first_image, first_mask = images[positions[0]]
+    x = torch.empty((len(positions), *first_image.shape), dtype=first_image.dtype)
+    with_masks = all(images[p][1] is not None for p in positions)
+    masks = torch.empty((len(positions), *first_mask.shape), dtype=first_mask.dtype) if with_masks else None
+    for i, p in enumerate(positions):
+        image, mask = images.pop(p)
+        x[i] = image
+        if masks is not None:
+            masks[i] = mask
+    release_free_memory()
     t = torch.as_tensor(positions, dtype=torch.long)
     return Split(
         x, split.y[t], [split.ids[p] for p in positions], split.attrs.iloc[positions].reset_index(drop=True), masks
