@@ -275,6 +275,20 @@ def test_ray_cluster_by_address_matches_local(local, plan_file, ray_head, tmp_pa
     assert tables(tmp_path / "out") == local
 
 
+def test_one_ray_actor_serves_every_model(local, plan_file, ray_head, tmp_path):
+    """Fewer actors than models: the pool's one actor runs both models' tasks, and the tables stay the same."""
+    engine = make_engine("ray", ray_address=ray_head, workers=1)
+    pids = engine.worker_pids()
+    assert len(pids) == 1
+    plan = load_plan(plan_file).with_overrides(out=str(tmp_path / "out"))
+    try:
+        run_plan(plan, engine=engine)
+        assert engine.worker_pids() == pids
+    finally:
+        engine.close()
+    assert tables(tmp_path / "out") == local
+
+
 def test_killed_ray_worker_is_retried(one_task, ray_head, tmp_path):
     """SIGKILL the actor's process mid-task: Ray restarts the actor and runs the task again."""
     from robustcnn.checks import CheckContext
