@@ -231,8 +231,8 @@ def test_worker_killed_every_time_names_the_task(one_task, tmp_path):
         engine.close()
 
 
-def test_ray_local_runtime_matches_local(local, plan_file, tmp_path):
-    pytest.importorskip("ray")
+def test_ray_local_runtime_matches_local(local, plan_file, ray_head, tmp_path):
+    """Without --ray-address a local runtime starts, also while a `ray start` cluster runs here (``ray_head``)."""
     result = CliRunner().invoke(
         main,
         [

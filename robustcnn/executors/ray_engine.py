@@ -112,7 +112,7 @@ class RayEngine(EngineBase):
                 probe(address)
             try:
                 ray.init(
-                    address=address,
+                    address=address or "local",  # "local": a new runtime, even if `ray start` runs one here
                     num_cpus=None if address else (workers or available_cores()),
                     include_dashboard=False,
                     log_to_driver=False,
@@ -171,7 +171,8 @@ class _Dispatcher:
         self._running: dict[Any, int] = {}  # ObjectRef -> actor
         self._changed = threading.Condition()
         self._closed = False
-        threading.Thread(target=self._loop, daemon=True, name="robustcnn-ray-dispatch").start()
+        self._thread = threading.Thread(target=self._loop, daemon=True, name="robustcnn-ray-dispatch")
+        self._thread.start()
 
     def put(self, handle: _Handle) -> None:
         with self._changed:
@@ -181,12 +182,14 @@ class _Dispatcher:
             self._changed.notify()
 
     def close(self) -> None:
+        """Fail the queued tasks and end the dispatcher (before Ray shuts down under its ``ray.wait``)."""
         with self._changed:
             self._closed = True
             for handle in self._queue:
                 handle.start(None)
             self._queue.clear()
             self._changed.notify()
+        self._thread.join(timeout=10 * POLL_SECONDS)
 
     def _loop(self) -> None:
         while True:
@@ -197,7 +200,12 @@ class _Dispatcher:
                     return
                 while self._queue and self._idle:
                     handle, actor = self._queue.popleft(), self._idle.popleft()
-                    ref = self.actors[actor].run.remote(*handle.args)
+                    try:
+                        ref = self.actors[actor].run.remote(*handle.args)
+                    except Exception as exc:  # e.g. arguments Ray cannot serialize: the caller gets the error
+                        self._idle.appendleft(actor)
+                        handle.start(None, exc)
+                        continue
                     self._running[ref] = actor
                     handle.start(ref)
                 running = list(self._running)
@@ -212,15 +220,18 @@ class _Handle:
     def __init__(self, engine: RayEngine, job: Job, task: Task, args: tuple) -> None:
         self.engine, self.job, self.task, self.args = engine, job, task, args
         self.ref: Any = None
+        self.error: Exception | None = None
         self._started = threading.Event()
 
-    def start(self, ref: Any) -> None:
-        """The task was sent to an actor (``ref``), or the engine stopped first (``None``)."""
-        self.ref = ref
+    def start(self, ref: Any, error: Exception | None = None) -> None:
+        """The task was sent to an actor (``ref``), could not be (``error``), or the engine stopped first."""
+        self.ref, self.error = ref, error
         self._started.set()
 
     def result(self) -> tuple[CheckOutput, dict[str, Any]]:
         self._started.wait()
+        if self.error is not None:
+            raise self.error
         if self.ref is None:
             raise WorkerLostError(f"the Ray executor was stopped before {describe_task(self.job, self.task)} ran")
         exceptions = self.engine.ray.exceptions
