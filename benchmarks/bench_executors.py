@@ -1,8 +1,8 @@
 """Executors side by side: the same many-model audit run locally, in a process pool and on Ray.
 
 Prints, per executor, the seconds to start it (a local Ray runtime) and those of the audit (and
-their ratio to local), the 1-minute load average when it ended, whether results.csv is byte-identical to local's, the task counts and per-task costs, and an on-paper
-projection to 20 ResNet-50 models x 10,000 images on 8 GPUs: the measured passes per image of
+their ratio to local), the 1-minute load average when it ended, whether results.csv is
+byte-identical to local's, the task counts and per-task costs, and an on-paper projection to 20 ResNet-50 models x 10,000 images on 8 GPUs: the measured passes per image of
 this plan, times ResNet-50 throughput measured on one H200 (fp32, batch 256; pass your own with
 --gpu-forward / --gpu-forward-backward). Ignores data loading and driver overhead.
 
