@@ -35,3 +35,15 @@ def keep_freed_memory() -> bool:
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+
+
+def release_free_memory() -> None:
+    """Return the free memory glibc keeps (``keep_freed_memory``) to the system, between phases of a
+    run (after preparing, after each task): the next phase's peak then starts from what is live, not
+    from the last phase's high-water mark. A no-op where the C library is not glibc."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        return

@@ -44,7 +44,7 @@ def audit(
 
     ``model`` is a path, a ``demo:`` name, a ``ModelRef`` or an in-memory ``nn.Module``
     taking [0, 1] pixels (after ``mean``/``std``). Arguments left as None take the plan's
-    values (``plan`` file, else the defaults: mnist5k, seed 0, cpu, batch size 256).
+    values (``plan`` file, else the defaults: mnist5k, seed 0, cpu, a batch size fitted to the model).
     ``out`` must be new, empty or an earlier report unless ``force`` (see ``results.writer``).
     ``resize``/``center_crop`` (torchvision's eval transforms) and ``train_n`` are as on the CLI.
     ``max_minutes`` stops at the first task boundary after that long with a partial report

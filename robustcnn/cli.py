@@ -173,7 +173,11 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
 )
 @click.option("--seed", type=int, help="Random seed (default 0); the same seed gives the same results.csv.")
 @click.option("--device", help="cpu (default), cuda or cuda:N.")
-@click.option("--batch-size", type=click.IntRange(min=1), help="Images per forward pass (default 256).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    help="Images per model call (default: as many, up to 256, as fit 512 MiB of activations on CPU or half the free GPU memory; see meta.json 'batch').",
+)
 @click.option("--out", type=click.Path(file_okay=False), help="Output directory (default reports/<model name>/).")
 @click.option(
     "--force",

@@ -53,7 +53,7 @@ class Plan:
     train_n: int | None = DEFAULT_TRAIN_N
     seed: int = 0
     device: str = "cpu"
-    batch_size: int = 256
+    batch_size: int | None = None  # None: chosen per model from its activation memory (models.batching)
     checks: list[str] = field(default_factory=lambda: list(DEFAULT_CHECKS))
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
     out: str | None = None
@@ -160,7 +160,7 @@ def plan_from_dict(raw: dict[str, Any], source: str = "<dict>") -> Plan:
         train_n=_typed(data, "train_n", int, source, "[data]", "a positive integer", DEFAULT_TRAIN_N),
         seed=_typed(run, "seed", int, source, "[run]", f"an integer from 0 to {SEED_MAX}", 0),
         device=_typed(run, "device", str, source, "[run]", "cpu, cuda or cuda:N", "cpu"),
-        batch_size=_typed(run, "batch_size", int, source, "[run]", "a positive integer", 256),
+        batch_size=_typed(run, "batch_size", int, source, "[run]", "a positive integer"),
         checks=list(checks),
         options={k: dict(v) for k, v in options.items()},
         out=_typed(run, "out", str, source, "[run]", "a folder path"),
@@ -194,7 +194,7 @@ def validate_plan(plan: Plan) -> None:
         raise InvalidInputError(
             f"seed must be an integer from 0 to {SEED_MAX}, got {plan.seed!r}; choose a seed in that range"
         )
-    if not _is_int(plan.batch_size) or plan.batch_size < 1:
+    if plan.batch_size is not None and (not _is_int(plan.batch_size) or plan.batch_size < 1):
         raise InvalidInputError(f"batch_size must be a positive integer, got {plan.batch_size!r}")
     if not _is_number(plan.num_cpus) or plan.num_cpus <= 0:
         raise InvalidInputError(f"num_cpus must be a positive number, got {plan.num_cpus!r}")

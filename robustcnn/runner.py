@@ -29,6 +29,7 @@ import pandas as pd
 import torch
 
 from . import __version__
+from ._runtime import release_free_memory
 from .artifacts import ArtifactKey, Artifacts
 from .batch_backoff import run_with_backoff
 from .checks import AuditData, Check, CheckContext, CheckOutput, SampleCheck, get_check, run_order
@@ -39,6 +40,7 @@ from .errors import EnvironmentProblemError, InvalidInputError, NothingEvaluated
 from .estimate import Calibration, CheckEstimate, CostInputs, Eta, calibrate, estimate, plan_table, with_backward
 from .fragments import CorruptFragmentError, FragmentStore, content_key
 from .models import AuditedModel, ModelRef
+from .models.batching import BatchChoice, choose_batch_size
 from .plan import Plan
 from .progress import Budget, BudgetSpent, RunProgress
 from .results import writer
@@ -71,14 +73,21 @@ class Prepared:
     data: AuditData
     image_data: SampledData
     eval_index: np.ndarray
+    batch: BatchChoice
     calibration: Calibration | None = None
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch.size
 
 
 def prepare(
-    model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int, device: str, batch_size: int = 256
+    model_ref: ModelRef, data_ref: DatasetRef, n: int | None, seed: int, device: str, batch_size: int | None = None
 ) -> Prepared:
     """Index the data, draw the evaluation sample, load the model, decode only the sampled images
     at the model's input, and validate. The training split is decoded when a check first reads it.
+    Without ``batch_size`` the batch size is chosen from the activation memory one image takes
+    (``models.batching``).
 
     While the sample decodes (in threads), the model is validated, its memory layout chosen and its
     speed calibrated (``estimate.calibrate``) on the first images of the draw, decoded first; if
@@ -101,20 +110,26 @@ def prepare(
     first = [r for r in read.values() if not isinstance(r, BadImage)]
     with ThreadPoolExecutor(max_workers=1) as pool:
         decoding = pool.submit(sample_data, index, probe, n, seed, target, data_ref.train_n, (read, head_notes))
-        calibration = None
+        calibration = batch = None
         if len(first) == len(head):
             x = torch.stack([image for image, _ in first])
             model.validate(x[:2])
+            batch = choose_batch_size(model, x[:2], batch_size)
             model.choose_layout(x)
-            calibration = calibrate(model, x, batch_size, backward=False)
+            release_free_memory()
+            calibration = calibrate(model, x, batch.size, backward=False)
+            release_free_memory()
         data = decoding.result()
     if len(first) != len(head) or not np.array_equal(data.positions[: len(head)], probe.positions[: len(head)]):
         model.validate(data.eval.x[:2])
+        batch = choose_batch_size(model, data.eval.x[:2], batch_size)
         model.choose_layout(data.eval.x[:LAYOUT_IMAGES])
-        calibration = calibrate(model, data.eval.x[:LAYOUT_IMAGES], batch_size, backward=False)
+        calibration = calibrate(model, data.eval.x[:LAYOUT_IMAGES], batch.size, backward=False)
+    assert batch is not None
     classes = list(index.classes) + [str(k) for k in range(index.num_classes, model.num_classes)]
     audit_data = AuditData(index.name, classes, data.eval, data.train)  # type: ignore[arg-type]
-    return Prepared(model, audit_data, data, data.positions, calibration)
+    release_free_memory()  # what decoding and calibrating freed goes back to the system before the checks
+    return Prepared(model, audit_data, data, data.positions, batch, calibration)
 
 
 def _check_device(device: str) -> None:
@@ -206,6 +221,7 @@ def run_task(task: Task, check: Check, prepared: Prepared, ctx: CheckContext) ->
         return check.run(model, data, ctx)
 
     output, fitted = run_with_backoff(attempt, asked, ctx.device)
+    release_free_memory()
     if fitted != asked:
         ctx.warn(f"out of {ctx.device} memory at batch size {asked}; this task ran at batch size {fitted}")
     output.warnings = list(dict.fromkeys(output.warnings + ctx.warnings))
@@ -371,7 +387,8 @@ def _audit_into(
     estimates = estimate_checks(checks, tasks, prepared, plan)
     if progress or lines:
         print(f"robustcnn: plan for {model_ref.display_name()}:", file=sys.stderr)
-        print(plan_table(list(estimates.values()), prepared.calibration), file=sys.stderr, flush=True)
+        print(plan_table(list(estimates.values()), prepared.calibration), file=sys.stderr)
+        print(prepared.batch.describe(), file=sys.stderr, flush=True)
     if prepared.data.train is not None and any(c.reads_train for c in checks):
         prepared.data.train.prefetch()  # type: ignore[union-attr]  (a LazySplit: decoded while the first checks run)
     total = sum(len(t) for t in tasks.values()) + sum(isinstance(c, SampleCheck) for c in checks)
@@ -468,7 +485,7 @@ def estimate_checks(
             shape,
             model.num_classes,
             n_train,
-            plan.batch_size,
+            prepared.batch_size,
             tuple(c.name for c in checks[:i]),
             accuracy,
         )
@@ -476,7 +493,9 @@ def estimate_checks(
     ]
     passes = [estimate(c, i, len(tasks[c.name]), None).passes for c, i in zip(checks, inputs, strict=True)]
     if prepared.calibration is not None and any(p and p.backward for p in passes):
-        prepared.calibration = with_backward(prepared.calibration, model, data.eval.x[:LAYOUT_IMAGES], plan.batch_size)
+        prepared.calibration = with_backward(
+            prepared.calibration, model, data.eval.x[:LAYOUT_IMAGES], prepared.batch_size
+        )
     return {
         c.name: estimate(c, i, len(tasks[c.name]), prepared.calibration) for c, i in zip(checks, inputs, strict=True)
     }
@@ -500,7 +519,8 @@ def estimate_model(plan: Plan, model_ref: ModelRef) -> str:
     the model and data are loaded and the sample decoded, nothing is written."""
     _, prepared, checks = _prepare_checks(plan, model_ref)
     tasks = build_tasks(checks, prepared, ("dry-run",), plan.shard_size)
-    return plan_table(list(estimate_checks(checks, tasks, prepared, plan).values()), prepared.calibration)
+    table = plan_table(list(estimate_checks(checks, tasks, prepared, plan).values()), prepared.calibration)
+    return f"{table}\n{prepared.batch.describe()}"
 
 
 def _run_check(
@@ -515,7 +535,7 @@ def _run_check(
     def context() -> CheckContext:
         consumed = artifacts.only((*check.needs, *check.uses))
         return CheckContext(
-            plan.device, plan.seed, plan.batch_size, False, consumed, baseline, eval_size=len(prepared.data.eval)
+            plan.device, plan.seed, prepared.batch_size, False, consumed, baseline, eval_size=len(prepared.data.eval)
         )
 
     if not isinstance(check, SampleCheck):
@@ -614,6 +634,7 @@ def _meta(
         "started": started_at.isoformat(timespec="seconds"),
         "seconds": seconds,
         "work_seconds": sum(float(c.get("seconds") or 0.0) for c in checks.values()),
+        "batch": prepared.batch.to_dict(),
         "calibration": prepared.calibration.to_dict() if prepared.calibration is not None else None,
         "estimated_seconds": sum(float(c["estimate"].get("seconds") or 0.0) for c in checks.values()),
     }

@@ -1,5 +1,6 @@
 """CLI: bad input gives one line and the right exit code, never a traceback or a complete-looking report."""
 
+import os
 import subprocess
 import sys
 
@@ -210,10 +211,15 @@ def test_the_audit_says_which_checks_run(tmp_path):
 
 
 def test_a_reader_that_goes_away_is_no_internal_error():
-    """``robustcnn list --options all | head -1``: the closed pipe ends the run quietly, as a pipe does."""
+    """``robustcnn list --options all | head -1``: the closed pipe ends the run quietly, as a pipe does.
+    The reader is gone before the first write (the output, about 23 kB, would otherwise fit in the
+    pipe's buffer and race the close)."""
     cmd = [sys.executable, "-c", "from robustcnn.cli import main; main()", "list", "--options", "all"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert proc.stdout.readline()
-    proc.stdout.close()
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.Popen(cmd, stdout=write_end, stderr=subprocess.PIPE)
+    finally:
+        os.close(write_end)
     stderr = proc.stderr.read().decode()
     assert proc.wait() == 141 and "error" not in stderr, stderr

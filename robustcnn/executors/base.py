@@ -57,7 +57,7 @@ class Job:
     device: str
     policy: Policy = field(default_factory=Policy)
     train_n: int | None = DEFAULT_TRAIN_N
-    batch_size: int = 256  # for the speed calibration ``prepare`` makes; results do not depend on it
+    batch_size: int | None = None  # given, else chosen in ``prepare``; results do not depend on it
 
     @classmethod
     def of(cls, plan: Plan, model_ref: ModelRef) -> Job:
