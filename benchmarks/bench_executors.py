@@ -1,8 +1,8 @@
 """Executors side by side: the same many-model audit run locally, in a process pool and on Ray.
 
 Prints, per executor, the seconds to start it (a local Ray runtime) and those of the audit (and
-their ratio to local), whether results.csv is byte-identical to local's, the task counts and per-task costs, and an on-paper
-projection to 20 ResNet-50 models x 10,000 images on 8 GPUs: the measured passes per image of
+their ratio to local), the 1-minute load average when it ended, whether results.csv is
+byte-identical to local's, the task counts and per-task costs, and an on-paper projection to 20 ResNet-50 models x 10,000 images on 8 GPUs: the measured passes per image of
 this plan, times ResNet-50 throughput measured on one H200 (fp32, batch 256; pass your own with
 --gpu-forward / --gpu-forward-backward). Ignores data loading and driver overhead.
 
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -51,9 +52,10 @@ def tables(root: Path, names: list[str]) -> dict[str, bytes]:
     return {name: (root / name / "results.csv").read_bytes() for name in names}
 
 
-def run(plan, out: Path, name: str, workers: int) -> tuple[float, float]:
+def run(plan, out: Path, name: str, workers: int) -> tuple[float, float, float]:
     """Seconds to start the engine (a local Ray runtime: its processes; a pool spawns its workers
-    at the first task, so that is in the audit's time) and seconds of the audit itself."""
+    at the first task, so that is in the audit's time), seconds of the audit itself, and the
+    machine's 1-minute load average at its end (other work on a shared machine skews the ratios)."""
     shutil.rmtree(out, ignore_errors=True)
     plan = plan.with_overrides(out=str(out))
     started = time.perf_counter()
@@ -63,7 +65,7 @@ def run(plan, out: Path, name: str, workers: int) -> tuple[float, float]:
         run_plan(plan, engine=engine)
     finally:
         engine.close()
-    return ready - started, time.perf_counter() - ready
+    return ready - started, time.perf_counter() - ready, os.getloadavg()[0]
 
 
 def costs(root: Path, names: list[str]) -> tuple[int, float, int, int]:
@@ -113,18 +115,20 @@ def main() -> None:
     print(f"{len(models)} models x checks {','.join(checks)}, n={args.n}, torch threads {torch.get_num_threads()}")
     results = {}
     for name in args.executors.split(","):
-        start, seconds = run(plan, work / name, name, args.workers)
-        results[name] = (start, seconds, tables(work / name, names))
-    local_seconds, local_tables = next(((s, t) for n, (_, s, t) in results.items() if n == "local"), (None, None))
+        start, seconds, load = run(plan, work / name, name, args.workers)
+        results[name] = (start, seconds, tables(work / name, names), load)
+    local_seconds, local_tables = next(((s, t) for n, (_, s, t, _) in results.items() if n == "local"), (None, None))
     local_seconds = local_seconds or next(iter(results.values()))[1]
     local_tables = local_tables or next(iter(results.values()))[2]
     threads = max(1, available_cores() // args.workers)
-    print(f"\n{'executor':<10} {'start s':>8} {'audit s':>8} {'x local':>8} {'with start':>10}  results.csv")
-    for name, (start, seconds, found) in results.items():
+    print(
+        f"\n{'executor':<10} {'start s':>8} {'audit s':>8} {'x local':>8} {'with start':>10} {'load':>5}  results.csv"
+    )
+    for name, (start, seconds, found, load) in results.items():
         same = "identical" if found == local_tables else "DIFFER"
         print(
             f"{name:<10} {start:8.1f} {seconds:8.1f} {seconds / local_seconds:8.2f} "
-            f"{(start + seconds) / local_seconds:10.2f}  {same}"
+            f"{(start + seconds) / local_seconds:10.2f} {load:5.1f}  {same}"
         )
     print(
         f"(local: one process, {torch.get_num_threads()} torch threads; processes and Ray: {args.workers} workers "

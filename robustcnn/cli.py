@@ -211,7 +211,7 @@ def _floats(text: str | None, option: str) -> tuple[float, ...] | None:
     help="Where tasks run: local (this process), processes (a pool, see --workers) or ray.",
 )
 @click.option(
-    "--workers", type=click.IntRange(min=1), help="Worker processes (processes) or CPUs of a local Ray runtime."
+    "--workers", type=click.IntRange(min=1), help="Worker processes, or Ray actors (and a local Ray runtime's CPUs)."
 )
 @click.option(
     "--ray-address", help="Join this Ray cluster (HOST:PORT from `ray start --head`) instead of a local runtime."
@@ -705,7 +705,7 @@ def gate(
     "--executor", default="local", show_default=True, help="Where the remaining tasks run: local, processes or ray."
 )
 @click.option(
-    "--workers", type=click.IntRange(min=1), help="Worker processes (processes) or CPUs of a local Ray runtime."
+    "--workers", type=click.IntRange(min=1), help="Worker processes, or Ray actors (and a local Ray runtime's CPUs)."
 )
 @click.option("--ray-address", help="Join this Ray cluster (HOST:PORT) instead of a local runtime.")
 @click.option("--force", is_flag=True, help="Write into a non-empty --out that is not a robustcnn report.")

@@ -135,7 +135,7 @@ def run_shard(plan: Plan, index: int, count: int, folder: Path, engine: Engine) 
                 ctx = CheckContext(
                     plan.device,
                     plan.seed,
-                    plan.batch_size,
+                    prepared.batch_size,
                     False,
                     artifacts,  # type: ignore[arg-type]
                     baseline,

