@@ -240,6 +240,8 @@ class Probe:
                 ax.axvline(0.5, ls="--")
                 ax.set_yscale("log")
                 ax.set_xlabel("score")
+                ax.set_ylabel("density")
+                ax.set_title("probe", fontsize=9)
                 ax.legend(fontsize=6)
             return figure_png(fig)
 
