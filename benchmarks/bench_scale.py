@@ -11,8 +11,9 @@ tiny PNGs, and an untrained torchvision resnet18 state_dict (10 classes).
    child process: wall seconds and peak RSS (``ru_maxrss`` of the child); targets 30 s and 1.5 GB
    on 2 cores. Once as the issue ran it (images stretched to 224x224) and once with torchvision's
    evaluation policy (``--resize 256 --center-crop 224``), and with that at ``--batch-size 32``.
-   About 0.8 GB of the peak is importing torch (with its CUDA libraries) and robustcnn; most of
-   the rest is one forward pass of resnet18 over the batch, so ``--batch-size`` bounds it.
+   About 0.85 GB of the peak is importing torch (with its CUDA libraries) and robustcnn; most of
+   the rest is the model and its calls at the fitted batch size (24 at 224x224: what fits 512 MiB
+   of saved activations), which ``--batch-size`` sets instead.
 2. Indexing the 50,000 tiny files (``DatasetRef.index()``, no image opened); target 5 s.
 3. The same audit (``--resize 256 --center-crop 224 --batch-size 25``) with untrained
    state_dicts of torchvision's resnet50, mobilenet_v3_large, efficientnet_b0, convnext_tiny and
