@@ -213,6 +213,12 @@ def _restore_reports(workspace: Path) -> None:
 
 
 NAMESPACES: dict[Path, dict] = {}
+RAN: dict[Path, set[str]] = {}  # the python blocks each file's namespace has run
+
+
+def _earlier_python_blocks(block: Block) -> list[Block]:
+    """The python blocks before ``block`` in its file that are not skipped: a block may use what they define."""
+    return [b for b in ALL if b.path == block.path and b.lang == "python" and b.line < block.line and b.skip is None]
 
 
 def _seed(workspace: Path) -> dict:
@@ -251,7 +257,13 @@ def test_doc_example_runs(block: Block, workspace: Path, monkeypatch):
         _run_shell(block, text)
     elif block.lang == "python":
         namespace = NAMESPACES.setdefault(block.path, _seed(workspace))
+        ran = RAN.setdefault(block.path, set())
+        for earlier in _earlier_python_blocks(block):  # when another worker ran them (pytest -n)
+            if earlier.id not in ran:
+                exec(compile(substitute(earlier.text), earlier.id, "exec"), namespace)
+                ran.add(earlier.id)
         exec(compile(text, block.id, "exec"), namespace)
+        ran.add(block.id)
     else:
         _run_toml(block, text, workspace)
 
